@@ -1,0 +1,18 @@
+"""stlsim: a NumPy/Numba reference simulator for synapse-threshold synergistic learning.
+
+Spiking networks of LIF neurons whose synaptic weights AND per-neuron thresholds are
+trained together by backpropagation through time with surrogate gradients (STL-SNN,
+Sun et al., IEEE TCDS 2024). The equations, tagged (L1)-(L4) and (B1)-(B6), are in
+``docs/model.md``.
+
+``import stlsim`` loads numpy only; Numba, h5py, matplotlib and the data loaders are
+imported when first used.
+"""
+__version__ = "0.1.0"
+
+from . import surrogate
+from .layers import Dense, Layer
+from .network import Network, Record, StepTrace
+from .neurons import LIF
+
+__all__ = ["__version__", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer"]

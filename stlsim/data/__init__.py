@@ -1,0 +1,53 @@
+"""Data sets and input encodings for stlsim (``import stlsim.data``; not loaded by ``import stlsim``).
+
+Static images (`static`): the bundled UCI digits, MNIST / Fashion-MNIST IDX files,
+CIFAR-10 python batches and stlsim's npz format, all as a `Dataset` of float32 images
+in [0, 1] and int64 labels. Loaders read local paths only; nothing is downloaded.
+
+Encodings (`encoding`): `rate_encode` (Bernoulli spikes) and `direct_encode` (analog
+input repeated over time), both time-major (T, *x.shape), plus `iterate_minibatches`.
+
+Importing this package needs numpy only.
+"""
+from .encoding import direct_encode, iterate_minibatches, rate_encode
+from .static import (
+    FASHION_MNIST_DIR,
+    Dataset,
+    load_cifar10,
+    load_dataset,
+    load_digits,
+    load_idx,
+    load_mnist_dir,
+    load_npz,
+    read_cifar10_batch,
+    read_idx,
+    save_npz_dataset,
+    write_idx,
+)
+
+__all__ = [
+    "Dataset",
+    "FASHION_MNIST_DIR",
+    "load_digits",
+    "read_idx",
+    "write_idx",
+    "load_idx",
+    "load_mnist_dir",
+    "read_cifar10_batch",
+    "load_cifar10",
+    "load_npz",
+    "save_npz_dataset",
+    "load_dataset",
+    "rate_encode",
+    "direct_encode",
+    "iterate_minibatches",
+]
+
+# ---------------------------------------------------------------------------------
+# Neuromorphic (event) data sets: N-MNIST, DVS128 Gesture (AEDAT 3.1), SHD (HDF5).
+# Reserved for `stlsim/data/neuromorphic.py` (another contributor). The lead adds its
+# exports here, e.g.
+#     from .neuromorphic import read_aedat, read_nmnist, read_shd
+#     __all__ += ["read_nmnist", "read_aedat", "read_shd"]
+# h5py must stay imported inside those functions, not at module level.
+# ---------------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""The clock-driven engine: every neuron is updated at every time step.
+
+``lif_forward`` is the reference time loop of (L2)-(L4) over a whole layer; the
+network forward (``run_forward``) evaluates each layer's currents for all T steps in
+one batched call (L1), then runs its neurons through time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..neurons import LIF, lif_step
+
+__all__ = ["lif_forward", "Tape", "run_forward"]
+
+
+def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spikes=None):
+    """Simulate LIF neurons through time; the NumPy reference.
+
+    Parameters
+    ----------
+    current : (T, B, *shape) input currents I_t.
+    theta : (*shape) threshold per neuron (already broadcast from its sharing level).
+    reset_spikes : optional (T, B, *shape). If given, these values replace s_t inside
+        the reset (L4) while (L3) still computes the output. Used only to build the
+        function whose finite differences check ``detach_reset=True`` gradients.
+
+    Returns ``(spikes, membrane)``, both (T, B, *shape); ``membrane`` is m_t before reset.
+    """
+    spike_fn = surrogate.primitive if smooth else _heaviside
+    spikes = np.empty_like(current)
+    membrane = np.empty_like(current)
+    v = np.zeros_like(current[0])                                        # v_0 = 0
+    for t in range(current.shape[0]):
+        m, s, v = lif_step(current[t], v, theta, neuron, spike_fn)      # (L2)-(L4)
+        if reset_spikes is not None:
+            v = _reset(m, reset_spikes[t], theta, neuron)
+        membrane[t] = m
+        spikes[t] = s
+    return spikes, membrane
+
+
+def _heaviside(x):
+    return (x >= 0).astype(x.dtype)                                       # (L3) H(0) = 1
+
+
+def _reset(m, s, theta, neuron):
+    return (1 - s) * m if neuron.reset == "hard" else m - s * theta      # (L4h) / (L4s)
+
+
+@dataclass
+class Tape:
+    """Everything the backward pass needs from a forward pass."""
+
+    inputs: list = field(default_factory=list)      # per layer: input to the layer
+    caches: list = field(default_factory=list)      # per layer: the layer's forward cache
+    currents: list = field(default_factory=list)    # per layer: I (spiking) or None
+    spikes: list = field(default_factory=list)      # per layer: s (spiking) or None
+    membrane: list = field(default_factory=list)    # per layer: m (spiking) or None
+    thetas: list = field(default_factory=list)      # per layer: theta per neuron or None
+
+
+def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
+                smooth=False, reset_spikes=None):
+    """Forward through every layer. Returns ``(output, tape)``.
+
+    ``backend`` provides ``lif_forward``; ``reset_spikes`` (list per layer, or None)
+    is honoured by the NumPy reference only.
+    """
+    tape = Tape()
+    h = x
+    for i, layer in enumerate(layers):
+        params = params_per_layer[i]
+        out, cache = layer.forward(h, params, ctx)
+        tape.inputs.append(h)
+        tape.caches.append(cache)
+        if layer.has_neurons:
+            theta = layer.expand_theta(params["theta"])
+            if reset_spikes is not None and reset_spikes[i] is not None:
+                spikes, membrane = lif_forward(out, theta, neuron, surrogate, smooth, reset_spikes[i])
+            else:
+                spikes, membrane = backend.lif_forward(out, theta, neuron, surrogate, smooth)
+            tape.currents.append(out)
+            tape.spikes.append(spikes)
+            tape.membrane.append(membrane)
+            tape.thetas.append(theta)
+            h = spikes
+        else:
+            tape.currents.append(None)
+            tape.spikes.append(None)
+            tape.membrane.append(None)
+            tape.thetas.append(None)
+            h = out
+    return h, tape

@@ -1,0 +1,100 @@
+"""The layer protocol every stlsim layer follows.
+
+A layer maps a whole time-major input ``x`` of shape ``(T, B, *in_shape)`` to
+``(T, B, *out_shape)`` in one call (batched over time, so a dense layer is one
+GEMM), and its ``backward`` returns the parameter gradients and the input gradient.
+Layers with ``has_neurons = True`` produce input *currents* I_t (L1) for LIF
+neurons that the engine then simulates; the others (pooling, flatten, dropout)
+act on spikes directly.
+
+Parameters are plain numpy arrays owned by ``Network.params`` and passed in; a layer
+object holds only its configuration (no state between calls).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_choice, fail
+
+__all__ = ["Layer", "Context", "THRESHOLD_SHARING"]
+
+THRESHOLD_SHARING = ("neuron", "channel", "layer")
+
+
+@dataclass
+class Context:
+    """What a forward call needs beyond inputs and parameters."""
+
+    training: bool = False
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+class Layer:
+    """Base class. Subclasses set ``in_shape``, ``out_shape``, ``has_neurons``."""
+
+    has_neurons = False
+    threshold_sharing = "neuron"
+    theta_init = None  # None: take the network neuron's theta_init
+    in_shape: tuple = ()
+    out_shape: tuple = ()
+
+    # --- parameters ------------------------------------------------------------------
+    def param_shapes(self) -> dict:
+        """Local parameter names -> shapes (``theta`` included for spiking layers)."""
+        return {"theta": self.theta_shape()} if self.has_neurons else {}
+
+    def init_params(self, rng: np.random.Generator, dtype, theta_init: float) -> dict:
+        """Fresh parameters (local names). Spiking layers fill ``theta`` with ``theta_init``."""
+        if not self.has_neurons:
+            return {}
+        value = theta_init if self.theta_init is None else self.theta_init
+        return {"theta": np.full(self.theta_shape(), value, dtype=dtype)}
+
+    def synaptic_params(self) -> tuple:
+        """Names of the parameters an SL/STL optimizer trains (all but ``theta``)."""
+        return tuple(k for k in self.param_shapes() if k != "theta")
+
+    # --- thresholds (B5): sharing levels ---------------------------------------------
+    def _check_sharing(self, sharing, allowed=THRESHOLD_SHARING):
+        return check_choice(sharing, "threshold_sharing", allowed, owner=type(self).__name__)
+
+    def theta_shape(self) -> tuple:
+        if self.threshold_sharing == "neuron":
+            return tuple(self.out_shape)
+        if self.threshold_sharing == "channel":
+            return (self.out_shape[0],)
+        return ()
+
+    def expand_theta(self, theta: np.ndarray) -> np.ndarray:
+        """Broadcast a shared threshold to one value per neuron, shape ``out_shape``."""
+        if self.threshold_sharing == "channel":
+            theta = theta.reshape((-1,) + (1,) * (len(self.out_shape) - 1))
+        return np.broadcast_to(theta, self.out_shape)
+
+    def reduce_theta(self, grad_per_neuron: np.ndarray) -> np.ndarray:
+        """Sum a per-neuron threshold gradient ``(*out_shape)`` over shared neurons (B5)."""
+        if self.threshold_sharing == "neuron":
+            return grad_per_neuron
+        if self.threshold_sharing == "channel":
+            return grad_per_neuron.reshape(self.out_shape[0], -1).sum(axis=1)
+        return np.asarray(grad_per_neuron.sum())
+
+    # --- compute -----------------------------------------------------------------------
+    def forward(self, x: np.ndarray, params: dict, ctx: Context):
+        """Return ``(output, cache)`` for time-major ``x`` of shape (T, B, *in_shape)."""
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, grad_out: np.ndarray, cache, params: dict, need_input_grad: bool):
+        """Return ``(grads, grad_x)``: local parameter gradients and dL/dx (or None)."""
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    # --- wiring ------------------------------------------------------------------------
+    def check_input_shape(self, shape: tuple, position: int):
+        if tuple(shape) != tuple(self.in_shape):
+            raise fail(f"layers[{position}]", f"a layer taking inputs of shape {tuple(shape)}",
+                       f"{type(self).__name__} with in_shape {tuple(self.in_shape)}", "Network")
+
+    def describe(self) -> str:
+        return repr(self)

@@ -1,0 +1,76 @@
+"""Dense (fully connected) layer: (L1) I_t = W s_t (+ b), with backward (B4), (B6)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._checks import check_int, check_real, fail
+from .base import Layer
+
+__all__ = ["Dense"]
+
+
+class Dense(Layer):
+    """Fully connected synapses followed by LIF neurons.
+
+    ``weight`` has shape ``(out_features, in_features)`` like ``torch.nn.Linear``;
+    initialised U(-g/sqrt(in), g/sqrt(in)) with ``init_gain`` g (g = 1 is torch's
+    default). No bias by default, as in the paper's reference code.
+
+    ``threshold_sharing`` is "neuron" (one theta per output neuron, the paper's
+    choice) or "layer" (a single theta).
+    """
+
+    has_neurons = True
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = False,
+                 threshold_sharing: str = "neuron", init_gain: float = 1.0,
+                 theta_init: float | None = None):
+        self.in_features = check_int(in_features, "in_features", low=1, owner="Dense")
+        self.out_features = check_int(out_features, "out_features", low=1, owner="Dense")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise fail("bias", "True or False", repr(bias), "Dense", TypeError)
+        self.bias = bool(bias)
+        self.threshold_sharing = self._check_sharing(threshold_sharing, ("neuron", "layer"))
+        self.init_gain = check_real(init_gain, "init_gain", low=0.0, owner="Dense")
+        self.theta_init = None if theta_init is None else check_real(theta_init, "theta_init", owner="Dense")
+        self.in_shape = (self.in_features,)
+        self.out_shape = (self.out_features,)
+
+    def __repr__(self) -> str:
+        extra = ", bias=True" if self.bias else ""
+        if self.threshold_sharing != "neuron":
+            extra += f", threshold_sharing={self.threshold_sharing!r}"
+        return f"Dense({self.in_features}, {self.out_features}{extra})"
+
+    def param_shapes(self) -> dict:
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        shapes.update(super().param_shapes())
+        return shapes
+
+    def init_params(self, rng, dtype, theta_init):
+        bound = self.init_gain / math.sqrt(self.in_features)
+        params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype)}
+        if self.bias:
+            params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(dtype)
+        params.update(super().init_params(rng, dtype, theta_init))
+        return params
+
+    def forward(self, x, params, ctx):
+        # (L1) for all T steps at once: one GEMM of (T*B, in) x (in, out).
+        current = x @ params["weight"].T
+        if self.bias:
+            current += params["bias"]
+        return current, x
+
+    def backward(self, grad_current, cache, params, need_input_grad):
+        x = cache
+        n_in = x.shape[-1]
+        grads = {"weight": grad_current.reshape(-1, self.out_features).T @ x.reshape(-1, n_in)}  # (B4)
+        if self.bias:
+            grads["bias"] = grad_current.reshape(-1, self.out_features).sum(axis=0)
+        grad_x = grad_current @ params["weight"] if need_input_grad else None                    # (B6)
+        return grads, grad_x

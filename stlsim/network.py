@@ -1,0 +1,296 @@
+"""``Network``: layers + LIF neurons + surrogate + population readout.
+
+The user-facing object of the core contract::
+
+    net = stlsim.Network([stlsim.Dense(64, 100), stlsim.Dense(100, 20)],
+                         neuron=stlsim.LIF(tau=0.5, theta_init=2.0), population=2, seed=0)
+    rec = net.forward(x)                 # x: (T, B, 64)
+    loss, grads = net.loss_and_grad(x, y)
+
+Parameters live in ``net.params`` (an ordered dict of numpy arrays named
+``"{layer}.weight"``, ``"{layer}.bias"``, ``"{layer}.theta"``, ...) and may be
+assigned in place. The network itself keeps no simulation state between calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import surrogate as _surrogate
+from ._checks import check_array, check_choice, check_dtype, check_int, check_labels, fail
+from .engines import BACKENDS, ENGINES, get_backend, get_engine
+from .grad import bptt
+from .layers.base import Context, Layer
+from .neurons import LIF
+from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
+
+__all__ = ["Network", "Record", "StepTrace"]
+
+
+@dataclass
+class Record:
+    """Result of ``Network.forward``.
+
+    ``spikes[l]``, ``membrane[l]`` (m_t before reset) and ``currents[l]`` (I_t) are
+    (T, B, *shape) arrays of the l-th *spiking* layer; ``layer_index[l]`` is that
+    layer's position in ``Network.layers``. ``rates`` is (B, C).
+    """
+
+    spikes: list
+    membrane: list
+    currents: list
+    rates: np.ndarray
+    layer_index: list
+    engine: str = "clock"
+    backend: str = "numpy"
+
+    @property
+    def prediction(self) -> np.ndarray:
+        return decide(self.rates)
+
+    @property
+    def firing_rates(self) -> list:
+        """Mean spikes per neuron per step, one float per spiking layer."""
+        return [float(s.mean()) for s in self.spikes]
+
+
+@dataclass
+class StepTrace:
+    """Step-through view: forward and backward quantities of every spiking layer.
+
+    ``forward[l]`` has keys "I", "m", "s", "v"; ``backward[l]`` has "e", "eps", "g",
+    "delta" (all (T, B, *shape), notation of ``spec/model.md``). ``loss`` and
+    ``grads`` are what ``loss_and_grad`` returns.
+    """
+
+    forward: list
+    backward: list
+    theta: list
+    layer_index: list
+    rates: np.ndarray
+    loss: float
+    grads: dict = field(default_factory=dict)
+
+
+class Network:
+    """A feed-forward spiking network trained by BPTT with surrogate gradients.
+
+    Parameters
+    ----------
+    layers : list of stlsim layers; every layer with neurons (Dense, Conv2d) is
+        followed by its LIF neurons. The last layer must have neurons: C * P of them.
+    neuron : LIF, shared by every spiking layer.
+    surrogate : a ``stlsim.surrogate.Surrogate`` or its name ("atan", ...).
+    population : P, output neurons per class (P = 1: plain readout).
+    seed : seeds parameter initialisation and dropout masks.
+    dtype : numpy.float64 (reference) or numpy.float32.
+    backend : kernels that run the neurons: "numpy" (reference) or one registered
+        in ``stlsim.engines.BACKENDS``.
+    engine : "clock" or one registered in ``stlsim.engines.ENGINES``.
+    """
+
+    def __init__(self, layers, neuron: LIF | None = None, surrogate="atan", *, population: int = 1,
+                 seed: int = 0, dtype=np.float64, backend: str = "numpy", engine: str = "clock"):
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise fail("layers", "a list of stlsim layers", type(layers).__name__, "Network", TypeError)
+        self.layers = list(layers)
+        if not self.layers:
+            raise fail("layers", "a non-empty list of stlsim layers", "an empty list", "Network")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise fail(f"layers[{i}]", "a stlsim layer (Dense, Conv2d, ...)",
+                           type(layer).__name__, "Network", TypeError)
+        for i in range(1, len(self.layers)):
+            self.layers[i].check_input_shape(self.layers[i - 1].out_shape, i)
+        if not self.layers[-1].has_neurons:
+            raise fail("layers[-1]", "a layer with neurons (Dense or Conv2d)",
+                       type(self.layers[-1]).__name__, "Network")
+        neuron = LIF() if neuron is None else neuron
+        if not isinstance(neuron, LIF):
+            raise fail("neuron", "a stlsim.LIF", type(neuron).__name__, "Network", TypeError)
+        self.neuron = neuron
+        self.surrogate = _surrogate.get(surrogate, owner="Network")
+        self.population = check_int(population, "population", low=1, owner="Network")
+        n_out = int(np.prod(self.layers[-1].out_shape))
+        if n_out % self.population:
+            raise fail("population", f"a divisor of the output layer's {n_out} neurons",
+                       repr(self.population), "Network")
+        self.n_classes = n_out // self.population
+        self.seed = check_int(seed, "seed", low=0, owner="Network")
+        self.dtype = check_dtype(dtype, owner="Network")
+        self.backend = check_choice(backend, "backend", tuple(BACKENDS), "Network")
+        self.engine = check_choice(engine, "engine", tuple(ENGINES), "Network")
+        rng = np.random.default_rng(self.seed)
+        self.params = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in layer.init_params(rng, self.dtype, neuron.theta_init).items():
+                self.params[f"{i}.{name}"] = value
+        # Dropout masks (and any other randomness during training) draw from here.
+        self.rng = np.random.default_rng([self.seed, 1])
+
+    # ------------------------------------------------------------------ description --
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return (f"Network([{inner}], neuron={self.neuron!r}, surrogate={self.surrogate!r}, "
+                f"population={self.population}, dtype={self.dtype.name})")
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.layers[0].in_shape)
+
+    @property
+    def spiking_layers(self) -> list:
+        """Positions of the layers that have neurons."""
+        return [i for i, layer in enumerate(self.layers) if layer.has_neurons]
+
+    def param_groups(self) -> dict:
+        """{"synaptic": [...], "threshold": [...]} parameter names, for learning modes."""
+        groups = {"synaptic": [], "threshold": []}
+        for key in self.params:
+            groups["threshold" if key.endswith(".theta") else "synaptic"].append(key)
+        return groups
+
+    def _layer_params(self, params=None) -> list:
+        params = self.params if params is None else params
+        per_layer = [{} for _ in self.layers]
+        for key, value in params.items():
+            index, name = key.split(".", 1)
+            per_layer[int(index)][name] = value
+        return per_layer
+
+    # ------------------------------------------------------------------- validation --
+    def _check_params(self):
+        for i, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                key = f"{i}.{name}"
+                value = self.params.get(key)
+                if value is None:
+                    raise fail(f"params[{key!r}]", f"an array of shape {tuple(shape)}", "no entry", "Network")
+                if not isinstance(value, np.ndarray) or value.shape != tuple(shape) or value.dtype != self.dtype:
+                    got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
+                           else type(value).__name__)
+                    raise fail(f"params[{key!r}]",
+                               f"a {self.dtype.name} array of shape {tuple(shape)}", got, "Network", TypeError)
+                if not np.all(np.isfinite(value)):
+                    raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
+                               f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
+                               "Network")
+
+    def _check_input(self, x) -> np.ndarray:
+        shape = (None, None) + self.input_shape
+        x = check_array(x, "x", shape=shape, dtype=self.dtype, owner="Network")
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise fail("x", "an array with at least one time step and one sample",
+                       f"shape {x.shape}", "Network")
+        return x
+
+    def _resolve(self, backend, engine):
+        backend = self.backend if backend is None else backend
+        engine = self.engine if engine is None else engine
+        return (check_choice(backend, "backend", tuple(BACKENDS), "Network"),
+                check_choice(engine, "engine", tuple(ENGINES), "Network"))
+
+    # ---------------------------------------------------------------------- compute --
+    def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None):
+        backend, engine = self._resolve(backend, engine)
+        self._check_params()
+        x = self._check_input(x)
+        ctx = Context(training=training, rng=self.rng)
+        engine_module = get_engine(engine, "Network")
+        output, tape = engine_module.run_forward(
+            self.layers, self._layer_params(), x, self.neuron, self.surrogate, ctx,
+            get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes)
+        rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
+        return x, output, tape, rates, backend, engine
+
+    def forward(self, x, *, smooth: bool = False, backend: str | None = None,
+                engine: str | None = None, training: bool = False) -> Record:
+        """Simulate the network on time-major input ``x`` of shape (T, B, *input_shape).
+
+        ``x`` may be binary spikes or analog values (direct input to the first layer).
+        """
+        _, _, tape, rates, backend, engine = self._forward(
+            x, smooth=smooth, backend=backend, engine=engine, training=training)
+        index = self.spiking_layers
+        return Record(spikes=[tape.spikes[i] for i in index],
+                      membrane=[tape.membrane[i] for i in index],
+                      currents=[tape.currents[i] for i in index],
+                      rates=rates, layer_index=index, engine=engine, backend=backend)
+
+    def predict(self, x, **kwargs) -> np.ndarray:
+        """Class decisions argmax_c r_{b,c} for input ``x``."""
+        return self.forward(x, **kwargs).prediction
+
+    def loss(self, x, y, *, loss: str = "mse_rate", smooth: bool = False, backend=None, engine=None,
+             training: bool = False, reset_spikes=None) -> float:
+        """The loss alone (no backward pass)."""
+        check_choice(loss, "loss", LOSSES, "Network")
+        x, _, _, rates, _, _ = self._forward(x, smooth=smooth, backend=backend, engine=engine,
+                                             training=training, reset_spikes=reset_spikes)
+        y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
+        return loss_from_rates(rates, y, loss)[0]
+
+    def loss_and_grad(self, x, y, *, loss: str = "mse_rate", smooth: bool = False,
+                      backend: str | None = None, engine: str | None = None,
+                      training: bool = False, return_record: bool = False):
+        """Loss and its gradient w.r.t. every parameter, by BPTT (B1)-(B6).
+
+        Returns ``(loss, grads)`` with ``grads`` keyed like ``net.params`` (or
+        ``(loss, grads, record)`` with ``return_record=True``). Gradients are returned
+        for every parameter; a learning mode decides what an optimizer updates.
+        ``training=True`` turns on dropout and batch statistics where layers have them.
+        """
+        check_choice(loss, "loss", LOSSES, "Network")
+        x, output, tape, rates, backend, engine = self._forward(
+            x, smooth=smooth, backend=backend, engine=engine, training=training)
+        y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
+        value, grad_rates = loss_from_rates(rates, y, loss)
+        grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
+        engine_module = get_engine(engine, "Network")
+        backward = getattr(engine_module, "run_backward", bptt.run_backward)
+        per_layer = backward(self.layers, self._layer_params(), tape, grad_output, self.neuron,
+                             self.surrogate, get_backend(backend, "Network"))
+        grads = self._flatten(per_layer)
+        if return_record:
+            index = self.spiking_layers
+            record = Record(spikes=[tape.spikes[i] for i in index],
+                            membrane=[tape.membrane[i] for i in index],
+                            currents=[tape.currents[i] for i in index], rates=rates,
+                            layer_index=index, engine=engine, backend=backend)
+            return value, grads, record
+        return value, grads
+
+    def _flatten(self, per_layer) -> dict:
+        grads = {}
+        for key in self.params:
+            index, name = key.split(".", 1)
+            grads[key] = np.asarray(per_layer[int(index)][name], dtype=self.dtype).reshape(self.params[key].shape)
+        return grads
+
+    def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:
+        """Forward and backward with every intermediate quantity kept (NumPy reference).
+
+        For teaching: ``trace.forward[l]["m"][t, b, i]`` is the membrane of neuron i of
+        the l-th spiking layer at step t; ``trace.backward[l]["delta"][t, b, i]`` its
+        dL/dm_t. See ``examples/step_through.py``.
+        """
+        check_choice(loss, "loss", LOSSES, "Network")
+        x, output, tape, rates, _, _ = self._forward(x, smooth=smooth, backend="numpy",
+                                                     engine="clock", training=False)
+        y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
+        value, grad_rates = loss_from_rates(rates, y, loss)
+        grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
+        traces = [None] * len(self.layers)
+        per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output,
+                                      self.neuron, self.surrogate, get_backend("numpy"), traces=traces)
+        index = self.spiking_layers
+        forward, backward, thetas = [], [], []
+        for i in index:
+            m, s, theta = tape.membrane[i], tape.spikes[i], tape.thetas[i]
+            v = (1 - s) * m if self.neuron.reset == "hard" else m - s * theta   # (L4)
+            forward.append({"I": tape.currents[i], "m": m, "s": s, "v": v})
+            backward.append(traces[i])
+            thetas.append(np.array(theta))
+        return StepTrace(forward=forward, backward=backward, theta=thetas, layer_index=index,
+                         rates=rates, loss=value, grads=self._flatten(per_layer))
