@@ -9,7 +9,10 @@ The user-facing object of the core contract::
 
 Parameters live in ``net.params`` (an ordered dict of numpy arrays named
 ``"{layer}.weight"``, ``"{layer}.bias"``, ``"{layer}.theta"``, ...) and may be
-assigned in place. The network itself keeps no simulation state between calls.
+assigned in place. The network keeps no simulation state between calls; the only
+state it carries is ``net.buffers`` (BatchNorm running estimates
+``"{layer}.bn_running_mean"``, ``"{layer}.bn_running_var"``), which a forward pass with
+``training=True`` updates, as torch's BatchNorm does in train mode.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ._checks import check_array, check_choice, check_dtype, check_int, check_la
 from .engines import BACKENDS, ENGINES, get_backend, get_engine
 from .grad import bptt
 from .layers.base import Context, Layer
+from .layers.shape import resolve_shapes
 from .neurons import LIF
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 
@@ -88,10 +92,15 @@ class Network:
     backend : kernels that run the neurons: "numpy" (reference) or one registered
         in ``stlsim.engines.BACKENDS``.
     engine : "clock" or one registered in ``stlsim.engines.ENGINES``.
+    input_shape : shape of one input sample, e.g. (1, 28, 28). Optional: taken from the
+        first layer when it fixes it (Dense), else inferred backwards from the first
+        Dense (square images; see ``stlsim.layers.shape``). Every layer then learns its
+        shape from the one before it.
     """
 
     def __init__(self, layers, neuron: LIF | None = None, surrogate="atan", *, population: int = 1,
-                 seed: int = 0, dtype=np.float64, backend: str = "numpy", engine: str = "clock"):
+                 seed: int = 0, dtype=np.float64, backend: str = "numpy", engine: str = "clock",
+                 input_shape=None):
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise fail("layers", "a list of stlsim layers", type(layers).__name__, "Network", TypeError)
         self.layers = list(layers)
@@ -101,8 +110,7 @@ class Network:
             if not isinstance(layer, Layer):
                 raise fail(f"layers[{i}]", "a stlsim layer (Dense, Conv2d, ...)",
                            type(layer).__name__, "Network", TypeError)
-        for i in range(1, len(self.layers)):
-            self.layers[i].check_input_shape(self.layers[i - 1].out_shape, i)
+        resolve_shapes(self.layers, input_shape)          # layer.build(shape) along the chain
         if not self.layers[-1].has_neurons:
             raise fail("layers[-1]", "a layer with neurons (Dense or Conv2d)",
                        type(self.layers[-1]).__name__, "Network")
@@ -126,6 +134,11 @@ class Network:
         for i, layer in enumerate(self.layers):
             for name, value in layer.init_params(rng, self.dtype, neuron.theta_init).items():
                 self.params[f"{i}.{name}"] = value
+        # Non-trainable state (BatchNorm running estimates); updated by training forwards.
+        self.buffers = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in layer.init_buffers(self.dtype).items():
+                self.buffers[f"{i}.{name}"] = value
         # Dropout masks (and any other randomness during training) draw from here.
         self.rng = np.random.default_rng([self.seed, 1])
 
@@ -157,6 +170,9 @@ class Network:
         for key, value in params.items():
             index, name = key.split(".", 1)
             per_layer[int(index)][name] = value
+        for key, value in self.buffers.items():      # layers read buffers next to params
+            index, name = key.split(".", 1)
+            per_layer[int(index)][name] = value
         return per_layer
 
     # ------------------------------------------------------------------- validation --
@@ -176,6 +192,18 @@ class Network:
                     raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
                                f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
                                "Network")
+
+        for key, value in self.buffers.items():
+            expected = self.params_like_buffer(key)
+            if not isinstance(value, np.ndarray) or value.shape != expected or value.dtype != self.dtype:
+                got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
+                       else type(value).__name__)
+                raise fail(f"buffers[{key!r}]", f"a {self.dtype.name} array of shape {expected}", got,
+                           "Network", TypeError)
+
+    def params_like_buffer(self, key) -> tuple:
+        index, name = key.split(".", 1)
+        return self.layers[int(index)].init_buffers(self.dtype)[name].shape
 
     def _check_input(self, x) -> np.ndarray:
         shape = (None, None) + self.input_shape

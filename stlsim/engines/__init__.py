@@ -12,8 +12,14 @@ from .._checks import check_choice
 
 __all__ = ["BACKENDS", "ENGINES", "get_backend", "get_engine"]
 
-BACKENDS = {"numpy": "stlsim.engines.numpy_backend"}
-ENGINES = {"clock": "stlsim.engines.clock"}
+BACKENDS = {
+    "numpy": "stlsim.engines.numpy_backend",
+    "numba": "stlsim.kernels.cpu",
+}
+ENGINES = {
+    "clock": "stlsim.engines.clock",
+    "event": "stlsim.engines.event",
+}
 
 
 def get_backend(name: str, owner: str | None = None):

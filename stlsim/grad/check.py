@@ -19,12 +19,14 @@ from .._checks import check_int, check_real
 __all__ = ["finite_difference_grads", "compare", "max_relative_error"]
 
 
-def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=1e-4,
+def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
                             max_entries=None, seed=0) -> dict:
     """Fourth-order central differences of the smooth-mode loss w.r.t. ``net.params``.
 
     f'(p) ~ (f(p - 2h) - 8 f(p - h) + 8 f(p + h) - f(p + 2h)) / (12 h): the truncation
-    error is O(h^4), so a larger h (1e-4) keeps round-off near 1e-12 of the loss.
+    error is O(h^4), so a larger h keeps round-off small. ``step=None`` picks
+    h = 5e-4 for the smooth surrogates (atan, sigmoid) and h = 1e-4 for the piecewise
+    ones (rectangular, superspike), whose kinks a wide stencil may straddle.
 
     Parameters
     ----------
@@ -35,6 +37,8 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=1e-4,
 
     Returns a dict of arrays shaped like the parameters.
     """
+    if step is None:
+        step = 1e-4 if net.surrogate.name in ("rectangular", "superspike") else 5e-4
     step = check_real(step, "step", low=0.0, low_open=True, owner="finite_difference_grads")
     if max_entries is not None:
         max_entries = check_int(max_entries, "max_entries", low=1, owner="finite_difference_grads")
@@ -73,10 +77,12 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=1e-4,
 def max_relative_error(a, b, floor=None) -> float:
     """max |a - b| / max(|a|, |b|, floor) over entries where both are defined.
 
-    ``floor`` defaults to 1e-4 times the larger tensor's largest magnitude: entries
-    four orders below a tensor's scale (often exact zeros, e.g. under a rectangular
-    surrogate) are then judged against that scale rather than against themselves,
-    where float64 round-off in a finite difference (~1e-12) would dominate.
+    ``floor`` defaults to 1e-5 + 1e-4 times the tensor's largest magnitude. Entries
+    far below it (often exact zeros, e.g. under a rectangular surrogate) are judged
+    against the floor rather than against themselves: there the float64 round-off of
+    a finite difference (~1e-12 for a loss of order 1) would dominate. With the
+    default floor, ``max_rel <= 1e-6`` means every entry agrees to 1e-6 relative or,
+    for entries below ~1e-5, to ~1e-11 absolute.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -85,7 +91,7 @@ def max_relative_error(a, b, floor=None) -> float:
         return 0.0
     a, b = a[ok], b[ok]
     if floor is None:
-        floor = 1e-4 * max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
+        floor = 1e-5 + 1e-4 * max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
     floor = max(floor, np.finfo(np.float64).tiny)
     return float(np.max(np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)))
 

@@ -90,7 +90,33 @@ class Layer:
         """Return ``(grads, grad_x)``: local parameter gradients and dL/dx (or None)."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
 
+    # --- state that is not a parameter (BatchNorm running estimates) --------------------
+    def init_buffers(self, dtype) -> dict:
+        """Fresh non-trainable state (local names), e.g. BatchNorm running estimates.
+
+        ``Network`` keeps them in ``net.buffers`` and passes them to ``forward`` in the
+        same dict as the parameters; a training-mode forward may update them in place.
+        """
+        return {}
+
     # --- wiring ------------------------------------------------------------------------
+    def known_in_shape(self):
+        """The input shape the layer fixes by itself (Dense: (in_features,)), else None."""
+        return tuple(self.in_shape) if self.in_shape is not None else None
+
+    def build(self, in_shape: tuple, position: int):
+        """Learn (or check) the input shape; set ``in_shape`` and ``out_shape``.
+
+        Called by ``Network`` on every layer in order, with the previous layer's
+        ``out_shape``. The default checks a fixed ``in_shape``.
+        """
+        self.check_input_shape(in_shape, position)
+
+    def infer_in_shape(self, out_shape: tuple, position: int):
+        """The smallest input shape giving ``out_shape`` (for input-shape inference),
+        or None if the layer cannot tell."""
+        return None
+
     def check_input_shape(self, shape: tuple, position: int):
         if tuple(shape) != tuple(self.in_shape):
             raise fail(f"layers[{position}]", f"a layer taking inputs of shape {tuple(shape)}",

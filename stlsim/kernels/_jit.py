@@ -1,0 +1,28 @@
+"""Numba glue shared by the CPU and CUDA kernels (imports numba)."""
+from __future__ import annotations
+
+from numba.extending import register_jitable
+
+from . import scalar
+
+__all__ = ["register_scalar"]
+
+_registered = False
+
+
+def register_scalar() -> None:
+    """Make every function of ``scalar.JITABLE`` callable from Numba code (CPU and CUDA).
+
+    ``register_jitable`` keeps the Python function unchanged and adds an overload
+    for it, so the calls *between* scalar functions resolve when a kernel compiles.
+    Idempotent.
+
+    Note: Numba's on-disk cache (``cache=True``) is keyed on the kernel's own source
+    file; after editing ``scalar.py``, delete ``stlsim/kernels/__pycache__/*.nb[ic]``.
+    """
+    global _registered
+    if _registered:
+        return
+    for function in scalar.JITABLE:
+        register_jitable(function)
+    _registered = True

@@ -1,0 +1,363 @@
+"""The ``"numba"`` backend: fused CPU kernels for the clock engine.
+
+One kernel call runs a layer's whole LIF recursion (L2)-(L4) through time, another its
+whole backward recursion (B1)-(B5); both are parallel over batch x neurons (``prange``
+over independent lanes only, fixed-order reductions, so parallel equals serial
+bitwise). The per-neuron math is ``stlsim.kernels.scalar``, shared with the CUDA
+kernels. Matrix products stay with BLAS (NumPy), batched over time.
+
+Two entry points:
+
+* ``lif_forward`` / ``lif_backward``: the backend protocol of ``stlsim.engines``, same
+  semantics as the NumPy reference (``engines.clock.lif_forward``,
+  ``grad.bptt.lif_backward``); used for any network (conv, pooling, ...).
+* ``fused_loss_and_grad``: a whole training step for Dense-only networks. Its
+  intermediates (currents, membranes, spikes, adjoints) live in a per-thread workspace
+  reused across calls (fresh multi-MB arrays cost page faults on every step); the
+  membrane overwrites the currents in place, delta overwrites e in place, and each
+  layer's products are single 2-D GEMMs over all T*B rows written into that workspace.
+  Only the loss and the gradients leave it.
+
+Threading: the parallel kernels use Numba's ``workqueue`` layer unless
+``NUMBA_THREADING_LAYER`` says otherwise (the OpenMP layer's spinning idle threads
+starved BLAS, 2-4x slower steps); ``stlsim.set_num_threads`` or ``STLSIM_NUM_THREADS``
+set the thread count. Details and measurements: ``docs/performance.md``.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import pathlib
+import threading
+
+import numba
+import numpy as np
+
+from . import scalar
+from ._jit import register_scalar
+
+__all__ = ["lif_forward", "lif_backward", "fused_loss_and_grad", "CALLS", "NAME",
+           "clear_workspace"]
+
+NAME = "numba"
+
+# How often each fast path ran (tests use it to prove the kernels, not a fallback, ran).
+CALLS = collections.Counter()
+
+
+# --- set-up: threading layer, thread count, cache hygiene ----------------------------------
+
+def _configure_threading():
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # workqueue threads sleep between launches; OpenMP's spin and starve BLAS.
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+def _apply_num_threads() -> int:
+    from . import _requested_threads, _threads_from_env
+    n = _requested_threads if _requested_threads is not None else _threads_from_env()
+    if n is not None:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return numba.get_num_threads()
+
+
+def _drop_stale_cache():
+    """Numba's cache tracks this file only; drop it when ``scalar.py`` changed (best effort)."""
+    here = pathlib.Path(__file__).parent
+    cache = here / "__pycache__"
+    try:
+        digest = hashlib.sha256((here / "scalar.py").read_bytes()).hexdigest()
+        stamp = cache / "scalar.sha256"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        cache.mkdir(exist_ok=True)
+        for path in list(cache.glob("cpu.*.nbi")) + list(cache.glob("cpu.*.nbc")):
+            path.unlink()
+        stamp.write_text(digest)
+    except OSError:
+        pass
+
+
+_configure_threading()
+_drop_stale_cache()
+register_scalar()
+_apply_num_threads()
+
+_step_forward = scalar.lif_forward_step
+_step_backward = scalar.lif_backward_step
+
+
+# --- kernels: one lane = one sample b and a block of neurons [lo, hi) ----------------------
+# Arrays are (T, B, N); v, delta_next, theta_partial are (B, N) state in the storage dtype,
+# so every step rounds exactly like the NumPy reference.
+
+def _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
+                  smooth, kind, param):
+    b = lane // n_blocks
+    lo = (lane % n_blocks) * block
+    hi = min(lo + block, current.shape[2])
+    for i in range(lo, hi):
+        v[b, i] = 0                                                       # v_0 = 0
+    for t in range(current.shape[0]):
+        for i in range(lo, hi):
+            m, s, v_new = _step_forward(current[t, b, i], v[b, i], theta[i], tau, hard,
+                                        smooth, kind, param)              # (L2)-(L4)
+            membrane[t, b, i] = m          # may overwrite current[t, b, i] (in place)
+            spikes[t, b, i] = s
+            v[b, i] = v_new
+
+
+def _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
+                   delta_next, theta_partial, tau, hard, detach, kind, param):
+    b = lane // n_blocks
+    lo = (lane % n_blocks) * block
+    hi = min(lo + block, grad_spikes.shape[2])
+    for i in range(lo, hi):
+        delta_next[b, i] = 0                                              # delta_{T+1} = 0
+        theta_partial[b, i] = 0
+    for t in range(grad_spikes.shape[0] - 1, -1, -1):
+        for i in range(lo, hi):
+            delta, theta_term = _step_backward(grad_spikes[t, b, i], delta_next[b, i],
+                                               membrane[t, b, i], spikes[t, b, i], theta[i],
+                                               tau, hard, detach, kind, param)  # (B1)-(B3)
+            grad_membrane[t, b, i] = delta     # may overwrite grad_spikes[t, b, i]
+            delta_next[b, i] = delta
+            theta_partial[b, i] -= theta_term                             # (B5) over t
+
+
+def _sum_over_batch_lane(lane, block, theta_partial, grad_theta):
+    lo = lane * block
+    hi = min(lo + block, theta_partial.shape[1])
+    for i in range(lo, hi):
+        grad_theta[i] = 0
+    for b in range(theta_partial.shape[0]):                               # fixed order
+        for i in range(lo, hi):
+            grad_theta[i] += theta_partial[b, i]                          # (B5) over b
+
+
+_lane_jit = numba.extending.register_jitable
+_forward_lane = _lane_jit(_forward_lane)
+_backward_lane = _lane_jit(_backward_lane)
+_sum_over_batch_lane = _lane_jit(_sum_over_batch_lane)
+
+
+# The same lane bodies driven in parallel and serially (tests check they agree bitwise).
+@numba.njit(parallel=True, cache=True)
+def _forward_parallel(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
+                      kind, param):
+    for lane in numba.prange(current.shape[1] * n_blocks):
+        _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
+                      smooth, kind, param)
+
+
+@numba.njit(cache=True)
+def _forward_serial(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
+                    kind, param):
+    for lane in range(current.shape[1] * n_blocks):
+        _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
+                      smooth, kind, param)
+
+
+@numba.njit(parallel=True, cache=True)
+def _backward_parallel(n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
+                       delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param):
+    for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
+        _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
+                       grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
+    for lane in numba.prange(n_blocks):
+        _sum_over_batch_lane(lane, block, theta_partial, grad_theta)
+
+
+@numba.njit(cache=True)
+def _backward_serial(n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
+                     delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param):
+    for lane in range(grad_spikes.shape[1] * n_blocks):
+        _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
+                       grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
+    for lane in range(n_blocks):
+        _sum_over_batch_lane(lane, block, theta_partial, grad_theta)
+
+
+KERNELS = {"parallel": (_forward_parallel, _backward_parallel),
+           "serial": (_forward_serial, _backward_serial)}
+_mode = "parallel"
+
+
+# --- wrappers: coerce and allocate, then call a kernel --------------------------------------
+
+def _surrogate_spec(surrogate):
+    """(code, parameter) of a built-in surrogate; None for one the kernels don't know."""
+    from .. import surrogate as surrogates
+    known = {surrogates.ATan: scalar.ATAN, surrogates.Sigmoid: scalar.SIGMOID,
+             surrogates.Rectangular: scalar.RECTANGULAR, surrogates.SuperSpike: scalar.SUPERSPIKE}
+    code = known.get(type(surrogate))
+    return None if code is None else (code, float(surrogate.value))
+
+
+def _blocking(batch, n_neurons):
+    """Neurons per lane: whole rows when the batch alone feeds every thread."""
+    threads = numba.get_num_threads() if _mode == "parallel" else 1
+    if batch >= 4 * threads:
+        return 1, n_neurons
+    block = max(16, -(-n_neurons // (4 * threads)))
+    block = -(-block // 16) * 16
+    return -(-n_neurons // block), block
+
+
+def _theta_per_neuron(theta, shape, dtype):
+    return np.ascontiguousarray(np.broadcast_to(theta, shape), dtype=dtype).reshape(-1)
+
+
+def _run_forward(current, membrane, spikes, v, theta, neuron, spec, smooth):
+    T, B, N = current.shape
+    n_blocks, block = _blocking(B, N)
+    kind, param = spec
+    KERNELS[_mode][0](n_blocks, block, current, membrane, spikes, v, theta,
+                      current.dtype.type(neuron.tau), neuron.reset == "hard", bool(smooth),
+                      kind, param)
+
+
+def _run_backward(grad_spikes, membrane, spikes, theta, grad_membrane, delta_next,
+                  theta_partial, grad_theta, neuron, spec):
+    T, B, N = grad_spikes.shape
+    n_blocks, block = _blocking(B, N)
+    if n_blocks == 1:                     # whole rows per lane: reduce in blocks anyway
+        _, block = _blocking(1, N)
+        n_blocks_sum = -(-N // block)
+    else:
+        n_blocks_sum = n_blocks
+    kind, param = spec
+    tau = grad_spikes.dtype.type(neuron.tau)
+    hard, detach = neuron.reset == "hard", neuron.detach_reset
+    if n_blocks_sum == n_blocks:
+        KERNELS[_mode][1](n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
+                          delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param)
+    else:
+        # Lanes are whole rows for the recursion; the reduction over b uses neuron blocks.
+        KERNELS[_mode][1](1, N, grad_spikes, membrane, spikes, theta, grad_membrane,
+                          delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param)
+
+
+def lif_forward(current, theta, neuron, surrogate, smooth=False):
+    """Numba twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
+    spec = _surrogate_spec(surrogate)
+    if spec is None:
+        from ..engines.clock import lif_forward as reference
+        return reference(current, theta, neuron, surrogate, smooth)
+    CALLS["lif_forward"] += 1
+    shape = current.shape
+    T, B = shape[:2]
+    flat = np.ascontiguousarray(current).reshape(T, B, -1)
+    membrane = np.empty_like(flat)
+    spikes = np.empty_like(flat)
+    v = np.empty(flat.shape[1:], dtype=flat.dtype)
+    _run_forward(flat, membrane, spikes, v, _theta_per_neuron(theta, shape[2:], flat.dtype),
+                 neuron, spec, smooth)
+    return spikes.reshape(shape), membrane.reshape(shape)
+
+
+def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
+    """Numba twin of ``grad.bptt.lif_backward``: returns ``(grad_membrane, grad_theta)``."""
+    spec = _surrogate_spec(surrogate)
+    if spec is None:
+        from ..grad.bptt import lif_backward as reference
+        return reference(grad_spikes, membrane, spikes, theta, neuron, surrogate)
+    CALLS["lif_backward"] += 1
+    shape = grad_spikes.shape
+    T, B = shape[:2]
+    dtype = grad_spikes.dtype
+    flat = [np.ascontiguousarray(a).reshape(T, B, -1) for a in (grad_spikes, membrane, spikes)]
+    N = flat[0].shape[2]
+    grad_membrane = np.empty_like(flat[0])
+    grad_theta = np.empty(N, dtype=dtype)
+    _run_backward(flat[0], flat[1], flat[2], _theta_per_neuron(theta, shape[2:], dtype),
+                  grad_membrane, np.empty((B, N), dtype), np.empty((B, N), dtype), grad_theta,
+                  neuron, spec)
+    return grad_membrane.reshape(shape), grad_theta.reshape(shape[2:])
+
+
+# --- the fused training step for Dense-only networks ------------------------------------------
+
+_local = threading.local()
+_MAX_BUFFERS = 64
+
+
+def _buffer(name, shape, dtype):
+    """A reusable array from this thread's workspace (contents undefined)."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    key = (name, tuple(shape), np.dtype(dtype).str)
+    array = buffers.get(key)
+    if array is None:
+        if len(buffers) >= _MAX_BUFFERS:
+            buffers.clear()
+        array = buffers[key] = np.empty(shape, dtype=dtype)
+    return array
+
+
+def clear_workspace():
+    """Free this thread's reusable buffers (they are rebuilt on the next call)."""
+    _local.buffers = {}
+
+
+def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, population,
+                        loss, smooth=False):
+    """Loss and per-layer gradients of a Dense-only network in one fused pass.
+
+    Same results as ``Network.loss_and_grad`` on the NumPy reference (within the
+    documented tolerances). Returns ``(loss, grads_per_layer)``, or None when the network
+    is not one this path handles (a layer other than ``Dense``, an unknown surrogate);
+    the caller then falls back to the per-layer path. Arguments are validated by the
+    caller.
+    """
+    from ..layers.dense import Dense
+    from ..readout import loss_from_rates, population_rates, rates_backward
+    spec = _surrogate_spec(surrogate)
+    if spec is None or not all(type(layer) is Dense for layer in layers):
+        return None
+    CALLS["fused_loss_and_grad"] += 1
+    T, B = x.shape[:2]
+    rows = T * B
+    dtype = x.dtype
+    inputs, membranes, spikes_list, thetas = [], [], [], []
+    h = np.ascontiguousarray(x).reshape(rows, -1)
+    for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
+        n_out = layer.out_features
+        membrane = _buffer(("m", i), (rows, n_out), dtype)
+        np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
+        if layer.bias:
+            membrane += params["bias"]
+        spikes = _buffer(("s", i), (rows, n_out), dtype)
+        theta = _theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
+        _run_forward(membrane.reshape(T, B, n_out), membrane.reshape(T, B, n_out),
+                     spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype), theta,
+                     neuron, spec, smooth)                                # (L2)-(L4) in place
+        inputs.append(h)
+        membranes.append(membrane)
+        spikes_list.append(spikes)
+        thetas.append(theta)
+        h = spikes
+    rates = population_rates(h.reshape(T, B, -1), population)
+    value, grad_rates = loss_from_rates(rates, labels, loss)
+    grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L, fresh: overwritten
+    grads = [None] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        layer, params = layers[i], params_per_layer[i]
+        n_out = layer.out_features
+        grad_theta = np.empty(n_out, dtype=dtype)
+        view = grad.reshape(T, B, n_out)
+        _run_backward(view, membranes[i].reshape(T, B, n_out), spikes_list[i].reshape(T, B, n_out),
+                      thetas[i], view, _buffer(("dn", i), (B, n_out), dtype),
+                      _buffer(("tp", i), (B, n_out), dtype), grad_theta, neuron, spec)
+        local = {"weight": grad.T @ inputs[i]}                           # (B4), one GEMM
+        if layer.bias:
+            local["bias"] = grad.sum(axis=0)
+        local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
+        grads[i] = local
+        if i > 0:
+            grad_input = _buffer(("e", i - 1), (rows, layer.in_features), dtype)
+            np.matmul(grad, params["weight"], out=grad_input)             # (B6), one GEMM
+            grad = grad_input
+    return value, grads
