@@ -11,8 +11,9 @@ imported when first used.
 __version__ = "0.1.0"
 
 from . import surrogate
-from .layers import Dense, Layer
+from .layers import AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d
 from .network import Network, Record, StepTrace
 from .neurons import LIF
 
-__all__ = ["__version__", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer"]
+__all__ = ["__version__", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout"]

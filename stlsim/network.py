@@ -22,7 +22,7 @@ import numpy as np
 
 from . import surrogate as _surrogate
 from ._checks import check_array, check_choice, check_dtype, check_int, check_labels, fail
-from .engines import BACKENDS, ENGINES, get_backend, get_engine
+from .engines import ENGINES, get_backend, get_engine, resolve_backend
 from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.shape import resolve_shapes
@@ -89,8 +89,9 @@ class Network:
     population : P, output neurons per class (P = 1: plain readout).
     seed : seeds parameter initialisation and dropout masks.
     dtype : numpy.float64 (reference) or numpy.float32.
-    backend : kernels that run the neurons: "numpy" (reference) or one registered
-        in ``stlsim.engines.BACKENDS``.
+    backend : kernels that run the neurons: "auto" (default: "numba" if Numba
+        imports, else "numpy"), "numpy" (the readable reference) or one registered in
+        ``stlsim.engines.BACKENDS``. "auto" never picks a GPU backend.
     engine : "clock" or one registered in ``stlsim.engines.ENGINES``.
     input_shape : shape of one input sample, e.g. (1, 28, 28). Optional: taken from the
         first layer when it fixes it (Dense), else inferred backwards from the first
@@ -127,7 +128,7 @@ class Network:
         self.n_classes = n_out // self.population
         self.seed = check_int(seed, "seed", low=0, owner="Network")
         self.dtype = check_dtype(dtype, owner="Network")
-        self.backend = check_choice(backend, "backend", tuple(BACKENDS), "Network")
+        self.backend = resolve_backend(backend, "Network")
         self.engine = check_choice(engine, "engine", tuple(ENGINES), "Network")
         rng = np.random.default_rng(self.seed)
         self.params = {}
@@ -139,6 +140,7 @@ class Network:
         for i, layer in enumerate(self.layers):
             for name, value in layer.init_buffers(self.dtype).items():
                 self.buffers[f"{i}.{name}"] = value
+        self._buffer_shapes = {key: value.shape for key, value in self.buffers.items()}
         # Dropout masks (and any other randomness during training) draw from here.
         self.rng = np.random.default_rng([self.seed, 1])
 
@@ -194,16 +196,12 @@ class Network:
                                "Network")
 
         for key, value in self.buffers.items():
-            expected = self.params_like_buffer(key)
-            if not isinstance(value, np.ndarray) or value.shape != expected or value.dtype != self.dtype:
+            shape = self._buffer_shapes[key]
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != self.dtype:
                 got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
                        else type(value).__name__)
-                raise fail(f"buffers[{key!r}]", f"a {self.dtype.name} array of shape {expected}", got,
+                raise fail(f"buffers[{key!r}]", f"a {self.dtype.name} array of shape {shape}", got,
                            "Network", TypeError)
-
-    def params_like_buffer(self, key) -> tuple:
-        index, name = key.split(".", 1)
-        return self.layers[int(index)].init_buffers(self.dtype)[name].shape
 
     def _check_input(self, x) -> np.ndarray:
         shape = (None, None) + self.input_shape
@@ -216,7 +214,7 @@ class Network:
     def _resolve(self, backend, engine):
         backend = self.backend if backend is None else backend
         engine = self.engine if engine is None else engine
-        return (check_choice(backend, "backend", tuple(BACKENDS), "Network"),
+        return (resolve_backend(backend, "Network"),
                 check_choice(engine, "engine", tuple(ENGINES), "Network"))
 
     # ---------------------------------------------------------------------- compute --
@@ -270,6 +268,10 @@ class Network:
         ``training=True`` turns on dropout and batch statistics where layers have them.
         """
         check_choice(loss, "loss", LOSSES, "Network")
+        if not return_record:
+            fused = self._fused_loss_and_grad(x, y, loss, smooth, backend, engine)
+            if fused is not None:
+                return fused
         x, output, tape, rates, backend, engine = self._forward(
             x, smooth=smooth, backend=backend, engine=engine, training=training)
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
@@ -288,6 +290,23 @@ class Network:
                             layer_index=index, engine=engine, backend=backend)
             return value, grads, record
         return value, grads
+
+    def _fused_loss_and_grad(self, x, y, loss, smooth, backend, engine):
+        """A backend's whole-step fast path (``fused_loss_and_grad``), if it offers one
+        for this network; None otherwise. Same results as the layer-by-layer path."""
+        backend, engine = self._resolve(backend, engine)
+        fused = getattr(get_backend(backend, "Network"), "fused_loss_and_grad", None)
+        if fused is None or engine != "clock":
+            return None
+        self._check_params()
+        x = self._check_input(x)
+        y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
+        result = fused(self.layers, self._layer_params(), x, y, self.neuron, self.surrogate,
+                       self.population, loss, smooth)
+        if result is None:
+            return None
+        value, per_layer = result
+        return value, self._flatten(per_layer)
 
     def _flatten(self, per_layer) -> dict:
         grads = {}

@@ -225,8 +225,6 @@ def test_shd_round_trip(tmp_path):
 
 
 def test_shd_broken_files(tmp_path):
-    cases = {}
-    cases["not_hdf5.h5"] = None
     (tmp_path / "not_hdf5.h5").write_bytes(b"hello")
     path = tmp_path / "no_labels.h5"
     write_raw_shd(path, [[0.1]], [[1]], [0])

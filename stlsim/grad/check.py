@@ -20,7 +20,7 @@ __all__ = ["finite_difference_grads", "compare", "max_relative_error"]
 
 
 def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
-                            max_entries=None, seed=0) -> dict:
+                            max_entries=None, seed=0, training=False) -> dict:
     """Fourth-order central differences of the smooth-mode loss w.r.t. ``net.params``.
 
     f'(p) ~ (f(p - 2h) - 8 f(p - h) + 8 f(p + h) - f(p + 2h)) / (12 h): the truncation
@@ -34,6 +34,10 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
     step : finite-difference step h.
     max_entries : if given, check at most this many randomly chosen entries per
         parameter (others are NaN in the result).
+    training : evaluate the loss in training mode (BatchNorm batch statistics, dropout).
+        Every evaluation then replays ``net.rng`` from its state at this call, so all see
+        the same dropout masks; ``net.rng`` and ``net.buffers`` are restored at the end.
+        Compare with ``loss_and_grad(..., training=True)`` run from that same state.
 
     Returns a dict of arrays shaped like the parameters.
     """
@@ -43,15 +47,19 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
     if max_entries is not None:
         max_entries = check_int(max_entries, "max_entries", low=1, owner="finite_difference_grads")
     keys = list(net.params) if keys is None else list(keys)
+    training = bool(training)
+    rng_state = net.rng.bit_generator.state
+    saved_buffers = {key: value.copy() for key, value in net.buffers.items()}
     reset_spikes = None
     if net.neuron.detach_reset:
         _, _, tape, _, _, _ = net._forward(x, smooth=True, backend="numpy", engine="clock",
-                                           training=False)
+                                           training=training)
         reset_spikes = [None if s is None else s.copy() for s in tape.spikes]
 
     def value():
+        net.rng.bit_generator.state = rng_state      # the same dropout masks every time
         return net.loss(x, y, loss=loss, smooth=True, backend="numpy", engine="clock",
-                        reset_spikes=reset_spikes)
+                        training=training, reset_spikes=reset_spikes)
 
     rng = np.random.default_rng(seed)
     result = {}
@@ -71,6 +79,9 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
             flat[j] = saved
             estimate[j] = (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * step)
         result[key] = estimate.reshape(param.shape)
+    net.rng.bit_generator.state = rng_state
+    for key, value in saved_buffers.items():
+        net.buffers[key][...] = value
     return result
 
 

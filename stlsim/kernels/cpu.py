@@ -90,22 +90,29 @@ _step_backward = scalar.lif_backward_step
 
 # --- kernels: one lane = one sample b and a block of neurons [lo, hi) ----------------------
 # Arrays are (T, B, N); v, delta_next, theta_partial are (B, N) state in the storage dtype,
-# so every step rounds exactly like the NumPy reference.
+# so every step rounds exactly like the NumPy reference. The inner loops run over 1-D
+# slices from 0: an index Numba can prove non-negative needs no wraparound check, and the
+# loop vectorises (indexing [t, b, i] with i from a computed ``lo`` was ~9x slower).
 
 def _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
                   smooth, kind, param):
     b = lane // n_blocks
     lo = (lane % n_blocks) * block
     hi = min(lo + block, current.shape[2])
-    for i in range(lo, hi):
-        v[b, i] = 0                                                       # v_0 = 0
+    v_b = v[b, lo:hi]
+    theta_b = theta[lo:hi]
+    for i in range(v_b.shape[0]):
+        v_b[i] = 0                                                        # v_0 = 0
     for t in range(current.shape[0]):
-        for i in range(lo, hi):
-            m, s, v_new = _step_forward(current[t, b, i], v[b, i], theta[i], tau, hard,
+        current_t = current[t, b, lo:hi]
+        membrane_t = membrane[t, b, lo:hi]      # may be current_t itself (in place)
+        spikes_t = spikes[t, b, lo:hi]
+        for i in range(v_b.shape[0]):
+            m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
                                         smooth, kind, param)              # (L2)-(L4)
-            membrane[t, b, i] = m          # may overwrite current[t, b, i] (in place)
-            spikes[t, b, i] = s
-            v[b, i] = v_new
+            membrane_t[i] = m
+            spikes_t[i] = s
+            v_b[i] = v_new
 
 
 def _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
@@ -113,27 +120,36 @@ def _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta, 
     b = lane // n_blocks
     lo = (lane % n_blocks) * block
     hi = min(lo + block, grad_spikes.shape[2])
-    for i in range(lo, hi):
-        delta_next[b, i] = 0                                              # delta_{T+1} = 0
-        theta_partial[b, i] = 0
+    delta_next_b = delta_next[b, lo:hi]
+    theta_partial_b = theta_partial[b, lo:hi]
+    theta_b = theta[lo:hi]
+    for i in range(theta_b.shape[0]):
+        delta_next_b[i] = 0                                               # delta_{T+1} = 0
+        theta_partial_b[i] = 0
     for t in range(grad_spikes.shape[0] - 1, -1, -1):
-        for i in range(lo, hi):
-            delta, theta_term = _step_backward(grad_spikes[t, b, i], delta_next[b, i],
-                                               membrane[t, b, i], spikes[t, b, i], theta[i],
-                                               tau, hard, detach, kind, param)  # (B1)-(B3)
-            grad_membrane[t, b, i] = delta     # may overwrite grad_spikes[t, b, i]
-            delta_next[b, i] = delta
-            theta_partial[b, i] -= theta_term                             # (B5) over t
+        e_t = grad_spikes[t, b, lo:hi]
+        membrane_t = membrane[t, b, lo:hi]
+        spikes_t = spikes[t, b, lo:hi]
+        delta_t = grad_membrane[t, b, lo:hi]    # may be e_t itself (in place)
+        for i in range(theta_b.shape[0]):
+            delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
+                                               spikes_t[i], theta_b[i], tau, hard, detach,
+                                               kind, param)               # (B1)-(B3)
+            delta_t[i] = delta
+            delta_next_b[i] = delta
+            theta_partial_b[i] -= theta_term                              # (B5) over t
 
 
 def _sum_over_batch_lane(lane, block, theta_partial, grad_theta):
     lo = lane * block
     hi = min(lo + block, theta_partial.shape[1])
-    for i in range(lo, hi):
-        grad_theta[i] = 0
+    grad_theta_b = grad_theta[lo:hi]
+    for i in range(grad_theta_b.shape[0]):
+        grad_theta_b[i] = 0
     for b in range(theta_partial.shape[0]):                               # fixed order
-        for i in range(lo, hi):
-            grad_theta[i] += theta_partial[b, i]                          # (B5) over b
+        row = theta_partial[b, lo:hi]
+        for i in range(grad_theta_b.shape[0]):
+            grad_theta_b[i] += row[i]                                     # (B5) over b
 
 
 _lane_jit = numba.extending.register_jitable
@@ -160,23 +176,25 @@ def _forward_serial(n_blocks, block, current, membrane, spikes, v, theta, tau, h
 
 
 @numba.njit(parallel=True, cache=True)
-def _backward_parallel(n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
-                       delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param):
+def _backward_parallel(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
+                       theta, grad_membrane, delta_next, theta_partial, grad_theta, tau, hard,
+                       detach, kind, param):
     for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
         _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
                        grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
-    for lane in numba.prange(n_blocks):
-        _sum_over_batch_lane(lane, block, theta_partial, grad_theta)
+    for lane in numba.prange(sum_blocks):
+        _sum_over_batch_lane(lane, sum_block, theta_partial, grad_theta)
 
 
 @numba.njit(cache=True)
-def _backward_serial(n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
-                     delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param):
+def _backward_serial(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
+                     theta, grad_membrane, delta_next, theta_partial, grad_theta, tau, hard,
+                     detach, kind, param):
     for lane in range(grad_spikes.shape[1] * n_blocks):
         _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
                        grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
-    for lane in range(n_blocks):
-        _sum_over_batch_lane(lane, block, theta_partial, grad_theta)
+    for lane in range(sum_blocks):
+        _sum_over_batch_lane(lane, sum_block, theta_partial, grad_theta)
 
 
 KERNELS = {"parallel": (_forward_parallel, _backward_parallel),
@@ -222,21 +240,12 @@ def _run_backward(grad_spikes, membrane, spikes, theta, grad_membrane, delta_nex
                   theta_partial, grad_theta, neuron, spec):
     T, B, N = grad_spikes.shape
     n_blocks, block = _blocking(B, N)
-    if n_blocks == 1:                     # whole rows per lane: reduce in blocks anyway
-        _, block = _blocking(1, N)
-        n_blocks_sum = -(-N // block)
-    else:
-        n_blocks_sum = n_blocks
+    sum_blocks, sum_block = _blocking(1, N)      # the reduction over b: lanes of neurons
     kind, param = spec
-    tau = grad_spikes.dtype.type(neuron.tau)
-    hard, detach = neuron.reset == "hard", neuron.detach_reset
-    if n_blocks_sum == n_blocks:
-        KERNELS[_mode][1](n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
-                          delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param)
-    else:
-        # Lanes are whole rows for the recursion; the reduction over b uses neuron blocks.
-        KERNELS[_mode][1](1, N, grad_spikes, membrane, spikes, theta, grad_membrane,
-                          delta_next, theta_partial, grad_theta, tau, hard, detach, kind, param)
+    KERNELS[_mode][1](n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
+                      theta, grad_membrane, delta_next, theta_partial, grad_theta,
+                      grad_spikes.dtype.type(neuron.tau), neuron.reset == "hard",
+                      neuron.detach_reset, kind, param)
 
 
 def lif_forward(current, theta, neuron, surrogate, smooth=False):

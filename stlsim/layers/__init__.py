@@ -1,5 +1,10 @@
 """Layers: synapses with hand-derived backward passes, side by side."""
 from .base import Context, Layer, THRESHOLD_SHARING
+from .conv import Conv2d
 from .dense import Dense
+from .dropout import Dropout
+from .pool import AvgPool2d, MaxPool2d
+from .shape import Flatten, Reshape
 
-__all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense"]
+__all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
+           "Flatten", "Reshape", "Dropout"]

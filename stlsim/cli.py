@@ -1,0 +1,152 @@
+"""Command line: ``stlsim compare | train | bench | report``.
+
+``stlsim compare`` is the main job: STL, SL and TL trained side by side on the same
+data, network and seeds (defaults: the bundled UCI digits, a few minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _int_list(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _add_common(p: argparse.ArgumentParser):
+    p.add_argument("--dataset", default="digits",
+                   help="digits | fashion-mnist[:DIR] | mnist[:DIR] | cifar10[:DIR] | PATH.npz (default: digits, bundled)")
+    p.add_argument("--arch", default="mlp", help="mlp (dense; sizes from --hidden) or a preset of stlsim.architectures")
+    p.add_argument("--hidden", type=_int_list, default=None, help="hidden layer sizes, e.g. 256 or 800,400 (mlp)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--timesteps", "-T", type=int, default=None)
+    p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
+    p.add_argument("--encoding", choices=["rate", "direct"], default="rate")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--theta-lr", type=float, default=None, help="threshold learning rate (default: --lr)")
+    p.add_argument("--weight-decay", type=float, default=1e-6)
+    p.add_argument("--lr-decay", type=float, default=0.93)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--loss", choices=["mse_rate", "ce_rate"], default="mse_rate")
+    p.add_argument("--tau", type=float, default=0.5)
+    p.add_argument("--theta-init", type=float, default=None)
+    p.add_argument("--init-gain", type=float, default=None, help="weight init bound = gain / sqrt(fan_in)")
+    p.add_argument("--reset", choices=["hard", "soft"], default="hard")
+    p.add_argument("--surrogate", default="atan")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float32")
+    p.add_argument("--backend", default=None, help="numpy | numba | ... (default: the network's)")
+    p.add_argument("--train-subset", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--test-subset", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--out", default=None, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+# Defaults per dataset: small enough for 2 cores, as stated in the README.
+_DATASET_DEFAULTS = {
+    "digits": {"hidden": [256], "epochs": 30, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0},
+    "fashion-mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
+    "mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
+    "cifar10": {"hidden": [1024], "epochs": 5, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0},
+}
+
+
+def _configs(args, mode="stl", seed=0):
+    from .data import load_dataset
+    from .train import NetConfig, TrainConfig
+
+    data = load_dataset(args.dataset)
+    if args.train_subset or args.test_subset:
+        data = data.subset(args.train_subset, args.test_subset)
+    key = args.dataset.split(":")[0] if not args.dataset.endswith(".npz") else "npz"
+    defaults = _DATASET_DEFAULTS.get(key, _DATASET_DEFAULTS["mnist"])
+    pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
+    netcfg = NetConfig(arch=args.arch, hidden=pick(args.hidden, "hidden"), population=args.population,
+                       tau=args.tau, theta_init=pick(args.theta_init, "theta_init"), reset=args.reset,
+                       surrogate=args.surrogate, init_gain=pick(args.init_gain, "init_gain"), dtype=args.dtype)
+    config = TrainConfig(mode=mode, epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size,
+                         timesteps=pick(args.timesteps, "timesteps"), encoding=args.encoding, loss=args.loss,
+                         optimizer=args.optimizer, lr=args.lr, theta_lr=args.theta_lr,
+                         weight_decay=args.weight_decay, lr_decay=args.lr_decay, seed=seed, backend=args.backend)
+    return data, netcfg, config.validate()
+
+
+def cmd_compare(args) -> int:
+    from .compare import format_table, run_comparison
+
+    data, netcfg, config = _configs(args)
+    out = args.out or os.path.join("runs", f"compare-{data.name}")
+    seeds = list(range(args.seeds))
+    print(f"stlsim compare: {data.name} ({len(data.y_train)} train / {len(data.y_test)} test), "
+          f"arch {netcfg.arch} {netcfg.hidden}, T={config.timesteps}, P={netcfg.population}, "
+          f"{config.epochs} epochs, seeds {seeds}, modes {args.modes} -> {out}", flush=True)
+    results = run_comparison(data, netcfg, config, modes=args.modes, seeds=seeds, out_dir=out,
+                             progress=not args.quiet)
+    print()
+    print(format_table(results))
+    print(f"\nresults: {os.path.join(out, 'results.json')}; figures: "
+          + ", ".join(os.path.join(out, f) for f in results["figures"].values()))
+    return 130 if results["interrupted"] else 0
+
+
+def cmd_train(args) -> int:
+    from .train import build_network, train
+
+    data, netcfg, config = _configs(args, mode=args.mode, seed=args.seed)
+    out = args.out or os.path.join("runs", f"train-{data.name}")
+    os.makedirs(out, exist_ok=True)
+    record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
+    net = build_network(netcfg, data.input_shape, data.n_classes, seed=args.seed, backend=config.backend)
+    result = train(net, data, config, record_path=record, resume=args.resume, progress=not args.quiet,
+                   netcfg=netcfg)
+    acc = result.history["test_accuracy"]
+    print(f"{args.mode.upper()} seed {args.seed}: final test accuracy "
+          f"{acc[-1] if acc else float('nan'):.4f} in {result.wall_time:.1f}s; record: {record}")
+    return 130 if result.interrupted else 0
+
+
+def cmd_bench(args) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        print("stlsim bench: the benchmarks/ folder of the source tree is needed "
+              "(run from a checkout: python -m benchmarks)", file=sys.stderr)
+        return 2
+    return bench_main(args.rest)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="stlsim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("compare", help="train STL, SL and TL side by side (the main job)")
+    _add_common(p)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
+    p.add_argument("--modes", type=lambda s: s.split(","), default=["stl", "sl", "tl"])
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("train", help="train one learning mode")
+    _add_common(p)
+    p.add_argument("--mode", choices=["stl", "sl", "tl"], default="stl")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default=None, help="continue from a record's checkpoint")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("bench", help="run the benchmarks (source checkout)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        if os.environ.get("STLSIM_DEBUG"):
+            raise
+        print(f"stlsim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

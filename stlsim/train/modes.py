@@ -1,0 +1,24 @@
+"""Learning modes of ``spec/model.md``: which parameters an optimizer updates.
+
+* ``stl``: synaptic parameters (weights, biases, BatchNorm affine) AND thresholds.
+* ``sl``:  synaptic parameters only; thresholds stay at their init.
+* ``tl``:  thresholds only; every synaptic parameter stays at its random init.
+"""
+from __future__ import annotations
+
+from .._checks import check_choice
+
+__all__ = ["MODES", "trainable_names"]
+
+MODES = ("stl", "sl", "tl")
+
+
+def trainable_names(net, mode: str) -> list:
+    """Names in ``net.params`` that ``mode`` trains."""
+    mode = check_choice(mode, "mode", MODES)
+    groups = net.param_groups()
+    if mode == "stl":
+        return groups["synaptic"] + groups["threshold"]
+    if mode == "sl":
+        return list(groups["synaptic"])
+    return list(groups["threshold"])
