@@ -43,11 +43,23 @@ __all__ = [
     "iterate_minibatches",
 ]
 
-# ---------------------------------------------------------------------------------
-# Neuromorphic (event) data sets: N-MNIST, DVS128 Gesture (AEDAT 3.1), SHD (HDF5).
-# Reserved for `stlsim/data/neuromorphic.py` (another contributor). The lead adds its
-# exports here, e.g.
-#     from .neuromorphic import read_aedat, read_nmnist, read_shd
-#     __all__ += ["read_nmnist", "read_aedat", "read_shd"]
-# h5py must stay imported inside those functions, not at module level.
-# ---------------------------------------------------------------------------------
+# Neuromorphic (event) data: N-MNIST, DVS128 Gesture (AEDAT 3.1), SHD (HDF5), the
+# event transforms, the HDF5 dataset cache and the synthetic saccade stand-in.
+# h5py stays imported inside the functions that need it.
+from .cache import open_cache, write_cache
+from .events import (crop_time, downsample_events, drop_events, events_to_frames, events_to_sparse,
+                     insert_events, jitter_events, units_to_frames)
+from .neuromorphic import (EVENT_DTYPE, UNIT_EVENT_DTYPE, iter_nmnist_chunks, make_events,
+                           make_unit_events, read_aedat, read_gesture_labels, read_nmnist, read_shd,
+                           read_trial_list, split_gesture_recording, write_aedat, write_nmnist, write_shd)
+from .synthetic import make_neuromorphic_dataset, saccade_events
+
+__all__ += [
+    "open_cache", "write_cache",
+    "crop_time", "downsample_events", "drop_events", "events_to_frames", "events_to_sparse",
+    "insert_events", "jitter_events", "units_to_frames",
+    "EVENT_DTYPE", "UNIT_EVENT_DTYPE", "iter_nmnist_chunks", "make_events", "make_unit_events",
+    "read_aedat", "read_gesture_labels", "read_nmnist", "read_shd", "read_trial_list",
+    "split_gesture_recording", "write_aedat", "write_nmnist", "write_shd",
+    "make_neuromorphic_dataset", "saccade_events",
+]

@@ -60,8 +60,9 @@ class Dense(Layer):
         return params
 
     def forward(self, x, params, ctx):
-        # (L1) for all T steps at once: one GEMM of (T*B, in) x (in, out).
-        current = x @ params["weight"].T
+        # (L1) for all T steps at once: one GEMM of (T*B, in) x (in, out). (A 3-D ``@``
+        # would run T separate GEMMs, several times slower.)
+        current = (x.reshape(-1, x.shape[-1]) @ params["weight"].T).reshape(x.shape[:-1] + (self.out_features,))
         if self.bias:
             current += params["bias"]
         return current, x
@@ -72,5 +73,7 @@ class Dense(Layer):
         grads = {"weight": grad_current.reshape(-1, self.out_features).T @ x.reshape(-1, n_in)}  # (B4)
         if self.bias:
             grads["bias"] = grad_current.reshape(-1, self.out_features).sum(axis=0)
-        grad_x = grad_current @ params["weight"] if need_input_grad else None                    # (B6)
+        grad_x = None
+        if need_input_grad:
+            grad_x = (grad_current.reshape(-1, self.out_features) @ params["weight"]).reshape(x.shape)  # (B6)
         return grads, grad_x

@@ -1,0 +1,290 @@
+"""The event-driven engine agrees with the clock engine (issue 5).
+
+Error budgets (float64): identical spike trains; membranes and currents within 1e-12
+absolute (lazy leak tau^k vs k multiplications, and a different order of the synaptic
+sum); gradients within 1e-10 relative to each tensor's scale. Ties at threshold are
+measure-zero for random float weights, so spikes must match exactly.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import stlsim
+from stlsim.engines import event
+from stlsim.grad.check import max_relative_error
+
+SURROGATES = ["atan", "sigmoid", "rectangular", "superspike"]
+
+
+def make_net(sizes, *, reset="hard", detach=False, surrogate="atan", theta=0.4, tau=0.5,
+             gain=1.5, bias=False, seed=0, negative_thresholds=True):
+    layers = [stlsim.Dense(a, b, init_gain=gain, bias=bias) for a, b in zip(sizes[:-1], sizes[1:])]
+    neuron = stlsim.LIF(tau=tau, theta_init=theta, reset=reset, detach_reset=detach)
+    net = stlsim.Network(layers, neuron=neuron, surrogate=surrogate, seed=seed, backend="numpy")
+    if negative_thresholds:           # a few neurons per layer that fire without input
+        rng = np.random.default_rng(seed + 100)
+        for key in net.params:
+            if key.endswith(".theta"):
+                theta_values = net.params[key]
+                theta_values[:3] = [-0.3, 0.0, -rng.random()]
+    return net
+
+
+def assert_same_forward(net, x):
+    clock_rec = net.forward(x, engine="clock")
+    event_rec = net.forward(x, engine="event")
+    assert event_rec.engine == "event"
+    for a, b in zip(clock_rec.spikes, event_rec.spikes):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    for a, b in zip(clock_rec.membrane, event_rec.membrane):
+        assert np.max(np.abs(a - b), initial=0.0) <= 1e-12
+    for a, b in zip(clock_rec.currents, event_rec.currents):
+        assert np.max(np.abs(a - b), initial=0.0) <= 1e-12
+    np.testing.assert_array_equal(clock_rec.rates, event_rec.rates)
+    return clock_rec
+
+
+def assert_same_gradients(net, x, y):
+    loss_clock, grads_clock = net.loss_and_grad(x, y, engine="clock")
+    calls = event.CALLS["backward"]
+    loss_event, grads_event = net.loss_and_grad(x, y, engine="event")
+    assert event.CALLS["backward"] == calls + 1           # the event backward ran
+    assert loss_clock == loss_event
+    for key in grads_clock:
+        assert grads_event[key].shape == grads_clock[key].shape
+        assert max_relative_error(grads_clock[key], grads_event[key]) <= 1e-10, key
+    return grads_clock
+
+
+def sparse_input(rng, T, B, n, density):
+    return (rng.random((T, B, n)) < density).astype(np.float64)
+
+
+# ------------------------------------------------------------------ random networks --
+@pytest.mark.parametrize("surrogate", SURROGATES)
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_random_networks_match_clock(surrogate, reset, batch):
+    rng = np.random.default_rng(7)
+    net = make_net((30, 40, 12), reset=reset, surrogate=surrogate)
+    x = sparse_input(rng, 60, batch, 30, 0.08)
+    rec = assert_same_forward(net, x)
+    assert 0.01 < rec.firing_rates[0] < 0.6                 # the test has something to test
+    assert_same_gradients(net, x, rng.integers(0, 12, batch))
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_detach_reset_bias_shared_threshold_and_analog_input(reset):
+    rng = np.random.default_rng(3)
+    layers = [stlsim.Dense(16, 24, bias=True, init_gain=1.5),
+              stlsim.Dense(24, 6, threshold_sharing="layer", init_gain=1.5)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3, reset=reset, detach_reset=True),
+                         surrogate="rectangular", seed=1, backend="numpy")
+    x = rng.random((40, 3, 16)) * (rng.random((40, 3, 16)) < 0.1)     # analog event weights
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [0, 5, 2])
+
+
+def test_three_layers_and_the_numba_clock_backend():
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    net = make_net((20, 25, 25, 5), surrogate="rectangular", theta=0.3)
+    x = sparse_input(rng, 50, 2, 20, 0.1)
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [1, 4])
+    loss_numba, grads_numba = net.loss_and_grad(x, [1, 4], backend="numba")
+    loss_event, grads_event = net.loss_and_grad(x, [1, 4], engine="event", backend="numba")
+    assert loss_numba == loss_event
+    for key in grads_numba:
+        assert max_relative_error(grads_numba[key], grads_event[key]) <= 1e-10
+
+
+# ------------------------------------------------------ neurons that cross without input --
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("surrogate", ["atan", "rectangular"])
+def test_empty_input_and_thresholds_at_or_below_zero(reset, surrogate):
+    net = make_net((10, 8, 4), reset=reset, surrogate=surrogate, theta=0.5)
+    net.params["0.theta"][:] = [-1.0, -0.5, -0.25, 0.0, -1e-3, 0.5, 1.0, -2.0]
+    x = np.zeros((30, 2, 10))
+    rec = assert_same_forward(net, x)
+    assert rec.spikes[0][:, :, :5].sum() > 0                    # theta <= 0 fires from nothing
+    assert rec.spikes[0][:, :, 5:7].sum() == 0
+    assert_same_gradients(net, x, [0, 3])
+
+
+def test_negative_membrane_decaying_up_to_a_negative_threshold():
+    # One input pushes v far below theta < 0; with no further input v decays towards 0
+    # and crosses theta several silent steps later (k > 1): the case that forces every
+    # theta <= 0 neuron to be updated at every step.
+    net = make_net((1, 1), theta=-1.0, tau=0.5, negative_thresholds=False)
+    net.params["0.weight"][:] = -20.0
+    x = np.zeros((12, 1, 1))
+    x[1, 0, 0] = 1.0
+    rec = assert_same_forward(net, x)
+    expected = [1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]          # -20 -> -10 -> -5 -> -2.5 -> -1.25 -> -0.625
+    assert rec.spikes[0][:, 0, 0].tolist() == expected
+
+
+@pytest.mark.parametrize("tau", [0.9, 1.0])
+def test_soft_reset_keeps_firing_after_the_input_stops(tau):
+    # Soft reset subtracts theta: after a big input v_t >= theta / tau, so the neuron
+    # crosses again with no input at all, possibly many times.
+    net = make_net((3, 5, 2), reset="soft", surrogate="rectangular", tau=tau, theta=0.5,
+                   negative_thresholds=False)
+    net.params["0.weight"][:] = np.linspace(0.5, 4.0, 15).reshape(5, 3)
+    x = np.zeros((40, 2, 3))
+    x[2, :, :] = 1.0
+    x[20, 1, 0] = 1.0
+    rec = assert_same_forward(net, x)
+    assert rec.spikes[0][3:20].sum() > 10                          # silent-step spikes
+    assert_same_gradients(net, x, [0, 1])
+
+
+def test_silent_membranes_inside_the_rectangular_support_reach_the_gradient():
+    # tau = 0.9: a sub-threshold membrane decays *through* the window |m - theta| < 1/2
+    # during silent steps; those steps carry gradient and must be kept.
+    rng = np.random.default_rng(5)
+    net = make_net((20, 15, 4), surrogate="rectangular", tau=0.9, theta=1.0, gain=3.0)
+    x = sparse_input(rng, 80, 2, 20, 0.03)
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [2, 3])
+
+
+# --------------------------------------------------------------------------- long runs --
+@pytest.mark.parametrize("reset, surrogate", [("hard", "rectangular"), ("soft", "atan")])
+def test_thousand_steps(reset, surrogate):
+    rng = np.random.default_rng(2)
+    net = make_net((24, 32, 6), reset=reset, surrogate=surrogate, tau=0.8)
+    x = sparse_input(rng, 1000, 2, 24, 0.03)
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [0, 5])
+
+
+def test_rectangular_tape_grows_with_activity_not_with_t_times_n():
+    rng = np.random.default_rng(4)
+    net = make_net((50, 64, 10), surrogate="rectangular", theta=1.0, negative_thresholds=False)
+    x = sparse_input(rng, 500, 1, 50, 0.01)
+    _, _, tape, _, _, _ = net._forward(x, smooth=False, backend="numpy", engine="event",
+                                       training=False)
+    hidden = tape.layers[0]
+    kept, dense = hidden.kept_m.size, 500 * 64
+    assert kept < 0.2 * dense
+    assert hidden.nbytes < 0.25 * dense * 8
+
+
+# ------------------------------------------------------- other layers, fallbacks, helpers --
+def test_non_dense_layers_run_on_the_clock_path_inside_the_engine():
+    rng = np.random.default_rng(8)
+    layers = [stlsim.Dense(12, 20, init_gain=2.0), stlsim.Dropout(0.5), stlsim.Dense(20, 4, init_gain=2.0)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3), surrogate="rectangular",
+                         backend="numpy", seed=3)
+    x = sparse_input(rng, 30, 2, 12, 0.15)
+    results = []
+    for engine in ("clock", "event"):
+        net.rng = np.random.default_rng(0)           # the same dropout masks for both
+        results.append(net.loss_and_grad(x, [1, 2], engine=engine, training=True,
+                                         return_record=True))
+    (loss_a, grads_a, rec_a), (loss_b, grads_b, rec_b) = results
+    assert loss_a == loss_b
+    for a, b in zip(rec_a.spikes, rec_b.spikes):
+        np.testing.assert_array_equal(a, b)
+    for key in grads_a:
+        assert max_relative_error(grads_a[key], grads_b[key]) <= 1e-10
+
+
+def test_conv_front_end_then_event_dense():
+    rng = np.random.default_rng(9)
+    layers = [stlsim.Conv2d(1, 3, 3), stlsim.Flatten(), stlsim.Dense(3 * 6 * 6, 5, init_gain=2.0)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3), surrogate="atan",
+                         backend="numpy", input_shape=(1, 8, 8))
+    x = sparse_input(rng, 10, 2, 64, 0.3).reshape(10, 2, 1, 8, 8)
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [0, 4])
+
+
+def test_smooth_mode_falls_back_to_the_clock_engine():
+    rng = np.random.default_rng(1)
+    net = make_net((8, 6, 3))
+    x = sparse_input(rng, 10, 2, 8, 0.2)
+    before = event.CALLS["fallback"]
+    a = net.forward(x, smooth=True)
+    b = net.forward(x, smooth=True, engine="event")
+    assert event.CALLS["fallback"] == before + 1
+    np.testing.assert_array_equal(a.spikes[0], b.spikes[0])
+    _, grads_a = net.loss_and_grad(x, [0, 1], smooth=True)
+    _, grads_b = net.loss_and_grad(x, [0, 1], smooth=True, engine="event")
+    for key in grads_a:
+        np.testing.assert_array_equal(grads_a[key], grads_b[key])
+
+
+def test_network_default_engine_and_transposed_paths_agree_bitwise(monkeypatch):
+    rng = np.random.default_rng(6)
+    layers = [stlsim.Dense(30, 20, init_gain=1.5), stlsim.Dense(20, 5, init_gain=1.5)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.4), surrogate="rectangular",
+                         engine="event", backend="numpy")
+    x = sparse_input(rng, 40, 3, 30, 0.1)
+    results = []
+    for ratio in (0.0, np.inf):                       # always / never copy W.T
+        monkeypatch.setattr(event, "TRANSPOSE_RATIO", ratio)
+        rec = net.forward(x)
+        assert rec.engine == "event"
+        results.append((rec, net.loss_and_grad(x, [0, 1, 2])[1]))
+    with event.static_weights():
+        results.append((net.forward(x), net.loss_and_grad(x, [0, 1, 2])[1]))
+        results.append((net.forward(x), net.loss_and_grad(x, [0, 1, 2])[1]))
+    (rec0, grads0) = results[0]
+    for rec, grads in results[1:]:
+        for a, b in zip(rec0.membrane, rec.membrane):
+            np.testing.assert_array_equal(a, b)
+        for key in grads0:
+            np.testing.assert_array_equal(grads0[key], grads[key])
+
+
+def test_worked_example_of_the_docs():
+    # docs/event_engine.md: one neuron, inputs at steps 2 and 7 (1-based), tau = 0.5.
+    net = make_net((1, 1), theta=1.0, tau=0.5, negative_thresholds=False)
+    net.params["0.weight"][:] = 0.8
+    x = np.zeros((9, 1, 1))
+    x[1, 0, 0] = 1.0      # step 2
+    x[6, 0, 0] = 1.0      # step 7
+    rec = net.forward(x, engine="event")
+    m = rec.membrane[0][:, 0, 0]
+    assert m[1] == 0.8 and m[6] == 0.5 ** 5 * 0.8 + 0.8 == 0.825
+    assert rec.spikes[0][:, 0, 0].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0]
+    x[7, 0, 0] = 1.0      # a third input at step 8 crosses: 0.5 * 0.825 + 0.8 >= 1
+    assert net.forward(x, engine="event").spikes[0][7, 0, 0] == 1
+
+
+def test_events_to_dense_and_back():
+    events = np.array([[0, 3], [2, 1], [2, 3], [4, 0]])
+    x = event.events_to_dense(events, 5, 4)
+    assert x.shape == (5, 1, 4) and x.sum() == 4 and x[2, 0, 3] == 1
+    batched = np.array([[1, 1, 5], [0, 0, 2], [1, 1, 5]])
+    x = event.events_to_dense(batched, 3, (2, 3), values=[0.5, 2.0, 0.25])
+    assert x.shape == (3, 2, 2, 3) and x[1, 1, 1, 2] == 0.75 and x[0, 0, 0, 2] == 2.0
+    back, values = event.dense_to_events(x)
+    assert back.tolist() == [[0, 0, 2], [1, 1, 5]] and values.tolist() == [2.0, 0.75]
+    assert event.events_to_dense(np.zeros((0, 2), dtype=int), 3, 4).sum() == 0
+    with pytest.raises(ValueError, match="`events` of `events_to_dense` must be"):
+        event.events_to_dense(np.array([[5, 0]]), 3, 4)
+
+
+def test_float32_runs_in_float32():
+    rng = np.random.default_rng(0)
+    layers = [stlsim.Dense(20, 16, init_gain=1.5), stlsim.Dense(16, 4, init_gain=1.5)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.4), dtype=np.float32,
+                         backend="numpy")
+    x = sparse_input(rng, 30, 2, 20, 0.1).astype(np.float32)
+    a, b = net.forward(x), net.forward(x, engine="event")
+    assert b.membrane[0].dtype == np.float32
+    assert np.mean(a.spikes[0] == b.spikes[0]) > 0.99
+    _, grads = net.loss_and_grad(x, [0, 1], engine="event")
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_import_does_not_load_numba():
+    code = ("import sys, stlsim, stlsim.engines.event; "
+            "assert 'numba' not in sys.modules, 'numba imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
