@@ -71,7 +71,7 @@ def names() -> tuple:
 
 def _image_shape(input_shape, name):
     if len(input_shape) == 2:
-        return (1,) + input_shape, [Reshape((1,) + input_shape)]
+        return (1,) + input_shape, [Reshape((1,) + input_shape, input_shape=input_shape)]
     if len(input_shape) == 3:
         return input_shape, []
     raise fail("input_shape", "(H, W) or (C, H, W) for a convolutional preset",
@@ -88,7 +88,7 @@ def build(name: str, *, input_shape, n_classes: int, population: int = 1, **opti
     Options (defaults per preset): ``dropout`` (probability before each hidden dense
     layer), ``batchnorm``, ``threshold_sharing`` ("neuron", "channel" or "layer"; the
     dense layers use "layer" when "channel" is asked), ``hidden`` (mlp only).
-    Pass ``input_shape`` to ``Network`` too (or use ``network``).
+    The first layer fixes ``input_shape``, so ``Network(build(...))`` needs no more.
     """
     owner = f"build({name!r})"
     check_choice(name, "name", names(), "build")
@@ -108,30 +108,33 @@ def build(name: str, *, input_shape, n_classes: int, population: int = 1, **opti
     if name == "mlp":
         hidden = check_int(opt["hidden"], "hidden", low=1, owner=owner)
         n_in = int(np.prod(input_shape))
-        front = [Flatten()] if len(input_shape) > 1 else []
+        front = [Flatten(input_shape=input_shape)] if len(input_shape) > 1 else []
         return front + _dropout(p) + [Dense(n_in, hidden, threshold_sharing=dense_sharing)] + _dropout(p) + [
             Dense(hidden, n_out, threshold_sharing=dense_sharing)]
 
     (channels, height, width), layers = _image_shape(input_shape, name)
     bn = bool(opt["batchnorm"])
 
-    def conv(c_in, c_out, k):
-        return Conv2d(c_in, c_out, k, padding=k // 2, batchnorm=bn, threshold_sharing=sharing)
+    def conv(c_in, c_out, k, input_size=None):
+        return Conv2d(c_in, c_out, k, padding=k // 2, batchnorm=bn, threshold_sharing=sharing,
+                      input_size=input_size)
 
     if name == "stl-mnist":
-        layers += [conv(channels, 128, 5), MaxPool2d(2), conv(128, 128, 5), MaxPool2d(2), Flatten()]
+        layers += [conv(channels, 128, 5, (height, width)), MaxPool2d(2), conv(128, 128, 5), MaxPool2d(2),
+                   Flatten()]
         flat = 128 * (height // 4) * (width // 4)
         layers += _dropout(p) + [Dense(flat, 2048, threshold_sharing=dense_sharing)]
         layers += _dropout(p) + [Dense(2048, n_out, threshold_sharing=dense_sharing)]
     elif name == "conv-small":
-        layers += [conv(channels, 16, 5), MaxPool2d(2), conv(16, 32, 3), MaxPool2d(2), Flatten()]
+        layers += [conv(channels, 16, 5, (height, width)), MaxPool2d(2), conv(16, 32, 3), MaxPool2d(2),
+                   Flatten()]
         flat = 32 * (height // 4) * (width // 4)
         layers += _dropout(p) + [Dense(flat, n_out, threshold_sharing=dense_sharing)]
     elif name == "cifar10-8layer":
         widths = (64, 128, 256, 256, 512, 512)
         c_in = channels
         for i, c_out in enumerate(widths):
-            layers.append(conv(c_in, c_out, 3))
+            layers.append(conv(c_in, c_out, 3, (height, width) if i == 0 else None))
             if i % 2 == 1:
                 layers.append(MaxPool2d(2))
             c_in = c_out

@@ -118,6 +118,16 @@ def cmd_bench(args) -> int:
     return bench_main(args.rest)
 
 
+def cmd_report(args) -> int:
+    from .analysis import write_report
+
+    path = write_report(args.run_dir, args.out, baseline_dir=args.baseline, max_test=args.max_test,
+                        noise=not args.no_noise, energy=not args.no_energy, decisions=not args.no_decisions,
+                        dataset=args.dataset, backend=args.backend, log=None if args.quiet else print)
+    print(f"report: {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="stlsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +145,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="run the benchmarks (source checkout)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("report", help="Markdown report of a compare run: claims, energy, noise, GJDF")
+    p.add_argument("run_dir", help="directory written by `stlsim compare` (results.json + *.h5)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
+    p.add_argument("--max-test", type=int, default=1000, help="test samples for energy/noise/decisions")
+    p.add_argument("--dataset", default=None, help="data set spec if results.json's cannot be reloaded")
+    p.add_argument("--baseline", default=None, help="a compare run with --population 1 on the same data "
+                   "and seeds: checks the GJDF gain of RUN_DIR's P over P = 1")
+    p.add_argument("--backend", default=None, help="numpy | numba (default: the network's)")
+    p.add_argument("--no-noise", action="store_true", help="skip the noise-robustness curves")
+    p.add_argument("--no-energy", action="store_true", help="skip the SOP/energy counts")
+    p.add_argument("--no-decisions", action="store_true", help="skip the GJDF decision ablations")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

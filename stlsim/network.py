@@ -100,7 +100,7 @@ class Network:
     """
 
     def __init__(self, layers, neuron: LIF | None = None, surrogate="atan", *, population: int = 1,
-                 seed: int = 0, dtype=np.float64, backend: str = "numpy", engine: str = "clock",
+                 seed: int = 0, dtype=np.float64, backend: str = "auto", engine: str = "clock",
                  input_shape=None):
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise fail("layers", "a list of stlsim layers", type(layers).__name__, "Network", TypeError)

@@ -55,7 +55,7 @@ def torch_theta(theta, sharing, ndim):
 
 
 def torch_run(spec, params, x, y, *, population, tau=0.5, reset="hard", smooth=False,
-              training=True, running=None, masks=None):
+              training=True, running=None, masks=None, bn_joint=False):
     """spec: list of (kind, options) for each stlsim layer. Returns loss, grads, running stats."""
     tp = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
     h = torch.tensor(x, dtype=torch.float64)
@@ -69,9 +69,13 @@ def torch_run(spec, params, x, y, *, population, tau=0.5, reset="hard", smooth=F
             if opt.get("batchnorm"):
                 mean = torch.tensor(running[f"{i}.bn_running_mean"]).clone()
                 var = torch.tensor(running[f"{i}.bn_running_var"]).clone()
-                z = torch.stack([F.batch_norm(z[t], mean, var, tp[f"{i}.bn_weight"], tp[f"{i}.bn_bias"],
-                                              training=training, momentum=0.1, eps=1e-5)
-                                 for t in range(T)])                     # BN per time step
+                if bn_joint:    # the convention stlsim does NOT use: one statistic over all steps
+                    z = F.batch_norm(z.flatten(0, 1), mean, var, tp[f"{i}.bn_weight"], tp[f"{i}.bn_bias"],
+                                     training=training, momentum=0.1, eps=1e-5).reshape(z.shape)
+                else:
+                    z = torch.stack([F.batch_norm(z[t], mean, var, tp[f"{i}.bn_weight"], tp[f"{i}.bn_bias"],
+                                                  training=training, momentum=0.1, eps=1e-5)
+                                     for t in range(T)])                 # BN per time step
                 stats[f"{i}.bn_running_mean"], stats[f"{i}.bn_running_var"] = mean.numpy(), var.numpy()
             theta = torch_theta(tp[f"{i}.theta"], opt.get("sharing", "neuron"), 3)
             h = torch_lif(z, theta, tau, reset, smooth)
@@ -197,6 +201,18 @@ def test_spiking_gradients_match_torch_training_mode(sharing):
     assert_close(grads, t_grads, 1e-10)
     for key, value in t_stats.items():      # running estimates: T momentum updates per call
         np.testing.assert_allclose(net.buffers[key], value, rtol=1e-12, atol=1e-14)
+
+
+def test_batchnorm_over_all_steps_would_differ():
+    """Negative control: BN statistics pooled over all T steps give another gradient."""
+    spec = tiny_spec("neuron", dropout=0.0)
+    net = build(spec, input_shape=(2, 8, 8))
+    x, y = data((2, 8, 8), seed=7)
+    running = {k: v.copy() for k, v in net.buffers.items()}
+    _, grads = net.loss_and_grad(x, y, smooth=True, training=True)
+    _, joint, _ = torch_run(spec, net.params, x, y, population=2, smooth=True, running=running,
+                            bn_joint=True)
+    assert compare(grads, joint)["0.bn_weight"]["max_rel"] > 1e-3
 
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])
@@ -435,3 +451,34 @@ def test_float32_and_numba_backend():
     net.rng.bit_generator.state = state
     _, fast = net.loss_and_grad(x, y, training=True, backend="numba")
     assert_close(fast, ref, 1e-12)
+
+
+# ---------------------------------------------------------------- architecture presets --
+def test_presets():
+    from stlsim import architectures
+    assert set(architectures.names()) >= {"stl-mnist", "conv-small", "cifar10-8layer", "mlp"}
+    net = architectures.network("stl-mnist", input_shape=(1, 28, 28), n_classes=10, population=10)
+    assert net.params["0.theta"].shape == (128, 28, 28)          # 100,352 thresholds
+    assert net.params["0.weight"].shape == (128, 1, 5, 5)
+    assert [type(l).__name__ for l in net.layers] == [
+        "Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d", "Flatten", "Dropout", "Dense", "Dropout", "Dense"]
+    assert net.layers[0].batchnorm and net.layers[6].out_features == 2048
+    assert net.layers[-1].out_features == 100 and net.dtype == np.float32
+    # (H, W) images get a Reshape; the layer list alone fixes the input shape.
+    layers = architectures.build("conv-small", input_shape=(28, 28), n_classes=10, population=2)
+    net = stlsim.Network(layers, population=2, backend="numpy")
+    assert net.input_shape == (28, 28)
+    x, y = data((28, 28), T=2, B=2, n_classes=10)
+    loss, grads = net.loss_and_grad(x, y, training=True)
+    assert np.isfinite(loss) and set(grads) == set(net.params)
+    cifar = architectures.build("cifar10-8layer", input_shape=(3, 32, 32), n_classes=10)
+    assert sum(l.has_neurons for l in cifar) == 8
+    assert architectures.ARCHITECTURES["cifar10-8layer"].time_steps == 8
+    mlp = stlsim.Network(architectures.build("mlp", input_shape=(28, 28), n_classes=10, hidden=64))
+    assert mlp.params["1.weight"].shape == (64, 784)
+    with pytest.raises(TypeError, match="`options` of `build\\('mlp'\\)`"):
+        architectures.build("mlp", input_shape=(64,), n_classes=10, batchnorm=True)
+    with pytest.raises(ValueError, match="`name` of `build` must be one of"):
+        architectures.build("resnet", input_shape=(64,), n_classes=10)
+    with pytest.raises(ValueError, match="`input_shape` of `build\\('conv-small'\\)`"):
+        architectures.build("conv-small", input_shape=(784,), n_classes=10)

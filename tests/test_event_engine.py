@@ -123,7 +123,8 @@ def test_negative_membrane_decaying_up_to_a_negative_threshold():
     x = np.zeros((12, 1, 1))
     x[1, 0, 0] = 1.0
     rec = assert_same_forward(net, x)
-    expected = [1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]          # -20 -> -10 -> -5 -> -2.5 -> -1.25 -> -0.625
+    # m: 0 (fires), -20, -10, -5, -2.5, -1.25, then -0.625 >= -1 fires and resets to 0
+    expected = [1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
     assert rec.spikes[0][:, 0, 0].tolist() == expected
 
 
@@ -150,6 +151,16 @@ def test_silent_membranes_inside_the_rectangular_support_reach_the_gradient():
     x = sparse_input(rng, 80, 2, 20, 0.03)
     assert_same_forward(net, x)
     assert_same_gradients(net, x, [2, 3])
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_extreme_decay_factors(tau, reset):
+    rng = np.random.default_rng(12)
+    net = make_net((16, 20, 4), reset=reset, surrogate="rectangular", tau=tau)
+    x = sparse_input(rng, 50, 2, 16, 0.05)
+    assert_same_forward(net, x)
+    assert_same_gradients(net, x, [3, 0])
 
 
 # --------------------------------------------------------------------------- long runs --
@@ -243,18 +254,26 @@ def test_network_default_engine_and_transposed_paths_agree_bitwise(monkeypatch):
 
 
 def test_worked_example_of_the_docs():
-    # docs/event_engine.md: one neuron, inputs at steps 2 and 7 (1-based), tau = 0.5.
-    net = make_net((1, 1), theta=1.0, tau=0.5, negative_thresholds=False)
-    net.params["0.weight"][:] = 0.8
+    # docs/event_engine.md: one neuron, tau = 0.5, theta = 1, w = 0.75, input events at
+    # steps 2 (value 1) and 7 (value 21/16), 1-based. All numbers are exact in binary.
+    net = make_net((1, 1), theta=1.0, tau=0.5, surrogate="rectangular",
+                   negative_thresholds=False)
+    net.params["0.weight"][:] = 0.75
     x = np.zeros((9, 1, 1))
-    x[1, 0, 0] = 1.0      # step 2
-    x[6, 0, 0] = 1.0      # step 7
+    x[1, 0, 0] = 1.0
+    x[6, 0, 0] = 21 / 16
     rec = net.forward(x, engine="event")
     m = rec.membrane[0][:, 0, 0]
-    assert m[1] == 0.8 and m[6] == 0.5 ** 5 * 0.8 + 0.8 == 0.825
-    assert rec.spikes[0][:, 0, 0].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0]
-    x[7, 0, 0] = 1.0      # a third input at step 8 crosses: 0.5 * 0.825 + 0.8 >= 1
-    assert net.forward(x, engine="event").spikes[0][7, 0, 0] == 1
+    assert m[1] == 0.75                                        # step 2: 0.75 < 1, no spike
+    assert m[6] == 0.5 ** 5 * 0.75 + 0.75 * 21 / 16 == 1.0078125   # step 7: tau^5 v_2 + I_7
+    assert rec.spikes[0][:, 0, 0].tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0]
+    assert m.tolist() == [0, 0.75, 0.375, 0.1875, 0.09375, 0.046875, 1.0078125, 0, 0]
+    _, _, tape, _, _, _ = net._forward(x, smooth=False, backend="numpy", engine="event",
+                                       training=False)
+    layer = tape.layers[0]                    # only steps 2 and 7 were touched and kept
+    assert layer.kept_m.tolist() == [0.75, 1.0078125]
+    assert np.flatnonzero(np.diff(layer.kept_ptr)).tolist() == [1, 6]
+    assert_same_forward(net, x)
 
 
 def test_events_to_dense_and_back():

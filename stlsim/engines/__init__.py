@@ -20,6 +20,7 @@ __all__ = ["BACKENDS", "ENGINES", "get_backend", "get_engine", "resolve_backend"
 BACKENDS = {
     "numpy": "stlsim.engines.numpy_backend",
     "numba": "stlsim.kernels.cpu",
+    "cuda": "stlsim.kernels.cuda",
 }
 ENGINES = {
     "clock": "stlsim.engines.clock",

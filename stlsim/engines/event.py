@@ -341,7 +341,7 @@ def _rerun_recording(record, T, B):
 def _forward_dense(kernels, layer, params, inputs, neuron, surrogate, code, T, B, dtype):
     weight = np.ascontiguousarray(params["weight"], dtype=dtype)
     bias = np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None
-    theta = np.ascontiguousarray(layer.expand_theta(params["theta"]), dtype=dtype).reshape(-1)
+    theta = np.array(layer.expand_theta(params["theta"]), dtype=dtype).reshape(-1)  # writable copy
     settings = _layer_settings(theta, neuron, surrogate, code, T, dtype)
     weight_t = _transposed_weight(weight, inputs.count)
     (spk_ptr, spk_idx, kept_ptr, kept_idx, kept_m), _ = _run_layer(
@@ -440,10 +440,19 @@ def _backward_dense(kernels, layer, record, grad_dense, grad_kept, below, T, B, 
     s = record.settings
     N = record.theta.shape[0]
     n_in = record.weight.shape[1]
-    dense_e = grad_kept is None
-    e_dense = (np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T, B, N) if dense_e
-               else np.zeros((1, 1, 1), dtype=dtype))
-    e_kept = np.zeros(0, dtype=dtype) if dense_e else grad_kept
+    all_kept = s["keep_all"]
+    if all_kept:                                      # the layer above sent dense e
+        e_dense, e_kept = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T, B, N), None
+    elif grad_kept is None:                           # dense e (loss, clock layer): pick
+        e_dense = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T * B, N)
+        rows = np.repeat(np.arange(T * B), np.diff(record.kept_ptr))
+        e_dense, e_kept = None, e_dense[rows, record.kept_idx]
+    else:
+        e_dense, e_kept = None, grad_kept
+    if e_dense is None:
+        e_dense = np.zeros((0, 0, 0), dtype=dtype)
+    if e_kept is None:
+        e_kept = np.zeros(0, dtype=dtype)
     inputs = record.inputs
     transposed = _static_cache is not None or inputs.count > TRANSPOSE_RATIO * n_in
     if transposed:
@@ -455,15 +464,17 @@ def _backward_dense(kernels, layer, record, grad_dense, grad_kept, below, T, B, 
     if below is None:                                 # first layer: no input gradient
         mode, below_ptr, below_idx = 0, empty_ptr, np.zeros(0, dtype=np.int32)
         e_below, grad_input = np.zeros(0, dtype=dtype), np.zeros((0, 0, 0), dtype=dtype)
-    elif isinstance(below, EventLayerTape):           # e only where the layer below keeps m
+    elif isinstance(below, EventLayerTape) and not below.settings["keep_all"]:
+        # e only where the layer below keeps m
         mode, below_ptr, below_idx = 1, below.kept_ptr, below.kept_idx
         e_below, grad_input = np.zeros(below.kept_idx.shape[0], dtype=dtype), np.zeros((0, 0, 0), dtype=dtype)
-    else:                                             # a clock layer below: dense e
+    else:                                             # dense e: a clock layer below, or
+        # an event layer that keeps every m
         mode, below_ptr, below_idx = 2, empty_ptr, np.zeros(0, dtype=np.int32)
         e_below, grad_input = np.zeros(0, dtype=dtype), np.zeros((T, B, n_in), dtype=dtype)
     val = inputs.val if not inputs.unit else np.zeros(0, dtype=dtype)
     grad_theta = kernels.dense_layer_backward(
-        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta, dense_e,
+        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta, all_kept,
         e_dense, e_kept, record.kept_ptr, record.kept_idx, record.kept_m, record.spikes.ptr,
         record.spikes.idx, inputs.ptr, inputs.idx, val, inputs.unit, transposed, grad_weight,
         grad_weight_t, record.bias is not None, grad_bias, record.weight, mode, below_ptr,

@@ -4,6 +4,8 @@
   compile the same functions).
 * ``cpu``: the ``"numba"`` backend (``stlsim.engines.BACKENDS``). Importing it imports
   Numba; ``import stlsim`` does not.
+* ``cuda``: the ``"cuda"`` backend (numba.cuda kernels, ``docs/cuda.md``). Importing it
+  imports ``numba.cuda`` and fails with a clear error where no GPU is usable.
 
 This package's ``__init__`` imports neither numba nor the kernels: it only holds the
 thread-count setting, so that ``stlsim.set_num_threads`` works before Numba loads.

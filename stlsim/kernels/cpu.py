@@ -88,117 +88,90 @@ _step_forward = scalar.lif_forward_step
 _step_backward = scalar.lif_backward_step
 
 
-# --- kernels: one lane = one sample b and a block of neurons [lo, hi) ----------------------
+# --- kernels ------------------------------------------------------------------------------
+# A lane is one sample b and a block of neurons [lo, hi); lanes are independent, so
+# ``prange`` over them is race-free and the result does not depend on the thread count.
 # Arrays are (T, B, N); v, delta_next, theta_partial are (B, N) state in the storage dtype,
-# so every step rounds exactly like the NumPy reference. The inner loops run over 1-D
-# slices from 0: an index Numba can prove non-negative needs no wraparound check, and the
-# loop vectorises (indexing [t, b, i] with i from a computed ``lo`` was ~9x slower).
+# so every step rounds exactly like the NumPy reference.
+#
+# Three things keep the inner loops vectorised (measured: 5-10x slower otherwise):
+# * the surrogate code ``kind`` is a compile-time constant (one kernel per surrogate;
+#   hard/smooth/detach stay arguments: LLVM unswitches those branches, not the 4-way one);
+# * ``error_model="numpy"``: a division by zero gives inf/nan like NumPy instead of a
+#   per-element ZeroDivisionError check;
+# * inner loops run over 1-D slices from 0 (an index Numba can prove non-negative needs
+#   no wraparound branch).
 
-def _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
-                  smooth, kind, param):
-    b = lane // n_blocks
-    lo = (lane % n_blocks) * block
-    hi = min(lo + block, current.shape[2])
-    v_b = v[b, lo:hi]
-    theta_b = theta[lo:hi]
-    for i in range(v_b.shape[0]):
-        v_b[i] = 0                                                        # v_0 = 0
-    for t in range(current.shape[0]):
-        current_t = current[t, b, lo:hi]
-        membrane_t = membrane[t, b, lo:hi]      # may be current_t itself (in place)
-        spikes_t = spikes[t, b, lo:hi]
-        for i in range(v_b.shape[0]):
-            m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
-                                        smooth, kind, param)              # (L2)-(L4)
-            membrane_t[i] = m
-            spikes_t[i] = s
-            v_b[i] = v_new
+def _build_kernels(kind, parallel):
+    """The forward and backward kernels for surrogate code ``kind``."""
 
+    def forward(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
+                param):
+        for lane in numba.prange(current.shape[1] * n_blocks):
+            b = lane // n_blocks
+            lo = (lane % n_blocks) * block
+            hi = min(lo + block, current.shape[2])
+            v_b = v[b, lo:hi]
+            theta_b = theta[lo:hi]
+            for i in range(v_b.shape[0]):
+                v_b[i] = 0                                                # v_0 = 0
+            for t in range(current.shape[0]):
+                current_t = current[t, b, lo:hi]
+                membrane_t = membrane[t, b, lo:hi]
+                spikes_t = spikes[t, b, lo:hi]
+                for i in range(v_b.shape[0]):
+                    m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
+                                                smooth, kind, param)      # (L2)-(L4)
+                    membrane_t[i] = m
+                    spikes_t[i] = s
+                    v_b[i] = v_new
 
-def _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta, grad_membrane,
-                   delta_next, theta_partial, tau, hard, detach, kind, param):
-    b = lane // n_blocks
-    lo = (lane % n_blocks) * block
-    hi = min(lo + block, grad_spikes.shape[2])
-    delta_next_b = delta_next[b, lo:hi]
-    theta_partial_b = theta_partial[b, lo:hi]
-    theta_b = theta[lo:hi]
-    for i in range(theta_b.shape[0]):
-        delta_next_b[i] = 0                                               # delta_{T+1} = 0
-        theta_partial_b[i] = 0
-    for t in range(grad_spikes.shape[0] - 1, -1, -1):
-        e_t = grad_spikes[t, b, lo:hi]
-        membrane_t = membrane[t, b, lo:hi]
-        spikes_t = spikes[t, b, lo:hi]
-        delta_t = grad_membrane[t, b, lo:hi]    # may be e_t itself (in place)
-        for i in range(theta_b.shape[0]):
-            delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
-                                               spikes_t[i], theta_b[i], tau, hard, detach,
-                                               kind, param)               # (B1)-(B3)
-            delta_t[i] = delta
-            delta_next_b[i] = delta
-            theta_partial_b[i] -= theta_term                              # (B5) over t
+    def backward(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes, theta,
+                 grad_membrane, delta_next, theta_partial, grad_theta, tau, hard, detach, param):
+        for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
+            b = lane // n_blocks
+            lo = (lane % n_blocks) * block
+            hi = min(lo + block, grad_spikes.shape[2])
+            delta_next_b = delta_next[b, lo:hi]
+            theta_partial_b = theta_partial[b, lo:hi]
+            theta_b = theta[lo:hi]
+            for i in range(theta_b.shape[0]):
+                delta_next_b[i] = 0                                       # delta_{T+1} = 0
+                theta_partial_b[i] = 0
+            for t in range(grad_spikes.shape[0] - 1, -1, -1):
+                e_t = grad_spikes[t, b, lo:hi]
+                membrane_t = membrane[t, b, lo:hi]
+                spikes_t = spikes[t, b, lo:hi]
+                delta_t = grad_membrane[t, b, lo:hi]
+                for i in range(theta_b.shape[0]):
+                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
+                                                       spikes_t[i], theta_b[i], tau, hard,
+                                                       detach, kind, param)  # (B1)-(B3)
+                    delta_t[i] = delta
+                    delta_next_b[i] = delta
+                    theta_partial_b[i] -= theta_term                      # (B5) over t
+        for lane in numba.prange(sum_blocks):                             # (B5) over b
+            lo = lane * sum_block
+            grad_theta_b = grad_theta[lo:min(lo + sum_block, grad_theta.shape[0])]
+            for i in range(grad_theta_b.shape[0]):
+                grad_theta_b[i] = 0
+            for b in range(theta_partial.shape[0]):                       # fixed order
+                row = theta_partial[b, lo:lo + grad_theta_b.shape[0]]
+                for i in range(grad_theta_b.shape[0]):
+                    grad_theta_b[i] += row[i]
 
-
-def _sum_over_batch_lane(lane, block, theta_partial, grad_theta):
-    lo = lane * block
-    hi = min(lo + block, theta_partial.shape[1])
-    grad_theta_b = grad_theta[lo:hi]
-    for i in range(grad_theta_b.shape[0]):
-        grad_theta_b[i] = 0
-    for b in range(theta_partial.shape[0]):                               # fixed order
-        row = theta_partial[b, lo:hi]
-        for i in range(grad_theta_b.shape[0]):
-            grad_theta_b[i] += row[i]                                     # (B5) over b
-
-
-_lane_jit = numba.extending.register_jitable
-_forward_lane = _lane_jit(_forward_lane)
-_backward_lane = _lane_jit(_backward_lane)
-_sum_over_batch_lane = _lane_jit(_sum_over_batch_lane)
-
-
-# The same lane bodies driven in parallel and serially (tests check they agree bitwise).
-@numba.njit(parallel=True, cache=True)
-def _forward_parallel(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
-                      kind, param):
-    for lane in numba.prange(current.shape[1] * n_blocks):
-        _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
-                      smooth, kind, param)
-
-
-@numba.njit(cache=True)
-def _forward_serial(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
-                    kind, param):
-    for lane in range(current.shape[1] * n_blocks):
-        _forward_lane(lane, n_blocks, block, current, membrane, spikes, v, theta, tau, hard,
-                      smooth, kind, param)
+    kernels = []
+    for function in (forward, backward):
+        # Numba names cache files after __qualname__; keep the 16 variants apart.
+        function.__qualname__ = f"{function.__name__}_{kind}_{'parallel' if parallel else 'serial'}"
+        kernels.append(numba.njit(parallel=parallel, cache=True, error_model="numpy")(function))
+    return tuple(kernels)
 
 
-@numba.njit(parallel=True, cache=True)
-def _backward_parallel(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
-                       theta, grad_membrane, delta_next, theta_partial, grad_theta, tau, hard,
-                       detach, kind, param):
-    for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
-        _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
-                       grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
-    for lane in numba.prange(sum_blocks):
-        _sum_over_batch_lane(lane, sum_block, theta_partial, grad_theta)
-
-
-@numba.njit(cache=True)
-def _backward_serial(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
-                     theta, grad_membrane, delta_next, theta_partial, grad_theta, tau, hard,
-                     detach, kind, param):
-    for lane in range(grad_spikes.shape[1] * n_blocks):
-        _backward_lane(lane, n_blocks, block, grad_spikes, membrane, spikes, theta,
-                       grad_membrane, delta_next, theta_partial, tau, hard, detach, kind, param)
-    for lane in range(sum_blocks):
-        _sum_over_batch_lane(lane, sum_block, theta_partial, grad_theta)
-
-
-KERNELS = {"parallel": (_forward_parallel, _backward_parallel),
-           "serial": (_forward_serial, _backward_serial)}
+# KERNELS[mode][kind] = (forward, backward); "serial" exists to test parallel == serial.
+KERNELS = {mode: {kind: _build_kernels(kind, mode == "parallel")
+                  for kind in scalar.SURROGATE_CODES.values()}
+           for mode in ("parallel", "serial")}
 _mode = "parallel"
 
 
@@ -231,9 +204,9 @@ def _run_forward(current, membrane, spikes, v, theta, neuron, spec, smooth):
     T, B, N = current.shape
     n_blocks, block = _blocking(B, N)
     kind, param = spec
-    KERNELS[_mode][0](n_blocks, block, current, membrane, spikes, v, theta,
-                      current.dtype.type(neuron.tau), neuron.reset == "hard", bool(smooth),
-                      kind, param)
+    KERNELS[_mode][kind][0](n_blocks, block, current, membrane, spikes, v, theta,
+                            current.dtype.type(neuron.tau), neuron.reset == "hard",
+                            bool(smooth), param)
 
 
 def _run_backward(grad_spikes, membrane, spikes, theta, grad_membrane, delta_next,
@@ -242,10 +215,10 @@ def _run_backward(grad_spikes, membrane, spikes, theta, grad_membrane, delta_nex
     n_blocks, block = _blocking(B, N)
     sum_blocks, sum_block = _blocking(1, N)      # the reduction over b: lanes of neurons
     kind, param = spec
-    KERNELS[_mode][1](n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes,
-                      theta, grad_membrane, delta_next, theta_partial, grad_theta,
-                      grad_spikes.dtype.type(neuron.tau), neuron.reset == "hard",
-                      neuron.detach_reset, kind, param)
+    KERNELS[_mode][kind][1](n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane,
+                            spikes, theta, grad_membrane, delta_next, theta_partial, grad_theta,
+                            grad_spikes.dtype.type(neuron.tau), neuron.reset == "hard",
+                            neuron.detach_reset, param)
 
 
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
@@ -311,6 +284,11 @@ def clear_workspace():
     _local.buffers = {}
 
 
+def _scratch(name, rows, cols, size, dtype):
+    """A (rows, cols) C-contiguous view of a shared flat workspace buffer of ``size``."""
+    return _buffer(name, (size,), dtype)[:rows * cols].reshape(rows, cols)
+
+
 def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, population,
                         loss, smooth=False):
     """Loss and per-layer gradients of a Dense-only network in one fused pass.
@@ -320,6 +298,10 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     is not one this path handles (a layer other than ``Dense``, an unknown surrogate);
     the caller then falls back to the per-layer path. Arguments are validated by the
     caller.
+
+    Memory: per layer m_t and s_t for every step (what the backward needs), plus two
+    scratch buffers of the largest layer's size (T*B rows) that hold, in turn, the
+    currents I_t, the adjoints e_t and the deltas; all from the reusable workspace.
     """
     from ..layers.dense import Dense
     from ..readout import loss_from_rates, population_rates, rates_backward
@@ -330,19 +312,21 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     T, B = x.shape[:2]
     rows = T * B
     dtype = x.dtype
+    size = rows * max(layer.out_features for layer in layers)
     inputs, membranes, spikes_list, thetas = [], [], [], []
     h = np.ascontiguousarray(x).reshape(rows, -1)
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
-        membrane = _buffer(("m", i), (rows, n_out), dtype)
-        np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
+        current = _scratch("scratch_a", rows, n_out, size, dtype)
+        np.matmul(h, params["weight"].T, out=current)                    # (L1), one GEMM
         if layer.bias:
-            membrane += params["bias"]
+            current += params["bias"]
+        membrane = _buffer(("m", i), (rows, n_out), dtype)
         spikes = _buffer(("s", i), (rows, n_out), dtype)
         theta = _theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
-        _run_forward(membrane.reshape(T, B, n_out), membrane.reshape(T, B, n_out),
+        _run_forward(current.reshape(T, B, n_out), membrane.reshape(T, B, n_out),
                      spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype), theta,
-                     neuron, spec, smooth)                                # (L2)-(L4) in place
+                     neuron, spec, smooth)                                # (L2)-(L4)
         inputs.append(h)
         membranes.append(membrane)
         spikes_list.append(spikes)
@@ -350,23 +334,23 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
         h = spikes
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
-    grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L, fresh: overwritten
+    grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         layer, params = layers[i], params_per_layer[i]
         n_out = layer.out_features
         grad_theta = np.empty(n_out, dtype=dtype)
-        view = grad.reshape(T, B, n_out)
-        _run_backward(view, membranes[i].reshape(T, B, n_out), spikes_list[i].reshape(T, B, n_out),
-                      thetas[i], view, _buffer(("dn", i), (B, n_out), dtype),
-                      _buffer(("tp", i), (B, n_out), dtype), grad_theta, neuron, spec)
-        local = {"weight": grad.T @ inputs[i]}                           # (B4), one GEMM
+        delta = _scratch("scratch_a", rows, n_out, size, dtype)
+        _run_backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
+                      spikes_list[i].reshape(T, B, n_out), thetas[i], delta.reshape(T, B, n_out),
+                      _buffer(("dn", i), (B, n_out), dtype), _buffer(("tp", i), (B, n_out), dtype),
+                      grad_theta, neuron, spec)                           # (B1)-(B5)
+        local = {"weight": delta.T @ inputs[i]}                          # (B4), one GEMM
         if layer.bias:
-            local["bias"] = grad.sum(axis=0)
+            local["bias"] = delta.sum(axis=0)
         local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
         grads[i] = local
         if i > 0:
-            grad_input = _buffer(("e", i - 1), (rows, layer.in_features), dtype)
-            np.matmul(grad, params["weight"], out=grad_input)             # (B6), one GEMM
-            grad = grad_input
+            grad = _scratch("scratch_b", rows, layer.in_features, size, dtype)
+            np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
     return value, grads

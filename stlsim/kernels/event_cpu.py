@@ -86,6 +86,82 @@ def dense_to_events(x):
 
 
 @numba.njit(cache=True)
+def _accumulate(current, first, stop, in_idx, in_val, unit_values, weight, weight_t,
+                transposed, bias, has_bias):
+    """(L1) I = sum over this row's events of weight column * value (+ bias)."""
+    N = current.shape[0]
+    current[:] = 0.0
+    for e in range(first, stop):
+        j = in_idx[e]
+        if transposed:
+            column = weight_t[j]
+            if unit_values:
+                for i in range(N):
+                    current[i] += column[i]
+            else:
+                value = in_val[e]
+                for i in range(N):
+                    current[i] += column[i] * value
+        elif unit_values:
+            for i in range(N):
+                current[i] += weight[i, j]
+        else:
+            value = in_val[e]
+            for i in range(N):
+                current[i] += weight[i, j] * value
+    if has_bias:
+        for i in range(N):
+            current[i] += bias[i]
+
+
+@numba.njit(cache=True)
+def _update_everyone(r, N, source, v_b, theta, tau, hard, spk_idx, n_spikes, m_val):
+    """(L2)-(L4) for every neuron of one sample at one step (row r); keeps every m."""
+    for i in range(N):
+        m, s, v_new = _step_forward(source[i], v_b[i], theta[i], tau, hard, False, 0, 0.0)
+        spk_idx[n_spikes] = i                          # written always, counted if s = 1
+        n_spikes += s != 0
+        m_val[r * N + i] = m
+        v_b[i] = v_new
+    return n_spikes
+
+
+@numba.njit(cache=True)
+def _update_some(t, todo, n_todo, source, v_b, last_b, theta, floor, half_width, tau, tau_pow,
+                 hard, spk_idx, n_spikes, m_idx, m_val, n_kept, theirs):
+    """(L2)-(L4) for the neurons ``todo[:n_todo]`` of one sample at step t, lazy leak.
+
+    Returns the new counts of spikes, kept membranes and next-step candidates
+    (``theirs``). Arrays have room for ``n_todo`` more entries.
+    """
+    n_next = 0
+    for c in range(n_todo):
+        i = todo[c]
+        v_prev = tau_pow[t - 1 - last_b[i]] * v_b[i]   # lazy leak: v_{t-1} = tau^k v_last
+        m, s, v_new = _step_forward(source[i], v_prev, theta[i], tau, hard,
+                                    False, 0, 0.0)       # (L2)-(L4)
+        spk_idx[n_spikes] = i
+        n_spikes += s != 0
+        m_idx[n_kept] = i
+        m_val[n_kept] = m
+        n_kept += abs(m - theta[i]) < half_width        # sigma'(m - theta) != 0
+        v_b[i] = v_new
+        last_b[i] = t
+        u = tau * v_b[i]                                 # m_{t+1} if no input comes
+        theirs[n_next] = i
+        n_next += u > floor[i] or (floor[i] < 0.0 and u < 0.0)
+    return n_spikes, n_kept, n_next
+
+
+@numba.njit(cache=True)
+def _record_silent(rec_membrane, b, i, first, stop, v, tau):
+    """Dense record of silent steps q in [first, stop): m_q = tau v_{q-1}, I = 0, s = 0."""
+    for q in range(first, stop):
+        v = tau * v
+        rec_membrane[q, b, i] = v
+
+
+@numba.njit(cache=True)
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
                         transposed, bias, has_bias, theta, floor, keep_all, half_width, tau,
                         tau_pow, hard, record, rec_current, rec_membrane, rec_spikes):
@@ -96,10 +172,13 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     sample, or a bias) or when it is a *candidate*: a neuron whose membrane, decaying
     without input, may reach the region ``> floor[i]`` where it can cross theta or lies
     inside the surrogate's support (the rule is derived in docs/event_engine.md).
-    Updates of non-candidates apply the leak lazily: v_{t-1} = tau^(k-1) v_last after
-    k - 1 silent steps. ``m`` is kept where ``|m - theta| < half_width`` (or always,
-    ``keep_all``). With ``record``, dense I, m and s are also written (silent steps
-    filled by the clock engine's repeated multiplication).
+    Updates of non-candidates apply the leak lazily: v_{t-1} = tau^k v_last after k
+    silent steps. ``m`` is kept where ``|m - theta| < half_width``.
+
+    ``keep_all`` (surrogates with sigma' != 0 everywhere): every neuron is updated at
+    every step and ``m_val`` is the dense (T * B * N) membrane (``m_idx`` empty).
+    With ``record``, dense I, m and s are also written (silent steps filled by the
+    clock engine's repeated multiplication). Recording changes no arithmetic.
     """
     N = theta.shape[0]
     dtype = tau_pow.dtype
@@ -107,20 +186,20 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     last = np.full((B, N), -1, dtype=np.int64)                            # step of v
     candidates = np.empty((2, B, N), dtype=np.int32)
     n_candidates = np.zeros((2, B), dtype=np.int64)
-    for b in range(B):                                # at t = 0 the silent membrane is 0
-        for i in range(N):
-            if 0.0 > floor[i]:
-                candidates[0, b, n_candidates[0, b]] = i
-                n_candidates[0, b] += 1
+    if not keep_all:
+        for b in range(B):                            # at t = 0 the silent membrane is 0
+            for i in range(N):
+                if 0.0 > floor[i]:
+                    candidates[0, b, n_candidates[0, b]] = i
+                    n_candidates[0, b] += 1
     everyone = np.arange(N).astype(np.int32)
     current = np.zeros(N, dtype=dtype)
     no_current = np.zeros(N, dtype=dtype)
     spk_ptr = np.zeros(T * B + 1, dtype=np.int64)
     spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
-    m_ptr = np.zeros(T * B + 1, dtype=np.int64)
-    m_cap = T * B * N if keep_all else max(16, in_ptr[T * B])
-    m_idx = np.empty(m_cap, dtype=np.int32)
-    m_val = np.empty(m_cap, dtype=dtype)
+    m_ptr = np.zeros(T * B + 1 if not keep_all else 1, dtype=np.int64)
+    m_idx = np.empty(0 if keep_all else max(16, in_ptr[T * B]), dtype=np.int32)
+    m_val = np.empty(T * B * N if keep_all else max(16, in_ptr[T * B]), dtype=dtype)
     n_spikes = 0
     n_kept = 0
     for t in range(T):
@@ -128,97 +207,64 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
         for b in range(B):
             r = t * B + b
             first, stop = in_ptr[r], in_ptr[r + 1]
-            if stop > first or has_bias:
-                # (L1) every neuron of the sample receives this step's input
-                current[:] = 0.0
-                for e in range(first, stop):
-                    j = in_idx[e]
-                    if transposed:
-                        column = weight_t[j]
-                        if unit_values:
-                            for i in range(N):
-                                current[i] += column[i]
-                        else:
-                            value = in_val[e]
-                            for i in range(N):
-                                current[i] += column[i] * value
-                    elif unit_values:
-                        for i in range(N):
-                            current[i] += weight[i, j]
-                    else:
-                        value = in_val[e]
-                        for i in range(N):
-                            current[i] += weight[i, j] * value
-                if has_bias:
-                    for i in range(N):
-                        current[i] += bias[i]
-                todo = everyone
-                n_todo = N
-                source = current
+            event_step = stop > first or has_bias
+            if event_step:               # (L1) every neuron of the sample gets input
+                _accumulate(current, first, stop, in_idx, in_val, unit_values, weight,
+                            weight_t, transposed, bias, has_bias)
                 if record:
                     rec_current[t, b, :] = current
-            else:
-                todo = candidates[now, b]
-                n_todo = n_candidates[now, b]
-                source = no_current
-            spk_idx = _grow(spk_idx, n_spikes + n_todo)
-            if not keep_all:
-                m_idx = _grow(m_idx, n_kept + n_todo)
-                m_val = _grow(m_val, n_kept + n_todo)
-            n_next = 0
-            for c in range(n_todo):
-                i = todo[c]
-                silent = t - 1 - last[b, i]                # steps without input since v
+            source = current if event_step else no_current
+            spk_idx = _grow(spk_idx, n_spikes + N)
+            if keep_all:
+                n_spikes = _update_everyone(r, N, source, v[b], theta, tau, hard, spk_idx,
+                                            n_spikes, m_val)
+                spk_ptr[r + 1] = n_spikes
                 if record:
-                    u = v[b, i]
-                    for q in range(last[b, i] + 1, t):     # m_q = tau v_{q-1}, I = 0
-                        u = tau * u
-                        rec_membrane[q, b, i] = u
-                v_prev = tau_pow[silent] * v[b, i]         # lazy leak: v_{t-1}
-                m, s, v_new = _step_forward(source[i], v_prev, theta[i], tau, hard,
-                                            False, 0, 0.0)   # (L2)-(L4)
-                if s != 0:
-                    spk_idx[n_spikes] = i
-                    n_spikes += 1
-                if keep_all or abs(m - theta[i]) < half_width:
-                    m_idx[n_kept] = i
-                    m_val[n_kept] = m
-                    n_kept += 1
-                if record:
-                    rec_membrane[t, b, i] = m
-                    rec_spikes[t, b, i] = s
-                v[b, i] = v_new
-                last[b, i] = t
-                u = tau * v[b, i]                          # m_{t+1} if no input comes
-                if u > floor[i] or (u < 0.0 and floor[i] < 0.0):
-                    candidates[after, b, n_next] = i
-                    n_next += 1
-            n_candidates[after, b] = n_next
+                    rec_membrane[t, b, :] = m_val[r * N:(r + 1) * N]
+                    for e in range(spk_ptr[r], n_spikes):
+                        rec_spikes[t, b, spk_idx[e]] = 1
+                continue
+            todo = everyone if event_step else candidates[now, b]
+            n_todo = N if event_step else n_candidates[now, b]
+            if record:
+                for c in range(n_todo):
+                    i = todo[c]
+                    _record_silent(rec_membrane, b, i, last[b, i] + 1, t, v[b, i], tau)
+            m_idx = _grow(m_idx, n_kept + n_todo)
+            m_val = _grow(m_val, n_kept + n_todo)
+            first_kept = n_kept
+            n_spikes, n_kept, n_candidates[after, b] = _update_some(
+                t, todo, n_todo, source, v[b], last[b], theta, floor, half_width, tau,
+                tau_pow, hard, spk_idx, n_spikes, m_idx, m_val, n_kept, candidates[after, b])
             spk_ptr[r + 1] = n_spikes
             m_ptr[r + 1] = n_kept
-    if record:                                         # silent steps after the last update
+            if record:
+                for c in range(n_todo):
+                    rec_membrane[t, b, todo[c]] = _membrane_of(todo[c], t, b, v, last,
+                                                                tau, theta, hard)
+    if record and not keep_all:                        # silent steps after the last update
         for b in range(B):
             for i in range(N):
-                u = v[b, i]
-                for q in range(last[b, i] + 1, T):
-                    u = tau * u
-                    rec_membrane[q, b, i] = u
+                _record_silent(rec_membrane, b, i, last[b, i] + 1, T, v[b, i], tau)
+    if keep_all:
+        n_kept = T * B * N
     return spk_ptr, spk_idx[:n_spikes], m_ptr, m_idx[:n_kept], m_val[:n_kept]
 
 
 @numba.njit(cache=True)
-def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, dense_e, e_dense, e_kept,
+def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, e_dense, e_kept,
                          m_ptr, m_idx, m_val, spk_ptr, spk_idx, in_ptr, in_idx, in_val,
                          unit_values, transposed, grad_weight, grad_weight_t, has_bias,
                          grad_bias, weight, below, below_ptr, below_idx, e_below, grad_input):
     """(B1)-(B6) of one Dense layer in reverse time; accumulates into the given arrays.
 
-    ``e`` (dL/ds_t) is read from ``e_dense`` (T, B, N) when ``dense_e``, else from
-    ``e_kept``, aligned with the kept membranes: e only matters where sigma' != 0, and
-    those are exactly the kept entries. Everywhere else (B1)-(B3) reduce to
-    delta_t = tau delta_{t+1} (no spike, sigma' = 0) or to the spike terms below.
-    ``below``: 0 no input gradient, 1 e of the event layer below at its kept entries
-    (``below_ptr``, ``below_idx`` -> ``e_below``), 2 dense (T, B, n_in) ``grad_input``.
+    Kept membranes (sigma' != 0 there) get the full step of ``scalar.lif_backward_step``;
+    everywhere else (B1)-(B3) reduce to delta_t = tau delta_{t+1} (no spike) or to the
+    spike terms below. ``all_kept``: every membrane was kept (dense ``m_val``) and e is
+    the dense ``e_dense`` (T, B, N); otherwise e is ``e_kept``, aligned with the kept
+    entries (e only matters where sigma' != 0). ``below``: 0 no input gradient; 1 e of
+    the event layer below at its kept entries (``below_ptr``, ``below_idx`` ->
+    ``e_below``); 2 dense (T, B, n_in) ``grad_input``.
     Returns dL/dtheta per sample and neuron, (B, N), summed over t.
     """
     N = theta.shape[0]
@@ -233,53 +279,73 @@ def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, dense_e, e
             r = t * B + b
             delta_next = delta[later, b]
             d = delta[now, b]
-            for i in range(N):
-                d[i] = tau * delta_next[i]             # (B1)-(B3) where sigma' = 0, s = 0
+            theta_b = grad_theta[b]
             for e in range(spk_ptr[r], spk_ptr[r + 1]):
                 spiking[spk_idx[e]] = 1
-            for p in range(m_ptr[r], m_ptr[r + 1]):    # kept membranes: the full step
-                i = m_idx[p]
-                e_value = e_dense[t, b, i] if dense_e else e_kept[p]
-                delta_i, theta_term = _step_backward(e_value, delta_next[i], m_val[p],
-                                                     float(spiking[i]), theta[i], tau, hard,
-                                                     detach, kind, param)   # (B1)-(B3)
-                d[i] = delta_i
-                grad_theta[b, i] -= theta_term                                  # (B5)
-                done[i] = 1
-            for e in range(spk_ptr[r], spk_ptr[r + 1]):
-                i = spk_idx[e]
-                if done[i] == 0:                       # a spike where sigma' = 0
-                    if hard:
-                        d[i] = 0.0                     # (B3h) with s = 1
-                    else:
-                        grad_theta[b, i] -= d[i]       # (B5) soft: s * eps
-                spiking[i] = 0
-            for p in range(m_ptr[r], m_ptr[r + 1]):
-                done[m_idx[p]] = 0
+            if all_kept:
+                e_row = e_dense[t, b]
+                for i in range(N):
+                    delta_i, theta_term = _step_backward(
+                        e_row[i], delta_next[i], m_val[r * N + i], float(spiking[i]),
+                        theta[i], tau, hard, detach, kind, param)        # (B1)-(B3)
+                    d[i] = delta_i
+                    theta_b[i] -= theta_term                             # (B5)
+                for e in range(spk_ptr[r], spk_ptr[r + 1]):
+                    spiking[spk_idx[e]] = 0
+            else:
+                for i in range(N):
+                    d[i] = tau * delta_next[i]         # (B1)-(B3) where sigma' = 0, s = 0
+                for p in range(m_ptr[r], m_ptr[r + 1]):
+                    i = m_idx[p]
+                    delta_i, theta_term = _step_backward(
+                        e_kept[p], delta_next[i], m_val[p], float(spiking[i]), theta[i],
+                        tau, hard, detach, kind, param)                  # (B1)-(B3)
+                    d[i] = delta_i
+                    theta_b[i] -= theta_term                             # (B5)
+                    done[i] = 1
+                for e in range(spk_ptr[r], spk_ptr[r + 1]):
+                    i = spk_idx[e]
+                    if done[i] == 0:                   # a spike where sigma' = 0
+                        if hard:
+                            d[i] = 0.0                 # (B3h) with s = 1
+                        else:
+                            theta_b[i] -= d[i]         # (B5) soft: s * eps
+                    spiking[i] = 0
+                for p in range(m_ptr[r], m_ptr[r + 1]):
+                    done[m_idx[p]] = 0
             if has_bias:
                 for i in range(N):
-                    grad_bias[i] += d[i]                                        # (B4) bias
-            for e in range(in_ptr[r], in_ptr[r + 1]):                           # (B4)
+                    grad_bias[i] += d[i]                                 # (B4) bias
+            for e in range(in_ptr[r], in_ptr[r + 1]):                    # (B4)
                 j = in_idx[e]
-                value = 1.0 if unit_values else in_val[e]
                 if transposed:
                     row = grad_weight_t[j]
+                    if unit_values:
+                        for i in range(N):
+                            row[i] += d[i]
+                    else:
+                        value = in_val[e]
+                        for i in range(N):
+                            row[i] += d[i] * value
+                elif unit_values:
                     for i in range(N):
-                        row[i] += d[i] * value
+                        grad_weight[i, j] += d[i]
                 else:
+                    value = in_val[e]
                     for i in range(N):
                         grad_weight[i, j] += d[i] * value
-            if below == 1:                                                      # (B6)
+            if below == 1:                                               # (B6)
                 first, stop = below_ptr[r], below_ptr[r + 1]
                 if stop > first:
                     for k in range(N):
                         if d[k] != 0.0:
                             for p in range(first, stop):
                                 e_below[p] += weight[k, below_idx[p]] * d[k]
-            elif below == 2:                                                    # (B6)
+            elif below == 2:                                             # (B6)
                 out = grad_input[t, b]
                 for k in range(N):
                     if d[k] != 0.0:
+                        w_k = weight[k]
                         for j in range(out.shape[0]):
-                            out[j] += d[k] * weight[k, j]
+                            out[j] += d[k] * w_k[j]
     return grad_theta

@@ -6,8 +6,9 @@ padding; rows and columns that do not fill a window are dropped (torch's floor m
 Max pooling over spikes has ties everywhere (a window of 0/1 values usually holds
 several equal maxima). The forward value does not depend on the choice, the gradient
 does: stlsim routes each window's gradient to its FIRST maximal element in row-major
-order (lowest row, then lowest column), as PyTorch's ``max_pool2d`` does on the CPU
-and the GPU. ``numpy.argmax`` over the flattened window returns exactly that element.
+order (lowest row, then lowest column), as PyTorch's ``max_pool2d`` does. The forward
+visits the window's elements in row-major order and replaces the running maximum only
+when an element is strictly greater, which keeps exactly that element.
 
     max: y = x[first argmax],     dL/dx[first argmax] += dL/dy, 0 elsewhere in the window
     avg: y = mean(window),        dL/dx += dL/dy / (kh kw) on every element of the window
@@ -15,7 +16,6 @@ and the GPU. ``numpy.argmax`` over the flattened window returns exactly that ele
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import fail
 from .base import Layer
@@ -61,15 +61,6 @@ class _Pool2d(Layer):
         return (out_shape[0],) + tuple(conv_input_size(n, k, s, 0) for n, k, s in
                                        zip(out_shape[1:], self.kernel_size, self.stride))
 
-    def _windows(self, x):
-        """(T, B, C, H, W) -> view (T*B*C, Ho, Wo, kh, kw) of every pooling window."""
-        channels, height, width = self.in_shape
-        _, h_out, w_out = self.out_shape
-        (sh, sw) = self.stride
-        images = x.reshape(-1, height, width)
-        windows = sliding_window_view(images, self.kernel_size, axis=(1, 2))
-        return windows[:, : sh * (h_out - 1) + 1 : sh, : sw * (w_out - 1) + 1 : sw]
-
     def _offsets(self):
         """(ki, kj, slice rows, slice cols): where window element (ki, kj) sits in the input."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -85,10 +76,18 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x, params, ctx):
         kh, kw = self.kernel_size
-        windows = self._windows(x)
-        flat = windows.reshape(windows.shape[:3] + (kh * kw,))              # copies
-        first_max = flat.argmax(axis=-1)                                    # first in row-major order
-        out = np.take_along_axis(flat, first_max[..., None], axis=-1)[..., 0]
+        images = x.reshape((-1,) + self.in_shape[1:])
+        index_type = np.int16 if kh * kw <= np.iinfo(np.int16).max else np.int64
+        out = first_max = None
+        for ki, kj, rows, cols in self._offsets():          # window elements in row-major order
+            candidate = images[:, rows, cols]
+            if out is None:
+                out = candidate.copy()
+                first_max = np.zeros(out.shape, dtype=index_type)
+                continue
+            larger = candidate > out                          # strict: ties keep the first maximum
+            np.copyto(out, candidate, where=larger)
+            np.copyto(first_max, ki * kw + kj, where=larger)
         T, B = x.shape[:2]
         return out.reshape((T, B) + self.out_shape), first_max
 

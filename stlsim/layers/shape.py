@@ -26,21 +26,41 @@ from .base import Layer
 __all__ = ["Flatten", "Reshape", "resolve_shapes", "infer_input_shape"]
 
 
+def _optional_shape(shape, name, owner):
+    if shape is None:
+        return None
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    return tuple(check_int(n, name, low=1, owner=owner) for n in shape)
+
+
+def _check_fixed(layer, in_shape, position):
+    fixed = layer.known_in_shape()
+    if fixed is not None and tuple(in_shape) != fixed:
+        raise fail(f"layers[{position}]", f"a layer taking inputs of shape {tuple(in_shape)}",
+                   f"{layer!r}", "Network")
+
+
 class Flatten(Layer):
-    """(T, B, *shape) -> (T, B, prod(shape)), in C order (channel, row, column) as torch."""
+    """(T, B, *shape) -> (T, B, prod(shape)), in C order (channel, row, column) as torch.
+
+    ``input_shape`` (optional) fixes the shape it takes, for a Flatten in first position.
+    """
 
     has_neurons = False
 
-    def __init__(self):
+    def __init__(self, input_shape=None):
+        self.input_shape = _optional_shape(input_shape, "input_shape", "Flatten")
         self.in_shape = self.out_shape = None
 
     def __repr__(self) -> str:
-        return "Flatten()"
+        return "Flatten()" if self.input_shape is None else f"Flatten(input_shape={self.input_shape})"
 
     def known_in_shape(self):
-        return None
+        return self.input_shape
 
     def build(self, in_shape, position):
+        _check_fixed(self, in_shape, position)
         self.in_shape = tuple(in_shape)
         self.out_shape = (int(np.prod(self.in_shape)),)
 
@@ -54,24 +74,28 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """(T, B, *in_shape) -> (T, B, *shape), e.g. (28, 28) images -> (1, 28, 28) for Conv2d."""
+    """(T, B, *in_shape) -> (T, B, *shape), e.g. (28, 28) images -> (1, 28, 28) for Conv2d.
+
+    ``input_shape`` (optional) fixes the shape it takes, for a Reshape in first position.
+    """
 
     has_neurons = False
 
-    def __init__(self, shape):
-        if isinstance(shape, (int, np.integer)):
-            shape = (shape,)
-        self.shape = tuple(check_int(n, "shape", low=1, owner="Reshape") for n in shape)
+    def __init__(self, shape, input_shape=None):
+        self.shape = _optional_shape(shape, "shape", "Reshape")
+        self.input_shape = _optional_shape(input_shape, "input_shape", "Reshape")
         self.in_shape = None
         self.out_shape = self.shape
 
     def __repr__(self) -> str:
-        return f"Reshape({self.shape})"
+        extra = "" if self.input_shape is None else f", input_shape={self.input_shape}"
+        return f"Reshape({self.shape}{extra})"
 
     def known_in_shape(self):
-        return None
+        return self.input_shape
 
     def build(self, in_shape, position):
+        _check_fixed(self, in_shape, position)
         if int(np.prod(in_shape)) != int(np.prod(self.shape)):
             raise fail(f"layers[{position}]", f"a layer taking inputs of shape {tuple(in_shape)}",
                        f"{self!r}, which needs {int(np.prod(self.shape))} values", "Network")

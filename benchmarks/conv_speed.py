@@ -1,0 +1,181 @@
+"""Training-step speed of the convolutional presets: stlsim (numpy, numba) next to PyTorch CPU.
+
+One training step = forward + loss + backward (``Network.loss_and_grad(training=True)``:
+BatchNorm batch statistics, dropout on) for a batch of rate-coded images; PyTorch runs
+the same network (same parameters, BatchNorm per time step, dropout per time step, LIF
+with the atan surrogate) with autograd on the CPU, in this process. The runs are
+interleaved (stlsim numpy, stlsim numba, torch, repeat) so that background load on a
+shared machine affects them alike; the medians of wall-clock and process CPU time (all
+threads) are reported with the load average. Threads: each library's default (BLAS,
+Numba and torch intra-op use all cores).
+
+    python benchmarks/conv_speed.py                       # stl-mnist and conv-small, B = 50, T = 4
+    python benchmarks/conv_speed.py --arch conv-small --repeats 5
+
+Writes ``benchmarks/results/conv_speed.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from stlsim import architectures
+from stlsim._io import atomic_path, provenance
+from stlsim.layers import Conv2d, Dense, Dropout, Flatten, MaxPool2d, Reshape
+from stlsim.layers.pool import AvgPool2d
+
+
+def torch_step_fn(net, torch):
+    """A PyTorch autograd training step for the stlsim network ``net`` (same parameters)."""
+    F = torch.nn.functional
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[net.dtype]
+    params = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in net.params.items()}
+    buffers = {k: torch.tensor(v, dtype=dtype) for k, v in net.buffers.items()}
+    tau, alpha = net.neuron.tau, net.surrogate.value
+
+    class Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x >= 0).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * (alpha / 2) / (1 + (math.pi * alpha * x / 2) ** 2)
+
+    def lif(current, theta):
+        v = torch.zeros_like(current[0])
+        out = []
+        for t in range(current.shape[0]):
+            m = tau * v + current[t]
+            s = Spike.apply(m - theta)
+            v = (1 - s) * m
+            out.append(s)
+        return torch.stack(out)
+
+    def step(x, y):
+        h = x
+        T, B = h.shape[:2]
+        for i, layer in enumerate(net.layers):
+            if isinstance(layer, Conv2d):
+                z = F.conv2d(h.flatten(0, 1), params[f"{i}.weight"], params.get(f"{i}.bias"),
+                             stride=layer.stride, padding=layer.padding)
+                z = z.reshape((T, B) + z.shape[1:])
+                if layer.batchnorm:
+                    z = torch.stack([F.batch_norm(z[t], buffers[f"{i}.bn_running_mean"],
+                                                  buffers[f"{i}.bn_running_var"], params[f"{i}.bn_weight"],
+                                                  params[f"{i}.bn_bias"], training=True) for t in range(T)])
+                theta = params[f"{i}.theta"]
+                if layer.threshold_sharing == "channel":
+                    theta = theta.reshape(-1, 1, 1)
+                h = lif(z, theta)
+            elif isinstance(layer, Dense):
+                h = lif(F.linear(h, params[f"{i}.weight"], params.get(f"{i}.bias")), params[f"{i}.theta"])
+            elif isinstance(layer, (MaxPool2d, AvgPool2d)):
+                pool = F.max_pool2d if isinstance(layer, MaxPool2d) else F.avg_pool2d
+                z = pool(h.flatten(0, 1), layer.kernel_size, layer.stride)
+                h = z.reshape((T, B) + z.shape[1:])
+            elif isinstance(layer, (Flatten, Reshape)):
+                h = h.reshape((T, B) + tuple(layer.out_shape))
+            elif isinstance(layer, Dropout):
+                h = torch.stack([F.dropout(h[t], layer.p, training=True) for t in range(T)])
+            else:
+                raise TypeError(type(layer).__name__)
+        C = h.shape[2] // net.population
+        rates = h.reshape(T, B, C, net.population).mean(dim=(0, 3))
+        target = F.one_hot(y, C).to(rates.dtype)
+        loss = ((rates - target) ** 2).sum() / (B * C)
+        for p in params.values():
+            p.grad = None
+        loss.backward()
+        return float(loss.detach())
+
+    return step
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=["stl-mnist", "conv-small"])
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--time-steps", type=int, default=4)
+    parser.add_argument("--population", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "conv_speed.json"))
+    args = parser.parse_args(argv)
+    dtype = np.dtype(args.dtype)
+
+    backends = ["numpy"]
+    try:
+        from stlsim.engines import get_backend
+        get_backend("numba")
+        backends.append("numba")
+    except Exception as err:  # pragma: no cover - numba backend absent
+        print(f"numba backend unavailable: {err}")
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch not installed: stlsim only")
+
+    results = []
+    load_start = os.getloadavg()
+    for name in args.arch:
+        net = architectures.network(name, input_shape=(1, 28, 28), n_classes=10,
+                                    population=args.population, dtype=dtype, backend="numpy", seed=0)
+        rng = np.random.default_rng(0)
+        images = rng.random((args.batch, 1, 28, 28))
+        x = (rng.random((args.time_steps,) + images.shape) < images).astype(dtype)   # rate coding
+        y = rng.integers(0, 10, args.batch)
+        runners = {f"stlsim-{b}": (lambda b=b: net.loss_and_grad(x, y, training=True, backend=b))
+                   for b in backends}
+        if torch is not None:
+            step = torch_step_fn(net, torch)
+            tx = torch.tensor(x)
+            ty = torch.tensor(y, dtype=torch.long)
+            runners["torch-cpu"] = lambda: step(tx, ty)
+        for run in runners.values():        # warm-up: JIT, caches, allocator
+            run()
+        times = {key: [] for key in runners}
+        cpu = {key: [] for key in runners}
+        for _ in range(args.repeats):
+            for key, run in runners.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                run()
+                times[key].append(time.perf_counter() - start)
+                cpu[key].append(time.process_time() - start_cpu)
+        n_params = int(sum(v.size for v in net.params.values()))
+        for key, values in times.items():
+            median = statistics.median(values)
+            row = {"arch": name, "runner": key, "batch": args.batch, "time_steps": args.time_steps,
+                   "dtype": dtype.name, "seconds_per_batch": median, "samples_per_second": args.batch / median,
+                   "all_seconds": values, "cpu_seconds_per_batch": statistics.median(cpu[key]),
+                   "parameters": n_params}
+            results.append(row)
+            print(f"{name:12s} {key:14s} {median:7.3f} s/batch  {args.batch / median:8.1f} samples/s  "
+                  f"(CPU {statistics.median(cpu[key]):.2f} s)")
+    info = provenance(
+        benchmark="conv_speed", cpu_count=os.cpu_count(), machine=platform.machine(),
+        load_average_start=list(load_start), load_average_end=list(os.getloadavg()),
+        torch_version=None if torch is None else torch.__version__,
+        torch_threads=None if torch is None else torch.get_num_threads(),
+        note="one training step = forward + loss + backward, training mode (BN batch stats, dropout); "
+             "median over interleaved repeats")
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"provenance": info, "results": results}, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Firing rates and thresholds over training, learned thresholds, signal propagation depth.
+
+Inputs are the outputs of ``stlsim compare`` (``results.json`` and one HDF5 record per
+run, ``docs/results.md``): the per-epoch test-set firing rate of every spiking layer
+(spikes per neuron per step) and the mean/std of its thresholds are in each run's
+history; the thresholds themselves (init and trained) in its record.
+
+Rate stability, per mode and layer, over seeds: the final rate, its range over the
+epochs after the first (``band``), and ``drift``: the largest relative change of the
+rate between consecutive epochs in the second half of training. A layer whose rate is
+below ``SILENT`` at the end has stopped passing signal.
+
+Signal propagation depth (``propagation_depth``): dense networks with 1..7 hidden
+layers of equal width (2..8 spiking layers, output included) are trained briefly in
+each mode; on the test set we measure every layer's firing rate. Reported per depth:
+``rate_first`` (first spiking layer), ``rate_deepest_hidden`` (last hidden layer),
+``rate_output``, the ratio deepest hidden / first, the fraction of test samples whose
+output layer stays silent for all T steps (no decision possible), and accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from .._checks import fail
+
+__all__ = ["load_run", "network_from_record", "rates_over_training", "thresholds_over_training",
+           "rate_stability", "learned_thresholds", "propagation_depth", "SILENT"]
+
+SILENT = 1e-3
+
+
+# ------------------------------------------------------------------------- run dirs --
+def load_run(run_dir) -> dict:
+    """``results.json`` of a compare run plus the record paths: ``{"results", "records":
+    {mode: [path per seed]}, "dir"}``."""
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.isfile(path):
+        raise fail("run_dir", "a directory written by `stlsim compare` (with results.json)",
+                   repr(str(run_dir)), "load_run", FileNotFoundError)
+    with open(path) as f:
+        results = json.load(f)
+    records = {}
+    for mode, summary in results["modes"].items():
+        paths = [os.path.join(run_dir, f"{mode}_seed{seed}.h5") for seed in summary["seeds"]]
+        records[mode] = [p for p in paths if os.path.isfile(p)]
+    return {"results": results, "records": records, "dir": str(run_dir)}
+
+
+def network_from_record(record_path, input_shape, n_classes: int, backend=None):
+    """Rebuild a trained network from its run record (parameters at the end of the run)."""
+    from ..train import NetConfig, build_network
+    from ..train.records import load_record
+
+    rec = load_record(record_path)
+    fields = {f.name for f in dataclasses.fields(NetConfig)}
+    netcfg = NetConfig(**{k: v for k, v in rec["network"].items() if k in fields})
+    net = build_network(netcfg, tuple(input_shape), n_classes, seed=int(rec["config"]["seed"]),
+                        backend=backend)
+    for key, value in rec["params"].items():
+        if key not in net.params or net.params[key].shape != np.shape(value):
+            raise fail("record_path", f"a record of this network (parameter {key!r})",
+                       f"shape {np.shape(value)}", "network_from_record")
+        net.params[key][...] = value
+    for key, value in rec.get("buffers", {}).items():      # BatchNorm running estimates, if stored
+        if key in net.buffers:
+            net.buffers[key][...] = value
+    return net, rec
+
+
+def _history(results, key) -> dict:
+    out = {}
+    for mode, summary in results["modes"].items():
+        runs = [np.asarray(h[key], dtype=float) for h in summary["history_per_seed"]]
+        n = min(len(r) for r in runs)
+        out[mode] = np.stack([r[:n] for r in runs])
+    return out
+
+
+def rates_over_training(results) -> dict:
+    """``{mode: array (seeds, epochs, layers)}`` of test-set firing rates."""
+    return _history(results, "firing_rate")
+
+
+def thresholds_over_training(results) -> dict:
+    """``{mode: {"mean": (seeds, epochs, layers), "std": (seeds, epochs, layers)}}``."""
+    means, stds = _history(results, "theta_mean"), _history(results, "theta_std")
+    return {mode: {"mean": means[mode], "std": stds[mode]} for mode in means}
+
+
+def rate_stability(rates: np.ndarray) -> dict:
+    """Stability summary of one mode's rates (seeds, epochs, layers); see module docstring."""
+    rates = np.asarray(rates, dtype=float)
+    final = rates[:, -1, :]
+    later = rates[:, 1:, :] if rates.shape[1] > 1 else rates
+    half = rates[:, rates.shape[1] // 2:, :]
+    if half.shape[1] > 1:
+        change = np.abs(np.diff(half, axis=1)) / np.maximum(half[:, :-1, :], SILENT)
+        drift = change.max(axis=1).mean(axis=0)
+    else:
+        drift = np.zeros(rates.shape[2])
+    return {"final_mean": final.mean(axis=0).tolist(), "final_std": final.std(axis=0).tolist(),
+            "band_low": later.min(axis=(0, 1)).tolist(), "band_high": later.max(axis=(0, 1)).tolist(),
+            "drift": drift.tolist(), "silent_layers": int(np.sum(final.mean(axis=0) < SILENT))}
+
+
+def learned_thresholds(run) -> dict:
+    """``{mode: {"init": [array per layer], "final": [array per layer]}}``, all seeds'
+    thresholds concatenated (from the records of ``load_run(...)``)."""
+    from ..train.records import load_record
+
+    out = {}
+    for mode, paths in run["records"].items():
+        init, final = None, None
+        for path in paths:
+            rec = load_record(path)
+            names = sorted(rec["params"], key=lambda k: int(k.split(".")[0]))
+            names = [k for k in names if k.endswith(".theta")]
+            a = [np.ravel(rec["theta_init"][k]) for k in names]
+            b = [np.ravel(rec["params"][k]) for k in names]
+            init = a if init is None else [np.concatenate([u, v]) for u, v in zip(init, a)]
+            final = b if final is None else [np.concatenate([u, v]) for u, v in zip(final, b)]
+        if init is not None:
+            out[mode] = {"init": init, "final": final}
+    return out
+
+
+# ---------------------------------------------------------------- propagation depth --
+def propagation_depth(data, *, depths=range(2, 9), modes=("stl", "sl", "tl"), seeds=(0, 1),
+                      width: int = 128, epochs: int = 5, netcfg=None, trainconfig=None,
+                      progress=False, log=None) -> dict:
+    """Train dense nets of ``depths`` spiking layers in each mode; measure rates per layer.
+
+    ``netcfg`` / ``trainconfig``: ``NetConfig`` / ``TrainConfig`` templates (hidden sizes,
+    mode, seed and epochs are set here). Returns ``{"depths", "config", "modes": {mode:
+    {"rates": [per depth: (seeds, layers) list], "rates_init": [...], "rate_first",
+    "rate_deepest_hidden", "rate_output", "ratio", "silent_output_fraction",
+    "accuracy": (seeds, depths) lists}}}``.
+    """
+    from ..readout import decide
+    from ..train import NetConfig, TrainConfig, build_network, train
+    from ..train.loop import _shape_inputs, encode
+
+    netcfg = NetConfig() if netcfg is None else netcfg
+    trainconfig = TrainConfig() if trainconfig is None else trainconfig
+    depths = [int(d) for d in depths]
+    if min(depths) < 2:
+        raise fail("depths", "spiking-layer counts >= 2 (one hidden layer and the output)",
+                   repr(depths), "propagation_depth")
+    x_test = data.x_test
+    out = {"depths": depths, "width": width, "epochs": epochs, "seeds": list(seeds),
+           "config": {"network": dataclasses.asdict(netcfg),
+                      "training": dataclasses.asdict(trainconfig)}, "modes": {}}
+
+    def layer_rates(net, seed):
+        x = _shape_inputs(net, x_test)
+        rec = net.forward(encode(x, trainconfig.timesteps, trainconfig.encoding,
+                                 np.random.default_rng([seed, 7]), net.dtype), backend=trainconfig.backend)
+        silent = float(np.mean(rec.spikes[-1].reshape(rec.spikes[-1].shape[0], x.shape[0], -1).sum(axis=(0, 2)) == 0))
+        accuracy = float(np.mean(decide(rec.rates) == data.y_test))
+        return rec.firing_rates, silent, accuracy
+
+    for mode in modes:
+        m = {k: [] for k in ("rates", "rates_init", "rate_first", "rate_deepest_hidden", "rate_output",
+                             "ratio", "silent_output_fraction", "accuracy")}
+        for depth in depths:
+            cfg = dataclasses.replace(netcfg, hidden=[width] * (depth - 1))
+            rows = {k: [] for k in m}
+            for seed in seeds:
+                net = build_network(cfg, data.input_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
+                init_rates, _, _ = layer_rates(net, seed)
+                config = dataclasses.replace(trainconfig, mode=mode, seed=seed, epochs=epochs)
+                train(net, data, config, progress=progress, netcfg=cfg)
+                rates, silent, accuracy = layer_rates(net, seed)
+                rows["rates"].append(rates)
+                rows["rates_init"].append(init_rates)
+                rows["rate_first"].append(rates[0])
+                rows["rate_deepest_hidden"].append(rates[-2])
+                rows["rate_output"].append(rates[-1])
+                rows["ratio"].append(rates[-2] / rates[0] if rates[0] > 0 else 0.0)
+                rows["silent_output_fraction"].append(silent)
+                rows["accuracy"].append(accuracy)
+                if log:
+                    log(f"depth {depth} {mode.upper()} seed {seed}: acc {accuracy:.3f} rates "
+                        + " ".join(f"{r:.3f}" for r in rates))
+            for key, value in rows.items():
+                m[key].append(value)
+        # scalar metrics as (seeds, depths)
+        for key in ("rate_first", "rate_deepest_hidden", "rate_output", "ratio",
+                    "silent_output_fraction", "accuracy"):
+            m[key] = np.array(m[key]).T.tolist()
+        out["modes"][mode] = m
+    return out

@@ -1,0 +1,62 @@
+"""Shared pytest set-up.
+
+Backend sweep: the gradient tests of ``test_core.py`` and ``test_vs_torch.py`` build
+their networks with ``backend="numpy"``. Here each of them is also run with every
+other CPU backend in ``STLSIM_TEST_BACKENDS`` (default "numpy,numba"): for such a run
+the name "numpy" is pointed at that backend's module, so the same assertions check the
+fast kernels; the run fails if the backend's kernels did not actually run. Tests that
+take a ``backend`` argument choose for themselves and are left alone. Set
+``STLSIM_TEST_BACKENDS=numpy`` to skip the sweep.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+import pytest
+
+# module name -> which of its tests form the gradient suite
+GRADIENT_SUITE = {
+    "test_core": re.compile(r"bptt|gradient"),
+    "test_vs_torch": re.compile(r"matches_torch|ties|threshold|convention"),
+}
+
+
+def _sweep_backends() -> list:
+    names = [n.strip() for n in os.environ.get("STLSIM_TEST_BACKENDS", "numpy,numba").split(",")
+             if n.strip()]
+    if "numba" in names and importlib.util.find_spec("numba") is None:
+        names.remove("numba")
+    return names or ["numpy"]
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    pattern = GRADIENT_SUITE.get(module)
+    if pattern is None or not pattern.search(metafunc.function.__name__):
+        return
+    if "backend" in metafunc.fixturenames:
+        return
+    backends = _sweep_backends()
+    if backends == ["numpy"]:
+        return
+    metafunc.fixturenames.append("stlsim_backend")
+    metafunc.parametrize("stlsim_backend", backends)
+
+
+@pytest.fixture(autouse=True)
+def _backend_sweep(request, monkeypatch):
+    callspec = getattr(request.node, "callspec", None)
+    backend = callspec.params.get("stlsim_backend") if callspec else None
+    if backend in (None, "numpy"):
+        yield
+        return
+    from stlsim import engines
+    module = importlib.import_module(engines.BACKENDS[backend])
+    calls = getattr(module, "CALLS", None)
+    before = sum(calls.values()) if calls is not None else None
+    monkeypatch.setitem(engines.BACKENDS, "numpy", engines.BACKENDS[backend])
+    yield
+    if calls is not None:
+        assert sum(calls.values()) > before, f"the {backend} kernels never ran"

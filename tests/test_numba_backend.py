@@ -1,0 +1,194 @@
+"""The "numba" backend against the NumPy reference (docs/performance.md).
+
+Budgets: float64 within 1e-12 of the largest reference entry of each tensor, float32
+within 1e-5; spikes equal in spiking mode (the recursion rounds exactly like NumPy).
+The fast paths must actually run (``stlsim.kernels.cpu.CALLS``), parallel must equal
+serial bitwise, and ``import stlsim`` must not import numba.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import stlsim  # noqa: E402
+from stlsim.kernels import cpu, scalar  # noqa: E402
+
+RESETS = ("hard", "soft")
+SURROGATES = ("atan", "sigmoid", "rectangular", "superspike")
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def make_case(*, dtype=np.float64, reset="hard", detach=False, surrogate="atan", sizes=(9, 12, 6),
+              population=2, T=7, B=5, bias=True, seed=0):
+    layers = [stlsim.Dense(a, b, init_gain=2.0, bias=bias) for a, b in zip(sizes[:-1], sizes[1:])]
+    neuron = stlsim.LIF(tau=0.6, theta_init=0.4, reset=reset, detach_reset=detach)
+    net = stlsim.Network(layers, neuron=neuron, surrogate=surrogate, population=population,
+                         seed=seed, dtype=dtype, backend="numba")
+    rng = np.random.default_rng(seed + 100)
+    for key in net.params:
+        if key.endswith(".theta"):
+            net.params[key][:] = rng.uniform(-0.3, 1.0, net.params[key].shape)  # some <= 0
+    x = (rng.random((T, B, sizes[0])) < 0.5).astype(dtype)
+    y = rng.integers(0, net.n_classes, B)
+    return net, x, y
+
+
+def assert_close(got, ref, tol, what=""):
+    scale = max(float(np.max(np.abs(ref))), 1e-30) if np.size(ref) else 1.0
+    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref))) if np.size(ref) else 0.0
+    assert err <= tol * scale, f"{what}: max abs err {err:.3e}, max |ref| {scale:.3e}"
+
+
+GRID = list(itertools.product((np.float64, np.float32), RESETS, (False, True), SURROGATES,
+                              (False, True)))
+
+
+@pytest.mark.parametrize("dtype,reset,detach,surrogate,smooth", GRID)
+def test_numba_matches_numpy(dtype, reset, detach, surrogate, smooth):
+    net, x, y = make_case(dtype=dtype, reset=reset, detach=detach, surrogate=surrogate)
+    tol = TOL[dtype]
+    ref_loss, ref_grads, ref_rec = net.loss_and_grad(x, y, backend="numpy", smooth=smooth,
+                                                     return_record=True)
+    before = cpu.CALLS.copy()
+    fused_loss, fused_grads = net.loss_and_grad(x, y, smooth=smooth)              # fused path
+    layer_loss, layer_grads, rec = net.loss_and_grad(x, y, smooth=smooth, return_record=True)
+    assert cpu.CALLS["fused_loss_and_grad"] == before["fused_loss_and_grad"] + 1
+    assert cpu.CALLS["lif_backward"] == before["lif_backward"] + 2             # per-layer path
+    for loss, grads in ((fused_loss, fused_grads), (layer_loss, layer_grads)):
+        assert abs(loss - ref_loss) <= tol * max(1.0, abs(ref_loss))
+        for key in ref_grads:
+            assert grads[key].dtype == dtype
+            assert_close(grads[key], ref_grads[key], tol, key)
+    assert any(np.max(np.abs(g)) > 0 for g in ref_grads.values()), "a dead net checks nothing"
+    for a, b in zip(rec.spikes, ref_rec.spikes):
+        if smooth:
+            assert_close(a, b, tol, "spikes")
+        else:
+            np.testing.assert_array_equal(a, b)
+            assert 0.02 < b.mean() < 0.98
+    for a, b in zip(rec.membrane, ref_rec.membrane):
+        assert_close(a, b, tol, "membrane")
+
+
+def test_per_layer_kernels_match_reference_on_odd_shapes():
+    """lif_forward / lif_backward with (T, B, C, H, W) arrays, B = 1, T = 1, theta <= 0."""
+    from stlsim.engines.clock import lif_forward as ref_forward
+    from stlsim.grad.bptt import lif_backward as ref_backward
+    rng = np.random.default_rng(3)
+    for shape, reset in (((6, 1, 3, 4, 5), "soft"), ((1, 4, 37), "hard"), ((9, 3, 1), "hard")):
+        neuron = stlsim.LIF(tau=0.7, reset=reset, detach_reset=False)
+        sg = stlsim.surrogate.get("superspike")
+        current = rng.normal(0.3, 1.0, shape)
+        theta = rng.uniform(-0.5, 1.0, shape[2:])
+        theta.flat[0] = 0.0
+        current[:, :, ...].flat[0] = 0.0          # m = theta = 0 at t = 0: H(0) = 1
+        spikes, membrane = cpu.lif_forward(current, theta, neuron, sg)
+        ref_s, ref_m = ref_forward(current, theta, neuron, sg)
+        np.testing.assert_array_equal(spikes, ref_s)
+        assert_close(membrane, ref_m, 1e-12, "membrane")
+        grad_s = rng.normal(size=shape)
+        gm, gt = cpu.lif_backward(grad_s, membrane, spikes, theta, neuron, sg)
+        ref_gm, ref_gt = ref_backward(grad_s, ref_m, ref_s, theta, neuron, sg)
+        assert gm.shape == shape and gt.shape == shape[2:]
+        assert_close(gm, ref_gm, 1e-12, "grad_membrane")
+        assert_close(gt, ref_gt, 1e-12, "grad_theta")
+
+
+@pytest.mark.parametrize("dtype", (np.float64, np.float32))
+@pytest.mark.parametrize("B", (1, 64))
+def test_parallel_equals_serial_bitwise(dtype, B):
+    import numba
+    net, x, y = make_case(dtype=dtype, sizes=(30, 200, 10), population=1, T=6, B=B, reset="soft")
+    results = {}
+    threads = numba.get_num_threads()
+    try:
+        for mode, n_threads in (("serial", 1), ("parallel", 1), ("parallel", threads)):
+            cpu._mode = mode
+            numba.set_num_threads(n_threads)
+            loss, grads = net.loss_and_grad(x, y)
+            _, layer_grads, _ = net.loss_and_grad(x, y, return_record=True)
+            results[(mode, n_threads)] = (loss, grads, layer_grads)
+    finally:
+        cpu._mode = "parallel"
+        numba.set_num_threads(threads)
+    (loss0, grads0, layer0), *others = results.values()
+    for loss, grads, layer in others:
+        assert loss == loss0
+        for key in grads0:
+            np.testing.assert_array_equal(grads[key], grads0[key])
+            np.testing.assert_array_equal(layer[key], layer0[key])
+
+
+def test_fallbacks_and_workspace_isolation():
+    # Not Dense-only: the per-layer kernels run (fused path declines).
+    layers = [stlsim.Dense(8, 10), stlsim.Dropout(0.3), stlsim.Dense(10, 4)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3), backend="numba", seed=2)
+    rng = np.random.default_rng(0)
+    x, y = (rng.random((5, 3, 8)) < 0.5).astype(float), np.array([0, 1, 3])
+    before = cpu.CALLS.copy()
+    _, grads = net.loss_and_grad(x, y, training=True)
+    assert cpu.CALLS["fused_loss_and_grad"] == before["fused_loss_and_grad"]
+    assert cpu.CALLS["lif_backward"] == before["lif_backward"] + 2
+    net.rng = np.random.default_rng([net.seed, 1])
+    _, ref = net.loss_and_grad(x, y, training=True, backend="numpy")
+    net.rng = np.random.default_rng([net.seed, 1])
+    _, again = net.loss_and_grad(x, y, training=True)
+    for key in ref:
+        assert_close(again[key], ref[key], 1e-12, key)
+
+    # A surrogate the kernels do not know: the NumPy reference runs instead.
+    class Custom(stlsim.surrogate.ATan):
+        name = "custom"
+    net, x, y = make_case()
+    net.surrogate = Custom()
+    before = cpu.CALLS.copy()
+    net.loss_and_grad(x, y)
+    net.forward(x)
+    assert cpu.CALLS == before
+
+    # Results never alias the reused workspace.
+    net, x, y = make_case(sizes=(9, 12, 6))
+    loss1, grads1 = net.loss_and_grad(x, y)
+    kept = {k: v.copy() for k, v in grads1.items()}
+    net.loss_and_grad(1 - x, y)
+    for key in kept:
+        np.testing.assert_array_equal(grads1[key], kept[key])
+
+
+def test_scalar_functions_are_the_reference_math():
+    xs = np.linspace(-2.0, 2.0, 81)
+    for name in SURROGATES:
+        sg = stlsim.surrogate.get(name)
+        code = scalar.SURROGATE_CODES[name]
+        prim = [scalar.surrogate_primitive(code, float(v), sg.value) for v in xs]
+        der = [scalar.surrogate_derivative(code, float(v), sg.value) for v in xs]
+        np.testing.assert_allclose(prim, sg.primitive(xs), rtol=1e-15, atol=1e-15)
+        np.testing.assert_allclose(der, sg.derivative(xs), rtol=1e-15, atol=1e-15)
+    assert scalar.heaviside(0.0) == 1.0 and scalar.heaviside(-1e-300) == 0.0
+    m, s, v = scalar.lif_forward_step(1.0, 2.0, 1.5, 0.5, True, False, scalar.ATAN, 2.0)
+    assert (m, s, v) == (2.0, 1.0, 0.0)
+    m, s, v = scalar.lif_forward_step(1.0, 2.0, 1.5, 0.5, False, False, scalar.ATAN, 2.0)
+    assert (m, s, v) == (2.0, 1.0, 0.5)
+    # (B1)-(B3h) by hand: eps = 0.5 * 0.2, g = e - m eps, delta = g sigma' + eps (1 - s)
+    delta, term = scalar.lif_backward_step(0.3, 0.2, 2.0, 1.0, 1.5, 0.5, True, False,
+                                           scalar.RECTANGULAR, 2.0)
+    assert math.isclose(delta, (0.3 - 2.0 * 0.1) * 0.5) and math.isclose(term, 0.05)
+
+
+def test_lazy_import_auto_backend_and_threads():
+    code = ("import sys, stlsim; assert 'numba' not in sys.modules; "
+            "stlsim.set_num_threads(1); assert 'numba' not in sys.modules; "
+            "net = stlsim.Network([stlsim.Dense(3, 2)]); print(net.backend); "
+            "print(stlsim.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numba", "1"]
+    assert stlsim.Network([stlsim.Dense(3, 2)], backend="auto").backend == "numba"
+    with pytest.raises(ValueError, match="`n` of `set_num_threads`"):
+        stlsim.set_num_threads(0)
