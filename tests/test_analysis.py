@@ -244,3 +244,33 @@ def test_import_is_lean():
             "'stlsim.data', 'stlsim.train') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_gjdf_gain_pairs_runs_by_seed_and_checks_them():
+    from stlsim.analysis import check_claims, gjdf_gain
+
+    def run(population, accs, seeds=(0, 1)):
+        return {"config": {"network": {"population": population}, "seeds": list(seeds)},
+                "dataset": {"n_train": 100}, "modes": {"stl": {"test_accuracy_per_seed": accs}}}
+
+    gain = gjdf_gain(run(10, [0.9, 0.8]), run(1, [0.7, 0.85]))
+    assert gain == {"stl": {"P": [1, 10], "per_seed": [[0.7, 0.85], [0.9, 0.8]]}}
+    rows = check_claims({"accuracy": {}, "rates": {}}, gain)
+    assert rows[0]["verdict"] == "mixed" and "+7.50 points" in rows[0]["evidence"]
+    with pytest.raises(ValueError, match="`baseline` of `gjdf_gain`"):
+        gjdf_gain(run(10, [0.9, 0.8]), run(1, [0.7, 0.85], seeds=(0, 2)))
+    with pytest.raises(ValueError, match="populations 2 and 10"):
+        gjdf_gain(run(10, [0.9, 0.8]), run(2, [0.7, 0.85]))
+
+
+def test_average_pooled_inputs_cost_macs_not_sops():
+    net = stlsim.Network([stlsim.Conv2d(1, 1, 1), stlsim.AvgPool2d(2), stlsim.Flatten(), stlsim.Dense(4, 2)],
+                         input_shape=(1, 4, 4), neuron=stlsim.LIF(theta_init=1.0))
+    net.params["0.weight"][...] = 1.0                          # 1x1 conv: spikes = input (theta 1)
+    checkerboard = (np.indices((4, 4)).sum(axis=0) % 2).astype(float)
+    x = np.broadcast_to(checkerboard, (3, 1, 1, 4, 4))          # T = 3, 8 input spikes per step
+    ops = synaptic_operations(net, x)
+    np.testing.assert_array_equal(ops.sops, [3 * 8, 0])         # fan-out 1 per input position
+    np.testing.assert_array_equal(ops.snn_macs, [0, 3 * 4 * 2])  # pooled values 0.5: 4 inputs x fan-out 2
+    e = energy(net, x)
+    np.testing.assert_allclose(e.snn_per_layer, [24 * E_AC, 24 * E_MAC])

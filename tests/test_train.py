@@ -189,3 +189,28 @@ def test_train_on_user_npz(tmp_path):
                    "--out", str(tmp_path / "t"), "--quiet", "--backend", "numpy")
     assert proc.returncode == 0, proc.stderr
     assert "final test accuracy" in proc.stdout
+
+
+def test_resume_is_bit_exact_with_batchnorm_and_dropout(tmp_path, small_digits):
+    from stlsim.layers import Reshape
+
+    def conv_net():
+        layers = [Reshape((1, 8, 8), input_shape=(64,)),
+                  stlsim.Conv2d(1, 3, kernel_size=3, padding=1, batchnorm=True), stlsim.MaxPool2d(2),
+                  stlsim.Flatten(), stlsim.Dropout(0.2), stlsim.Dense(3 * 4 * 4, 10 * 2, init_gain=4.0)]
+        return stlsim.Network(layers, neuron=stlsim.LIF(theta_init=1.0), population=2, seed=0,
+                              backend="numpy")
+
+    config = lambda epochs: TrainConfig(epochs=epochs, timesteps=3, batch_size=50, backend="numpy")  # noqa: E731
+    net_a = conv_net()
+    train(net_a, small_digits, config(2), progress=False)
+    net_b = conv_net()
+    path = tmp_path / "conv.h5"
+    train(net_b, small_digits, config(1), record_path=path, progress=False)
+    assert load_record(path)["params"]["buffer:1.bn_running_mean"].shape == (3,)
+    net_c = conv_net()
+    train(net_c, small_digits, config(2), resume=path, progress=False)
+    for key in net_a.params:
+        np.testing.assert_array_equal(net_a.params[key], net_c.params[key])
+    for key in net_a.buffers:
+        np.testing.assert_array_equal(net_a.buffers[key], net_c.buffers[key])

@@ -64,8 +64,8 @@ def parse(argv=None):
     p.add_argument("--no-depth", dest="depth", action="store_false")
     p.add_argument("--depths", default="2,3,4,5,6,7,8")
     p.add_argument("--depth-width", type=int, default=128)
-    p.add_argument("--depth-epochs", type=int, default=5)
-    p.add_argument("--depth-seeds", type=int, default=3)
+    p.add_argument("--depth-epochs", type=int, default=4)
+    p.add_argument("--depth-seeds", type=int, default=2)
     p.add_argument("--depth-gains", default="4,3",
                    help="init gains of the depth nets: 4 (stlsim default: signals reach layer 8 at init), "
                         "3 (rates fade with depth at init)")

@@ -128,11 +128,12 @@ def _update_everyone(r, N, source, v_b, theta, tau, hard, spk_idx, n_spikes, m_v
 
 @numba.njit(cache=True)
 def _update_some(t, todo, n_todo, source, v_b, last_b, theta, floor, half_width, tau, tau_pow,
-                 hard, spk_idx, n_spikes, m_idx, m_val, n_kept, theirs):
+                 hard, spk_idx, n_spikes, m_idx, m_val, n_kept, theirs, record, m_now):
     """(L2)-(L4) for the neurons ``todo[:n_todo]`` of one sample at step t, lazy leak.
 
     Returns the new counts of spikes, kept membranes and next-step candidates
-    (``theirs``). Arrays have room for ``n_todo`` more entries.
+    (``theirs``). Arrays have room for ``n_todo`` more entries. With ``record``,
+    ``m_now[i]`` receives every updated membrane.
     """
     n_next = 0
     for c in range(n_todo):
@@ -145,6 +146,8 @@ def _update_some(t, todo, n_todo, source, v_b, last_b, theta, floor, half_width,
         m_idx[n_kept] = i
         m_val[n_kept] = m
         n_kept += abs(m - theta[i]) < half_width        # sigma'(m - theta) != 0
+        if record:
+            m_now[i] = m
         v_b[i] = v_new
         last_b[i] = t
         u = tau * v_b[i]                                 # m_{t+1} if no input comes
@@ -195,6 +198,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     everyone = np.arange(N).astype(np.int32)
     current = np.zeros(N, dtype=dtype)
     no_current = np.zeros(N, dtype=dtype)
+    m_now = np.zeros(N, dtype=dtype)
     spk_ptr = np.zeros(T * B + 1, dtype=np.int64)
     spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
     m_ptr = np.zeros(T * B + 1 if not keep_all else 1, dtype=np.int64)
@@ -232,16 +236,17 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                     _record_silent(rec_membrane, b, i, last[b, i] + 1, t, v[b, i], tau)
             m_idx = _grow(m_idx, n_kept + n_todo)
             m_val = _grow(m_val, n_kept + n_todo)
-            first_kept = n_kept
             n_spikes, n_kept, n_candidates[after, b] = _update_some(
                 t, todo, n_todo, source, v[b], last[b], theta, floor, half_width, tau,
-                tau_pow, hard, spk_idx, n_spikes, m_idx, m_val, n_kept, candidates[after, b])
+                tau_pow, hard, spk_idx, n_spikes, m_idx, m_val, n_kept, candidates[after, b],
+                record, m_now)
             spk_ptr[r + 1] = n_spikes
             m_ptr[r + 1] = n_kept
             if record:
                 for c in range(n_todo):
-                    rec_membrane[t, b, todo[c]] = _membrane_of(todo[c], t, b, v, last,
-                                                                tau, theta, hard)
+                    rec_membrane[t, b, todo[c]] = m_now[todo[c]]
+                for e in range(spk_ptr[r], n_spikes):
+                    rec_spikes[t, b, spk_idx[e]] = 1
     if record and not keep_all:                        # silent steps after the last update
         for b in range(B):
             for i in range(N):

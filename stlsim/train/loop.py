@@ -236,6 +236,13 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         if ck is None:
             raise fail("resume", "a record with a checkpoint", f"{resume} without one")
         for key, value in ck["params"].items():
+            if key.startswith("buffer:"):            # BatchNorm running estimates
+                name = key[len("buffer:"):]
+                if name not in net.buffers or net.buffers[name].shape != np.shape(value):
+                    raise fail("resume", f"a record of this network (buffer {name!r})",
+                               f"shape {np.shape(value)}", "train")
+                net.buffers[name][...] = value
+                continue
             if key not in net.params or net.params[key].shape != np.shape(value):
                 raise fail("resume", f"a record of this network (parameter {key!r})",
                            f"shape {np.shape(value)}", "train")
@@ -262,8 +269,10 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     checkpoint = None
 
     def snapshot(epoch):
+        state = {k: v.copy() for k, v in net.params.items()}
+        state.update({f"buffer:{k}": v.copy() for k, v in getattr(net, "buffers", {}).items()})
         return {"epoch": epoch, "history_length": len(history["epoch"]),
-                "params": {k: v.copy() for k, v in net.params.items()},
+                "params": state,
                 "optimizer": {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()},
                 "rng": {"shuffle": _rng_state(shuffle_rng), "encode": _rng_state(encode_rng),
                         "network": _rng_state(net.rng)}}
@@ -278,7 +287,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         save_record(record_path, config=dataclasses.asdict(config),
                     network=dataclasses.asdict(netcfg) if netcfg else {"repr": repr(net)},
                     conventions=conventions_of(net), history=full_history,
-                    params=net.params, theta_init=theta_init, checkpoint=checkpoint,
+                    params={**net.params, **{f"buffer:{k}": v for k, v in getattr(net, "buffers", {}).items()}},
+                    theta_init=theta_init, checkpoint=checkpoint,
                     interrupted=interrupted)
 
     checkpoint = snapshot(start_epoch)

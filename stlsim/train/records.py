@@ -6,7 +6,8 @@ Layout (``SCHEMA_VERSION`` 1)::
                                    mode, seed, config (JSON), network (JSON),
                                    conventions (JSON), epochs_done, interrupted
     /history/<field>        one row per finished epoch (see docs/results.md)
-    /params/<name>          parameters at the end of the run (or at the interrupt)
+    /params/<name>          parameters at the end of the run (or at the interrupt);
+                            ``buffer:<name>`` entries hold BatchNorm running estimates
     /theta_init/<name>      thresholds at initialisation
     /checkpoint/params/<name>, /checkpoint/optimizer/<key>
                             state at the last finished epoch; attrs: epoch,
