@@ -12,13 +12,21 @@ process, the implementations alternating in a rotating order, each round running
 step enough times to last ~0.1 s; report medians and ratios; then measure each step's
 peak memory in a fresh subprocess. Results: ``benchmarks/results/<tag>.json`` and
 ``.png``. Timings on a shared machine are noisy: the load average is recorded.
+
+All implementations share one process, so idle threads of one library must not spin
+while another computes: ``OMP_WAIT_POLICY=PASSIVE`` is set for PyTorch's OpenMP (unless
+already set), and stlsim's kernels use Numba's workqueue layer. ``--threads N`` restarts
+the run with every library (BLAS, PyTorch, Numba) on N threads.
 """
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads libgomp
 
 import argparse
 import gc
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -69,8 +77,8 @@ def _check(built, notes, dtype, reference="stlsim-numpy"):
             continue
         loss, grads = impl.step(), impl.grads()
         rel_loss = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
-        grad_err = max(float(np.max(np.abs(grads[k] - ref_grads[k])) / max(np.max(np.abs(ref_grads[k])), 1e-30))
-                       for k in ref_grads)
+        grad_err = max(float(np.max(np.abs(grads[k] - ref_grads[k]))
+                             / max(np.max(np.abs(ref_grads[k])), 1e-30)) for k in ref_grads)
         tol = 1e-9 if np.dtype(dtype) == np.float64 else None
         report[name] = {"loss": loss, "rel_loss_diff": rel_loss, "max_rel_grad_diff": grad_err,
                         "agrees": None if tol is None else bool(rel_loss <= tol and grad_err <= 1e-7)}
@@ -177,8 +185,8 @@ def _memory(names, workload_key, quick, dtype, log):
 def _table(results) -> str:
     lines = []
     for entry in results["runs"]:
-        lines.append(f"\n{entry['workload']} ({entry['label']}), {entry['dtype']}; load {entry['load_before']}"
-                     f" -> {entry['load_after']}")
+        lines.append(f"\n{entry['workload']} ({entry['label']}), {entry['dtype']}; "
+                     f"load {entry['load_before']} -> {entry['load_after']}")
         gemm = entry["times"].get("gemm-numpy", {}).get("median_ms")
         for name, t in sorted(entry["times"].items(), key=lambda kv: kv[1]["median_ms"]):
             mem = entry.get("memory", {}).get(name, {})
@@ -203,8 +211,17 @@ def main(argv=None):
                         help="also torch.compile the T=1000 workload (its compile ran > 500 s here)")
     parser.add_argument("--tag", default=None, help="results file name (default: full or quick)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default benchmarks/results)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="restart with BLAS, PyTorch and Numba on this many threads")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads and os.environ.get("STLSIM_BENCH_THREADS") != str(args.threads):
+        n = str(args.threads)
+        for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "STLSIM_NUM_THREADS",
+                    "STLSIM_BENCH_THREADS"):
+            os.environ[key] = n                       # BLAS reads these when it loads: restart
+        argv = sys.argv[1:] if argv is None else list(argv)
+        os.execv(sys.executable, [sys.executable, "-m", "benchmarks"] + argv)
     table = QUICK if args.quick else WORKLOADS
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     dtypes = [np.dtype(d.strip()) for d in args.dtypes.split(",") if d.strip()]
@@ -224,7 +241,7 @@ def main(argv=None):
                "settings": {"quick": args.quick, "rounds": rounds, "impls": impls,
                             "threads_env": {k: os.environ.get(k) for k in (
                                 "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "STLSIM_NUM_THREADS",
-                                "NUMBA_THREADING_LAYER", "OPENBLAS_CORETYPE")}},
+                                "NUMBA_THREADING_LAYER", "OPENBLAS_CORETYPE", "OMP_WAIT_POLICY")}},
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": []}
     try:
         import torch
@@ -235,8 +252,8 @@ def main(argv=None):
     for key in workloads:
         workload = table[key]
         for dtype in dtypes:
-            names = [i for i in impls if not (i == "torch.compile" and (args.quick or (workload.T > 100
-                                                                                          and not args.compile_long)))]
+            long_compile = args.quick or (workload.T > 100 and not args.compile_long)
+            names = [i for i in impls if not (i == "torch.compile" and long_compile)]
             log(f"\n== {key} ({workload.label}) {dtype.name}; load {_load()}")
             problem = make_problem(workload, dtype)
             load_before = _load()

@@ -18,13 +18,16 @@ def _int_list(text):
 
 def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--dataset", default="digits",
-                   help="digits | fashion-mnist[:DIR] | mnist[:DIR] | cifar10[:DIR] | PATH.npz (default: digits, bundled)")
+                   help="digits | fashion-mnist[:DIR] | mnist[:DIR] | cifar10[:DIR] | PATH.npz | "
+                        "nmnist:DIR | dvsgesture:DIR | shd:DIR | saccade-digits (synthetic events) "
+                        "(default: digits, bundled)")
     p.add_argument("--arch", default="mlp", help="mlp (dense; sizes from --hidden) or a preset of stlsim.architectures")
     p.add_argument("--hidden", type=_int_list, default=None, help="hidden layer sizes, e.g. 256 or 800,400 (mlp)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--timesteps", "-T", type=int, default=None)
     p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
-    p.add_argument("--encoding", choices=["rate", "direct"], default="rate")
+    p.add_argument("--encoding", choices=["rate", "direct"], default="rate",
+                   help="static images only; event data sets are fed as their frames")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--theta-lr", type=float, default=None, help="threshold learning rate (default: --lr)")
@@ -51,14 +54,23 @@ _DATASET_DEFAULTS = {
     "fashion-mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
     "mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
     "cifar10": {"hidden": [1024], "epochs": 5, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0},
+    "saccade-digits": {"hidden": [256], "epochs": 15, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
+    "nmnist": {"hidden": [800], "epochs": 5, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
+    "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
+    "shd": {"hidden": [256], "epochs": 10, "timesteps": 100, "theta_init": 1.0, "init_gain": 4.0},
 }
 
 
 def _configs(args, mode="stl", seed=0):
     from .data import load_dataset
+    from .data.event_datasets import is_event_spec, load_event_dataset
     from .train import NetConfig, TrainConfig
 
-    data = load_dataset(args.dataset)
+    if is_event_spec(args.dataset):
+        data = load_event_dataset(args.dataset, args.timesteps)
+        args.encoding, args.timesteps = "frames", data.timesteps
+    else:
+        data = load_dataset(args.dataset)
     if args.train_subset or args.test_subset:
         data = data.subset(args.train_subset, args.test_subset)
     key = args.dataset.split(":")[0] if not args.dataset.endswith(".npz") else "npz"
@@ -99,7 +111,7 @@ def cmd_train(args) -> int:
     out = args.out or os.path.join("runs", f"train-{data.name}")
     os.makedirs(out, exist_ok=True)
     record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
-    net = build_network(netcfg, data.input_shape, data.n_classes, seed=args.seed, backend=config.backend)
+    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)
     result = train(net, data, config, record_path=record, resume=args.resume, progress=not args.quiet,
                    netcfg=netcfg)
     acc = result.history["test_accuracy"]

@@ -67,7 +67,7 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
     last_net = {}
     for mode in modes:
         for seed in seeds:
-            net = build_network(netcfg, data.input_shape, data.n_classes, seed=seed,
+            net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed,
                                 backend=trainconfig.backend)
             config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
             record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
@@ -111,7 +111,7 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
             from .train.loop import _shape_inputs, encode
 
             net = last_net["stl"]
-            x = _shape_inputs(net, data.x_test[:1])
+            x = _shape_inputs(net, data.x_test[:1], trainconfig.encoding == "frames")
             rec = net.forward(encode(x, trainconfig.timesteps, trainconfig.encoding,
                                      np.random.default_rng(0), net.dtype))
             figs["raster"] = plot.spike_raster(rec, os.path.join(out_dir, "raster_stl.png"),

@@ -61,13 +61,12 @@ def network_from_record(record_path, input_shape, n_classes: int, backend=None):
     net = build_network(netcfg, tuple(input_shape), n_classes, seed=int(rec["config"]["seed"]),
                         backend=backend)
     for key, value in rec["params"].items():
-        if key not in net.params or net.params[key].shape != np.shape(value):
-            raise fail("record_path", f"a record of this network (parameter {key!r})",
+        # BatchNorm running estimates are stored next to the parameters as "buffer:<name>".
+        store, name = (net.buffers, key[len("buffer:"):]) if key.startswith("buffer:") else (net.params, key)
+        if name not in store or store[name].shape != np.shape(value):
+            raise fail("record_path", f"a record of this network (entry {key!r})",
                        f"shape {np.shape(value)}", "network_from_record")
-        net.params[key][...] = value
-    for key, value in rec.get("buffers", {}).items():      # BatchNorm running estimates, if stored
-        if key in net.buffers:
-            net.buffers[key][...] = value
+        store[name][...] = value
     return net, rec
 
 
@@ -117,8 +116,8 @@ def learned_thresholds(run) -> dict:
         init, final = None, None
         for path in paths:
             rec = load_record(path)
-            names = sorted(rec["params"], key=lambda k: int(k.split(".")[0]))
-            names = [k for k in names if k.endswith(".theta")]
+            names = sorted((k for k in rec["params"] if k.endswith(".theta") and not k.startswith("buffer:")),
+                           key=lambda k: int(k.split(".")[0]))
             a = [np.ravel(rec["theta_init"][k]) for k in names]
             b = [np.ravel(rec["params"][k]) for k in names]
             init = a if init is None else [np.concatenate([u, v]) for u, v in zip(init, a)]

@@ -107,10 +107,10 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
     for mode, paths in run["records"].items():
         nets[mode] = []
         for path in paths:
-            net, _ = dynamics.network_from_record(path, data.input_shape, data.n_classes, backend=backend)
-            if net.buffers:
-                out["notes"].append("records hold no BatchNorm running estimates; BN layers use their "
-                                    "initial estimates at evaluation")
+            net, rec = dynamics.network_from_record(path, data.input_shape, data.n_classes, backend=backend)
+            if net.buffers and not any(k.startswith("buffer:") for k in rec["params"]):
+                out["notes"].append("these records hold no BatchNorm running estimates (written before "
+                                    "stlsim stored them); BN layers use their initial estimates here")
             nets[mode].append(net)
     if energy:
         log("report: energy")
@@ -212,10 +212,13 @@ def check_claims(analysis: dict, population_gain: dict | None = None) -> list:
         parts, better, total = [], 0, 0
         for kind, c in analysis["noise"].items():
             noisy = {mode: float(np.mean(np.asarray(m["per_seed"])[:, 1:])) for mode, m in c["modes"].items()}
+            clean = {mode: float(np.mean(np.asarray(m["per_seed"])[:, 0])) for mode, m in c["modes"].items()}
             if "stl" in noisy and len(noisy) > 1:
                 total += 1
                 better += all(noisy["stl"] >= v for k, v in noisy.items() if k != "stl")
-            parts.append(f"{kind}: " + ", ".join(f"{m.upper()} {v:.3f}" for m, v in noisy.items()))
+            parts.append(f"{kind}: " + ", ".join(
+                f"{m.upper()} {v:.3f} ({100 * v / clean[m]:.0f}% of clean)" if clean[m] > 0 else f"{m.upper()} {v:.3f}"
+                for m, v in noisy.items()))
         verdict = "holds" if total and better == total else ("mixed" if better else "does not hold")
         rows.append({"claim": "Noise robustness (STL's mean accuracy over the noisy levels >= SL's and TL's)",
                      "verdict": verdict if total else "not measured",

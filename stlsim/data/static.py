@@ -66,6 +66,10 @@ class Dataset:
 
     ``x_*`` are float32 of shape (N, *input_shape), ``y_*`` int64 of shape (N,) with
     values in [0, n_classes). Arrays are validated (and coerced) on construction.
+
+    ``timesteps`` > 0 marks pre-binned event data: each sample already holds its own
+    T = ``timesteps`` input frames on axis 1 (``input_shape[0] == timesteps``), fed to the
+    network as they are (encoding "frames") instead of being rate- or direct-coded.
     """
 
     x_train: np.ndarray
@@ -77,6 +81,7 @@ class Dataset:
     input_shape: tuple
     source: str = ""
     license: str = ""
+    timesteps: int = 0
 
     def __post_init__(self):
         owner = "Dataset"
@@ -92,6 +97,11 @@ class Dataset:
         set_ = object.__setattr__  # frozen: coerced values are stored once, here
         set_(self, "n_classes", n_classes)
         set_(self, "input_shape", input_shape)
+        timesteps = check_int(self.timesteps, "timesteps", low=0, owner=owner)
+        if timesteps and input_shape[0] != timesteps:
+            raise fail("input_shape", f"(timesteps={timesteps}, ...) for frame data",
+                       repr(input_shape), owner)
+        set_(self, "timesteps", timesteps)
         for part in ("train", "test"):
             x = _check_images(getattr(self, f"x_{part}"), f"x_{part}", input_shape, owner)
             y = _check_label_array(getattr(self, f"y_{part}"), f"y_{part}", len(x), n_classes,
@@ -111,8 +121,19 @@ class Dataset:
     def n_features(self) -> int:
         return int(np.prod(self.input_shape))
 
+    @property
+    def sample_shape(self) -> tuple:
+        """Shape of one network input per time step (input_shape without T for frames)."""
+        return self.input_shape[1:] if self.timesteps else self.input_shape
+
     def flat(self) -> "Dataset":
         """The same data with each image flattened to (n_features,) (views, no copy)."""
+        if self.timesteps:
+            features = int(np.prod(self.input_shape[1:]))
+            return dataclasses.replace(
+                self, x_train=self.x_train.reshape(self.n_train, self.timesteps, features),
+                x_test=self.x_test.reshape(self.n_test, self.timesteps, features),
+                input_shape=(self.timesteps, features))
         return dataclasses.replace(
             self,
             x_train=self.x_train.reshape(self.n_train, self.n_features),

@@ -12,18 +12,20 @@ How it works (details and a worked example: ``docs/event_engine.md``):
   an event list, use :func:`events_to_dense`; :func:`dense_to_events` goes back.
 * (L1) Each presynaptic event adds its weight column (times its value) to the currents
   of its sample; in a ``Dense`` layer that reaches every neuron of the sample.
-* (L2) The leak is applied lazily: a neuron updated at step t after k silent steps
-  uses v_{t-1} = tau^k v_last (one power, not k multiplications).
-* (L3)-(L4) Only updated neurons are tested against theta. A neuron is also updated
-  without input when its membrane, decaying, can still cross theta or enter the
-  surrogate's support: always for theta <= 0 (a membrane decaying to 0 from below
-  reaches theta), and after any step where tau v_t lies above a per-neuron floor
-  (soft reset can leave v >= theta / tau). Everyone else provably stays silent.
-* Backward: (B1)-(B6) from the spike events and the membranes where sigma' != 0. With
-  the rectangular surrogate (finite support) only membranes with |m - theta| < width/2
-  are kept, so the tape grows with activity, not with T x N. Surrogates of infinite
-  support (atan, sigmoid, superspike) need m everywhere: the engine then updates and
-  keeps every neuron at every step (dense tape, ~12 bytes per neuron-step), and the
+* (L2) The leak is applied lazily: each neuron keeps an anchor, the last step a at
+  which it received input or spiked, and its membrane v_a after it; at step t,
+  v_{t-1} = tau^(t-1-a) v_a (one power from a table, not t-1-a multiplications).
+* (L3)-(L4) Only visited neurons are tested against theta: those with input, and the
+  *candidates*, whose silent membrane can still cross: every neuron with theta <= 0
+  (a membrane decaying up to 0 reaches it), and any neuron whose next silent membrane
+  is >= theta (soft reset can leave v >= theta / tau). The others provably stay
+  silent. Which silent steps are visited never changes a number.
+* The tape holds input and spike events only. The backward re-runs each layer's
+  forward to recompute the membranes where sigma' != 0, then runs (B1)-(B6) there
+  (elsewhere delta just decays, or is cut by a hard-reset spike). With the rectangular
+  surrogate (finite support) that is where |m - theta| < width/2, so memory grows with
+  activity, not with T x N. Surrogates of infinite support (atan, sigmoid, superspike)
+  need every m: the re-run then keeps a dense (T, B, N) membrane per layer, and the
   saving is only in the synaptic work.
 
 Scope. ``Dense`` layers run event-driven. Any other layer (Conv2d, pooling, Flatten,
@@ -49,6 +51,7 @@ import numpy as np
 
 from .._checks import check_array, check_int, fail
 from ..grad import bptt
+from ..layers.dense import Dense
 from . import clock
 
 __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
@@ -189,26 +192,40 @@ class _Events:
 
 @dataclass
 class EventLayerTape:
-    """What the event engine keeps of one ``Dense`` layer: input and output events and
-    the membranes the backward needs (``kept_*``: compressed rows like ``_Events``)."""
+    """What the event engine keeps of one ``Dense`` layer: its input and output events
+    (and references to its parameters). No membrane: the backward and a ``Record``
+    recompute what they need from the input events (same kernel, same numbers)."""
 
     inputs: _Events
     spikes: _Events
-    kept_ptr: np.ndarray
-    kept_idx: np.ndarray
-    kept_m: np.ndarray
     theta: np.ndarray        # per neuron, contiguous
     weight: np.ndarray
     bias: np.ndarray | None
-    settings: dict           # kernel arguments shared by forward, re-run and backward
+    settings: dict           # kernel arguments shared by forward, re-runs and backward
     out_shape: tuple
     dense: tuple | None = None   # (I, m, s) once rebuilt for a Record
+    weight_t: np.ndarray | None = field(default=None, repr=False)   # W.T, if worth it
+    layout_chosen: bool = field(default=False, repr=False)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the event tape (inputs, spikes, kept membranes)."""
-        return (self.inputs.nbytes + self.spikes.nbytes + self.kept_ptr.nbytes
-                + self.kept_idx.nbytes + self.kept_m.nbytes)
+        """Bytes of the event tape of this layer (input and output events)."""
+        return self.inputs.nbytes + self.spikes.nbytes
+
+
+@dataclass
+class _Kept:
+    """Membranes kept for the backward: compressed rows (``ptr``, ``idx``, ``m``), or
+    every membrane (``dense``: ``m`` is (T * B * N,), ``ptr``/``idx`` unused)."""
+
+    dense: bool
+    ptr: np.ndarray
+    idx: np.ndarray
+    m: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.ptr.nbytes + self.idx.nbytes + self.m.nbytes
 
 
 class _PerLayer(Sequence):
@@ -250,8 +267,6 @@ class EventTape:
             return record[name]
         if name == "theta":
             return record.theta.reshape(record.out_shape)
-        if name == "spikes" and record.dense is None:
-            return record.spikes.to_dense(self.T, self.B, record.out_shape, self.dtype)
         if record.dense is None:
             record.dense = _rerun_recording(record, self.T, self.B)
         current, membrane, spikes = record.dense
@@ -266,7 +281,6 @@ def _kernels():
 
 
 def _is_event_layer(layer) -> bool:
-    from ..layers.dense import Dense
     return type(layer) is Dense
 
 
@@ -290,66 +304,101 @@ def _transposed_weight(weight, n_events):
     return None
 
 
-def _layer_settings(theta, neuron, surrogate, code, T, dtype):
+_TAU_POWERS = {}
+
+
+def _tau_powers(tau, T, dtype):
+    """tau^k for k = 0..T in ``dtype`` (cached: the same table serves every call)."""
+    key = (float(tau), T, dtype.str)
+    table = _TAU_POWERS.get(key)
+    if table is None:
+        if len(_TAU_POWERS) > 32:
+            _TAU_POWERS.clear()
+        table = (float(tau) ** np.arange(T + 1, dtype=np.float64)).astype(dtype)
+        table[1] = tau
+        table.flags.writeable = False
+        _TAU_POWERS[key] = table
+    return table
+
+
+def _layer_settings(theta, neuron, code, T, dtype):
+    """Kernel arguments of one layer. The candidate floors (see
+    ``kernels.event_cpu.dense_layer_forward`` and docs/event_engine.md) are made by
+    ``_floor``; the forward needs only the crossing floor."""
     kind, param = code
     tau = dtype.type(neuron.tau)
-    if kind == 2:                                     # rectangular: support |x| < width/2
-        half_width = 0.5 * param
-        margin = 16 * np.finfo(dtype).eps * (np.abs(theta.astype(np.float64)) + half_width)
-        floor = theta.astype(np.float64) - half_width - margin
-        floor[theta <= 0] = -np.inf
-        keep_all = False
-    else:                                             # sigma' != 0 everywhere
-        half_width = np.inf
-        floor = np.full(theta.shape, -np.inf)
-        keep_all = True
-    tau_pow = (float(tau) ** np.arange(T + 1, dtype=np.float64)).astype(dtype)
-    tau_pow[1] = tau
-    return dict(floor=floor, keep_all=keep_all, half_width=float(half_width), tau=tau,
-                tau_pow=tau_pow, hard=neuron.reset == "hard", kind=kind, param=param,
+    return dict(kind=kind, param=param, keep=1 if kind == 2 else 2,
+                half_width=0.5 * param if kind == 2 else np.inf, tau=tau,
+                tau_pow=_tau_powers(tau, T, dtype), hard=neuron.reset == "hard",
                 detach=neuron.detach_reset)
 
 
-def _run_layer(kernels, inputs, weight, weight_t, bias, theta, settings, T, B, dtype,
-               record=False):
-    N = theta.shape[0]
-    if record:
-        rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)]
+def _floor(record, which):
+    """Candidate floor per neuron: "crossing" (u >= theta can fire: theta itself, -inf
+    for theta <= 0), "support" (also |u - theta| < width/2: theta - width/2 minus a
+    rounding margin; rectangular surrogate only) or "everything" (-inf)."""
+    theta, settings = record.theta, record.settings
+    if which == "everything":
+        return np.full(theta.shape, -np.inf)
+    if which == "crossing":
+        # u > nextafter(theta, -inf) is u >= theta in the storage dtype.
+        below = np.nextafter(theta, theta.dtype.type(-np.inf)).astype(np.float64)
     else:
-        rec = [np.zeros((0, 0, 0), dtype=dtype)] * 3
-    val = inputs.val if not inputs.unit else np.zeros(0, dtype=dtype)
+        half_width = settings["half_width"]
+        margin = 16 * np.finfo(theta.dtype).eps * (np.abs(theta.astype(np.float64)) + half_width)
+        below = theta.astype(np.float64) - half_width - margin
+    return np.where(theta > 0, below, -np.inf)   # theta <= 0: decaying up to 0 reaches theta
+
+
+def _run_layer(kernels, record, T, B, floor, keep=0, dense=False):
+    """One call of the forward kernel on a layer's stored input events."""
+    inputs, settings, dtype = record.inputs, record.settings, record.theta.dtype
+    N = record.theta.shape[0]
+    shape = (T, B, N) if dense else (0, 0, 0)
+    rec = [np.zeros(shape, dtype=dtype) for _ in range(3)]
+    if not record.layout_chosen:                      # once per forward, reused by re-runs
+        record.weight_t = _transposed_weight(record.weight, inputs.count)
+        record.layout_chosen = True
+    weight_t = record.weight_t
     out = kernels.dense_layer_forward(
-        T, B, inputs.ptr, inputs.idx, val, inputs.unit, weight,
+        T, B, inputs.ptr, inputs.idx, inputs.val, inputs.unit, record.weight,
         weight_t if weight_t is not None else np.zeros((0, 0), dtype=dtype), weight_t is not None,
-        bias if bias is not None else np.zeros(0, dtype=dtype), bias is not None, theta,
-        settings["floor"], settings["keep_all"], settings["half_width"], settings["tau"],
-        settings["tau_pow"], settings["hard"], record, rec[0], rec[1], rec[2])
+        record.bias if record.bias is not None else np.zeros(0, dtype=dtype),
+        record.bias is not None, record.theta, _floor(record, floor), keep, settings["half_width"],
+        settings["tau"], settings["tau_pow"], settings["hard"], dense, rec[0], rec[1], rec[2])
     return out, rec
 
 
 def _rerun_recording(record, T, B):
-    """Dense (I, m, s) of an event layer: its kernel again, with recording on."""
+    """Dense (I, m, s) of an event layer: its kernel again, visiting every neuron at
+    every step (the numbers do not depend on the visiting schedule)."""
     CALLS["materialize"] += 1
-    kernels = _kernels()
-    weight_t = _transposed_weight(record.weight, record.inputs.count)
-    _, rec = _run_layer(kernels, record.inputs, record.weight, weight_t, record.bias,
-                        record.theta, record.settings, T, B, record.kept_m.dtype, record=True)
+    _, rec = _run_layer(_kernels(), record, T, B, "everything", dense=True)
     shape = (T, B) + tuple(record.out_shape)
     return tuple(a.reshape(shape) for a in rec)
 
 
-def _forward_dense(kernels, layer, params, inputs, neuron, surrogate, code, T, B, dtype):
-    weight = np.ascontiguousarray(params["weight"], dtype=dtype)
-    bias = np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None
+def _rerun_keeping(record, T, B):
+    """The membranes the backward needs, recomputed from the input events; checks that
+    the re-run reproduced the forward's spikes."""
+    keep = record.settings["keep"]
+    (spk_ptr, spk_idx, m_ptr, m_idx, m_val), _ = _run_layer(
+        _kernels(), record, T, B, "support" if keep == 1 else "everything", keep=keep)
+    if not (np.array_equal(spk_ptr, record.spikes.ptr) and np.array_equal(spk_idx, record.spikes.idx)):
+        raise RuntimeError("internal error: the event engine's re-run changed the spikes")
+    return _Kept(dense=keep == 2, ptr=m_ptr, idx=m_idx, m=m_val)
+
+
+def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
     theta = np.array(layer.expand_theta(params["theta"]), dtype=dtype).reshape(-1)  # writable copy
-    settings = _layer_settings(theta, neuron, surrogate, code, T, dtype)
-    weight_t = _transposed_weight(weight, inputs.count)
-    (spk_ptr, spk_idx, kept_ptr, kept_idx, kept_m), _ = _run_layer(
-        kernels, inputs, weight, weight_t, bias, theta, settings, T, B, dtype)
-    spikes = _Events(spk_ptr, spk_idx, np.zeros(0, dtype=dtype), True, theta.shape[0])
-    return EventLayerTape(inputs=inputs, spikes=spikes, kept_ptr=kept_ptr, kept_idx=kept_idx,
-                          kept_m=kept_m, theta=theta, weight=weight, bias=bias,
-                          settings=settings, out_shape=tuple(layer.out_shape))
+    record = EventLayerTape(
+        inputs=inputs, spikes=None, theta=theta,
+        weight=np.ascontiguousarray(params["weight"], dtype=dtype),
+        bias=np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None,
+        settings=_layer_settings(theta, neuron, code, T, dtype), out_shape=tuple(layer.out_shape))
+    (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
+    record.spikes = _Events(spk_ptr, spk_idx, np.zeros(0, dtype=dtype), True, theta.shape[0])
+    return record
 
 
 def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
@@ -376,8 +425,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         if _is_event_layer(layer):
             if events is None:
                 events = _Events.from_dense(dense, kernels)
-            record = _forward_dense(kernels, layer, params, events, neuron, surrogate, code,
-                                    T, B, dtype)
+            record = _forward_dense(kernels, layer, params, events, neuron, code, T, B, dtype)
             tape.layers.append(record)
             dense, events, shape = None, record.spikes, tuple(layer.out_shape)
             continue
@@ -401,25 +449,31 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
 # ------------------------------------------------------------------------ backward --
 
 def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate, backend):
-    """(B1)-(B6) from what the event forward kept. Same signature and results as
-    ``grad.bptt.run_backward``: a list (per layer) of local-name gradient dicts."""
+    """(B1)-(B6) from the event tape. Same signature and results as
+    ``grad.bptt.run_backward``: a list (per layer) of local-name gradient dicts.
+
+    First every event layer is re-run to recompute the membranes where sigma' != 0
+    (all of them for surrogates of infinite support); then layers are processed from
+    the top, each passing e (dL/ds) to the layer below only where that layer kept m.
+    """
     if not isinstance(tape, EventTape):
         return bptt.run_backward(layers, params_per_layer, tape, grad_output, neuron,
                                  surrogate, backend)
     CALLS["backward"] += 1
     kernels = _kernels()
     T, B, dtype = tape.T, tape.B, tape.dtype
+    kept = [_rerun_keeping(r, T, B) if isinstance(r, EventLayerTape) else None
+            for r in tape.layers]
     grads = [None] * len(layers)
     grad_dense, grad_kept = grad_output, None         # e of the current layer: one of them
     for i in range(len(layers) - 1, -1, -1):
         layer, params, record = layers[i], params_per_layer[i], tape.layers[i]
         if isinstance(record, EventLayerTape):
             grads[i], grad_dense, grad_kept = _backward_dense(
-                kernels, layer, record, grad_dense, grad_kept,
-                tape.layers[i - 1] if i > 0 else None, T, B, dtype)
+                kernels, layer, record, kept[i], grad_dense, grad_kept,
+                kept[i - 1] if i > 0 else False, T, B, dtype)
+            kept[i] = None                            # free as we go
             continue
-        if grad_dense is None:                        # unreachable: event layers above
-            raise RuntimeError("internal: dense gradient expected")  # give dense e
         local = {}
         if layer.has_neurons:
             grad_current, grad_theta = backend.lif_backward(
@@ -436,23 +490,24 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
     return grads
 
 
-def _backward_dense(kernels, layer, record, grad_dense, grad_kept, below, T, B, dtype):
+def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, T, B, dtype):
+    """One event layer. ``below``: False (first layer), None (a clock layer below:
+    dense e), or the ``_Kept`` of the event layer below. Returns (grads, dense e or
+    None, kept-aligned e or None) for the layer below."""
     s = record.settings
     N = record.theta.shape[0]
     n_in = record.weight.shape[1]
-    all_kept = s["keep_all"]
-    if all_kept:                                      # the layer above sent dense e
-        e_dense, e_kept = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T, B, N), None
-    elif grad_kept is None:                           # dense e (loss, clock layer): pick
-        e_dense = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T * B, N)
-        rows = np.repeat(np.arange(T * B), np.diff(record.kept_ptr))
-        e_dense, e_kept = None, e_dense[rows, record.kept_idx]
+    none = np.zeros(0, dtype=dtype)
+    if kept.dense:                                    # dense e from above (loss, clock
+        e_dense = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T, B, N)  # or event)
+        e_kept = none
     else:
-        e_dense, e_kept = None, grad_kept
-    if e_dense is None:
         e_dense = np.zeros((0, 0, 0), dtype=dtype)
-    if e_kept is None:
-        e_kept = np.zeros(0, dtype=dtype)
+        if grad_kept is None:                         # dense e given: read it where kept
+            rows = np.repeat(np.arange(T * B), np.diff(kept.ptr))
+            e_kept = np.ascontiguousarray(grad_dense, dtype=dtype).reshape(T * B, N)[rows, kept.idx]
+        else:
+            e_kept = grad_kept
     inputs = record.inputs
     transposed = _static_cache is not None or inputs.count > TRANSPOSE_RATIO * n_in
     if transposed:
@@ -460,25 +515,22 @@ def _backward_dense(kernels, layer, record, grad_dense, grad_kept, below, T, B, 
     else:
         grad_weight, grad_weight_t = np.zeros((N, n_in), dtype=dtype), np.zeros((0, 0), dtype=dtype)
     grad_bias = np.zeros(N if record.bias is not None else 0, dtype=dtype)
-    empty_ptr = np.zeros(1, dtype=np.int64)
-    if below is None:                                 # first layer: no input gradient
-        mode, below_ptr, below_idx = 0, empty_ptr, np.zeros(0, dtype=np.int32)
-        e_below, grad_input = np.zeros(0, dtype=dtype), np.zeros((0, 0, 0), dtype=dtype)
-    elif isinstance(below, EventLayerTape) and not below.settings["keep_all"]:
-        # e only where the layer below keeps m
-        mode, below_ptr, below_idx = 1, below.kept_ptr, below.kept_idx
-        e_below, grad_input = np.zeros(below.kept_idx.shape[0], dtype=dtype), np.zeros((0, 0, 0), dtype=dtype)
-    else:                                             # dense e: a clock layer below, or
-        # an event layer that keeps every m
-        mode, below_ptr, below_idx = 2, empty_ptr, np.zeros(0, dtype=np.int32)
-        e_below, grad_input = np.zeros(0, dtype=dtype), np.zeros((T, B, n_in), dtype=dtype)
-    val = inputs.val if not inputs.unit else np.zeros(0, dtype=dtype)
+    empty_ptr, empty_idx = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    no_grad_input = np.zeros((0, 0, 0), dtype=dtype)
+    if below is False:                                # first layer: no input gradient
+        mode, below_ptr, below_idx, e_below, grad_input = 0, empty_ptr, empty_idx, none, no_grad_input
+    elif below is not None and not below.dense:       # e only where the layer below kept m
+        mode, below_ptr, below_idx = 1, below.ptr, below.idx
+        e_below, grad_input = np.zeros(below.idx.shape[0], dtype=dtype), no_grad_input
+    else:                                             # dense e: a clock layer below, or an
+        mode, below_ptr, below_idx = 2, empty_ptr, empty_idx   # event layer keeping every m
+        e_below, grad_input = none, np.zeros((T, B, n_in), dtype=dtype)
     grad_theta = kernels.dense_layer_backward(
-        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta, all_kept,
-        e_dense, e_kept, record.kept_ptr, record.kept_idx, record.kept_m, record.spikes.ptr,
-        record.spikes.idx, inputs.ptr, inputs.idx, val, inputs.unit, transposed, grad_weight,
-        grad_weight_t, record.bias is not None, grad_bias, record.weight, mode, below_ptr,
-        below_idx, e_below, grad_input)
+        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta,
+        kept.dense, e_dense, e_kept, kept.ptr, kept.idx, kept.m, record.spikes.ptr,
+        record.spikes.idx, inputs.ptr, inputs.idx, inputs.val, inputs.unit, transposed,
+        grad_weight, grad_weight_t, record.bias is not None, grad_bias, record.weight, mode,
+        below_ptr, below_idx, e_below, grad_input)
     local = {"weight": np.ascontiguousarray(grad_weight_t.T) if transposed else grad_weight}
     if record.bias is not None:
         local["bias"] = grad_bias

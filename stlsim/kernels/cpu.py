@@ -113,14 +113,17 @@ def _build_kernels(kind, parallel):
             hi = min(lo + block, current.shape[2])
             v_b = v[b, lo:hi]
             theta_b = theta[lo:hi]
+            current_copy = np.empty_like(v_b)     # lets ``membrane`` be ``current`` (in place)
             for i in range(v_b.shape[0]):
                 v_b[i] = 0                                                # v_0 = 0
             for t in range(current.shape[0]):
                 current_t = current[t, b, lo:hi]
+                for i in range(v_b.shape[0]):
+                    current_copy[i] = current_t[i]
                 membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
                 for i in range(v_b.shape[0]):
-                    m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
+                    m, s, v_new = _step_forward(current_copy[i], v_b[i], theta_b[i], tau, hard,
                                                 smooth, kind, param)      # (L2)-(L4)
                     membrane_t[i] = m
                     spikes_t[i] = s
@@ -135,16 +138,19 @@ def _build_kernels(kind, parallel):
             delta_next_b = delta_next[b, lo:hi]
             theta_partial_b = theta_partial[b, lo:hi]
             theta_b = theta[lo:hi]
+            membrane_copy = np.empty_like(theta_b)  # lets ``grad_membrane`` be ``membrane``
             for i in range(theta_b.shape[0]):
                 delta_next_b[i] = 0                                       # delta_{T+1} = 0
                 theta_partial_b[i] = 0
             for t in range(grad_spikes.shape[0] - 1, -1, -1):
-                e_t = grad_spikes[t, b, lo:hi]
                 membrane_t = membrane[t, b, lo:hi]
+                for i in range(theta_b.shape[0]):
+                    membrane_copy[i] = membrane_t[i]
+                e_t = grad_spikes[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
                 delta_t = grad_membrane[t, b, lo:hi]
                 for i in range(theta_b.shape[0]):
-                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
+                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_copy[i],
                                                        spikes_t[i], theta_b[i], tau, hard,
                                                        detach, kind, param)  # (B1)-(B3)
                     delta_t[i] = delta
@@ -284,11 +290,6 @@ def clear_workspace():
     _local.buffers = {}
 
 
-def _scratch(name, rows, cols, size, dtype):
-    """A (rows, cols) C-contiguous view of a shared flat workspace buffer of ``size``."""
-    return _buffer(name, (size,), dtype)[:rows * cols].reshape(rows, cols)
-
-
 def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, population,
                         loss, smooth=False):
     """Loss and per-layer gradients of a Dense-only network in one fused pass.
@@ -299,9 +300,10 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     the caller then falls back to the per-layer path. Arguments are validated by the
     caller.
 
-    Memory: per layer m_t and s_t for every step (what the backward needs), plus two
-    scratch buffers of the largest layer's size (T*B rows) that hold, in turn, the
-    currents I_t, the adjoints e_t and the deltas; all from the reusable workspace.
+    Memory, all from the reusable workspace: per layer m_t and s_t of every step (what
+    the backward needs), and one scratch buffer of the largest layer's size for the
+    adjoints e_t. The currents I_t are computed into the membrane buffer and become m_t in
+    place; the backward overwrites m_t with delta_t in place.
     """
     from ..layers.dense import Dense
     from ..readout import loss_from_rates, population_rates, rates_backward
@@ -312,21 +314,19 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     T, B = x.shape[:2]
     rows = T * B
     dtype = x.dtype
-    size = rows * max(layer.out_features for layer in layers)
     inputs, membranes, spikes_list, thetas = [], [], [], []
     h = np.ascontiguousarray(x).reshape(rows, -1)
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
-        current = _scratch("scratch_a", rows, n_out, size, dtype)
-        np.matmul(h, params["weight"].T, out=current)                    # (L1), one GEMM
-        if layer.bias:
-            current += params["bias"]
         membrane = _buffer(("m", i), (rows, n_out), dtype)
+        np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
+        if layer.bias:
+            membrane += params["bias"]
         spikes = _buffer(("s", i), (rows, n_out), dtype)
         theta = _theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
-        _run_forward(current.reshape(T, B, n_out), membrane.reshape(T, B, n_out),
-                     spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype), theta,
-                     neuron, spec, smooth)                                # (L2)-(L4)
+        step = membrane.reshape(T, B, n_out)
+        _run_forward(step, step, spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype),
+                     theta, neuron, spec, smooth)                         # (L2)-(L4), I -> m
         inputs.append(h)
         membranes.append(membrane)
         spikes_list.append(spikes)
@@ -335,22 +335,23 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
     grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
+    size = rows * max([layer.in_features for layer in layers[1:]], default=1)
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         layer, params = layers[i], params_per_layer[i]
         n_out = layer.out_features
         grad_theta = np.empty(n_out, dtype=dtype)
-        delta = _scratch("scratch_a", rows, n_out, size, dtype)
-        _run_backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
-                      spikes_list[i].reshape(T, B, n_out), thetas[i], delta.reshape(T, B, n_out),
-                      _buffer(("dn", i), (B, n_out), dtype), _buffer(("tp", i), (B, n_out), dtype),
-                      grad_theta, neuron, spec)                           # (B1)-(B5)
+        delta = membranes[i]                                              # m -> delta in place
+        step = delta.reshape(T, B, n_out)
+        _run_backward(grad.reshape(T, B, n_out), step, spikes_list[i].reshape(T, B, n_out),
+                      thetas[i], step, _buffer(("dn", i), (B, n_out), dtype),
+                      _buffer(("tp", i), (B, n_out), dtype), grad_theta, neuron, spec)  # (B1)-(B5)
         local = {"weight": delta.T @ inputs[i]}                          # (B4), one GEMM
         if layer.bias:
             local["bias"] = delta.sum(axis=0)
         local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
         grads[i] = local
         if i > 0:
-            grad = _scratch("scratch_b", rows, layer.in_features, size, dtype)
+            grad = _buffer("e", (size,), dtype)[:rows * layer.in_features].reshape(rows, -1)
             np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
     return value, grads

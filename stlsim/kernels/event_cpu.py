@@ -50,6 +50,8 @@ register_scalar()
 
 _step_forward = scalar.lif_forward_step
 _step_backward = scalar.lif_backward_step
+_heaviside = scalar.heaviside
+_reset = scalar.reset
 
 
 @numba.njit(cache=True)
@@ -70,13 +72,14 @@ def dense_to_events(x):
     for r in range(rows):
         count = 0
         for j in range(n):
-            if x[r, j] != 0:
-                count += 1
+            count += x[r, j] != 0                   # branch-free: vectorizes
         ptr[r + 1] = ptr[r] + count
     idx = np.empty(ptr[rows], dtype=np.int32)
     val = np.empty(ptr[rows], dtype=x.dtype)
-    k = 0
     for r in range(rows):
+        if ptr[r + 1] == ptr[r]:
+            continue
+        k = ptr[r]
         for j in range(n):
             if x[r, j] != 0:
                 idx[k] = j
@@ -115,95 +118,46 @@ def _accumulate(current, first, stop, in_idx, in_val, unit_values, weight, weigh
 
 
 @numba.njit(cache=True)
-def _update_everyone(r, N, source, v_b, theta, tau, hard, spk_idx, n_spikes, m_val):
-    """(L2)-(L4) for every neuron of one sample at one step (row r); keeps every m."""
-    for i in range(N):
-        m, s, v_new = _step_forward(source[i], v_b[i], theta[i], tau, hard, False, 0, 0.0)
-        spk_idx[n_spikes] = i                          # written always, counted if s = 1
-        n_spikes += s != 0
-        m_val[r * N + i] = m
-        v_b[i] = v_new
-    return n_spikes
-
-
-@numba.njit(cache=True)
-def _update_some(t, todo, n_todo, source, v_b, last_b, theta, floor, half_width, tau, tau_pow,
-                 hard, spk_idx, n_spikes, m_idx, m_val, n_kept, theirs, record, m_now):
-    """(L2)-(L4) for the neurons ``todo[:n_todo]`` of one sample at step t, lazy leak.
-
-    Returns the new counts of spikes, kept membranes and next-step candidates
-    (``theirs``). Arrays have room for ``n_todo`` more entries. With ``record``,
-    ``m_now[i]`` receives every updated membrane.
-    """
-    n_next = 0
-    for c in range(n_todo):
-        i = todo[c]
-        v_prev = tau_pow[t - 1 - last_b[i]] * v_b[i]   # lazy leak: v_{t-1} = tau^k v_last
-        m, s, v_new = _step_forward(source[i], v_prev, theta[i], tau, hard,
-                                    False, 0, 0.0)       # (L2)-(L4)
-        spk_idx[n_spikes] = i
-        n_spikes += s != 0
-        m_idx[n_kept] = i
-        m_val[n_kept] = m
-        n_kept += abs(m - theta[i]) < half_width        # sigma'(m - theta) != 0
-        if record:
-            m_now[i] = m
-        v_b[i] = v_new
-        last_b[i] = t
-        u = tau * v_b[i]                                 # m_{t+1} if no input comes
-        theirs[n_next] = i
-        n_next += u > floor[i] or (floor[i] < 0.0 and u < 0.0)
-    return n_spikes, n_kept, n_next
-
-
-@numba.njit(cache=True)
-def _record_silent(rec_membrane, b, i, first, stop, v, tau):
-    """Dense record of silent steps q in [first, stop): m_q = tau v_{q-1}, I = 0, s = 0."""
-    for q in range(first, stop):
-        v = tau * v
-        rec_membrane[q, b, i] = v
-
-
-@numba.njit(cache=True)
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
-                        transposed, bias, has_bias, theta, floor, keep_all, half_width, tau,
+                        transposed, bias, has_bias, theta, floor, keep, half_width, tau,
                         tau_pow, hard, record, rec_current, rec_membrane, rec_spikes):
     """(L1)-(L4) of one Dense layer, event-driven. Returns the compressed spike rows
     ``(spk_ptr, spk_idx)`` and kept membranes ``(m_ptr, m_idx, m_val)``.
 
-    A neuron is *updated* at step t when it receives input (any input event of its
-    sample, or a bias) or when it is a *candidate*: a neuron whose membrane, decaying
-    without input, may reach the region ``> floor[i]`` where it can cross theta or lies
-    inside the surrogate's support (the rule is derived in docs/event_engine.md).
-    Updates of non-candidates apply the leak lazily: v_{t-1} = tau^k v_last after k
-    silent steps. ``m`` is kept where ``|m - theta| < half_width``.
+    State per neuron: a = ``anchor``, the last step at which it received input or
+    spiked, and v_a = ``v_anchor``, its membrane after that step. In between only the
+    leak acted, so at a later step t, v_{t-1} = tau^(t-1-a) v_a (lazy leak), followed
+    by the ordinary step (L2)-(L4). For t - 1 = a that is exactly the clock engine's
+    arithmetic, and the numbers never depend on which silent steps were visited.
 
-    ``keep_all`` (surrogates with sigma' != 0 everywhere): every neuron is updated at
-    every step and ``m_val`` is the dense (T * B * N) membrane (``m_idx`` empty).
-    With ``record``, dense I, m and s are also written (silent steps filled by the
-    clock engine's repeated multiplication). Recording changes no arithmetic.
+    A neuron is visited at step t when its sample receives input (an event or a bias
+    reaches every neuron of a Dense layer) or when it is a *candidate*: without input
+    its next membrane u = tau^(t+1-a) v_a is above ``floor[i]`` (or below zero while
+    ``floor[i] < 0``). The floor says what must not be missed (docs/event_engine.md):
+    crossings (just below theta; -inf for theta <= 0), the surrogate's support
+    (theta - width/2), or everything (-inf: every neuron at every step).
+    ``keep``: 0 no membrane, 1 m where |m - theta| < half_width (compressed rows), 2
+    every m (dense ``m_val`` of T * B * N; floor must be -inf). ``record`` (floor -inf)
+    also writes dense I, m and s.
     """
     N = theta.shape[0]
     dtype = tau_pow.dtype
-    v = np.zeros((B, N), dtype=dtype)                                     # v_0 = 0
-    last = np.full((B, N), -1, dtype=np.int64)                            # step of v
+    v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
+    anchor = np.full((B, N), -1, dtype=np.int64)
     candidates = np.empty((2, B, N), dtype=np.int32)
     n_candidates = np.zeros((2, B), dtype=np.int64)
-    if not keep_all:
-        for b in range(B):                            # at t = 0 the silent membrane is 0
-            for i in range(N):
-                if 0.0 > floor[i]:
-                    candidates[0, b, n_candidates[0, b]] = i
-                    n_candidates[0, b] += 1
-    everyone = np.arange(N).astype(np.int32)
-    current = np.zeros(N, dtype=dtype)
-    no_current = np.zeros(N, dtype=dtype)
-    m_now = np.zeros(N, dtype=dtype)
+    for b in range(B):                                # at t = 0 the silent membrane is 0
+        for i in range(N):
+            if 0.0 > floor[i]:
+                candidates[0, b, n_candidates[0, b]] = i
+                n_candidates[0, b] += 1
+    membrane = np.zeros(N, dtype=dtype)
     spk_ptr = np.zeros(T * B + 1, dtype=np.int64)
     spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
-    m_ptr = np.zeros(T * B + 1 if not keep_all else 1, dtype=np.int64)
-    m_idx = np.empty(0 if keep_all else max(16, in_ptr[T * B]), dtype=np.int32)
-    m_val = np.empty(T * B * N if keep_all else max(16, in_ptr[T * B]), dtype=dtype)
+    m_ptr = np.zeros(T * B + 1, dtype=np.int64)
+    m_idx = np.empty(max(16, in_ptr[T * B]) if keep == 1 else 0, dtype=np.int32)
+    m_val = np.empty(T * B * N if keep == 2 else (max(16, in_ptr[T * B]) if keep == 1 else 0),
+                     dtype=dtype)
     n_spikes = 0
     n_kept = 0
     for t in range(T):
@@ -211,47 +165,77 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
         for b in range(B):
             r = t * B + b
             first, stop = in_ptr[r], in_ptr[r + 1]
-            event_step = stop > first or has_bias
-            if event_step:               # (L1) every neuron of the sample gets input
-                _accumulate(current, first, stop, in_idx, in_val, unit_values, weight,
-                            weight_t, transposed, bias, has_bias)
+            if n_spikes + N > spk_idx.shape[0]:
+                spk_idx = _grow(spk_idx, n_spikes + N)
+            if keep == 1 and n_kept + N > m_idx.shape[0]:
+                m_idx = _grow(m_idx, n_kept + N)
+                m_val = _grow(m_val, n_kept + N)
+            v_b, anchor_b, theirs = v_anchor[b], anchor[b], candidates[after, b]
+            n_next = 0
+            if stop > first or has_bias:
+                # Every neuron of the sample gets input: simple passes over all of them.
+                _accumulate(membrane, first, stop, in_idx, in_val, unit_values, weight,
+                            weight_t, transposed, bias, has_bias)            # (L1) I_t
                 if record:
-                    rec_current[t, b, :] = current
-            source = current if event_step else no_current
-            spk_idx = _grow(spk_idx, n_spikes + N)
-            if keep_all:
-                n_spikes = _update_everyone(r, N, source, v[b], theta, tau, hard, spk_idx,
-                                            n_spikes, m_val)
-                spk_ptr[r + 1] = n_spikes
+                    rec_current[t, b, :] = membrane
+                for i in range(N):
+                    v_prev = tau_pow[t - 1 - anchor_b[i]] * v_b[i]           # lazy leak
+                    membrane[i] = tau * v_prev + membrane[i]                 # (L2)
+                for i in range(N):
+                    if membrane[i] >= theta[i]:                              # (L3)
+                        spk_idx[n_spikes] = i
+                        n_spikes += 1
+                if keep == 1:
+                    for i in range(N):
+                        if abs(membrane[i] - theta[i]) < half_width:         # sigma' != 0
+                            m_idx[n_kept] = i
+                            m_val[n_kept] = membrane[i]
+                            n_kept += 1
+                elif keep == 2:
+                    m_val[r * N:(r + 1) * N] = membrane
+                for i in range(N):
+                    m = membrane[i]
+                    v_b[i] = _reset(m, _heaviside(m - theta[i]), theta[i], hard)   # (L4)
+                    anchor_b[i] = t
+                for i in range(N):
+                    u = tau * v_b[i]                       # next membrane without input
+                    if u > floor[i] or (floor[i] < 0.0 and u < 0.0):
+                        theirs[n_next] = i
+                        n_next += 1
                 if record:
-                    rec_membrane[t, b, :] = m_val[r * N:(r + 1) * N]
+                    rec_membrane[t, b, :] = membrane
                     for e in range(spk_ptr[r], n_spikes):
                         rec_spikes[t, b, spk_idx[e]] = 1
-                continue
-            todo = everyone if event_step else candidates[now, b]
-            n_todo = N if event_step else n_candidates[now, b]
-            if record:
-                for c in range(n_todo):
+            else:
+                # No input: only the candidates can cross or enter the support.
+                todo = candidates[now, b]
+                for c in range(n_candidates[now, b]):
                     i = todo[c]
-                    _record_silent(rec_membrane, b, i, last[b, i] + 1, t, v[b, i], tau)
-            m_idx = _grow(m_idx, n_kept + n_todo)
-            m_val = _grow(m_val, n_kept + n_todo)
-            n_spikes, n_kept, n_candidates[after, b] = _update_some(
-                t, todo, n_todo, source, v[b], last[b], theta, floor, half_width, tau,
-                tau_pow, hard, spk_idx, n_spikes, m_idx, m_val, n_kept, candidates[after, b],
-                record, m_now)
+                    v_prev = tau_pow[t - 1 - anchor_b[i]] * v_b[i]           # lazy leak
+                    m, s, v_new = _step_forward(0.0, v_prev, theta[i], tau, hard,
+                                                False, 0, 0.0)               # (L2)-(L4)
+                    if s != 0:
+                        spk_idx[n_spikes] = i
+                        n_spikes += 1
+                        v_b[i] = v_new                     # a spike moves the anchor
+                        anchor_b[i] = t
+                    if keep == 1 and abs(m - theta[i]) < half_width:
+                        m_idx[n_kept] = i
+                        m_val[n_kept] = m
+                        n_kept += 1
+                    elif keep == 2:
+                        m_val[r * N + i] = m
+                    if record:
+                        rec_membrane[t, b, i] = m
+                        rec_spikes[t, b, i] = s
+                    u = tau * (tau_pow[t - anchor_b[i]] * v_b[i])
+                    if u > floor[i] or (floor[i] < 0.0 and u < 0.0):
+                        theirs[n_next] = i
+                        n_next += 1
+            n_candidates[after, b] = n_next
             spk_ptr[r + 1] = n_spikes
             m_ptr[r + 1] = n_kept
-            if record:
-                for c in range(n_todo):
-                    rec_membrane[t, b, todo[c]] = m_now[todo[c]]
-                for e in range(spk_ptr[r], n_spikes):
-                    rec_spikes[t, b, spk_idx[e]] = 1
-    if record and not keep_all:                        # silent steps after the last update
-        for b in range(B):
-            for i in range(N):
-                _record_silent(rec_membrane, b, i, last[b, i] + 1, T, v[b, i], tau)
-    if keep_all:
+    if keep == 2:
         n_kept = T * B * N
     return spk_ptr, spk_idx[:n_spikes], m_ptr, m_idx[:n_kept], m_val[:n_kept]
 

@@ -31,7 +31,7 @@ from .optim import ExponentialDecay, make_optimizer
 __all__ = ["NetConfig", "TrainConfig", "RunResult", "build_network", "train", "evaluate",
            "encode", "ENCODINGS"]
 
-ENCODINGS = ("rate", "direct")
+ENCODINGS = ("rate", "direct", "frames")
 
 
 @dataclass
@@ -125,15 +125,24 @@ def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, bac
                           seed=seed, dtype=np.dtype(netcfg.dtype), **kwargs)
 
 
-def _shape_inputs(net, x):
-    """Flatten images for a network whose first layer is dense."""
-    if len(net.input_shape) == 1 and x.ndim > 2:
-        return x.reshape(x.shape[0], -1)
+def _shape_inputs(net, x, frames: bool = False):
+    """Flatten images (per frame, for frame data) for a network whose first layer is dense."""
+    lead = 2 if frames else 1
+    if len(net.input_shape) == 1 and x.ndim > lead + 1:
+        return x.reshape(x.shape[:lead] + (-1,))
     return x
 
 
 def encode(x, timesteps: int, encoding: str, rng, dtype):
-    """(B, *shape) values in [0, 1] -> (T, B, *shape) network input."""
+    """(B, *shape) values in [0, 1] -> (T, B, *shape) network input.
+
+    "rate": Bernoulli rate coding; "direct": the values repeated T times (analog input);
+    "frames": ``x`` is (B, T, *shape) pre-binned event frames, moved to time-major.
+    """
+    if encoding == "frames":
+        if x.shape[1] != timesteps:
+            raise fail("timesteps", f"the frame data's {x.shape[1]} time bins", repr(timesteps), "encode")
+        return np.ascontiguousarray(np.moveaxis(x, 1, 0), dtype=dtype)
     if encoding == "rate":
         return (rng.random((timesteps,) + x.shape) < x).astype(dtype)    # Bernoulli rate coding
     return np.broadcast_to(x.astype(dtype), (timesteps,) + x.shape).copy()  # direct (analog) input
@@ -151,7 +160,7 @@ def theta_stats(net) -> tuple:
 
 def evaluate(net, x, y, config: TrainConfig, rng, backend=None):
     """Test accuracy, loss and per-layer firing rates (mean spikes per neuron per step)."""
-    x = _shape_inputs(net, x)
+    x = _shape_inputs(net, x, config.encoding == "frames")
     n = x.shape[0]
     correct, loss_sum = 0, 0.0
     rate_sums = np.zeros(len(net.spiking_layers))
@@ -259,8 +268,9 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
             layer_fields[key] = [list(row) for row in rec["history"][key][:n]]
         start_epoch = ck["epoch"]
 
-    x_train = _shape_inputs(net, data.x_train)
-    x_test = _shape_inputs(net, data.x_test)
+    frames = config.encoding == "frames"
+    x_train = _shape_inputs(net, data.x_train, frames)
+    x_test = _shape_inputs(net, data.x_test, frames)
     n_batches = -(-x_train.shape[0] // config.batch_size)
     label = label or f"{config.mode.upper()} seed {config.seed}"
     bar = Progress(label, n_batches, enabled=progress)

@@ -1,0 +1,332 @@
+"""Event-driven vs clock-driven engine as input spike density grows (issue 5).
+
+Networks 784-800-10 and 700-128-20 (LIF tau 0.5, hard reset, atan surrogate unless
+stated, default weight init; theta 0.5 instead of the default 2.0, at which these
+untrained hidden layers stay silent at every density tested), T = 100 steps, batch 1 and 128, Bernoulli input spikes of
+density 0.005, 0.02, 0.05, 0.2 (the fraction of input neurons spiking per step). For
+each point:
+
+* ``engine_forward``: the engine's own forward, ``engine.run_forward`` (output spikes
+  plus what its backward needs). The clock engine runs with its best backend (numpy
+  and numba both timed, the faster kept); the event engine with and without
+  ``static_weights()`` (W.T cached across calls, for inference loops).
+* ``record_forward``: ``net.forward`` (a ``Record`` with dense I, m, s; includes the
+  Network's own argument checks, the same for both engines).
+* ``forward_backward``: ``net.loss_and_grad`` (clock: its best backend, numba's fused
+  step when available).
+
+Each time is [t, wall min, wall median, CPU min, CPU median, repeats] with the
+1-minute load average read before and after each point. This machine is shared (2
+cores, other jobs running): multi-threaded code there loses whole scheduler quanta
+waiting for its other threads, and wall time mostly measures the neighbours. So by
+default every engine runs on ONE thread (``--threads 1`` pins BLAS and Numba; the
+event kernels are single-threaded anyway) and t is the minimum CPU time of the
+process, which counts the work done, not the waiting. ``--threads N`` lets the clock
+engine use N cores; t is then the minimum wall time.
+
+Then: the slope of the event forward time against the number of input events (linear
+fit, ns per event, and log-log exponent), the crossover density where the clock
+engine becomes faster, and the tracemalloc peak of a T = 1000 700-128-20
+forward+backward at density 0.02 (batch 1 and 16, fresh process per measurement,
+after a warm-up that compiles the kernels) for both engines and two surrogates.
+
+    python benchmarks/event_scaling.py            # the reported run (several minutes)
+    python benchmarks/event_scaling.py --quick    # a smoke test
+
+Writes ``benchmarks/results/event_scaling.json`` and ``event_scaling.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _pin_threads():
+    """Set the thread count of BLAS and Numba before they load (``--threads``, default 1)."""
+    n = "1"
+    for k, arg in enumerate(sys.argv):
+        if arg == "--threads" and k + 1 < len(sys.argv):
+            n = sys.argv[k + 1]
+        elif arg.startswith("--threads="):
+            n = arg.split("=", 1)[1]
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMBA_NUM_THREADS", "STLSIM_NUM_THREADS"):
+        os.environ[var] = n
+    return int(n)
+
+
+THREADS = _pin_threads()
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import stlsim  # noqa: E402
+from stlsim._io import atomic_path, provenance  # noqa: E402
+from stlsim.engines import clock, event, get_backend  # noqa: E402
+from stlsim.layers.base import Context  # noqa: E402
+
+NETWORKS = {"784-800-10": (784, 800, 10), "700-128-20": (700, 128, 20)}
+DENSITIES = (0.005, 0.02, 0.05, 0.2)
+BATCHES = (1, 128)
+T_STEPS = 100
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def timed(fn, repeats, budget_s=20.0):
+    """``fn()`` timed ``repeats`` times (fewer if slow): [t, wall min, wall median, CPU
+    min, CPU median, repeats], t = the CPU minimum with one thread (immune to waiting
+    for a core on a loaded machine), else the wall minimum."""
+    fn()                                                        # warm-up (JIT, caches)
+    wall, cpu = [], []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s and len(wall) >= 2:
+            break
+    stats = [min(wall), float(np.median(wall)), min(cpu), float(np.median(cpu)), len(wall)]
+    return [stats[2] if THREADS == 1 else stats[0]] + stats
+
+
+THETA = 0.5
+
+
+def make_net(sizes, surrogate="atan"):
+    layers = [stlsim.Dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    return stlsim.Network(layers, neuron=stlsim.LIF(theta_init=THETA), surrogate=surrogate,
+                          seed=0)
+
+
+def backends():
+    names = ["numpy"]
+    try:
+        get_backend("numba")
+        names.append("numba")
+    except Exception:                                           # numba missing or broken
+        pass
+    return names
+
+
+def bench_point(net, x, y, repeats, backend_names):
+    layers, params = net.layers, net._layer_params()
+    rec = net.forward(x, engine="event")
+    point = {"input_events": int(np.count_nonzero(x)),
+             "hidden_spikes": int(rec.spikes[0].sum()), "firing_rates": rec.firing_rates,
+             "load_before": load()}
+
+    ctx = Context()
+
+    def engine_forward(engine, backend):
+        module = event if engine == "event" else clock
+        return lambda: module.run_forward(layers, params, x, net.neuron, net.surrogate, ctx,
+                                          get_backend(backend))
+
+    for backend in backend_names:
+        point[f"clock_{backend}"] = {
+            "engine_forward": timed(engine_forward("clock", backend), repeats),
+            "record_forward": timed(lambda: net.forward(x, backend=backend), repeats),
+            "forward_backward": timed(lambda: net.loss_and_grad(x, y, backend=backend), repeats),
+        }
+    point["event"] = {
+        "engine_forward": timed(engine_forward("event", "numpy"), repeats),
+        "record_forward": timed(lambda: net.forward(x, engine="event"), repeats),
+        "forward_backward": timed(lambda: net.loss_and_grad(x, y, engine="event"), repeats),
+    }
+    with event.static_weights():
+        point["event"]["engine_forward_static_weights"] = timed(engine_forward("event", "numpy"),
+                                                                repeats)
+    for key in ("engine_forward", "record_forward", "forward_backward"):
+        best = min(backend_names, key=lambda b: point[f"clock_{b}"][key][0])
+        point.setdefault("clock_best", {})[key] = point[f"clock_{best}"][key] + [best]
+    point["load_after"] = load()
+    return point
+
+
+def fit_slope(events, times):
+    """Least-squares t = a + b * events (b in ns per event) and the log-log exponent."""
+    events, times = np.asarray(events, float), np.asarray(times, float)
+    b, a = np.polyfit(events, times, 1)
+    exponent = np.polyfit(np.log(events), np.log(times), 1)[0]
+    return {"intercept_ms": a * 1e3, "ns_per_event": b * 1e9, "loglog_exponent": exponent}
+
+
+def crossover(densities, event_times, clock_times, fit=None, events_per_density=None):
+    """Density where the event time reaches the clock time: interpolated (log-log)
+    between measured points, else extrapolated along the linear fit."""
+    ratio = np.log(np.asarray(event_times)) - np.log(np.asarray(clock_times))
+    for k in range(len(densities) - 1):
+        if ratio[k] < 0 <= ratio[k + 1]:
+            f = -ratio[k] / (ratio[k + 1] - ratio[k])
+            return {"density": float(np.exp(np.log(densities[k]) + f * (np.log(densities[k + 1])
+                                                                            - np.log(densities[k])))),
+                    "how": "interpolated"}
+    if ratio[0] >= 0:
+        return {"density": None, "how": f"clock faster already at {densities[0]}"}
+    if fit is None:
+        return {"density": None, "how": f"event faster up to {densities[-1]}"}
+    # t_event(d) = a + b * d * events_per_unit_density; solve for the clock's time there.
+    clock_at_high = clock_times[-1]
+    d = (clock_at_high - fit["intercept_ms"] * 1e-3) / (fit["ns_per_event"] * 1e-9 * events_per_density)
+    return {"density": float(d), "how": f"extrapolated (event faster up to {densities[-1]})"}
+
+
+def memory_child(engine, surrogate, batch):
+    """Run in a fresh process: tracemalloc peak of one T = 1000 forward+backward."""
+    batch = int(batch)
+    import tracemalloc
+    net = make_net(NETWORKS["700-128-20"], surrogate)
+    rng = np.random.default_rng(0)
+    backend = "numba" if engine == "clock" and "numba" in backends() else "numpy"
+    small = (rng.random((20, 1, 700)) < 0.02).astype(np.float64)
+    net.loss_and_grad(small, [0], engine=engine, backend=backend)       # compile, warm up
+    if backend == "numba":
+        from stlsim.kernels import cpu
+        cpu.clear_workspace()             # the fused step keeps buffers: count them too
+    x = (rng.random((1000, batch, 700)) < 0.02).astype(np.float64)
+    y = rng.integers(0, 20, batch)
+    out = {"engine": engine, "surrogate": surrogate, "backend": backend, "batch": batch,
+           "input_bytes_not_counted": int(x.nbytes)}
+    for name, fn in (("forward", lambda: net.forward(x, engine=engine, backend=backend)),
+                     ("forward_backward", lambda: net.loss_and_grad(x, y, engine=engine,
+                                                                     backend=backend))):
+        tracemalloc.start()
+        fn()
+        out[name + "_peak_bytes"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    if engine == "event":
+        _, _, tape, _, _, _ = net._forward(x, smooth=False, backend="numpy", engine="event",
+                                           training=False)
+        out["event_tape_bytes"] = int(sum(r.nbytes for r in tape.layers))
+        kept = [event._rerun_keeping(r, 1000, batch) for r in tape.layers]
+        out["kept_membrane_bytes"] = int(sum(k.nbytes for k in kept))
+    print(json.dumps(out))
+
+
+def measure_memory():
+    results = []
+    for batch in (1, 16):
+        for engine in ("clock", "event"):
+            for surrogate in ("atan", "rectangular"):
+                proc = subprocess.run([sys.executable, __file__, "--memory-child", engine,
+                                       surrogate, str(batch)],
+                                      capture_output=True, text=True, check=True)
+                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+    for col, name in enumerate(NETWORKS):
+        for row, batch in enumerate(BATCHES):
+            ax = axes[row, col]
+            points = [p for p in results["points"] if p["network"] == name and p["batch"] == batch]
+            d = [p["density"] for p in points]
+            for label, get, style in (
+                    ("clock forward (best backend)", lambda p: p["clock_best"]["engine_forward"][0], "C0-o"),
+                    ("event forward", lambda p: p["event"]["engine_forward"][0], "C1-o"),
+                    ("event forward, static weights",
+                     lambda p: p["event"]["engine_forward_static_weights"][0], "C1:^"),
+                    ("clock forward+backward", lambda p: p["clock_best"]["forward_backward"][0], "C0--s"),
+                    ("event forward+backward", lambda p: p["event"]["forward_backward"][0], "C1--s")):
+                ax.loglog(d, [get(p) * 1e3 for p in points], style, label=label)
+            ax.set_title(f"{name}, batch {batch}, T = {T_STEPS}")
+            ax.set_xlabel("input spike density")
+            ax.set_ylabel("time (ms)")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    measure = "CPU time" if results["threads"] == 1 else "wall time"
+    fig.suptitle(f"Event-driven vs clock-driven engine: best {measure}, {results['threads']} "
+                 "thread(s), shared machine (load in the JSON)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small repeats, batch 1 only")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/Numba threads (default 1)")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "event_scaling.json"))
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    batches = (1,) if args.quick else BATCHES
+    backend_names = backends()
+    rng = np.random.default_rng(0)
+    results = {"provenance": provenance(benchmark="event_scaling", seed=0),
+               "T": T_STEPS, "theta": THETA, "tau": 0.5, "densities": DENSITIES, "batches": batches,
+               "clock_backends": backend_names, "cpu_count": os.cpu_count(), "threads": THREADS,
+               "timing": ("[t, wall min, wall median, cpu min, cpu median, repeats]; t = cpu min "
+                          "with 1 thread, else wall min (seconds)"),
+               "points": []}
+    for name, sizes in NETWORKS.items():
+        net = make_net(sizes)
+        for batch in batches:
+            repeats = 3 if args.quick else (15 if batch == 1 else 3)
+            for density in DENSITIES:
+                x = (rng.random((T_STEPS, batch, sizes[0])) < density).astype(np.float64)
+                y = rng.integers(0, sizes[-1], batch)
+                point = bench_point(net, x, y, repeats, backend_names)
+                point.update(network=name, batch=batch, density=density)
+                results["points"].append(point)
+                print(f"{name} B={batch} d={density}: clock fwd "
+                      f"{point['clock_best']['engine_forward'][0] * 1e3:.3f} ms "
+                      f"({point['clock_best']['engine_forward'][-1]}), event fwd "
+                      f"{point['event']['engine_forward'][0] * 1e3:.3f} ms, static "
+                      f"{point['event']['engine_forward_static_weights'][0] * 1e3:.3f} ms | "
+                      f"fwd+bwd clock {point['clock_best']['forward_backward'][0] * 1e3:.2f} "
+                      f"event {point['event']['forward_backward'][0] * 1e3:.2f} ms | load "
+                      f"{point['load_before']:.1f}/{point['load_after']:.1f}", flush=True)
+    summary = {}
+    for name, sizes in NETWORKS.items():
+        for batch in batches:
+            points = [p for p in results["points"] if p["network"] == name and p["batch"] == batch]
+            d = [p["density"] for p in points]
+            ev = [p["event"]["engine_forward"][0] for p in points]
+            ck = [p["clock_best"]["engine_forward"][0] for p in points]
+            evb = [p["event"]["forward_backward"][0] for p in points]
+            ckb = [p["clock_best"]["forward_backward"][0] for p in points]
+            fit = fit_slope([p["input_events"] for p in points], ev)
+            fit_all = fit_slope([p["input_events"] + p["hidden_spikes"] for p in points], ev)
+            per_density = T_STEPS * batch * sizes[0]
+            summary[f"{name} batch {batch}"] = {
+                "speedup_forward": [c / e for c, e in zip(ck, ev)],
+                "speedup_forward_static_weights": [
+                    c / p["event"]["engine_forward_static_weights"][0] for c, p in zip(ck, points)],
+                "speedup_record_forward": [p["clock_best"]["record_forward"][0]
+                                           / p["event"]["record_forward"][0] for p in points],
+                "speedup_forward_backward": [c / e for c, e in zip(ckb, evb)],
+                "forward_fit": fit,
+                "forward_fit_all_events": fit_all,
+                "hidden_firing_rate": [p["firing_rates"][0] for p in points],
+                "crossover_forward": crossover(d, ev, ck, fit, per_density),
+                "crossover_forward_backward": crossover(d, evb, ckb),
+            }
+    results["summary"] = summary
+    if not args.quick:
+        results["memory_T1000_700-128-20_d0.02"] = measure_memory()
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "w") as handle:
+            json.dump(results, handle, indent=1)
+    plot(results, os.path.splitext(args.out)[0] + ".png")
+    print(json.dumps({"summary": summary,
+                      "memory": results.get("memory_T1000_700-128-20_d0.02")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
