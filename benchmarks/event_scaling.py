@@ -28,7 +28,9 @@ Then: the slope of the event forward time against the number of input events (li
 fit, ns per event, and log-log exponent), the crossover density where the clock
 engine becomes faster, and the tracemalloc peak of a T = 1000 700-128-20
 forward+backward at density 0.02 (batch 1 and 16, fresh process per measurement,
-after a warm-up that compiles the kernels) for both engines and two surrogates.
+after a warm-up that compiles the kernels) for both engines with atan, rectangular
+width 1 (its support (0, 1) around theta = 0.5 contains the resting membrane 0, so
+every membrane is kept) and rectangular width 0.5 (support (0.25, 0.75): sparse).
 
     python benchmarks/event_scaling.py            # the reported run (several minutes)
     python benchmarks/event_scaling.py --quick    # a smoke test
@@ -182,10 +184,13 @@ def crossover(densities, event_times, clock_times, fit=None, events_per_density=
 
 
 def memory_child(engine, surrogate, batch):
-    """Run in a fresh process: tracemalloc peak of one T = 1000 forward+backward."""
+    """Run in a fresh process: tracemalloc peak of one T = 1000 forward+backward.
+
+    ``surrogate`` is a name or "name:parameter" (e.g. "rectangular:0.5")."""
     batch = int(batch)
     import tracemalloc
-    net = make_net(NETWORKS["700-128-20"], surrogate)
+    name, _, value = surrogate.partition(":")
+    net = make_net(NETWORKS["700-128-20"], stlsim.surrogate.get(name, float(value) if value else None))
     rng = np.random.default_rng(0)
     backend = "numba" if engine == "clock" and "numba" in backends() else "numpy"
     small = (rng.random((20, 1, 700)) < 0.02).astype(np.float64)
@@ -210,6 +215,8 @@ def memory_child(engine, surrogate, batch):
         out["event_tape_bytes"] = int(sum(r.nbytes for r in tape.layers))
         kept = [event._rerun_keeping(r, 1000, batch) for r in tape.layers]
         out["kept_membrane_bytes"] = int(sum(k.nbytes for k in kept))
+        out["kept_fraction"] = float(sum(k.m.size for k in kept)
+                                     / sum(1000 * batch * r.theta.size for r in tape.layers))
     print(json.dumps(out))
 
 
@@ -217,7 +224,7 @@ def measure_memory():
     results = []
     for batch in (1, 16):
         for engine in ("clock", "event"):
-            for surrogate in ("atan", "rectangular"):
+            for surrogate in ("atan", "rectangular:1.0", "rectangular:0.5"):
                 proc = subprocess.run([sys.executable, __file__, "--memory-child", engine,
                                        surrogate, str(batch)],
                                       capture_output=True, text=True, check=True)

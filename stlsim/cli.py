@@ -67,7 +67,7 @@ def _configs(args, mode="stl", seed=0):
     from .train import NetConfig, TrainConfig
 
     if is_event_spec(args.dataset):
-        data = load_event_dataset(args.dataset, args.timesteps)
+        data = load_event_dataset(args.dataset, args.timesteps, args.train_subset, args.test_subset)
         args.encoding, args.timesteps = "frames", data.timesteps
     else:
         data = load_dataset(args.dataset)

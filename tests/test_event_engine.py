@@ -240,6 +240,7 @@ def test_network_default_engine_and_transposed_paths_agree_bitwise(monkeypatch):
     results = []
     for ratio in (0.0, np.inf):                       # always / never copy W.T
         monkeypatch.setattr(event, "TRANSPOSE_RATIO", ratio)
+        monkeypatch.setattr(event, "GRAD_TRANSPOSE_RATIO", ratio)
         rec = net.forward(x)
         assert rec.engine == "event"
         results.append((rec, net.loss_and_grad(x, [0, 1, 2])[1]))

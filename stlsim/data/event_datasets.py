@@ -56,16 +56,20 @@ def _dataset(name, x_train, y_train, x_test, y_test, n_classes, T, source, licen
                    license=license_, timesteps=T)
 
 
-def load_saccade_digits(timesteps: int = 20, seed: int = 0):
-    """The bundled digits turned into SYNTHETIC saccade event recordings, then frames."""
+def load_saccade_digits(timesteps: int = 20, seed: int = 0, n_train=None, n_test=None, dt_us: int = 10_000):
+    """The bundled digits turned into SYNTHETIC saccade event recordings, then frames.
+
+    ``n_train``/``n_test`` convert only the first samples of each split; ``dt_us`` is
+    the sensor simulation step (events inside a step are timed by interpolation).
+    """
     from .static import load_digits
     from .synthetic import make_neuromorphic_dataset
 
-    digits = load_digits(seed=seed)
+    digits = load_digits(seed=seed).subset(n_train, n_test)
     rng = np.random.default_rng([seed, 7])
     parts = []
     for x, y in ((digits.x_train, digits.y_train), (digits.x_test, digits.y_test)):
-        events, labels = make_neuromorphic_dataset(x.reshape(-1, 8, 8), y, rng)
+        events, labels = make_neuromorphic_dataset(x.reshape(-1, 8, 8), y, rng, dt_us=dt_us)
         parts.append((_frames(events, timesteps, (14, 14)), labels))
     return _dataset("saccade-digits", parts[0][0], parts[0][1], parts[1][0], parts[1][1], 10, timesteps,
                     "bundled UCI digits converted to events by simulated saccades (SYNTHETIC)",
@@ -131,13 +135,17 @@ def load_shd_dataset(path, timesteps: int = 100, t_max_us: int = 1_400_000):
                     os.path.abspath(path), "CC BY 4.0 (SHD)")
 
 
-def load_event_dataset(spec: str, timesteps: int | None = None):
-    """Load an event data set by spec (table in the module docstring)."""
+def load_event_dataset(spec: str, timesteps: int | None = None, n_train=None, n_test=None):
+    """Load an event data set by spec (table in the module docstring).
+
+    ``n_train``/``n_test`` keep the first samples of each split (read or converted only
+    as needed where the format allows).
+    """
     name, _, where = spec.partition(":")
     name = name.lower()
     kwargs = {} if timesteps is None else {"timesteps": timesteps}
     if name == "saccade-digits":
-        return load_saccade_digits(**kwargs)
+        return load_saccade_digits(n_train=n_train, n_test=n_test, **kwargs)
     if not where:
         raise fail("dataset", f"'{name}:PATH' with the local folder of the data", repr(spec), "load_event_dataset")
     if name == "nmnist":

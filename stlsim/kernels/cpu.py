@@ -105,28 +105,30 @@ _step_backward = scalar.lif_backward_step
 def _build_kernels(kind, parallel):
     """The forward and backward kernels for surrogate code ``kind``."""
 
-    def forward(n_blocks, block, current, membrane, spikes, v, theta, tau, hard, smooth,
-                param):
+    def forward(n_blocks, block, current, membrane, spikes, spikes_compact, v, theta, tau, hard,
+                smooth, param):
+        # ``spikes_compact``: a uint8 copy of the spikes (fused path), or a 0-size array.
+        compact = spikes_compact.size > 0
         for lane in numba.prange(current.shape[1] * n_blocks):
             b = lane // n_blocks
             lo = (lane % n_blocks) * block
             hi = min(lo + block, current.shape[2])
             v_b = v[b, lo:hi]
             theta_b = theta[lo:hi]
-            current_copy = np.empty_like(v_b)     # lets ``membrane`` be ``current`` (in place)
             for i in range(v_b.shape[0]):
                 v_b[i] = 0                                                # v_0 = 0
             for t in range(current.shape[0]):
                 current_t = current[t, b, lo:hi]
-                for i in range(v_b.shape[0]):
-                    current_copy[i] = current_t[i]
                 membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
+                compact_t = spikes_compact[t, b, lo:hi] if compact else spikes_compact[0, 0, 0:0]
                 for i in range(v_b.shape[0]):
-                    m, s, v_new = _step_forward(current_copy[i], v_b[i], theta_b[i], tau, hard,
+                    m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
                                                 smooth, kind, param)      # (L2)-(L4)
                     membrane_t[i] = m
                     spikes_t[i] = s
+                    if compact:
+                        compact_t[i] = s
                     v_b[i] = v_new
 
     def backward(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes, theta,
@@ -138,19 +140,16 @@ def _build_kernels(kind, parallel):
             delta_next_b = delta_next[b, lo:hi]
             theta_partial_b = theta_partial[b, lo:hi]
             theta_b = theta[lo:hi]
-            membrane_copy = np.empty_like(theta_b)  # lets ``grad_membrane`` be ``membrane``
             for i in range(theta_b.shape[0]):
                 delta_next_b[i] = 0                                       # delta_{T+1} = 0
                 theta_partial_b[i] = 0
             for t in range(grad_spikes.shape[0] - 1, -1, -1):
-                membrane_t = membrane[t, b, lo:hi]
-                for i in range(theta_b.shape[0]):
-                    membrane_copy[i] = membrane_t[i]
                 e_t = grad_spikes[t, b, lo:hi]
+                membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
                 delta_t = grad_membrane[t, b, lo:hi]
                 for i in range(theta_b.shape[0]):
-                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_copy[i],
+                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
                                                        spikes_t[i], theta_b[i], tau, hard,
                                                        detach, kind, param)  # (B1)-(B3)
                     delta_t[i] = delta
@@ -206,11 +205,15 @@ def _theta_per_neuron(theta, shape, dtype):
     return np.ascontiguousarray(np.broadcast_to(theta, shape), dtype=dtype).reshape(-1)
 
 
-def _run_forward(current, membrane, spikes, v, theta, neuron, spec, smooth):
+_NO_COMPACT = np.zeros((1, 1, 0), dtype=np.uint8)
+
+
+def _run_forward(current, membrane, spikes, v, theta, neuron, spec, smooth, compact=None):
     T, B, N = current.shape
     n_blocks, block = _blocking(B, N)
     kind, param = spec
-    KERNELS[_mode][kind][0](n_blocks, block, current, membrane, spikes, v, theta,
+    compact = _NO_COMPACT if compact is None else compact
+    KERNELS[_mode][kind][0](n_blocks, block, current, membrane, spikes, compact, v, theta,
                             current.dtype.type(neuron.tau), neuron.reset == "hard",
                             bool(smooth), param)
 
@@ -290,6 +293,11 @@ def clear_workspace():
     _local.buffers = {}
 
 
+def _scratch(name, rows, cols, size, dtype):
+    """A (rows, cols) C-contiguous view of a shared flat workspace buffer of ``size``."""
+    return _buffer(name, (size,), dtype)[:rows * cols].reshape(rows, cols)
+
+
 def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, population,
                         loss, smooth=False):
     """Loss and per-layer gradients of a Dense-only network in one fused pass.
@@ -300,10 +308,12 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     the caller then falls back to the per-layer path. Arguments are validated by the
     caller.
 
-    Memory, all from the reusable workspace: per layer m_t and s_t of every step (what
-    the backward needs), and one scratch buffer of the largest layer's size for the
-    adjoints e_t. The currents I_t are computed into the membrane buffer and become m_t in
-    place; the backward overwrites m_t with delta_t in place.
+    Memory, all from the reusable workspace: per layer m_t (dtype) and s_t (uint8; the
+    dtype in smooth mode, where spikes are not 0/1) of every step, what the backward
+    needs; plus two scratch buffers of the largest layer's size (T*B rows): A holds the
+    currents, then the deltas; B holds the float spikes that the next GEMM reads, then the
+    adjoints e_t. Kernels never write an array they read (in-place variants were 8-30x
+    slower: the loops no longer vectorise).
     """
     from ..layers.dense import Dense
     from ..readout import loss_from_rates, population_rates, rates_backward
@@ -314,44 +324,58 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     T, B = x.shape[:2]
     rows = T * B
     dtype = x.dtype
-    inputs, membranes, spikes_list, thetas = [], [], [], []
-    h = np.ascontiguousarray(x).reshape(rows, -1)
+    size = rows * max(layer.out_features for layer in layers)
+    membranes, stored_spikes, thetas = [], [], []
+    x_rows = np.ascontiguousarray(x).reshape(rows, -1)
+    h = x_rows                                                            # the GEMM operand
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
-        membrane = _buffer(("m", i), (rows, n_out), dtype)
-        np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
+        current = _scratch("a", rows, n_out, size, dtype)
+        np.matmul(h, params["weight"].T, out=current)                    # (L1), one GEMM
         if layer.bias:
-            membrane += params["bias"]
-        spikes = _buffer(("s", i), (rows, n_out), dtype)
+            current += params["bias"]
+        membrane = _buffer(("m", i), (rows, n_out), dtype)
+        if smooth:
+            spikes = stored = _buffer(("s", i), (rows, n_out), dtype)
+            compact = None
+        else:
+            spikes = _scratch("b", rows, n_out, size, dtype)             # h is consumed
+            stored = _buffer(("s8", i), (rows, n_out), np.uint8)
+            compact = stored.reshape(T, B, n_out)
         theta = _theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
-        step = membrane.reshape(T, B, n_out)
-        _run_forward(step, step, spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype),
-                     theta, neuron, spec, smooth)                         # (L2)-(L4), I -> m
-        inputs.append(h)
+        _run_forward(current.reshape(T, B, n_out), membrane.reshape(T, B, n_out),
+                     spikes.reshape(T, B, n_out), _buffer(("v", i), (B, n_out), dtype), theta,
+                     neuron, spec, smooth, compact)                       # (L2)-(L4)
         membranes.append(membrane)
-        spikes_list.append(spikes)
+        stored_spikes.append(stored)
         thetas.append(theta)
         h = spikes
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
     grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
-    size = rows * max([layer.in_features for layer in layers[1:]], default=1)
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         layer, params = layers[i], params_per_layer[i]
         n_out = layer.out_features
         grad_theta = np.empty(n_out, dtype=dtype)
-        delta = membranes[i]                                              # m -> delta in place
-        step = delta.reshape(T, B, n_out)
-        _run_backward(grad.reshape(T, B, n_out), step, spikes_list[i].reshape(T, B, n_out),
-                      thetas[i], step, _buffer(("dn", i), (B, n_out), dtype),
-                      _buffer(("tp", i), (B, n_out), dtype), grad_theta, neuron, spec)  # (B1)-(B5)
-        local = {"weight": delta.T @ inputs[i]}                          # (B4), one GEMM
+        delta = _scratch("a", rows, n_out, size, dtype)
+        _run_backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
+                      stored_spikes[i].reshape(T, B, n_out), thetas[i], delta.reshape(T, B, n_out),
+                      _buffer(("dn", i), (B, n_out), dtype), _buffer(("tp", i), (B, n_out), dtype),
+                      grad_theta, neuron, spec)                           # (B1)-(B5)
+        if i == 0:
+            h = x_rows
+        elif smooth:
+            h = stored_spikes[i - 1]
+        else:
+            h = _scratch("b", rows, layer.in_features, size, dtype)     # e is consumed
+            h[...] = stored_spikes[i - 1]                                 # uint8 -> dtype
+        local = {"weight": delta.T @ h}                                  # (B4), one GEMM
         if layer.bias:
             local["bias"] = delta.sum(axis=0)
         local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
         grads[i] = local
         if i > 0:
-            grad = _buffer("e", (size,), dtype)[:rows * layer.in_features].reshape(rows, -1)
+            grad = _scratch("b", rows, layer.in_features, size, dtype)  # h is consumed
             np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
     return value, grads

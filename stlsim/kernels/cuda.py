@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
+import threading
 
 import numpy as np
 
@@ -74,6 +76,42 @@ SIMULATOR = _simulating()
 if not SIMULATOR and not cuda.is_available():
     raise _unavailable("with no CUDA GPU visible to numba.cuda (NUMBA_ENABLE_CUDASIM=1 runs "
                        "Numba's CUDA simulator instead)")
+
+
+def _lock_simulator_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` safe for the block's threads.
+
+    Numba's simulator runs each thread of a block as a Python thread, and its static
+    ``cuda.shared.array`` looks the block's array up by call site and creates it when
+    absent, without a lock. Two threads reaching the declaration together can both
+    find it absent and each create one: part of the block then fills and reads a
+    different tile, and the GEMM comes out wrong (rarely; more often on a loaded
+    machine). Here the look-up and creation run under one lock.
+    """
+    from numba.cuda.simulator import kernelapi
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared.array, "locked_by_stlsim", False):
+        return
+    original = shared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:     # dynamic shared memory: nothing to race
+            return original(self, shape, dtype, alignment)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)   # one array per call site
+        with lock:
+            if key not in self._allocations:
+                # np.empty of the dtype (numba or NumPy), as the original allocates
+                self._allocations[key] = kernelapi.FakeCUDALocal().array(shape, dtype)
+            return self._allocations[key]
+
+    array.locked_by_stlsim = True
+    shared.array = array
+
+
+if SIMULATOR:
+    _lock_simulator_shared_arrays()
 
 from ._jit import register_scalar  # noqa: E402  (imports numba; after the checks above)
 

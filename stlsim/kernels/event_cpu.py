@@ -6,9 +6,10 @@ Three kernels, all serial and deterministic (fixed loop orders, no ``prange``):
   (``ptr``, ``idx``, ``val``): row r = t * B + b holds the events of step t, sample b,
   in increasing neuron order.
 * ``dense_layer_forward``: one ``Dense`` layer and its LIF neurons through time, driven
-  by input events; lazy leak, threshold tests only where a neuron can cross.
+  by input events; lazy leak, threshold tests only where a neuron can cross; optionally
+  keeps the membranes the backward needs, or records dense I, m, s for a ``Record``.
 * ``dense_layer_backward``: (B1)-(B6) for that layer in reverse time, from the spike
-  events and the membrane values the forward kept.
+  events and the kept membranes.
 
 The bookkeeping is explained, with a worked example, in ``docs/event_engine.md``; the
 per-neuron math is ``stlsim.kernels.scalar`` (shared with the clock engine's kernels).
