@@ -181,6 +181,32 @@ def _memory(names, workload_key, quick, dtype, log):
     return out
 
 
+def markdown(results) -> str:
+    """The results as a Markdown table (median ms, x GEMM-only, peak memory MB)."""
+    order = ["stlsim-numba", "stlsim-numpy", "torch", "torch.compile", "snntorch", "spikingjelly",
+             "gemm-numpy", "gemm-torch"]
+    lines = ["| workload | dtype | load | " + " | ".join(order) + " |",
+             "|---|---|---|" + "---|" * len(order)]
+    for entry in results["runs"]:
+        gemm = entry["times"].get("gemm-numpy", {}).get("median_ms")
+        cells = []
+        for name in order:
+            t = entry["times"].get(name)
+            if t is None:
+                cells.append("not run")
+                continue
+            cell = f"{t['median_ms']:.1f}"
+            if gemm and not name.startswith("gemm-numpy"):
+                cell += f" ({t['median_ms'] / gemm:.2f}x)"
+            mem = entry.get("memory", {}).get(name, {})
+            if "rss_peak_delta_mb" in mem:
+                cell += f", {mem['rss_peak_delta_mb']:.1f} MB"
+            cells.append(cell)
+        load = f"{entry['load_before'][0]}-{entry['load_after'][0]}"
+        lines.append(f"| {entry['label']} | {entry['dtype']} | {load} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ main --
 def _table(results) -> str:
     lines = []
@@ -213,6 +239,8 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default benchmarks/results)")
     parser.add_argument("--threads", type=int, default=None,
                         help="restart with BLAS, PyTorch and Numba on this many threads")
+    parser.add_argument("--markdown", default=None, metavar="JSON",
+                        help="print the table of a results file as Markdown and exit")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads and os.environ.get("STLSIM_BENCH_THREADS") != str(args.threads):
@@ -222,6 +250,9 @@ def main(argv=None):
             os.environ[key] = n                       # BLAS reads these when it loads: restart
         argv = sys.argv[1:] if argv is None else list(argv)
         os.execv(sys.executable, [sys.executable, "-m", "benchmarks"] + argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     table = QUICK if args.quick else WORKLOADS
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     dtypes = [np.dtype(d.strip()) for d in args.dtypes.split(",") if d.strip()]

@@ -2,9 +2,9 @@
 
 Networks 784-800-10 and 700-128-20 (LIF tau 0.5, hard reset, atan surrogate unless
 stated, default weight init; theta 0.5 instead of the default 2.0, at which these
-untrained hidden layers stay silent at every density tested), T = 100 steps, batch 1 and 128, Bernoulli input spikes of
-density 0.005, 0.02, 0.05, 0.2 (the fraction of input neurons spiking per step). For
-each point:
+untrained hidden layers stay silent at every density tested), T = 100 steps, batch 1
+and 128, Bernoulli input spikes of density 0.005, 0.02, 0.05, 0.2 (the fraction of
+input neurons spiking per step). For each point:
 
 * ``engine_forward``: the engine's own forward, ``engine.run_forward`` (output spikes
   plus what its backward needs). The clock engine runs with its best backend (numpy
@@ -170,16 +170,16 @@ def crossover(densities, event_times, clock_times, fit=None, events_per_density=
     for k in range(len(densities) - 1):
         if ratio[k] < 0 <= ratio[k + 1]:
             f = -ratio[k] / (ratio[k + 1] - ratio[k])
-            return {"density": float(np.exp(np.log(densities[k]) + f * (np.log(densities[k + 1])
-                                                                            - np.log(densities[k])))),
-                    "how": "interpolated"}
+            low, high = np.log(densities[k]), np.log(densities[k + 1])
+            return {"density": float(np.exp(low + f * (high - low))), "how": "interpolated"}
     if ratio[0] >= 0:
         return {"density": None, "how": f"clock faster already at {densities[0]}"}
     if fit is None:
         return {"density": None, "how": f"event faster up to {densities[-1]}"}
     # t_event(d) = a + b * d * events_per_unit_density; solve for the clock's time there.
     clock_at_high = clock_times[-1]
-    d = (clock_at_high - fit["intercept_ms"] * 1e-3) / (fit["ns_per_event"] * 1e-9 * events_per_density)
+    seconds_per_density = fit["ns_per_event"] * 1e-9 * events_per_density
+    d = (clock_at_high - fit["intercept_ms"] * 1e-3) / seconds_per_density
     return {"density": float(d), "how": f"extrapolated (event faster up to {densities[-1]})"}
 
 
@@ -190,7 +190,8 @@ def memory_child(engine, surrogate, batch):
     batch = int(batch)
     import tracemalloc
     name, _, value = surrogate.partition(":")
-    net = make_net(NETWORKS["700-128-20"], stlsim.surrogate.get(name, float(value) if value else None))
+    surrogate = stlsim.surrogate.get(name, float(value) if value else None)
+    net = make_net(NETWORKS["700-128-20"], surrogate)
     rng = np.random.default_rng(0)
     backend = "numba" if engine == "clock" and "numba" in backends() else "numpy"
     small = (rng.random((20, 1, 700)) < 0.02).astype(np.float64)
@@ -242,14 +243,14 @@ def plot(results, path):
             ax = axes[row, col]
             points = [p for p in results["points"] if p["network"] == name and p["batch"] == batch]
             d = [p["density"] for p in points]
-            for label, get, style in (
-                    ("clock forward (best backend)", lambda p: p["clock_best"]["engine_forward"][0], "C0-o"),
-                    ("event forward", lambda p: p["event"]["engine_forward"][0], "C1-o"),
-                    ("event forward, static weights",
-                     lambda p: p["event"]["engine_forward_static_weights"][0], "C1:^"),
-                    ("clock forward+backward", lambda p: p["clock_best"]["forward_backward"][0], "C0--s"),
-                    ("event forward+backward", lambda p: p["event"]["forward_backward"][0], "C1--s")):
-                ax.loglog(d, [get(p) * 1e3 for p in points], style, label=label)
+            for label, engine, key, style in (
+                    ("clock forward (best backend)", "clock_best", "engine_forward", "C0-o"),
+                    ("event forward", "event", "engine_forward", "C1-o"),
+                    ("event forward, static weights", "event", "engine_forward_static_weights",
+                     "C1:^"),
+                    ("clock forward+backward", "clock_best", "forward_backward", "C0--s"),
+                    ("event forward+backward", "event", "forward_backward", "C1--s")):
+                ax.loglog(d, [p[engine][key][0] * 1e3 for p in points], style, label=label)
             ax.set_title(f"{name}, batch {batch}, T = {T_STEPS}")
             ax.set_xlabel("input spike density")
             ax.set_ylabel("time (ms)")

@@ -259,17 +259,19 @@ class Network:
 
     def loss_and_grad(self, x, y, *, loss: str = "mse_rate", smooth: bool = False,
                       backend: str | None = None, engine: str | None = None,
-                      training: bool = False, return_record: bool = False):
+                      training: bool = False, return_record: bool = False,
+                      return_rates: bool = False):
         """Loss and its gradient w.r.t. every parameter, by BPTT (B1)-(B6).
 
         Returns ``(loss, grads)`` with ``grads`` keyed like ``net.params`` (or
-        ``(loss, grads, record)`` with ``return_record=True``). Gradients are returned
+        ``(loss, grads, record)`` with ``return_record=True``, or ``(loss, grads, rates)``
+        with ``return_rates=True``: the (B, C) rates, cheap on every path). Gradients are returned
         for every parameter; a learning mode decides what an optimizer updates.
         ``training=True`` turns on dropout and batch statistics where layers have them.
         """
         check_choice(loss, "loss", LOSSES, "Network")
         if not return_record:
-            fused = self._fused_loss_and_grad(x, y, loss, smooth, backend, engine)
+            fused = self._fused_loss_and_grad(x, y, loss, smooth, backend, engine, return_rates)
             if fused is not None:
                 return fused
         x, output, tape, rates, backend, engine = self._forward(
@@ -289,9 +291,11 @@ class Network:
                             currents=[tape.currents[i] for i in index], rates=rates,
                             layer_index=index, engine=engine, backend=backend)
             return value, grads, record
+        if return_rates:
+            return value, grads, rates
         return value, grads
 
-    def _fused_loss_and_grad(self, x, y, loss, smooth, backend, engine):
+    def _fused_loss_and_grad(self, x, y, loss, smooth, backend, engine, return_rates=False):
         """A backend's whole-step fast path (``fused_loss_and_grad``), if it offers one
         for this network; None otherwise. Same results as the layer-by-layer path."""
         backend, engine = self._resolve(backend, engine)
@@ -305,7 +309,11 @@ class Network:
                        self.population, loss, smooth)
         if result is None:
             return None
-        value, per_layer = result
+        value, per_layer, *rates = result
+        if return_rates:
+            if not rates:            # this backend's fast path does not report rates
+                return None
+            return value, self._flatten(per_layer), rates[0]
         return value, self._flatten(per_layer)
 
     def _flatten(self, per_layer) -> dict:

@@ -189,7 +189,8 @@ def test_rectangular_tape_grows_with_activity_not_with_t_times_n():
 # ------------------------------------------------------- other layers, fallbacks, helpers --
 def test_non_dense_layers_run_on_the_clock_path_inside_the_engine():
     rng = np.random.default_rng(8)
-    layers = [stlsim.Dense(12, 20, init_gain=2.0), stlsim.Dropout(0.5), stlsim.Dense(20, 4, init_gain=2.0)]
+    layers = [stlsim.Dense(12, 20, init_gain=2.0), stlsim.Dropout(0.5),
+              stlsim.Dense(20, 4, init_gain=2.0)]
     net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3), surrogate="rectangular",
                          backend="numpy", seed=3)
     x = sparse_input(rng, 30, 2, 12, 0.15)

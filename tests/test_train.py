@@ -135,7 +135,7 @@ def test_ctrl_c_saves_finished_epochs(tmp_path, small_digits, monkeypatch):
 
 def test_nan_loss_is_reported_not_trained_on(small_digits):
     net, _, config = tiny_setup(small_digits, epochs=1)
-    net.loss_and_grad = lambda *a, **k: (float("nan"), {}, None)
+    net.loss_and_grad = lambda *a, **k: (float("nan"), {}, np.zeros((50, 10)))
     with pytest.raises(FloatingPointError, match="loss became nan"):
         train(net, small_digits, config, progress=False)
 

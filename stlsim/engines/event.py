@@ -44,6 +44,7 @@ never builds them.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -64,13 +65,33 @@ __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
 # 2-8 ns per weight (page faults included), a strided column read 1-4 ns per weight,
 # a strided read-modify-write 4-8 ns, a contiguous row 0.3 ns. Results are identical
 # either way (same products, same order).
-TRANSPOSE_RATIO = 2.0
+TRANSPOSE_RATIO = 1.0
 GRAD_TRANSPOSE_RATIO = 0.5
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0}
 
 _static_cache = None
+_local = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread scratch array, reused across calls (contents undefined).
+
+    Fresh multi-megabyte arrays cost page faults on every call; the W.T copy and the
+    dW.T accumulator live here. A scratch array is filled and consumed within one
+    kernel call, never kept in a tape.
+    """
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    key = (name, tuple(shape), np.dtype(dtype).str)
+    array = buffers.get(key)
+    if array is None:
+        if len(buffers) >= 16:
+            buffers.clear()
+        array = buffers[key] = np.empty(shape, dtype=dtype)
+    return array
 
 
 # ------------------------------------------------------------------ public helpers --
@@ -207,8 +228,6 @@ class EventLayerTape:
     settings: dict           # kernel arguments shared by forward, re-runs and backward
     out_shape: tuple
     dense: tuple | None = None   # (I, m, s) once rebuilt for a Record
-    weight_t: np.ndarray | None = field(default=None, repr=False)   # W.T, if worth it
-    layout_chosen: bool = field(default=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -298,14 +317,20 @@ def _surrogate_code(surrogate):
 
 
 def _transposed_weight(weight, n_events):
-    """W.T contiguous, or None when strided columns of W are cheaper (or cached)."""
+    """W.T contiguous, or None when strided columns of W are cheaper.
+
+    Inside ``static_weights()`` the copy is cached per weight array; otherwise it is
+    written into a scratch buffer right before each kernel call that uses it.
+    """
     if _static_cache is not None:
         hit = _static_cache.get(id(weight))
         if hit is None or hit[0] is not weight:
             hit = _static_cache[id(weight)] = (weight, np.ascontiguousarray(weight.T))
         return hit[1]
     if n_events > TRANSPOSE_RATIO * weight.shape[1]:
-        return np.ascontiguousarray(weight.T)
+        buffer = _scratch("weight_t", weight.shape[::-1], weight.dtype)
+        np.copyto(buffer, weight.T)
+        return buffer
     return None
 
 
@@ -363,10 +388,7 @@ def _run_layer(kernels, record, T, B, floor, keep=0, dense=False):
     N = record.theta.shape[0]
     shape = (T, B, N) if dense else (0, 0, 0)
     rec = [np.zeros(shape, dtype=dtype) for _ in range(3)]
-    if not record.layout_chosen:                      # once per forward, reused by re-runs
-        record.weight_t = _transposed_weight(record.weight, inputs.count)
-        record.layout_chosen = True
-    weight_t = record.weight_t
+    weight_t = _transposed_weight(record.weight, inputs.count)
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.idx, inputs.val, inputs.unit, record.weight,
         weight_t if weight_t is not None else np.zeros((0, 0), dtype=dtype), weight_t is not None,
@@ -391,7 +413,8 @@ def _rerun_keeping(record, T, B):
     keep = record.settings["keep"]
     (spk_ptr, spk_idx, m_ptr, m_idx, m_val), _ = _run_layer(
         _kernels(), record, T, B, "support" if keep == 1 else "everything", keep=keep)
-    if not (np.array_equal(spk_ptr, record.spikes.ptr) and np.array_equal(spk_idx, record.spikes.idx)):
+    same = np.array_equal(spk_ptr, record.spikes.ptr) and np.array_equal(spk_idx, record.spikes.idx)
+    if not same:
         raise RuntimeError("internal error: the event engine's re-run changed the spikes")
     return _Kept(dense=keep == 2, ptr=m_ptr, idx=m_idx, m=m_val)
 
@@ -518,14 +541,17 @@ def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, 
     inputs = record.inputs
     transposed = inputs.count > GRAD_TRANSPOSE_RATIO * n_in
     if transposed:
-        grad_weight, grad_weight_t = np.zeros((0, 0), dtype=dtype), np.zeros((n_in, N), dtype=dtype)
+        grad_weight_t = _scratch("grad_weight_t", (n_in, N), dtype)
+        grad_weight_t.fill(0)
+        grad_weight = np.zeros((0, 0), dtype=dtype)
     else:
         grad_weight, grad_weight_t = np.zeros((N, n_in), dtype=dtype), np.zeros((0, 0), dtype=dtype)
     grad_bias = np.zeros(N if record.bias is not None else 0, dtype=dtype)
     empty_ptr, empty_idx = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)
     no_grad_input = np.zeros((0, 0, 0), dtype=dtype)
     if below is False:                                # first layer: no input gradient
-        mode, below_ptr, below_idx, e_below, grad_input = 0, empty_ptr, empty_idx, none, no_grad_input
+        mode, below_ptr, below_idx = 0, empty_ptr, empty_idx
+        e_below, grad_input = none, no_grad_input
     elif below is not None and not below.dense:       # e only where the layer below kept m
         mode, below_ptr, below_idx = 1, below.ptr, below.idx
         e_below, grad_input = np.zeros(below.idx.shape[0], dtype=dtype), no_grad_input

@@ -303,7 +303,7 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
     """Loss and per-layer gradients of a Dense-only network in one fused pass.
 
     Same results as ``Network.loss_and_grad`` on the NumPy reference (within the
-    documented tolerances). Returns ``(loss, grads_per_layer)``, or None when the network
+    documented tolerances). Returns ``(loss, grads_per_layer, rates)``, or None when the network
     is not one this path handles (a layer other than ``Dense``, an unknown surrogate);
     the caller then falls back to the per-layer path. Arguments are validated by the
     caller.
@@ -378,4 +378,4 @@ def fused_loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, 
         if i > 0:
             grad = _scratch("b", rows, layer.in_features, size, dtype)  # h is consumed
             np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
-    return value, grads
+    return value, grads, rates

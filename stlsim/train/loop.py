@@ -312,13 +312,13 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                 idx = order[k * config.batch_size:(k + 1) * config.batch_size]
                 xb = encode(x_train[idx], config.timesteps, config.encoding, encode_rng, net.dtype)
                 yb = data.y_train[idx]
-                loss, grads, rec = net.loss_and_grad(xb, yb, loss=config.loss, backend=config.backend,
-                                                     training=True, return_record=True)
+                loss, grads, rates = net.loss_and_grad(xb, yb, loss=config.loss, backend=config.backend,
+                                                       training=True, return_rates=True)
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, batch {k + 1}")
                 optimizer.step(grads)
                 loss_sum += loss * len(idx)
-                correct += int(np.sum(decide(rec.rates) == yb))
+                correct += int(np.sum(decide(rates) == yb))
                 seen += len(idx)
                 bar.update(k + 1, f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.4f} "
                                   f"acc {correct / seen:.3f}")
