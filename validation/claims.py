@@ -1,7 +1,12 @@
 """Reproduce the STL-SNN paper's claims on this machine, with seeds.
 
-    python validation/claims.py                            # bundled UCI digits, ~15 min on 2 cores
-    python validation/claims.py --dataset fashion-mnist    # dense 784-800-10P, T = 4, 3 seeds
+    python validation/claims.py                            # bundled UCI digits (see below for times)
+    python validation/claims.py --dataset fashion-mnist --gjdf-modes stl,sl
+                                                           # dense 784-800-10P, T = 4, 3 seeds, 10k train
+
+Measured on 2 shared, busy cores (load 8-11): digits 9 min (STL/SL/TL, P = 10) + 4 min
+(P = 1) + ~75 min for the depth sweep (2 init gains x 7 depths x 3 modes x 2 seeds; skip
+it with ``--no-depth``); Fashion-MNIST 39 + 36 min of training and a few minutes of analysis.
 
 Claims checked (Sun et al., IEEE TCDS 2024):
 
