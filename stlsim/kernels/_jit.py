@@ -5,7 +5,7 @@ from numba.extending import register_jitable
 
 from . import scalar
 
-__all__ = ["register_scalar"]
+__all__ = ["register_scalar", "surrogate_spec"]
 
 _registered = False
 
@@ -26,3 +26,14 @@ def register_scalar() -> None:
     for function in scalar.JITABLE:
         register_jitable(function)
     _registered = True
+
+
+def surrogate_spec(surrogate):
+    """(code, parameter) of a built-in surrogate for the kernels (CPU and CUDA); None for
+    one they don't know (the caller then falls back to the NumPy reference)."""
+    from .. import surrogate as surrogates
+
+    known = {surrogates.ATan: scalar.ATAN, surrogates.Sigmoid: scalar.SIGMOID,
+             surrogates.Rectangular: scalar.RECTANGULAR, surrogates.SuperSpike: scalar.SUPERSPIKE}
+    code = known.get(type(surrogate))
+    return None if code is None else (code, float(surrogate.value))

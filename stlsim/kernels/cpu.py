@@ -36,6 +36,7 @@ import numpy as np
 
 from . import scalar
 from ._jit import register_scalar
+from ._jit import surrogate_spec as _surrogate_spec
 
 __all__ = ["lif_forward", "lif_backward", "fused_loss_and_grad", "CALLS", "NAME",
            "clear_workspace"]
@@ -181,15 +182,6 @@ _mode = "parallel"
 
 
 # --- wrappers: coerce and allocate, then call a kernel --------------------------------------
-
-def _surrogate_spec(surrogate):
-    """(code, parameter) of a built-in surrogate; None for one the kernels don't know."""
-    from .. import surrogate as surrogates
-    known = {surrogates.ATan: scalar.ATAN, surrogates.Sigmoid: scalar.SIGMOID,
-             surrogates.Rectangular: scalar.RECTANGULAR, surrogates.SuperSpike: scalar.SUPERSPIKE}
-    code = known.get(type(surrogate))
-    return None if code is None else (code, float(surrogate.value))
-
 
 def _blocking(batch, n_neurons):
     """Neurons per lane: whole rows when the batch alone feeds every thread."""

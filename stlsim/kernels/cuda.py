@@ -114,6 +114,7 @@ if SIMULATOR:
     _lock_simulator_shared_arrays()
 
 from ._jit import register_scalar  # noqa: E402  (imports numba; after the checks above)
+from ._jit import surrogate_spec as _surrogate_spec  # noqa: E402
 
 register_scalar()          # the scalar functions become callable from CUDA kernels
 _step_forward = scalar.lif_forward_step
@@ -353,16 +354,6 @@ def _matmul(a, b, out, trans_a=False, trans_b=False):
 
 
 # --- wrappers: coerce and allocate, then launch ------------------------------------------------
-
-def _surrogate_spec(surrogate):
-    """(code, parameter) of a built-in surrogate; None for one the kernels don't know.
-    (Same table as ``kernels.cpu``; importing that module would configure CPU threading.)"""
-    from .. import surrogate as surrogates
-    known = {surrogates.ATan: scalar.ATAN, surrogates.Sigmoid: scalar.SIGMOID,
-             surrogates.Rectangular: scalar.RECTANGULAR, surrogates.SuperSpike: scalar.SUPERSPIKE}
-    code = known.get(type(surrogate))
-    return None if code is None else (code, float(surrogate.value))
-
 
 def _theta_per_neuron(theta, shape, dtype):
     return np.ascontiguousarray(np.broadcast_to(theta, shape), dtype=dtype).reshape(-1)

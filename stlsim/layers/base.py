@@ -12,6 +12,7 @@ object holds only its configuration (no state between calls).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ class Context:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
-class Layer:
+class Layer(ABC):
     """Base class. Subclasses set ``in_shape``, ``out_shape``, ``has_neurons``."""
 
     has_neurons = False
@@ -82,13 +83,13 @@ class Layer:
         return np.asarray(grad_per_neuron.sum())
 
     # --- compute -----------------------------------------------------------------------
+    @abstractmethod
     def forward(self, x: np.ndarray, params: dict, ctx: Context):
         """Return ``(output, cache)`` for time-major ``x`` of shape (T, B, *in_shape)."""
-        raise NotImplementedError(f"{type(self).__name__}.forward")
 
+    @abstractmethod
     def backward(self, grad_out: np.ndarray, cache, params: dict, need_input_grad: bool):
         """Return ``(grads, grad_x)``: local parameter gradients and dL/dx (or None)."""
-        raise NotImplementedError(f"{type(self).__name__}.backward")
 
     # --- state that is not a parameter (BatchNorm running estimates) --------------------
     def init_buffers(self, dtype) -> dict:

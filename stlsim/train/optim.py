@@ -9,6 +9,8 @@ weights).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from .._checks import check_real, fail
@@ -16,7 +18,7 @@ from .._checks import check_real, fail
 __all__ = ["Adam", "SGD", "ExponentialDecay", "make_optimizer"]
 
 
-class _Optimizer:
+class _Optimizer(ABC):
     def __init__(self, params: dict, names, lr, lr_per_param=None, weight_decay=0.0):
         self.params = params
         self.names = list(names)
@@ -33,12 +35,17 @@ class _Optimizer:
         self.weight_decay = check_real(weight_decay, "weight_decay", low=0.0, owner=type(self).__name__)
         self.step_count = 0
 
+    @abstractmethod
+    def step(self, grads: dict):
+        """Update the parameters in place from ``grads``."""
+
+    @abstractmethod
     def state_dict(self) -> dict:
         """Arrays and scalars that resume the optimizer exactly."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_state_dict(self, state: dict):
-        raise NotImplementedError
+        """Restore what ``state_dict`` returned."""
 
 
 class Adam(_Optimizer):
