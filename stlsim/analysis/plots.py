@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plot import MODE_COLORS, _pyplot
+from ..plot import MODE_COLORS, _pyplot, threshold_panel
 
 
 def _save(fig, path):
@@ -102,13 +102,8 @@ def threshold_histograms(thetas_by_mode: dict, path, title="Learned thresholds (
     for r, mode in enumerate(modes):
         for layer in range(n_layers):
             ax = axes[r][layer]
-            init = np.ravel(thetas_by_mode[mode]["init"][layer])
-            final = np.ravel(thetas_by_mode[mode]["final"][layer])
-            lo, hi = min(init.min(), final.min()), max(init.max(), final.max())
-            bins = np.linspace(lo - 0.05, hi + 0.05, 40)
-            ax.hist(init, bins=bins, color="0.6")
-            ax.hist(final, bins=bins, color=MODE_COLORS.get(mode), alpha=0.75)
-            ax.set_title(f"{mode.upper()} layer {layer + 1}", fontsize=9)
+            threshold_panel(ax, thetas_by_mode[mode]["init"][layer], thetas_by_mode[mode]["final"][layer],
+                            mode, layer)
             ax.tick_params(labelsize=7)
     fig.suptitle(title)
     fig.subplots_adjust(hspace=0.55, wspace=0.3, left=0.08, right=0.97, bottom=0.06, top=0.9)

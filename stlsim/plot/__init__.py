@@ -74,6 +74,16 @@ def firing_rates(runs_by_mode: dict, path, title="Firing rate per layer (test se
     return _save(fig, path)
 
 
+def threshold_panel(ax, init, final, mode: str, layer: int):
+    """One histogram panel: thresholds at init (grey) and trained (the mode's colour)."""
+    init, final = np.ravel(init), np.ravel(final)
+    lo, hi = min(init.min(), final.min()), max(init.max(), final.max())
+    bins = np.linspace(lo - 0.05, hi + 0.05, 40)
+    ax.hist(init, bins=bins, color="0.6", label="init")
+    ax.hist(final, bins=bins, color=MODE_COLORS.get(mode), alpha=0.75, label="trained")
+    ax.set_title(f"{mode.upper()} layer {layer + 1}", fontsize=9)
+
+
 def threshold_distributions(thetas_by_mode: dict, path, title="Thresholds at init and after training"):
     """Histograms of thresholds per layer: init (grey) and trained, one row per mode.
 
@@ -86,13 +96,8 @@ def threshold_distributions(thetas_by_mode: dict, path, title="Thresholds at ini
     for r, mode in enumerate(modes):
         for layer in range(n_layers):
             ax = axes[r][layer]
-            init = np.ravel(thetas_by_mode[mode]["init"][layer])
-            final = np.ravel(thetas_by_mode[mode]["final"][layer])
-            lo, hi = min(init.min(), final.min()), max(init.max(), final.max())
-            bins = np.linspace(lo - 0.05, hi + 0.05, 40)
-            ax.hist(init, bins=bins, color="0.6", label="init")
-            ax.hist(final, bins=bins, color=MODE_COLORS.get(mode), alpha=0.75, label="trained")
-            ax.set_title(f"{mode.upper()} layer {layer + 1}", fontsize=9)
+            threshold_panel(ax, thetas_by_mode[mode]["init"][layer], thetas_by_mode[mode]["final"][layer],
+                            mode, layer)
             if r == len(modes) - 1:
                 ax.set_xlabel("theta")
     axes[0][0].legend(fontsize=8)
