@@ -28,6 +28,7 @@ from .layers.base import Context, Layer
 from .layers.shape import resolve_shapes
 from .neurons import LIF
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
+from .spike_events import SpikeEvents
 
 __all__ = ["Network", "Record", "StepTrace"]
 
@@ -203,7 +204,15 @@ class Network:
                 raise fail(f"buffers[{key!r}]", f"a {self.dtype.name} array of shape {shape}", got,
                            "Network", TypeError)
 
-    def _check_input(self, x) -> np.ndarray:
+    def _check_input(self, x, dense=True):
+        """``x`` as a checked dense array of the network's dtype; a ``SpikeEvents`` is
+        kept as it is (in that dtype) when ``dense`` is False (the event engine)."""
+        if isinstance(x, SpikeEvents):
+            if x.input_shape != self.input_shape:
+                raise fail("x", f"SpikeEvents with input_shape {self.input_shape}",
+                           f"input_shape {x.input_shape}", "Network")
+            x = x.astype(self.dtype)
+            return x.to_dense() if dense else x
         shape = (None, None) + self.input_shape
         x = check_array(x, "x", shape=shape, dtype=self.dtype, owner="Network")
         if x.shape[0] < 1 or x.shape[1] < 1:
@@ -221,7 +230,7 @@ class Network:
     def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None):
         backend, engine = self._resolve(backend, engine)
         self._check_params()
-        x = self._check_input(x)
+        x = self._check_input(x, dense=engine != "event")
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
         output, tape = engine_module.run_forward(
@@ -234,7 +243,9 @@ class Network:
                 engine: str | None = None, training: bool = False) -> Record:
         """Simulate the network on time-major input ``x`` of shape (T, B, *input_shape).
 
-        ``x`` may be binary spikes or analog values (direct input to the first layer).
+        ``x`` may be binary spikes or analog values (direct input to the first layer),
+        or a ``stlsim.SpikeEvents`` (every method taking ``x`` accepts one; the event
+        engine uses the events as they are, the clock engine their dense array).
         """
         _, _, tape, rates, backend, engine = self._forward(
             x, smooth=smooth, backend=backend, engine=engine, training=training)

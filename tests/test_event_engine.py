@@ -310,3 +310,134 @@ def test_import_does_not_load_numba():
     code = ("import sys, stlsim, stlsim.engines.event; "
             "assert 'numba' not in sys.modules, 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------- synaptic paths, inputs as events --
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("steps", [1, 7])
+def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
+    # _gather_rows (W, eight rows at a time) and _push_rows (rows of W.T) add the same
+    # products in the same order: bit-identical, in float32 too. 37 neurons: the tail
+    # of N % 8 = 5; analog event weights and a bias; chunks of 1 and 7 steps.
+    from stlsim.kernels import event_cpu
+    rng = np.random.default_rng(21)
+    layers = [stlsim.Dense(19, 37, bias=True, init_gain=1.5), stlsim.Dense(37, 5, init_gain=1.5)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3, reset="soft"),
+                         surrogate="rectangular", dtype=dtype, backend="numpy", seed=4)
+    x = (rng.random((40, 3, 19)) * (rng.random((40, 3, 19)) < 0.15)).astype(dtype)
+    monkeypatch.setattr(event, "CHUNK_VALUES", steps * 3 * 37)  # steps per chunk
+    results = []
+    for ratio in (0.0, np.inf):                       # always push / always gather
+        monkeypatch.setattr(event, "TRANSPOSE_RATIO", ratio)
+        monkeypatch.setattr(event, "GRAD_TRANSPOSE_RATIO", ratio)
+        rec = net.forward(x, engine="event")
+        results.append((rec, net.loss_and_grad(x, [0, 1, 2], engine="event")[1]))
+    (a, grads_a), (b, grads_b) = results
+    assert 0.01 < a.firing_rates[0] < 0.6
+    for u, v in zip(a.membrane + a.currents, b.membrane + b.currents):
+        np.testing.assert_array_equal(u, v)
+    for key in grads_a:
+        np.testing.assert_array_equal(grads_a[key], grads_b[key])
+    clock = net.forward(x, engine="clock")
+    budget = 1e-12 if dtype == np.float64 else 1e-5
+    for u, v in zip(clock.membrane, a.membrane):
+        assert np.max(np.abs(u.astype(np.float64) - v)) <= budget
+
+
+def test_scan_of_dense_input_matches_numpy():
+    # kernels.event_cpu.dense_to_events: blocks of eight, -0.0 is no event, the tail of a
+    # row whose length is not a multiple of 8, weights other than 1.
+    from stlsim.kernels import event_cpu  # noqa: F401  (compiles the kernels)
+    rng = np.random.default_rng(5)
+    for n, density in ((1, 0.5), (7, 0.3), (8, 0.0), (13, 0.2), (784, 0.005), (50, 1.0)):
+        x = (rng.random((9, 2, n)) < density).astype(np.float64)
+        x[0, 0, :] = -0.0
+        if density:
+            x[x != 0] *= rng.choice([1.0, -2.5], size=int(np.count_nonzero(x)))
+        ev = event._Events.from_dense(x, event._kernels())
+        rows, idx = np.nonzero(x.reshape(18, n))
+        assert np.array_equal(ev.ptr, np.r_[0, np.cumsum(np.bincount(rows, minlength=18))])
+        assert np.array_equal(ev.idx, idx)
+        assert ev.unit == bool(np.all(x[x != 0] == 1))
+        np.testing.assert_array_equal(ev.to_dense(9, 2, (n,), np.float64), x)
+    x32 = np.zeros((2, 1, 10), dtype=np.float32)
+    x32[1, 0, [2, 9]] = [1.0, 0.5]
+    ev = event._Events.from_dense(x32, event._kernels())
+    assert ev.idx.tolist() == [2, 9] and ev.val.tolist() == [1.0, 0.5] and not ev.unit
+
+
+def test_visit_fences_are_the_documented_floors():
+    from stlsim.kernels import event_cpu
+    theta = np.array([0.5, 0.0, -0.3, 2.0, 0.1])
+    eps = np.finfo(np.float64).eps
+    crossing = event_cpu.visit_fence(theta, event_cpu.CROSSING, 0.5, eps)
+    np.testing.assert_array_equal(crossing, [0.5, -np.inf, -np.inf, 2.0, 0.1])
+    support = event_cpu.visit_fence(theta, event_cpu.SUPPORT, 0.25, eps)
+    assert 0.25 - 1e-14 < support[0] < 0.25 and 1.75 - 1e-14 < support[3] < 1.75
+    assert support[4] == -np.inf                    # support (-0.15, 0.35) holds 0
+    assert np.all(event_cpu.visit_fence(theta, event_cpu.EVERYTHING, 0.5, eps) == -np.inf)
+
+
+def test_spike_events_input_skips_the_dense_scan(monkeypatch):
+    rng = np.random.default_rng(8)
+    net = make_net((30, 40, 12), reset="soft", surrogate="rectangular")
+    x = sparse_input(rng, 50, 3, 30, 0.08)
+    ev = stlsim.SpikeEvents.from_dense(x)
+    assert ev.shape == x.shape and ev.values is None and ev.n_events == int(x.sum())
+    dense_rec = net.forward(x, engine="event")
+    loss_dense, grads_dense = net.loss_and_grad(x, [0, 1, 2], engine="event")
+
+    def no_scan(*args):
+        raise AssertionError("the dense input was scanned")
+    monkeypatch.setattr(event._kernels(), "dense_to_events", no_scan)
+    calls = event.CALLS["event_input"]
+    rec = net.forward(ev, engine="event")
+    loss, grads = net.loss_and_grad(ev, [0, 1, 2], engine="event")
+    assert event.CALLS["event_input"] == calls + 2
+    for a, b in zip(dense_rec.membrane + dense_rec.spikes, rec.membrane + rec.spikes):
+        np.testing.assert_array_equal(a, b)
+    assert loss == loss_dense
+    for key in grads:
+        np.testing.assert_array_equal(grads[key], grads_dense[key])
+    # the clock engine simulates the same input from the events' dense array
+    monkeypatch.undo()
+    assert_same_forward(net, x)
+    clock_rec = net.forward(ev, engine="clock")
+    np.testing.assert_array_equal(clock_rec.spikes[0], rec.spikes[0])
+    assert net.loss_and_grad(ev, [0, 1, 2], engine="clock")[0] == net.loss_and_grad(x, [0, 1, 2])[0]
+
+
+def test_spike_events_from_event_lists():
+    events = np.array([[4, 0], [0, 3], [2, 1], [2, 3], [2, 1]])     # any order; (2, 1) twice
+    ev = stlsim.SpikeEvents.from_events(events, T=5, input_shape=4)
+    x = ev.to_dense()
+    assert x.shape == (5, 1, 4) and x[2, 0, 1] == 2.0 and x.sum() == 5
+    assert ev.values is not None                      # the repeat made a weight of 2
+    np.testing.assert_array_equal(x, event.events_to_dense(events, 5, 4))
+    batched = np.array([[1, 1, 5], [0, 0, 2], [1, 1, 5]])
+    ev = stlsim.SpikeEvents.from_events(batched, 3, (2, 3), values=[0.5, 2.0, 0.25])
+    assert ev.shape == (3, 2, 2, 3) and ev.to_dense()[1, 1, 1, 2] == 0.75
+    back, values = ev.to_events()
+    assert back.tolist() == [[0, 0, 2], [1, 1, 5]] and values.tolist() == [2.0, 0.75]
+    cancel = stlsim.SpikeEvents.from_events([[0, 1], [0, 1]], 2, 3, values=[1.0, -1.0])
+    assert cancel.n_events == 0 and cancel.to_dense().sum() == 0
+    empty = stlsim.SpikeEvents.from_events(np.zeros((0, 2), dtype=int), 3, 4)
+    assert empty.n_events == 0 and "0 spikes" in repr(empty)
+    net = make_net((4, 6, 2), negative_thresholds=False)
+    np.testing.assert_array_equal(net.forward(empty, engine="event").spikes[0], 0)
+
+
+def test_spike_events_bad_input_gets_clear_errors():
+    with pytest.raises(ValueError, match="`events` of `SpikeEvents.from_events` must be"):
+        stlsim.SpikeEvents.from_events([[5, 0]], 3, 4)
+    with pytest.raises(TypeError, match="integer array of shape"):
+        stlsim.SpikeEvents.from_events([[0.5, 1.0]], 3, 4)
+    with pytest.raises(ValueError, match="increasing neuron indices"):
+        stlsim.SpikeEvents(2, 1, 4, [0, 2, 2], [3, 1])
+    with pytest.raises(ValueError, match="neuron indices in"):
+        stlsim.SpikeEvents(2, 1, 4, [0, 1, 1], [4])
+    with pytest.raises(ValueError, match="finite"):
+        stlsim.SpikeEvents.from_events([[0, 1]], 2, 3, values=[np.nan])
+    net = make_net((4, 6, 2), negative_thresholds=False)
+    with pytest.raises(ValueError, match="SpikeEvents with input_shape"):
+        net.forward(stlsim.SpikeEvents.from_events([[0, 1]], 2, 5), engine="event")

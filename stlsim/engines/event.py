@@ -53,23 +53,27 @@ import numpy as np
 from .._checks import check_array, check_int, fail
 from ..grad import bptt
 from ..layers.dense import Dense
+from ..spike_events import SpikeEvents
 from . import clock
 
 __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
            "static_weights", "EventTape", "EventLayerTape", "CALLS"]
 
-# A layer pushes rows of a contiguous copy of W.T (forward) when it has more input
-# events than TRANSPOSE_RATIO times its fan-in, and accumulates dW.T in rows (backward)
-# above GRAD_TRANSPOSE_RATIO; below, it works on strided columns of W / dW, which is
-# cheaper than the copy. Measured on 784x800 (shared 2-core machine): a copy costs
-# 2-8 ns per weight (page faults included), a strided column read 1-4 ns per weight,
-# a strided read-modify-write 4-8 ns, a contiguous row 0.3 ns. Results are identical
-# either way (same products, same order).
-TRANSPOSE_RATIO = 1.0
+# (L1) in the forward: a layer with more input events than TRANSPOSE_RATIO times its
+# fan-in copies W.T (into a reused scratch buffer) and pushes one contiguous row of it
+# per event; below that it reads W itself, eight rows at a time against all the events
+# of a chunk of steps (``kernels.event_cpu._gather_rows``), which costs about three
+# times as much per synaptic add but needs no copy. Measured on 784x800 (float64, this
+# 2-core machine): a copy 0.6 ms (~0.9 ns per weight), a pushed add ~0.2 ns, a
+# gathered add 0.6-0.8 ns: break-even near 1.5-2.5 events per input neuron.
+# The backward accumulates dW.T in rows above GRAD_TRANSPOSE_RATIO events per input
+# neuron, strided columns of dW below. Results are identical either way (same
+# products, added in the same order).
+TRANSPOSE_RATIO = 2.0
 GRAD_TRANSPOSE_RATIO = 0.5
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
-CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0}
+CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0}
 
 _static_cache = None
 _local = threading.local()
@@ -182,6 +186,9 @@ def static_weights():
 
 # ---------------------------------------------------------------------------- tape --
 
+_MAGNITUDE = {}
+
+
 @dataclass
 class _Events:
     """Compressed rows of events: row r = t * B + b holds ``idx[ptr[r]:ptr[r + 1]]``."""
@@ -195,18 +202,22 @@ class _Events:
     @classmethod
     def from_dense(cls, x, kernels):
         T, B = x.shape[:2]
-        ptr, idx, val = kernels.dense_to_events(np.ascontiguousarray(x).reshape(T * B, -1))
-        unit = bool(np.all(val == 1))
-        return cls(ptr, idx, val[:0] if unit else val, unit, int(np.prod(x.shape[2:])))
+        flat = np.ascontiguousarray(x).reshape(T * B, -1)
+        magnitude = _MAGNITUDE.get(flat.dtype.itemsize)
+        if magnitude is None:                         # all bits but the sign bit
+            unsigned = np.dtype(f"u{flat.dtype.itemsize}")
+            magnitude = _MAGNITUDE[flat.dtype.itemsize] = np.array(
+                [np.iinfo(unsigned).max >> 1], dtype=unsigned)
+        ptr, idx, val, unit = kernels.dense_to_events(flat, flat.view(magnitude.dtype), magnitude)
+        return cls(ptr, idx, val[:0] if unit else val, bool(unit), flat.shape[1])
 
     @property
     def count(self) -> int:
         return int(self.ptr[-1])
 
     def to_dense(self, T, B, shape, dtype):
-        dense = np.zeros(T * B * self.n, dtype=dtype)
-        rows = np.repeat(np.arange(T * B, dtype=np.int64), np.diff(self.ptr))
-        dense[rows * self.n + self.idx] = 1 if self.unit else self.val
+        dense = np.zeros((T * B, self.n), dtype=dtype)
+        _kernels().events_to_rows(self.ptr, self.idx, self.val, self.unit, dense)
         return dense.reshape((T, B) + tuple(shape))
 
     @property
@@ -297,23 +308,36 @@ class EventTape:
 
 # ------------------------------------------------------------------------- forward --
 
+_EVENT_CPU = None
+
+
 def _kernels():
-    from ..kernels import event_cpu
-    return event_cpu
+    """``kernels.event_cpu`` (imported on first use: it compiles or loads Numba code)."""
+    global _EVENT_CPU
+    if _EVENT_CPU is None:
+        from ..kernels import event_cpu
+        _EVENT_CPU = event_cpu
+    return _EVENT_CPU
 
 
 def _is_event_layer(layer) -> bool:
     return type(layer) is Dense
 
 
+_SURROGATE_TYPES = None
+
+
 def _surrogate_code(surrogate):
     """(code, parameter) of a built-in surrogate (``kernels.scalar``); None otherwise."""
-    from .. import surrogate as surrogates
-    from ..kernels import scalar                      # plain Python: no numba import
-    if type(surrogate) not in (surrogates.ATan, surrogates.Sigmoid, surrogates.Rectangular,
-                               surrogates.SuperSpike):
-        return None
-    return scalar.SURROGATE_CODES[surrogate.name], float(surrogate.value)
+    global _SURROGATE_TYPES
+    if _SURROGATE_TYPES is None:
+        from .. import surrogate as surrogates
+        from ..kernels import scalar                  # plain Python: no numba import
+        _SURROGATE_TYPES = {kind: scalar.SURROGATE_CODES[kind.name]
+                            for kind in (surrogates.ATan, surrogates.Sigmoid,
+                                         surrogates.Rectangular, surrogates.SuperSpike)}
+    code = _SURROGATE_TYPES.get(type(surrogate))
+    return None if code is None else (code, float(surrogate.value))
 
 
 def _transposed_weight(weight, n_events):
@@ -351,50 +375,61 @@ def _tau_powers(tau, T, dtype):
     return table
 
 
-def _layer_settings(theta, neuron, code, T, dtype):
-    """Kernel arguments of one layer. The candidate floors (see
-    ``kernels.event_cpu.dense_layer_forward`` and docs/event_engine.md) are made by
-    ``_floor``; the forward needs only the crossing floor."""
-    from ..kernels import scalar
-    kind, param = code
-    tau = dtype.type(neuron.tau)
-    finite = kind == scalar.RECTANGULAR               # sigma' = 0 outside |x| < width/2
-    return dict(kind=kind, param=param, keep=1 if finite else 2,
-                half_width=0.5 * param if finite else np.inf, tau=tau,
-                tau_pow=_tau_powers(tau, T, dtype), hard=neuron.reset == "hard",
-                detach=neuron.detach_reset)
+_SETTINGS = {}
 
 
-def _floor(record, which):
-    """Candidate floor per neuron: "crossing" (u >= theta can fire: theta itself, -inf
-    for theta <= 0), "support" (also |u - theta| < width/2: theta - width/2 minus a
-    rounding margin; rectangular surrogate only) or "everything" (-inf)."""
-    theta, settings = record.theta, record.settings
-    if which == "everything":
-        return np.full(theta.shape, -np.inf)
-    if which == "crossing":
-        # u > nextafter(theta, -inf) is u >= theta in the storage dtype.
-        below = np.nextafter(theta, theta.dtype.type(-np.inf)).astype(np.float64)
-    else:
-        half_width = settings["half_width"]
-        margin = 16 * np.finfo(theta.dtype).eps * (np.abs(theta.astype(np.float64)) + half_width)
-        below = theta.astype(np.float64) - half_width - margin
-    return np.where(theta > 0, below, -np.inf)   # theta <= 0: decaying up to 0 reaches theta
+def _layer_settings(neuron, code, T, dtype):
+    """Kernel arguments of one layer (which neurons a step without input visits is
+    chosen per call: ``_run_layer``). Cached: a dict shared by every layer and call
+    with the same neuron model, surrogate, T and dtype; never modified."""
+    key = (float(neuron.tau), neuron.reset, bool(neuron.detach_reset), code, T, dtype.str)
+    settings = _SETTINGS.get(key)
+    if settings is None:
+        from ..kernels import scalar
+        kind, param = code
+        tau = dtype.type(neuron.tau)
+        finite = kind == scalar.RECTANGULAR           # sigma' = 0 outside |x| < width/2
+        settings = dict(kind=kind, param=param, keep=1 if finite else 2,
+                        half_width=0.5 * param if finite else np.inf, tau=tau,
+                        tau_pow=_tau_powers(tau, T, dtype), hard=neuron.reset == "hard",
+                        detach=neuron.detach_reset, eps=float(np.finfo(dtype).eps))
+        if len(_SETTINGS) > 64:
+            _SETTINGS.clear()
+        _SETTINGS[key] = settings
+    return settings
 
 
-def _run_layer(kernels, record, T, B, floor, keep=0, dense=False):
-    """One call of the forward kernel on a layer's stored input events."""
+# The forward kernel computes the currents (L1) of a chunk of steps, then runs the
+# neurons through them: about CHUNK_VALUES currents per chunk (1 MB in float64). Each
+# chunk is one sweep over W when W is not transposed; more steps per sweep amortize it.
+CHUNK_VALUES = 131072
+
+
+def _chunk_steps(T, B, N):
+    return max(1, min(T, CHUNK_VALUES // (B * N)))
+
+
+_VISIT = {"crossing": 0, "support": 1, "everything": 2}   # kernels.event_cpu.CROSSING, ...
+
+
+def _run_layer(kernels, record, T, B, visit, keep=0, dense=False):
+    """One call of the forward kernel on a layer's stored input events. ``visit`` says
+    which neurons a step without input must visit (``kernels.event_cpu.visit_fence``):
+    "crossing" (those that can fire; the forward), "support" (also those whose
+    membrane can be inside the rectangular surrogate's support; the backward's re-run)
+    or "everything" (a ``Record``, and surrogates of infinite support)."""
     inputs, settings, dtype = record.inputs, record.settings, record.theta.dtype
     N = record.theta.shape[0]
-    shape = (T, B, N) if dense else (0, 0, 0)
-    rec = [np.zeros(shape, dtype=dtype) for _ in range(3)]
+    empty = np.zeros((0, 0, 0), dtype=dtype)
+    rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty] * 3
     weight_t = _transposed_weight(record.weight, inputs.count)
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.idx, inputs.val, inputs.unit, record.weight,
-        weight_t if weight_t is not None else np.zeros((0, 0), dtype=dtype), weight_t is not None,
-        record.bias if record.bias is not None else np.zeros(0, dtype=dtype),
-        record.bias is not None, record.theta, _floor(record, floor), keep, settings["half_width"],
-        settings["tau"], settings["tau_pow"], settings["hard"], dense, rec[0], rec[1], rec[2])
+        weight_t if weight_t is not None else empty.reshape(0, 0), weight_t is not None,
+        record.bias if record.bias is not None else empty.reshape(0),
+        record.bias is not None, record.theta, _VISIT[visit], keep, settings["half_width"],
+        settings["tau"], settings["tau_pow"], settings["hard"], dense, rec[0], rec[1], rec[2],
+        _scratch("current", (_chunk_steps(T, B, N) * B, N), dtype), settings["eps"])
     return out, rec
 
 
@@ -420,12 +455,15 @@ def _rerun_keeping(record, T, B):
 
 
 def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
-    theta = np.array(layer.expand_theta(params["theta"]), dtype=dtype).reshape(-1)  # writable copy
+    theta = params["theta"]
+    if theta.shape != tuple(layer.out_shape):        # shared threshold: one per neuron
+        theta = layer.expand_theta(theta)
+    theta = np.array(theta, dtype=dtype).reshape(-1)  # a copy: the tape must not change
     record = EventLayerTape(
         inputs=inputs, spikes=None, theta=theta,
         weight=np.ascontiguousarray(params["weight"], dtype=dtype),
         bias=np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None,
-        settings=_layer_settings(theta, neuron, code, T, dtype), out_shape=tuple(layer.out_shape))
+        settings=_layer_settings(neuron, code, T, dtype), out_shape=tuple(layer.out_shape))
     (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
     record.spikes = _Events(spk_ptr, spk_idx, np.zeros(0, dtype=dtype), True, theta.shape[0])
     return record
@@ -442,6 +480,8 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     if (smooth or reset_spikes is not None or code is None
             or not any(_is_event_layer(layer) for layer in layers)):
         CALLS["fallback"] += 1
+        if isinstance(x, SpikeEvents):
+            x = x.to_dense()
         return clock.run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend,
                                  smooth=smooth, reset_spikes=reset_spikes)
     CALLS["forward"] += 1
@@ -449,7 +489,14 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     T, B = x.shape[:2]
     dtype = np.dtype(x.dtype)
     tape = EventTape(T=T, B=B, dtype=dtype)
-    dense, events, shape = x, None, x.shape[2:]
+    if isinstance(x, SpikeEvents):                    # events as given: nothing to scan
+        CALLS["event_input"] += 1
+        unit = x.values is None
+        dense, shape = None, x.input_shape
+        events = _Events(x.ptr, x.index, np.zeros(0, dtype) if unit else x.values, unit,
+                         x.n_inputs)
+    else:
+        dense, events, shape = x, None, x.shape[2:]
     for i, layer in enumerate(layers):
         params = params_per_layer[i]
         if _is_event_layer(layer):

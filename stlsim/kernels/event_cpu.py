@@ -26,7 +26,8 @@ import numpy as np
 from . import scalar
 from ._jit import register_scalar
 
-__all__ = ["dense_to_events", "dense_layer_forward", "dense_layer_backward"]
+__all__ = ["dense_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
+           "visit_fence"]
 
 
 def _drop_stale_cache():
@@ -66,9 +67,17 @@ def _grow(array, needed):
 
 
 @numba.njit(cache=True)
-def dense_to_events(x):
-    """Nonzeros of ``x`` (rows, n) as compressed rows ``(ptr, idx, val)``."""
+def dense_to_events(x, bits, magnitude):
+    """Nonzeros of ``x`` (rows, n) as compressed rows ``(ptr, idx, val, unit)``.
+
+    A counting pass (branch-free, vectorized), then a filling pass: ``bits`` is ``x``
+    viewed as unsigned integers of its width and ``magnitude`` (one entry, that type)
+    masks off the sign bit, so a block of eight entries is all zero (+0 or -0) when the
+    OR of their masked bits is; most of a sparse row is skipped eight entries per test.
+    ``unit``: every nonzero is 1.
+    """
     rows, n = x.shape
+    mask = magnitude[0]
     ptr = np.zeros(rows + 1, dtype=np.int64)
     for r in range(rows):
         count = 0
@@ -77,82 +86,234 @@ def dense_to_events(x):
         ptr[r + 1] = ptr[r] + count
     idx = np.empty(ptr[rows], dtype=np.int32)
     val = np.empty(ptr[rows], dtype=x.dtype)
+    unit = True
+    full = n - n % 8
     for r in range(rows):
-        if ptr[r + 1] == ptr[r]:
-            continue
         k = ptr[r]
-        for j in range(n):
-            if x[r, j] != 0:
+        if ptr[r + 1] == k:
+            continue
+        row, row_bits = x[r], bits[r]
+        for j0 in range(0, full, 8):
+            block = row_bits[j0] & mask
+            for j in range(j0 + 1, j0 + 8):             # fixed length: unrolled
+                block |= row_bits[j] & mask
+            if block != 0:
+                for j in range(j0, j0 + 8):
+                    if row[j] != 0:
+                        idx[k] = j
+                        val[k] = row[j]
+                        unit &= row[j] == 1
+                        k += 1
+        for j in range(full, n):
+            if row[j] != 0:
                 idx[k] = j
-                val[k] = x[r, j]
+                val[k] = row[j]
+                unit &= row[j] == 1
                 k += 1
-    return ptr, idx, val
+    return ptr, idx, val, unit
 
 
 @numba.njit(cache=True)
-def _accumulate(current, first, stop, in_idx, in_val, unit_values, weight, weight_t,
-                transposed, bias, has_bias):
-    """(L1) I = sum over this row's events of weight column * value (+ bias)."""
-    N = current.shape[0]
-    current[:] = 0.0
-    for e in range(first, stop):
-        j = in_idx[e]
-        if transposed:
-            column = weight_t[j]
+def events_to_rows(ptr, idx, val, unit, out):
+    """Write compressed rows of events into the zeroed dense (rows, n) ``out``."""
+    for r in range(ptr.shape[0] - 1):
+        for e in range(ptr[r], ptr[r + 1]):
+            out[r, idx[e]] = 1 if unit else val[e]
+
+
+@numba.njit(cache=True)
+def _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t):
+    """(L1) for rows r0..r1-1 with events: push contiguous rows of W.T (one per event)."""
+    N = current.shape[1]
+    for r in range(r0, r1):
+        first, stop = in_ptr[r], in_ptr[r + 1]
+        if stop == first:
+            continue
+        row = current[r - r0]
+        row[:] = 0.0
+        for e in range(first, stop):
+            column = weight_t[in_idx[e]]
             if unit_values:
                 for i in range(N):
-                    current[i] += column[i]
+                    row[i] += column[i]
             else:
                 value = in_val[e]
                 for i in range(N):
-                    current[i] += column[i] * value
-        elif unit_values:
-            for i in range(N):
-                current[i] += weight[i, j]
+                    row[i] += column[i] * value
+
+
+@numba.njit(cache=True)
+def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty):
+    """(L1) for rows r0..r1-1 from W itself, without a transposed copy.
+
+    A strided column W[:, j] touches one cache line per target neuron, spread over the
+    whole matrix. Here eight rows of W (8 x fan-in values, in L1/L2) are swept over all
+    the chunk's events at once, with eight sums in registers: the same products, added
+    in the same order (event by event, from 0), as ``_push_rows``. Rows without events
+    are skipped, or zeroed when ``zero_empty`` (a bias makes them inputs too).
+    """
+    N = weight.shape[0]
+    zero = current.dtype.type(0)          # sums in the storage dtype, as in _push_rows
+    active = np.empty(r1 - r0, dtype=np.int64)
+    n_active = 0
+    for r in range(r0, r1):
+        if in_ptr[r + 1] > in_ptr[r] or zero_empty:
+            active[n_active] = r
+            n_active += 1
+    full = N - N % 8
+    for i0 in range(0, full, 8):
+        w0, w1, w2, w3 = weight[i0], weight[i0 + 1], weight[i0 + 2], weight[i0 + 3]
+        w4, w5, w6, w7 = weight[i0 + 4], weight[i0 + 5], weight[i0 + 6], weight[i0 + 7]
+        for a in range(n_active):
+            r = active[a]
+            first, stop = in_ptr[r], in_ptr[r + 1]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+            if unit_values:
+                for e in range(first, stop):
+                    j = in_idx[e]
+                    a0 += w0[j]
+                    a1 += w1[j]
+                    a2 += w2[j]
+                    a3 += w3[j]
+                    a4 += w4[j]
+                    a5 += w5[j]
+                    a6 += w6[j]
+                    a7 += w7[j]
+            else:
+                for e in range(first, stop):
+                    j, value = in_idx[e], in_val[e]
+                    a0 += w0[j] * value
+                    a1 += w1[j] * value
+                    a2 += w2[j] * value
+                    a3 += w3[j] * value
+                    a4 += w4[j] * value
+                    a5 += w5[j] * value
+                    a6 += w6[j] * value
+                    a7 += w7[j] * value
+            row = current[r - r0]
+            row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3] = a0, a1, a2, a3
+            row[i0 + 4], row[i0 + 5], row[i0 + 6], row[i0 + 7] = a4, a5, a6, a7
+    for i in range(full, N):                          # the last N % 8 neurons
+        w = weight[i]
+        for a in range(n_active):
+            r = active[a]
+            acc = zero
+            for e in range(in_ptr[r], in_ptr[r + 1]):
+                acc += w[in_idx[e]] if unit_values else w[in_idx[e]] * in_val[e]
+            current[r - r0, i] = acc
+
+
+CROSSING, SUPPORT, EVERYTHING = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def visit_fence(theta, visit, half_width, eps):
+    """Per neuron, the value its next silent membrane u must reach (u >= fence) for
+    the neuron to be visited at a step without input (docs/event_engine.md).
+
+    CROSSING: theta itself (u >= theta fires) where theta > 0. SUPPORT: theta -
+    width/2 minus a rounding margin of 16 eps (|theta| + width/2), so that a membrane
+    decaying into the support of a rectangular surrogate is visited and kept.
+    EVERYTHING, and theta <= 0 in every mode: -inf, every neuron at every step (a
+    membrane decaying up towards 0 reaches theta <= 0 after a number of silent steps
+    a one-step look-ahead cannot see; with SUPPORT, a support reaching below 0 holds
+    every decaying membrane).
+    """
+    N = theta.shape[0]
+    fence = np.empty(N, dtype=np.float64)
+    for i in range(N):
+        th = float(theta[i])
+        if visit == CROSSING:
+            fence[i] = th
+        elif visit == SUPPORT:
+            fence[i] = th - half_width - 16.0 * eps * (abs(th) + half_width)
         else:
-            value = in_val[e]
-            for i in range(N):
-                current[i] += weight[i, j] * value
-    if has_bias:
-        for i in range(N):
-            current[i] += bias[i]
+            fence[i] = -np.inf
+        if th <= 0.0 or fence[i] < 0.0:
+            fence[i] = -np.inf
+    return fence
+
+
+@numba.njit(cache=True)
+def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, t, theta,
+                         tau, tau_pow, hard, fence, keep, half_width):
+    """(L1)-(L4) for every neuron of a sample at a step with input (vectorizable).
+
+    Writes m_t into ``membrane`` and v_t into ``v_b``; returns how many neurons need a
+    closer look (a spike, a kept membrane, or a candidate for the next step), so that
+    the common row with none of these costs one pass. Lazy leak: a neuron's anchor is
+    max(``anchor_b[i]``, ``full_at``), where ``full_at`` is the last step at which every
+    neuron of the sample was visited; after a visit at t - 1, tau^0 v = v exactly.
+    """
+    N = membrane.shape[0]
+    hits = 0
+    fast = full_at == t - 1
+    for i in range(N):
+        current = row[i] + bias[i] if has_bias else row[i]                   # (L1)
+        if fast:
+            v_prev = v_b[i]
+        else:
+            v_prev = tau_pow[t - 1 - max(anchor_b[i], full_at)] * v_b[i]     # lazy leak
+        m = tau * v_prev + current                                           # (L2)
+        membrane[i] = m
+        s = _heaviside(m - theta[i])                                         # (L3)
+        if hard:
+            v = (1 - s) * m                                                  # (L4h)
+        else:
+            v = m - s * theta[i]                                             # (L4s)
+        v_b[i] = v
+        hits += (s != 0) | (tau * v >= fence[i]) | ((keep == 1) & (abs(m - theta[i]) < half_width))
+    return hits
 
 
 @numba.njit(cache=True)
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
-                        transposed, bias, has_bias, theta, floor, keep, half_width, tau,
-                        tau_pow, hard, record, rec_current, rec_membrane, rec_spikes):
+                        transposed, bias, has_bias, theta, visit, keep, half_width, tau,
+                        tau_pow, hard, record, rec_current, rec_membrane, rec_spikes,
+                        current, eps):
     """(L1)-(L4) of one Dense layer, event-driven. Returns the compressed spike rows
     ``(spk_ptr, spk_idx)`` and kept membranes ``(m_ptr, m_idx, m_val)``.
 
-    State per neuron: a = ``anchor``, the last step at which it received input or
+    State per neuron: its anchor a, the last step at which it received input or
     spiked, and v_a = ``v_anchor``, its membrane after that step. In between only the
     leak acted, so at a later step t, v_{t-1} = tau^(t-1-a) v_a (lazy leak), followed
     by the ordinary step (L2)-(L4). For t - 1 = a that is exactly the clock engine's
     arithmetic, and the numbers never depend on which silent steps were visited.
+    a = max(``anchor[b, i]``, ``full_at[b]``): a step with input visits every neuron of
+    the sample, so it moves one number, not N.
 
     A neuron is visited at step t when its sample receives input (an event or a bias
     reaches every neuron of a Dense layer) or when it is a *candidate*: without input
-    its next membrane u = tau^(t+1-a) v_a is above ``floor[i]`` (or below zero while
-    ``floor[i] < 0``). The floor says what must not be missed (docs/event_engine.md):
-    crossings (just below theta; -inf for theta <= 0), the surrogate's support
-    (theta - width/2), or everything (-inf: every neuron at every step).
+    its next membrane u = tau^(t+1-a) v_a is >= its ``fence`` (``visit_fence``), which
+    says what must not be missed (docs/event_engine.md): ``visit`` = CROSSING (u >=
+    theta can fire), SUPPORT (also |u - theta| < width/2, where sigma' != 0) or
+    EVERYTHING (every neuron at every step).
     ``keep``: 0 no membrane, 1 m where |m - theta| < half_width (compressed rows), 2
     every m (dense ``m_val`` of T * B * N; floor must be -inf). ``record`` (floor -inf)
-    also writes dense I, m and s.
+    also writes dense I, m and s. ``current`` is scratch space of shape (steps * B, N)
+    for the currents of a chunk of ``steps`` steps (contents undefined on entry);
+    ``eps`` the machine epsilon of the storage dtype (``visit_fence``).
+
+    Work is done a chunk of steps at a time: first the currents (L1) of every row with
+    input (``_push_rows`` on W.T when ``transposed``, else ``_gather_rows`` on W), then
+    one vectorizable pass over the neurons of each such row (``_input_row_membranes``),
+    a second one only where it found something, and the candidates of the other rows.
     """
     N = theta.shape[0]
     dtype = tau_pow.dtype
+    fence = visit_fence(theta, visit, half_width, eps)
     v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
     anchor = np.full((B, N), -1, dtype=np.int64)
+    full_at = np.full(B, -1, dtype=np.int64)
     candidates = np.empty((2, B, N), dtype=np.int32)
     n_candidates = np.zeros((2, B), dtype=np.int64)
     for b in range(B):                                # at t = 0 the silent membrane is 0
         for i in range(N):
-            if 0.0 > floor[i]:
+            if 0.0 >= fence[i]:
                 candidates[0, b, n_candidates[0, b]] = i
                 n_candidates[0, b] += 1
-    membrane = np.zeros(N, dtype=dtype)
+    steps_per_chunk = current.shape[0] // B
+    membrane = np.empty(N, dtype=dtype)
     spk_ptr = np.zeros(T * B + 1, dtype=np.int64)
     spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
     m_ptr = np.zeros(T * B + 1, dtype=np.int64)
@@ -161,81 +322,87 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                      dtype=dtype)
     n_spikes = 0
     n_kept = 0
-    for t in range(T):
-        now, after = t % 2, (t + 1) % 2
-        for b in range(B):
-            r = t * B + b
-            first, stop = in_ptr[r], in_ptr[r + 1]
-            if n_spikes + N > spk_idx.shape[0]:
-                spk_idx = _grow(spk_idx, n_spikes + N)
-            if keep == 1 and n_kept + N > m_idx.shape[0]:
-                m_idx = _grow(m_idx, n_kept + N)
-                m_val = _grow(m_val, n_kept + N)
-            v_b, anchor_b, theirs = v_anchor[b], anchor[b], candidates[after, b]
-            n_next = 0
-            if stop > first or has_bias:
-                # Every neuron of the sample gets input: simple passes over all of them.
-                _accumulate(membrane, first, stop, in_idx, in_val, unit_values, weight,
-                            weight_t, transposed, bias, has_bias)            # (L1) I_t
-                if record:
-                    rec_current[t, b, :] = membrane
-                for i in range(N):
-                    v_prev = tau_pow[t - 1 - anchor_b[i]] * v_b[i]           # lazy leak
-                    membrane[i] = tau * v_prev + membrane[i]                 # (L2)
-                for i in range(N):
-                    if membrane[i] >= theta[i]:                              # (L3)
-                        spk_idx[n_spikes] = i
-                        n_spikes += 1
-                if keep == 1:
-                    for i in range(N):
-                        if abs(membrane[i] - theta[i]) < half_width:         # sigma' != 0
-                            m_idx[n_kept] = i
-                            m_val[n_kept] = membrane[i]
-                            n_kept += 1
-                elif keep == 2:
-                    m_val[r * N:(r + 1) * N] = membrane
-                for i in range(N):
-                    m = membrane[i]
-                    v_b[i] = _reset(m, _heaviside(m - theta[i]), theta[i], hard)   # (L4)
-                    anchor_b[i] = t
-                for i in range(N):
-                    u = tau * v_b[i]                       # next membrane without input
-                    if u > floor[i] or (floor[i] < 0.0 and u < 0.0):
-                        theirs[n_next] = i
-                        n_next += 1
-                if record:
-                    rec_membrane[t, b, :] = membrane
-                    for e in range(spk_ptr[r], n_spikes):
-                        rec_spikes[t, b, spk_idx[e]] = 1
+    for t0 in range(0, T, steps_per_chunk):
+        t1 = min(T, t0 + steps_per_chunk)
+        r0, r1 = t0 * B, t1 * B
+        if in_ptr[r1] > in_ptr[r0] or has_bias:                          # (L1) I_t
+            if transposed:
+                _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t)
+                if has_bias:
+                    for r in range(r0, r1):
+                        if in_ptr[r + 1] == in_ptr[r]:
+                            current[r - r0, :] = 0.0
             else:
-                # No input: only the candidates can cross or enter the support.
-                todo = candidates[now, b]
-                for c in range(n_candidates[now, b]):
-                    i = todo[c]
-                    v_prev = tau_pow[t - 1 - anchor_b[i]] * v_b[i]           # lazy leak
-                    m, s, v_new = _step_forward(0.0, v_prev, theta[i], tau, hard,
-                                                False, 0, 0.0)               # (L2)-(L4)
-                    if s != 0:
-                        spk_idx[n_spikes] = i
-                        n_spikes += 1
-                        v_b[i] = v_new                     # a spike moves the anchor
-                        anchor_b[i] = t
-                    if keep == 1 and abs(m - theta[i]) < half_width:
-                        m_idx[n_kept] = i
-                        m_val[n_kept] = m
-                        n_kept += 1
-                    elif keep == 2:
-                        m_val[r * N + i] = m
+                _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
+                             has_bias)
+        for t in range(t0, t1):
+            now, after = t % 2, (t + 1) % 2
+            for b in range(B):
+                r = t * B + b
+                if n_spikes + N > spk_idx.shape[0]:
+                    spk_idx = _grow(spk_idx, n_spikes + N)
+                if keep == 1 and n_kept + N > m_idx.shape[0]:
+                    m_idx = _grow(m_idx, n_kept + N)
+                    m_val = _grow(m_val, n_kept + N)
+                v_b, anchor_b, theirs = v_anchor[b], anchor[b], candidates[after, b]
+                n_next = 0
+                if in_ptr[r + 1] > in_ptr[r] or has_bias:
+                    # Every neuron of the sample gets input.
+                    row = current[r - r0]
+                    hits = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
+                                                full_at[b], t, theta, tau, tau_pow, hard,
+                                                fence, keep, half_width)
+                    full_at[b] = t
+                    if hits:
+                        for i in range(N):
+                            m = membrane[i]
+                            if m - theta[i] >= 0:                            # (L3)
+                                spk_idx[n_spikes] = i
+                                n_spikes += 1
+                            if keep == 1 and abs(m - theta[i]) < half_width:  # sigma' != 0
+                                m_idx[n_kept] = i
+                                m_val[n_kept] = m
+                                n_kept += 1
+                            if tau * v_b[i] >= fence[i]:   # next membrane without input
+                                theirs[n_next] = i
+                                n_next += 1
+                    if keep == 2:
+                        m_val[r * N:(r + 1) * N] = membrane
                     if record:
-                        rec_membrane[t, b, i] = m
-                        rec_spikes[t, b, i] = s
-                    u = tau * (tau_pow[t - anchor_b[i]] * v_b[i])
-                    if u > floor[i] or (floor[i] < 0.0 and u < 0.0):
-                        theirs[n_next] = i
-                        n_next += 1
-            n_candidates[after, b] = n_next
-            spk_ptr[r + 1] = n_spikes
-            m_ptr[r + 1] = n_kept
+                        for i in range(N):
+                            m = membrane[i]
+                            rec_current[t, b, i] = row[i] + bias[i] if has_bias else row[i]
+                            rec_membrane[t, b, i] = m
+                            rec_spikes[t, b, i] = _heaviside(m - theta[i])
+                else:
+                    # No input: only the candidates can cross or enter the support.
+                    todo = candidates[now, b]
+                    for c in range(n_candidates[now, b]):
+                        i = todo[c]
+                        a = max(anchor_b[i], full_at[b])
+                        v_prev = tau_pow[t - 1 - a] * v_b[i]                 # lazy leak
+                        m, s, v_new = _step_forward(0.0, v_prev, theta[i], tau, hard,
+                                                    False, 0, 0.0)           # (L2)-(L4)
+                        if s != 0:
+                            spk_idx[n_spikes] = i
+                            n_spikes += 1
+                            v_b[i] = v_new                 # a spike moves the anchor
+                            anchor_b[i] = a = t
+                        if keep == 1 and abs(m - theta[i]) < half_width:
+                            m_idx[n_kept] = i
+                            m_val[n_kept] = m
+                            n_kept += 1
+                        elif keep == 2:
+                            m_val[r * N + i] = m
+                        if record:
+                            rec_membrane[t, b, i] = m
+                            rec_spikes[t, b, i] = s
+                        if tau * (tau_pow[t - a] * v_b[i]) >= fence[i]:
+                            theirs[n_next] = i
+                            n_next += 1
+                n_candidates[after, b] = n_next
+                spk_ptr[r + 1] = n_spikes
+                m_ptr[r + 1] = n_kept
     if keep == 2:
         n_kept = T * B * N
     return spk_ptr, spk_idx[:n_spikes], m_ptr, m_idx[:n_kept], m_val[:n_kept]
