@@ -7,9 +7,11 @@ and 128, Bernoulli input spikes of density 0.005, 0.02, 0.05, 0.2 (the fraction 
 input neurons spiking per step). For each point:
 
 * ``engine_forward``: the engine's own forward, ``engine.run_forward`` (output spikes
-  plus what its backward needs). The clock engine runs with its best backend (numpy
-  and numba both timed, the faster kept); the event engine with and without
-  ``static_weights()`` (W.T cached across calls, for inference loops).
+  plus what its backward needs) on the dense input array. The clock engine runs with
+  its best backend (numpy and numba both timed, the faster kept); the event engine
+  also inside ``static_weights()`` (W.T cached across calls, for inference loops) and
+  fed the same input as a ``stlsim.SpikeEvents`` (``engine_forward_events``: no dense
+  array to scan).
 * ``record_forward``: ``net.forward`` (a ``Record`` with dense I, m, s; includes the
   Network's own argument checks, the same for both engines).
 * ``forward_backward``: ``net.loss_and_grad`` (clock: its best backend, numba's fused
@@ -23,6 +25,10 @@ default every engine runs on ONE thread (``--threads 1`` pins BLAS and Numba; th
 event kernels are single-threaded anyway) and t is the minimum CPU time of the
 process, which counts the work done, not the waiting. ``--threads N`` lets the clock
 engine use N cores; t is then the minimum wall time.
+
+The headline point of issue 5 (784-800-10, batch 1, density 0.005) is also measured
+in ``--rounds`` rounds (default 5), each timing the four forwards back to back (min of
+100 calls each), to show how much the ratio moves on this shared machine.
 
 Then: the slope of the event forward time against the number of input events (linear
 fit, ns per event, and log-log exponent), the crossover density where the clock
@@ -140,8 +146,12 @@ def bench_point(net, x, y, repeats, backend_names):
             "record_forward": timed(lambda: net.forward(x, backend=backend), repeats),
             "forward_backward": timed(lambda: net.loss_and_grad(x, y, backend=backend), repeats),
         }
+    events = stlsim.SpikeEvents.from_dense(x)
     point["event"] = {
         "engine_forward": timed(engine_forward("event", "numpy"), repeats),
+        "engine_forward_events": timed(
+            lambda: event.run_forward(layers, params, events, net.neuron, net.surrogate, ctx,
+                                      get_backend("numpy")), repeats),
         "record_forward": timed(lambda: net.forward(x, engine="event"), repeats),
         "forward_backward": timed(lambda: net.loss_and_grad(x, y, engine="event"), repeats),
     }
@@ -153,6 +163,45 @@ def bench_point(net, x, y, repeats, backend_names):
         point.setdefault("clock_best", {})[key] = point[f"clock_{best}"][key] + [best]
     point["load_after"] = load()
     return point
+
+
+def headline_rounds(rounds, backend_names, calls=100):
+    """The issue's target point, timed ``rounds`` times: per round, the min CPU time of
+    ``calls`` calls of each forward, and the ratios to the clock engine's best backend."""
+    net = make_net(NETWORKS["784-800-10"])
+    x = (np.random.default_rng(1).random((T_STEPS, 1, 784)) < 0.005).astype(np.float64)
+    events = stlsim.SpikeEvents.from_dense(x)
+    layers, params, ctx = net.layers, net._layer_params(), Context()
+
+    def run(engine, data, backend="numpy"):
+        module = event if engine == "event" else clock
+        return lambda: module.run_forward(layers, params, data, net.neuron, net.surrogate, ctx,
+                                          get_backend(backend))
+
+    out = []
+    for _ in range(rounds):
+        clock_times = {b: timed(run("clock", x, b), calls)[0] for b in backend_names}
+        best = min(clock_times, key=clock_times.get)
+        times = {"clock_best": clock_times[best], "clock_backend": best,
+                 "event": timed(run("event", x), calls)[0],
+                 "event_spike_events": timed(run("event", events), calls)[0]}
+        with event.static_weights():
+            times["event_static_weights"] = timed(run("event", x), calls)[0]
+        for key in ("event", "event_spike_events", "event_static_weights"):
+            times["speedup_" + key] = times["clock_best"] / times[key]
+        times["load"] = load()
+        out.append(times)
+        print("headline round: " + ", ".join(
+            f"{k} {v:.2f}" if k.startswith(("speedup", "load"))
+            else f"{k} {v * 1e3:.3f} ms" if isinstance(v, float) else f"{k} {v}"
+            for k, v in times.items()), flush=True)
+    summary = {}
+    for key in ("event", "event_spike_events", "event_static_weights"):
+        ratios = [r["speedup_" + key] for r in out]
+        summary["speedup_" + key] = {"median": float(np.median(ratios)), "min": min(ratios),
+                                     "max": max(ratios)}
+    return {"input_events": int(x.sum()), "calls_per_timing": calls, "rounds": out,
+            "summary": summary}
 
 
 def fit_slope(events, times):
@@ -189,7 +238,8 @@ def memory_child(engine, surrogate, batch):
     ``surrogate`` is a name or "name:parameter" (e.g. "rectangular:0.5")."""
     batch = int(batch)
     import tracemalloc
-    name, _, value = surrogate.partition(":")
+    spec = surrogate
+    name, _, value = spec.partition(":")
     surrogate = stlsim.surrogate.get(name, float(value) if value else None)
     net = make_net(NETWORKS["700-128-20"], surrogate)
     rng = np.random.default_rng(0)
@@ -201,7 +251,7 @@ def memory_child(engine, surrogate, batch):
         cpu.clear_workspace()             # the fused step keeps buffers: count them too
     x = (rng.random((1000, batch, 700)) < 0.02).astype(np.float64)
     y = rng.integers(0, 20, batch)
-    out = {"engine": engine, "surrogate": surrogate, "backend": backend, "batch": batch,
+    out = {"engine": engine, "surrogate": spec, "backend": backend, "batch": batch,
            "input_bytes_not_counted": int(x.nbytes)}
     for name, fn in (("forward", lambda: net.forward(x, engine=engine, backend=backend)),
                      ("forward_backward", lambda: net.loss_and_grad(x, y, engine=engine,
@@ -248,6 +298,7 @@ def plot(results, path):
                     ("event forward", "event", "engine_forward", "C1-o"),
                     ("event forward, static weights", "event", "engine_forward_static_weights",
                      "C1:^"),
+                    ("event forward, SpikeEvents input", "event", "engine_forward_events", "C2-v"),
                     ("clock forward+backward", "clock_best", "forward_backward", "C0--s"),
                     ("event forward+backward", "event", "forward_backward", "C1--s")):
                 ax.loglog(d, [p[engine][key][0] * 1e3 for p in points], style, label=label)
@@ -267,6 +318,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small repeats, batch 1 only")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/Numba threads (default 1)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the headline point (784-800-10, B 1, density 0.005)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "event_scaling.json"))
     args = parser.parse_args()
@@ -285,7 +338,7 @@ def main():
     for name, sizes in NETWORKS.items():
         net = make_net(sizes)
         for batch in batches:
-            repeats = 3 if args.quick else (15 if batch == 1 else 3)
+            repeats = 3 if args.quick else (100 if batch == 1 else 3)
             for density in DENSITIES:
                 x = (rng.random((T_STEPS, batch, sizes[0])) < density).astype(np.float64)
                 y = rng.integers(0, sizes[-1], batch)
@@ -295,7 +348,8 @@ def main():
                 print(f"{name} B={batch} d={density}: clock fwd "
                       f"{point['clock_best']['engine_forward'][0] * 1e3:.3f} ms "
                       f"({point['clock_best']['engine_forward'][-1]}), event fwd "
-                      f"{point['event']['engine_forward'][0] * 1e3:.3f} ms, static "
+                      f"{point['event']['engine_forward'][0] * 1e3:.3f} ms, events "
+                      f"{point['event']['engine_forward_events'][0] * 1e3:.3f} ms, static "
                       f"{point['event']['engine_forward_static_weights'][0] * 1e3:.3f} ms | "
                       f"fwd+bwd clock {point['clock_best']['forward_backward'][0] * 1e3:.2f} "
                       f"event {point['event']['forward_backward'][0] * 1e3:.2f} ms | load "
@@ -314,6 +368,8 @@ def main():
             per_density = T_STEPS * batch * sizes[0]
             summary[f"{name} batch {batch}"] = {
                 "speedup_forward": [c / e for c, e in zip(ck, ev)],
+                "speedup_forward_events": [
+                    c / p["event"]["engine_forward_events"][0] for c, p in zip(ck, points)],
                 "speedup_forward_static_weights": [
                     c / p["event"]["engine_forward_static_weights"][0] for c, p in zip(ck, points)],
                 "speedup_record_forward": [p["clock_best"]["record_forward"][0]
@@ -326,6 +382,8 @@ def main():
                 "crossover_forward_backward": crossover(d, evb, ckb),
             }
     results["summary"] = summary
+    results["headline"] = headline_rounds(args.rounds, backend_names)
+    print(json.dumps(results["headline"]["summary"]), flush=True)
     if not args.quick:
         results["memory_T1000_700-128-20_d0.02"] = measure_memory()
     with atomic_path(args.out) as tmp:

@@ -69,7 +69,8 @@ class SpikeEvents:
         ptr = ptr.astype(np.int64)
         if ptr[0] != 0 or np.any(np.diff(ptr) < 0):
             raise fail("ptr", "row offsets starting at 0, never decreasing",
-                       f"ptr[0] = {ptr[0]}, {int(np.sum(np.diff(ptr) < 0))} decreasing steps", owner)
+                       f"ptr[0] = {ptr[0]}, {int(np.sum(np.diff(ptr) < 0))} decreasing steps",
+                       owner)
         index = check_array(index, "index", shape=(int(ptr[-1]),), owner=owner)
         if index.size and index.dtype.kind not in "iu":
             raise fail("index", "an integer array", f"dtype {index.dtype}", owner, TypeError)

@@ -1,13 +1,15 @@
 """Numba kernels of the event-driven engine (``stlsim.engines.event``).
 
-Three kernels, all serial and deterministic (fixed loop orders, no ``prange``):
+All serial and deterministic (fixed loop orders, no ``prange``):
 
-* ``dense_to_events``: the nonzeros of a dense (rows, n) array as compressed rows
-  (``ptr``, ``idx``, ``val``): row r = t * B + b holds the events of step t, sample b,
-  in increasing neuron order.
+* ``dense_to_events`` / ``events_to_rows``: the nonzeros of a dense (rows, n) array as
+  compressed rows (``ptr``, ``idx``, ``val``; row r = t * B + b holds the events of
+  step t, sample b, in increasing neuron order), and back.
 * ``dense_layer_forward``: one ``Dense`` layer and its LIF neurons through time, driven
-  by input events; lazy leak, threshold tests only where a neuron can cross; optionally
-  keeps the membranes the backward needs, or records dense I, m, s for a ``Record``.
+  by input events: currents of a chunk of steps (``_gather_rows`` from W or
+  ``_push_rows`` from W.T, bit-identical), lazy leak, threshold tests only where a
+  neuron can cross (``visit_fence``); optionally keeps the membranes the backward
+  needs, or records dense I, m, s for a ``Record``.
 * ``dense_layer_backward``: (B1)-(B6) for that layer in reverse time, from the spike
   events and the kept membranes.
 
@@ -143,7 +145,8 @@ def _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t):
 
 
 @numba.njit(cache=True)
-def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty):
+def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty,
+                 stream):
     """(L1) for rows r0..r1-1 from W itself, without a transposed copy.
 
     A strided column W[:, j] touches one cache line per target neuron, spread over the
@@ -161,9 +164,17 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
             active[n_active] = r
             n_active += 1
     full = N - N % 8
+    n_in = weight.shape[1]
+    touched = zero
     for i0 in range(0, full, 8):
         w0, w1, w2, w3 = weight[i0], weight[i0 + 1], weight[i0 + 2], weight[i0 + 3]
         w4, w5, w6, w7 = weight[i0 + 4], weight[i0 + 5], weight[i0 + 6], weight[i0 + 7]
+        if stream:
+            # Read the eight rows front to back first (one value per 64-byte line): the
+            # hardware prefetcher streams them into cache, where the scattered reads
+            # below then hit. Without this, W out of cache costs ~3x (one miss each).
+            for j in range(0, n_in, 8):
+                touched += (w0[j] + w1[j] + w2[j] + w3[j]) + (w4[j] + w5[j] + w6[j] + w7[j])
         for a in range(n_active):
             r = active[a]
             first, stop = in_ptr[r], in_ptr[r + 1]
@@ -201,6 +212,7 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
             for e in range(in_ptr[r], in_ptr[r + 1]):
                 acc += w[in_idx[e]] if unit_values else w[in_idx[e]] * in_val[e]
             current[r - r0, i] = acc
+    return touched                        # returned so that the reads are not dropped
 
 
 CROSSING, SUPPORT, EVERYTHING = 0, 1, 2
@@ -270,7 +282,7 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
                         transposed, bias, has_bias, theta, visit, keep, half_width, tau,
                         tau_pow, hard, record, rec_current, rec_membrane, rec_spikes,
-                        current, eps):
+                        current, eps, stream):
     """(L1)-(L4) of one Dense layer, event-driven. Returns the compressed spike rows
     ``(spk_ptr, spk_idx)`` and kept membranes ``(m_ptr, m_idx, m_val)``.
 
@@ -334,7 +346,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                             current[r - r0, :] = 0.0
             else:
                 _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
-                             has_bias)
+                             has_bias, stream)
         for t in range(t0, t1):
             now, after = t % 2, (t + 1) % 2
             for b in range(B):
