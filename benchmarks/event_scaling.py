@@ -320,11 +320,16 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="BLAS/Numba threads (default 1)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of the headline point (784-800-10, B 1, density 0.005)")
+    parser.add_argument("--headline-only", action="store_true",
+                        help="only the rounds of the headline point (printed, not written)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "event_scaling.json"))
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
+        return
+    if args.headline_only:
+        print(json.dumps(headline_rounds(args.rounds, backends())["summary"], indent=1))
         return
     batches = (1,) if args.quick else BATCHES
     backend_names = backends()

@@ -62,18 +62,14 @@ __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
 # (L1) in the forward: a layer with more input events than TRANSPOSE_RATIO times its
 # fan-in copies W.T (into a reused scratch buffer) and pushes one contiguous row of it
 # per event; below that it reads W itself, eight rows at a time against all the events
-# of a chunk of steps (``kernels.event_cpu._gather_rows``), which costs about three
-# times as much per synaptic add but needs no copy. Measured on 784x800 (float64, this
-# 2-core machine): a copy 0.6 ms (~0.9 ns per weight), a pushed add ~0.2 ns, a
-# gathered add 0.6-0.8 ns: break-even near 1.5-2.5 events per input neuron.
+# of a chunk of steps (``kernels.event_cpu._gather_rows``), which costs more per
+# synaptic add but needs no copy. Measured on 784x800 (float64, this 2-core machine):
+# a copy 0.6 ms (~0.9 ns per weight), a pushed add ~0.2 ns, a gathered add 0.6-0.8 ns:
+# break-even near 1.5-2.5 events per input neuron.
 # The backward accumulates dW.T in rows above GRAD_TRANSPOSE_RATIO events per input
 # neuron, strided columns of dW below. Results are identical either way (same
 # products, added in the same order).
 TRANSPOSE_RATIO = 2.0
-# Gathering from W: read each block of eight rows front to back before the scattered
-# reads (``kernels.event_cpu._gather_rows``). Costs ~0.1 ms per 784x800 sweep when W is
-# in cache, saves ~0.7 ms when it is not.
-STREAM_WEIGHTS = True
 GRAD_TRANSPOSE_RATIO = 0.5
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
@@ -434,8 +430,7 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False):
         record.bias if record.bias is not None else empty.reshape(0),
         record.bias is not None, record.theta, _VISIT[visit], keep, settings["half_width"],
         settings["tau"], settings["tau_pow"], settings["hard"], dense, rec[0], rec[1], rec[2],
-        _scratch("current", (_chunk_steps(T, B, N) * B, N), dtype), settings["eps"],
-        STREAM_WEIGHTS)
+        _scratch("current", (_chunk_steps(T, B, N) * B, N), dtype), settings["eps"])
     return out, rec
 
 

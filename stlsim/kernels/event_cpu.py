@@ -145,62 +145,75 @@ def _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t):
 
 
 @numba.njit(cache=True)
-def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty,
-                 stream):
-    """(L1) for rows r0..r1-1 from W itself, without a transposed copy.
+def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty):
+    """(L1) for rows r0..r1-1 from W itself, without a transposed copy of all of W.
 
     A strided column W[:, j] touches one cache line per target neuron, spread over the
-    whole matrix. Here eight rows of W (8 x fan-in values, in L1/L2) are swept over all
-    the chunk's events at once, with eight sums in registers: the same products, added
-    in the same order (event by event, from 0), as ``_push_rows``. Rows without events
-    are skipped, or zeroed when ``zero_empty`` (a bias makes them inputs too).
+    whole matrix. Here W is taken eight rows (neurons) at a time: the columns that the
+    chunk's events use are copied, front to back (a stream the hardware prefetches),
+    into a small (columns, 8) block that stays in L1; then each event adds one
+    contiguous 8-vector of it into eight sums in registers. The same products, added in
+    the same order (event by event, from 0), as ``_push_rows``: bit-identical. Rows
+    without events are skipped, or zeroed when ``zero_empty`` (a bias makes them inputs).
     """
-    N = weight.shape[0]
+    N, n_in = weight.shape
     zero = current.dtype.type(0)          # sums in the storage dtype, as in _push_rows
+    first_event, stop_event = in_ptr[r0], in_ptr[r1]
     active = np.empty(r1 - r0, dtype=np.int64)
     n_active = 0
     for r in range(r0, r1):
         if in_ptr[r + 1] > in_ptr[r] or zero_empty:
             active[n_active] = r
             n_active += 1
+    # The columns in use, in increasing order, and each event's position among them.
+    position = np.full(n_in, -1, dtype=np.int64)
+    for e in range(first_event, stop_event):
+        position[in_idx[e]] = 0
+    used = np.empty(n_in, dtype=np.int64)
+    n_used = 0
+    for j in range(n_in):
+        if position[j] == 0:
+            position[j] = n_used
+            used[n_used] = j
+            n_used += 1
+    slot = np.empty(stop_event - first_event, dtype=np.int64)
+    for e in range(first_event, stop_event):
+        slot[e - first_event] = position[in_idx[e]]
+    block = np.empty((n_used, 8), dtype=weight.dtype)
     full = N - N % 8
-    n_in = weight.shape[1]
-    touched = zero
     for i0 in range(0, full, 8):
         w0, w1, w2, w3 = weight[i0], weight[i0 + 1], weight[i0 + 2], weight[i0 + 3]
         w4, w5, w6, w7 = weight[i0 + 4], weight[i0 + 5], weight[i0 + 6], weight[i0 + 7]
-        if stream:
-            # Read the eight rows front to back first (one value per 64-byte line): the
-            # hardware prefetcher streams them into cache, where the scattered reads
-            # below then hit. Without this, W out of cache costs ~3x (one miss each).
-            for j in range(0, n_in, 8):
-                touched += (w0[j] + w1[j] + w2[j] + w3[j]) + (w4[j] + w5[j] + w6[j] + w7[j])
+        for u in range(n_used):                       # block[u] = W[i0:i0 + 8, used[u]]
+            j, b = used[u], block[u]
+            b[0], b[1], b[2], b[3] = w0[j], w1[j], w2[j], w3[j]
+            b[4], b[5], b[6], b[7] = w4[j], w5[j], w6[j], w7[j]
         for a in range(n_active):
             r = active[a]
-            first, stop = in_ptr[r], in_ptr[r + 1]
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
             if unit_values:
-                for e in range(first, stop):
-                    j = in_idx[e]
-                    a0 += w0[j]
-                    a1 += w1[j]
-                    a2 += w2[j]
-                    a3 += w3[j]
-                    a4 += w4[j]
-                    a5 += w5[j]
-                    a6 += w6[j]
-                    a7 += w7[j]
+                for e in range(in_ptr[r], in_ptr[r + 1]):
+                    b = block[slot[e - first_event]]
+                    a0 += b[0]
+                    a1 += b[1]
+                    a2 += b[2]
+                    a3 += b[3]
+                    a4 += b[4]
+                    a5 += b[5]
+                    a6 += b[6]
+                    a7 += b[7]
             else:
-                for e in range(first, stop):
-                    j, value = in_idx[e], in_val[e]
-                    a0 += w0[j] * value
-                    a1 += w1[j] * value
-                    a2 += w2[j] * value
-                    a3 += w3[j] * value
-                    a4 += w4[j] * value
-                    a5 += w5[j] * value
-                    a6 += w6[j] * value
-                    a7 += w7[j] * value
+                for e in range(in_ptr[r], in_ptr[r + 1]):
+                    b = block[slot[e - first_event]]
+                    value = in_val[e]
+                    a0 += b[0] * value
+                    a1 += b[1] * value
+                    a2 += b[2] * value
+                    a3 += b[3] * value
+                    a4 += b[4] * value
+                    a5 += b[5] * value
+                    a6 += b[6] * value
+                    a7 += b[7] * value
             row = current[r - r0]
             row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3] = a0, a1, a2, a3
             row[i0 + 4], row[i0 + 5], row[i0 + 6], row[i0 + 7] = a4, a5, a6, a7
@@ -212,7 +225,6 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
             for e in range(in_ptr[r], in_ptr[r + 1]):
                 acc += w[in_idx[e]] if unit_values else w[in_idx[e]] * in_val[e]
             current[r - r0, i] = acc
-    return touched                        # returned so that the reads are not dropped
 
 
 CROSSING, SUPPORT, EVERYTHING = 0, 1, 2
@@ -282,7 +294,7 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
                         transposed, bias, has_bias, theta, visit, keep, half_width, tau,
                         tau_pow, hard, record, rec_current, rec_membrane, rec_spikes,
-                        current, eps, stream):
+                        current, eps):
     """(L1)-(L4) of one Dense layer, event-driven. Returns the compressed spike rows
     ``(spk_ptr, spk_idx)`` and kept membranes ``(m_ptr, m_idx, m_val)``.
 
@@ -346,7 +358,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                             current[r - r0, :] = 0.0
             else:
                 _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
-                             has_bias, stream)
+                             has_bias)
         for t in range(t0, t1):
             now, after = t % 2, (t + 1) % 2
             for b in range(B):
