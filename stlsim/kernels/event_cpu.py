@@ -185,35 +185,34 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
         w0, w1, w2, w3 = weight[i0], weight[i0 + 1], weight[i0 + 2], weight[i0 + 3]
         w4, w5, w6, w7 = weight[i0 + 4], weight[i0 + 5], weight[i0 + 6], weight[i0 + 7]
         for u in range(n_used):                       # block[u] = W[i0:i0 + 8, used[u]]
-            j, b = used[u], block[u]
-            b[0], b[1], b[2], b[3] = w0[j], w1[j], w2[j], w3[j]
-            b[4], b[5], b[6], b[7] = w4[j], w5[j], w6[j], w7[j]
+            j = used[u]
+            block[u, 0], block[u, 1], block[u, 2], block[u, 3] = w0[j], w1[j], w2[j], w3[j]
+            block[u, 4], block[u, 5], block[u, 6], block[u, 7] = w4[j], w5[j], w6[j], w7[j]
         for a in range(n_active):
             r = active[a]
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
             if unit_values:
                 for e in range(in_ptr[r], in_ptr[r + 1]):
-                    b = block[slot[e - first_event]]
-                    a0 += b[0]
-                    a1 += b[1]
-                    a2 += b[2]
-                    a3 += b[3]
-                    a4 += b[4]
-                    a5 += b[5]
-                    a6 += b[6]
-                    a7 += b[7]
+                    u = slot[e - first_event]
+                    a0 += block[u, 0]
+                    a1 += block[u, 1]
+                    a2 += block[u, 2]
+                    a3 += block[u, 3]
+                    a4 += block[u, 4]
+                    a5 += block[u, 5]
+                    a6 += block[u, 6]
+                    a7 += block[u, 7]
             else:
                 for e in range(in_ptr[r], in_ptr[r + 1]):
-                    b = block[slot[e - first_event]]
-                    value = in_val[e]
-                    a0 += b[0] * value
-                    a1 += b[1] * value
-                    a2 += b[2] * value
-                    a3 += b[3] * value
-                    a4 += b[4] * value
-                    a5 += b[5] * value
-                    a6 += b[6] * value
-                    a7 += b[7] * value
+                    u, value = slot[e - first_event], in_val[e]
+                    a0 += block[u, 0] * value
+                    a1 += block[u, 1] * value
+                    a2 += block[u, 2] * value
+                    a3 += block[u, 3] * value
+                    a4 += block[u, 4] * value
+                    a5 += block[u, 5] * value
+                    a6 += block[u, 6] * value
+                    a7 += block[u, 7] * value
             row = current[r - r0]
             row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3] = a0, a1, a2, a3
             row[i0 + 4], row[i0 + 5], row[i0 + 6], row[i0 + 7] = a4, a5, a6, a7
@@ -272,6 +271,25 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
     N = membrane.shape[0]
     hits = 0
     fast = full_at == t - 1
+    if fast and not has_bias and keep != 1:
+        # The common case, as branch-free loops that vectorize (same arithmetic).
+        if hard:
+            for i in range(N):
+                m = tau * v_b[i] + row[i]                                    # (L2)
+                membrane[i] = m
+                s = _heaviside(m - theta[i])                                 # (L3)
+                v = (1 - s) * m                                              # (L4h)
+                v_b[i] = v
+                hits += (s != 0) | (tau * v >= fence[i])
+        else:
+            for i in range(N):
+                m = tau * v_b[i] + row[i]                                    # (L2)
+                membrane[i] = m
+                s = _heaviside(m - theta[i])                                 # (L3)
+                v = m - s * theta[i]                                         # (L4s)
+                v_b[i] = v
+                hits += (s != 0) | (tau * v >= fence[i])
+        return hits
     for i in range(N):
         current = row[i] + bias[i] if has_bias else row[i]                   # (L1)
         if fast:
