@@ -96,12 +96,12 @@ class SpikeEvents:
     # ------------------------------------------------------------------ constructors --
     @classmethod
     def from_events(cls, events, T, input_shape, *, batch_size=None, values=None,
-                    dtype=np.float64):
+                    dtype=np.float64, _owner="SpikeEvents.from_events"):
         """From an int array of event rows: (K, 2) ``(t, i)`` for one sample (B = 1;
         the format of ``stlsim.data.events.events_to_sparse``) or (K, 3) ``(t, b, i)``.
         ``i`` is the flat (row-major) index into ``input_shape``. ``values``: optional
         (K,) event weights (default 1). Rows may come in any order; repeats add up."""
-        owner = "SpikeEvents.from_events"
+        owner = _owner
         T = check_int(T, "T", low=1, owner=owner)
         shape = _shape_tuple(input_shape, owner)
         n = int(np.prod(shape))

@@ -319,7 +319,6 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
     # _gather_rows (W, eight rows at a time) and _push_rows (rows of W.T) add the same
     # products in the same order: bit-identical, in float32 too. 37 neurons: the tail
     # of N % 8 = 5; analog event weights and a bias; chunks of 1 and 7 steps.
-    from stlsim.kernels import event_cpu
     rng = np.random.default_rng(21)
     layers = [stlsim.Dense(19, 37, bias=True, init_gain=1.5), stlsim.Dense(37, 5, init_gain=1.5)]
     net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3, reset="soft"),
@@ -327,11 +326,13 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
     x = (rng.random((40, 3, 19)) * (rng.random((40, 3, 19)) < 0.15)).astype(dtype)
     monkeypatch.setattr(event, "CHUNK_VALUES", steps * 3 * 37)  # steps per chunk
     results = []
-    for ratio in (0.0, np.inf):                       # always push / always gather
+    for ratio, path in ((0.0, "push"), (np.inf, "gather")):   # always push / always gather
         monkeypatch.setattr(event, "TRANSPOSE_RATIO", ratio)
         monkeypatch.setattr(event, "GRAD_TRANSPOSE_RATIO", ratio)
+        before = event.CALLS[path]
         rec = net.forward(x, engine="event")
         results.append((rec, net.loss_and_grad(x, [0, 1, 2], engine="event")[1]))
+        assert event.CALLS[path] > before                          # that path ran
     (a, grads_a), (b, grads_b) = results
     assert 0.01 < a.firing_rates[0] < 0.6
     for u, v in zip(a.membrane + a.currents, b.membrane + b.currents):
@@ -347,7 +348,6 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
 def test_scan_of_dense_input_matches_numpy():
     # kernels.event_cpu.dense_to_events: blocks of eight, -0.0 is no event, the tail of a
     # row whose length is not a multiple of 8, weights other than 1.
-    from stlsim.kernels import event_cpu  # noqa: F401  (compiles the kernels)
     rng = np.random.default_rng(5)
     for n, density in ((1, 0.5), (7, 0.3), (8, 0.0), (13, 0.2), (784, 0.005), (50, 1.0)):
         x = (rng.random((9, 2, n)) < density).astype(np.float64)

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_array, check_int, fail
+from .._checks import check_array, fail
 from ..grad import bptt
 from ..layers.dense import Dense
 from ..spike_events import SpikeEvents
@@ -73,7 +73,8 @@ TRANSPOSE_RATIO = 2.0
 GRAD_TRANSPOSE_RATIO = 0.5
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
-CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0}
+CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
+         "gather": 0, "push": 0}
 
 _static_cache = None
 _local = threading.local()
@@ -115,36 +116,11 @@ def events_to_dense(events, T, n_inputs, *, batch_size=None, values=None, dtype=
 
     The event engine turns the array back into events internally (its nonzeros), so
     ``net.forward(events_to_dense(...), engine="event")`` simulates exactly these events.
+    ``stlsim.SpikeEvents.from_events`` (the same arguments) keeps them as events.
     """
-    owner = "events_to_dense"
-    T = check_int(T, "T", low=1, owner=owner)
-    shape = (check_int(n_inputs, "n_inputs", low=1, owner=owner),) if np.isscalar(n_inputs) \
-        else tuple(check_int(n, "n_inputs", low=1, owner=owner) for n in n_inputs)
-    n = int(np.prod(shape))
-    arr = np.asarray(events)
-    if arr.size == 0:
-        arr = arr.reshape(0, 2 if arr.ndim < 2 else arr.shape[-1])
-    if arr.ndim != 2 or arr.shape[1] not in (2, 3) or (arr.size and arr.dtype.kind not in "iu"):
-        raise fail("events", "an integer array of shape (K, 2) or (K, 3)",
-                   f"dtype {arr.dtype} and shape {arr.shape}", owner, TypeError)
-    arr = arr.astype(np.int64)
-    t = arr[:, 0]
-    b = np.zeros(len(arr), dtype=np.int64) if arr.shape[1] == 2 else arr[:, 1]
-    i = arr[:, -1]
-    if batch_size is None:
-        batch_size = 1 if arr.shape[1] == 2 or not len(arr) else int(b.max()) + 1
-    B = check_int(batch_size, "batch_size", low=1, owner=owner)
-    for name, column, size in (("time step", t, T), ("sample", b, B), ("neuron", i, n)):
-        if len(column) and (column.min() < 0 or column.max() >= size):
-            raise fail("events", f"{name} indices in [0, {size - 1}]",
-                       f"values in [{column.min()}, {column.max()}]", owner)
-    if values is None:
-        weights = np.ones(len(arr), dtype=dtype)
-    else:
-        weights = check_array(values, "values", shape=(len(arr),), dtype=dtype, owner=owner)
-    x = np.zeros(T * B * n, dtype=dtype)
-    np.add.at(x, (t * B + b) * n + i, weights)
-    return x.reshape((T, B) + shape)
+    events = SpikeEvents.from_events(events, T, n_inputs, batch_size=batch_size, values=values,
+                                     dtype=dtype, _owner="events_to_dense")
+    return events.to_dense()
 
 
 def dense_to_events(x):
@@ -424,6 +400,7 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False):
     empty = np.zeros((0, 0, 0), dtype=dtype)
     rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty] * 3
     weight_t = _transposed_weight(record.weight, inputs.count)
+    CALLS["push" if weight_t is not None else "gather"] += 1
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.idx, inputs.val, inputs.unit, record.weight,
         weight_t if weight_t is not None else empty.reshape(0, 0), weight_t is not None,
