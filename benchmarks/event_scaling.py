@@ -38,7 +38,7 @@ after a warm-up that compiles the kernels) for both engines with atan, rectangul
 width 1 (its support (0, 1) around theta = 0.5 contains the resting membrane 0, so
 every membrane is kept) and rectangular width 0.5 (support (0.25, 0.75): sparse).
 
-    python benchmarks/event_scaling.py            # the reported run (several minutes)
+    python benchmarks/event_scaling.py --rounds 9   # the reported run (~12 minutes)
     python benchmarks/event_scaling.py --quick    # a smoke test
 
 Writes ``benchmarks/results/event_scaling.json`` and ``event_scaling.png``.

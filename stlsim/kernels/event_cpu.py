@@ -331,8 +331,8 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     theta can fire), SUPPORT (also |u - theta| < width/2, where sigma' != 0) or
     EVERYTHING (every neuron at every step).
     ``keep``: 0 no membrane, 1 m where |m - theta| < half_width (compressed rows), 2
-    every m (dense ``m_val`` of T * B * N; floor must be -inf). ``record`` (floor -inf)
-    also writes dense I, m and s. ``current`` is scratch space of shape (steps * B, N)
+    every m (dense ``m_val`` of T * B * N; ``visit`` must be EVERYTHING). ``record``
+    (EVERYTHING too) also writes dense I, m and s. ``current`` is scratch space of shape (steps * B, N)
     for the currents of a chunk of ``steps`` steps (contents undefined on entry);
     ``eps`` the machine epsilon of the storage dtype (``visit_fence``).
 
