@@ -322,6 +322,8 @@ def main():
                         help="rounds of the headline point (784-800-10, B 1, density 0.005)")
     parser.add_argument("--headline-only", action="store_true",
                         help="only the rounds of the headline point (printed, not written)")
+    parser.add_argument("--calls", type=int, default=100,
+                        help="calls per timing of the headline point (minimum taken)")
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "event_scaling.json"))
     args = parser.parse_args()
@@ -329,7 +331,8 @@ def main():
         memory_child(*args.memory_child)
         return
     if args.headline_only:
-        print(json.dumps(headline_rounds(args.rounds, backends())["summary"], indent=1))
+        print(json.dumps(headline_rounds(args.rounds, backends(), args.calls)["summary"],
+                         indent=1))
         return
     batches = (1,) if args.quick else BATCHES
     backend_names = backends()
@@ -387,7 +390,7 @@ def main():
                 "crossover_forward_backward": crossover(d, evb, ckb),
             }
     results["summary"] = summary
-    results["headline"] = headline_rounds(args.rounds, backend_names)
+    results["headline"] = headline_rounds(args.rounds, backend_names, args.calls)
     print(json.dumps(results["headline"]["summary"]), flush=True)
     if not args.quick:
         results["memory_T1000_700-128-20_d0.02"] = measure_memory()

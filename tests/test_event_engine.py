@@ -441,3 +441,16 @@ def test_spike_events_bad_input_gets_clear_errors():
     net = make_net((4, 6, 2), negative_thresholds=False)
     with pytest.raises(ValueError, match="SpikeEvents with input_shape"):
         net.forward(stlsim.SpikeEvents.from_events([[0, 1]], 2, 5), engine="event")
+
+
+def test_scaling_benchmark_headline_runs():
+    # benchmarks/event_scaling.py, its headline point in one short round (a smoke test:
+    # the ratios are reported, never asserted).
+    import json
+    import pathlib
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "event_scaling.py"
+    out = subprocess.run([sys.executable, str(script), "--headline-only", "--rounds", "1",
+                          "--calls", "2"], capture_output=True, text=True, check=True).stdout
+    summary = json.loads(out[out.index("{"):])
+    for key in ("speedup_event", "speedup_event_spike_events", "speedup_event_static_weights"):
+        assert summary[key]["min"] > 0
