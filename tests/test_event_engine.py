@@ -454,3 +454,28 @@ def test_scaling_benchmark_headline_runs():
     summary = json.loads(out[out.index("{"):])
     for key in ("speedup_event", "speedup_event_spike_events", "speedup_event_static_weights"):
         assert summary[key]["min"] > 0
+
+
+def test_static_weights_reuses_the_copy_and_catches_in_place_changes():
+    rng = np.random.default_rng(9)
+    net = make_net((30, 40, 12), negative_thresholds=False)
+    x = sparse_input(rng, 40, 2, 30, 0.02)                # few events: gathered outside
+    plain = net.forward(x, engine="event")
+    before = dict(event.CALLS)
+    with event.static_weights():
+        with event.static_weights():                     # nesting is allowed
+            inside = net.forward(x, engine="event")
+        again = net.forward(x, engine="event")
+    assert event.CALLS["push"] > before["push"] and event.CALLS["gather"] == before["gather"]
+    for a, b, c in zip(plain.membrane, inside.membrane, again.membrane):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    with pytest.raises(RuntimeError, match="1 weight array\\(s\\) modified in place"):
+        with event.static_weights():
+            net.forward(x, engine="event")
+            net.params["0.weight"] *= 0.5                # in place: the copy is stale
+    assert event._static_cache is None
+    with event.static_weights():                         # replacing an array is fine
+        net.forward(x, engine="event")
+        net.params["0.weight"] = net.params["0.weight"] * 2.0
+        net.forward(x, engine="event")

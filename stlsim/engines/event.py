@@ -146,19 +146,27 @@ def static_weights():
     Pushing contiguous rows of W.T is the cheapest way to add weight columns; without
     this block a call copies W.T when it has enough events to pay for the copy (see
     ``TRANSPOSE_RATIO``; below that it gathers from W), every call. Inside it the copy
-    is made once per weight array and reused, and every call pushes. Replacing
-    ``net.params[key]`` by a new array is fine; modifying an array in place inside the
-    block gives stale results. Nesting is allowed.
+    is made once per weight array and reused, and every call pushes (the presynaptic-
+    major layout event-driven simulators keep). Replacing ``net.params[key]`` by a new
+    array is fine; modifying an array in place inside the block gives stale results,
+    and the outermost block checks for that when it ends: it raises RuntimeError if a
+    weight it copied no longer equals its copy. Nesting is allowed.
     """
     global _static_cache
     outer = _static_cache
-    if outer is None:
-        _static_cache = {}
+    if outer is not None:                            # nested: the outer block checks
+        yield
+        return
+    _static_cache = cache = {}
     try:
         yield
     finally:
-        if outer is None:
-            _static_cache = None
+        _static_cache = None
+    changed = sum(not np.array_equal(weight.T, copy) for weight, copy in cache.values())
+    if changed:
+        raise fail("the weights used inside static_weights()", "unchanged until the block ends",
+                   f"{changed} weight array(s) modified in place: results computed inside the "
+                   "block after the change used the old values", "static_weights", RuntimeError)
 
 
 # ---------------------------------------------------------------------------- tape --
