@@ -479,3 +479,21 @@ def test_static_weights_reuses_the_copy_and_catches_in_place_changes():
         net.forward(x, engine="event")
         net.params["0.weight"] = net.params["0.weight"] * 2.0
         net.forward(x, engine="event")
+
+
+def test_parity_validation_script(tmp_path):
+    # validation/event_parity.py on a few of its random networks (the full run: 60).
+    import importlib.util
+    import json
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "validation" / "event_parity.py"
+    spec = importlib.util.spec_from_file_location("event_parity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    saved = event.TRANSPOSE_RATIO, event.GRAD_TRANSPOSE_RATIO
+    out = tmp_path / "parity.json"
+    assert module.main(["--networks", "4", "--json", str(out)]) == 0
+    assert (event.TRANSPOSE_RATIO, event.GRAD_TRANSPOSE_RATIO) == saved     # restored
+    report = json.loads(out.read_text())
+    assert report["summary"]["networks"] == 4 and report["summary"]["all_spikes_identical"]
+    assert report["provenance"]["validation"] == "event_parity"
