@@ -44,12 +44,12 @@ never builds them.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _workspace as workspace
 from .._checks import check_array, fail
 from ..grad import bptt
 from ..layers.dense import Dense
@@ -77,26 +77,12 @@ CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_in
          "gather": 0, "push": 0}
 
 _static_cache = None
-_local = threading.local()
-
-
 def _scratch(name, shape, dtype):
-    """A per-thread scratch array, reused across calls (contents undefined).
-
-    Fresh multi-megabyte arrays cost page faults on every call; the W.T copy and the
-    dW.T accumulator live here. A scratch array is filled and consumed within one
-    kernel call, never kept in a tape.
-    """
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    key = (name, tuple(shape), np.dtype(dtype).str)
-    array = buffers.get(key)
-    if array is None:
-        if len(buffers) >= 16:
-            buffers.clear()
-        array = buffers[key] = np.empty(shape, dtype=dtype)
-    return array
+    """A scratch array from the shared per-thread workspace (``stlsim._workspace``),
+    reused across calls (contents undefined): the W.T copy, the dW.T accumulator and
+    the forward's current buffer. Filled and consumed within one kernel call, never
+    kept in a tape."""
+    return workspace.buffer(("event", name), shape, dtype)
 
 
 # ------------------------------------------------------------------ public helpers --

@@ -29,11 +29,11 @@ import collections
 import hashlib
 import os
 import pathlib
-import threading
 
 import numba
 import numpy as np
 
+from .. import _workspace as workspace
 from . import scalar
 from ._jit import register_scalar
 from ._jit import surrogate_spec as _surrogate_spec
@@ -262,27 +262,12 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
 
 # --- the fused training step for Dense-only networks ------------------------------------------
 
-_local = threading.local()
-_MAX_BUFFERS = 64
-
-
-def _buffer(name, shape, dtype):
-    """A reusable array from this thread's workspace (contents undefined)."""
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    key = (name, tuple(shape), np.dtype(dtype).str)
-    array = buffers.get(key)
-    if array is None:
-        if len(buffers) >= _MAX_BUFFERS:
-            buffers.clear()
-        array = buffers[key] = np.empty(shape, dtype=dtype)
-    return array
+_buffer = workspace.buffer          # a reusable array from this thread's workspace
 
 
 def clear_workspace():
     """Free this thread's reusable buffers (they are rebuilt on the next call)."""
-    _local.buffers = {}
+    workspace.clear()
 
 
 def _scratch(name, rows, cols, size, dtype):
