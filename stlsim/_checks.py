@@ -1,7 +1,7 @@
 """Argument coercion and the one error-message shape of stlsim.
 
 Every public entry point validates here and raises ``ValueError`` or ``TypeError``
-with one sentence shape (see ``../shared/style.md`` item 10)::
+with one sentence shape::
 
     `theta` of `Network` must be a finite array of shape (800,). Got shape (10,) instead.
 
@@ -124,18 +124,28 @@ def check_array(value, name: str, *, shape=None, ndim=None, dtype=None, finite=T
 
 def check_labels(value, name: str, n_samples: int, n_classes: int,
                  owner: str | None = None) -> np.ndarray:
-    """Coerce class labels to an int64 array of shape (n_samples,) in [0, n_classes)."""
+    """Coerce class labels to an int64 array of shape (n_samples,) in [0, n_classes).
+
+    The one label check of stlsim (``Network`` losses and ``Dataset`` both use it).
+    Integer arrays are accepted; so are float arrays whose values are all whole
+    numbers (``2.0``), as ``np.loadtxt`` and many files give them. Booleans and
+    non-numeric arrays raise TypeError; fractional or non-finite floats, a wrong
+    shape, or labels outside [0, n_classes) raise ValueError.
+    """
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        elif arr.size == 0 and arr.dtype.kind == "f":
-            arr = arr.astype(np.int64)
-        else:
-            raise fail(name, "an array of integer class labels", f"dtype {arr.dtype}", owner, TypeError)
+    if arr.dtype.kind not in "iuf":
+        raise fail(name, "an array of integer class labels", f"dtype {arr.dtype}", owner, TypeError)
     if arr.shape != (n_samples,):
         raise fail(name, f"an array of shape ({n_samples},)", f"shape {arr.shape}", owner)
+    if arr.dtype.kind == "f" and arr.size:
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not np.all(whole):
+            first = int(np.flatnonzero(~whole)[0])
+            raise fail(name, "integer class labels (floats must be whole numbers)",
+                       f"{float(arr[first])!r} at index {first}", owner)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise fail(name, f"labels in [0, {n_classes - 1}]",
-                   f"values in [{arr.min()}, {arr.max()}]", owner)
+        low, high = arr.min(), arr.max()
+        if arr.dtype.kind == "f":
+            low, high = int(low), int(high)
+        raise fail(name, f"labels in [0, {n_classes - 1}]", f"values in [{low}, {high}]", owner)
     return arr.astype(np.int64, copy=False)

@@ -512,3 +512,61 @@ def test_iterate_minibatches():
         iterate_minibatches(5, 2, None)  # raised at the call, not at the first batch
     with pytest.raises(ValueError, match=r"`batch_size` of `iterate_minibatches`"):
         iterate_minibatches(5, 0, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ labels
+_LABEL_CASES = [
+    ("ints", np.array([0, 2, 1, 0]), None),
+    ("uint8", np.array([0, 2, 1, 0], np.uint8), None),
+    ("integral floats", np.array([0.0, 2.0, 1.0, -0.0]), None),
+    ("float32 whole numbers", np.array([1.0, 1.0, 0.0, 2.0], np.float32), None),
+    ("fractional", np.array([0.0, 1.5, 1.0, 0.0]), (ValueError, r"integer class labels.*Got 1\.5 at index 1")),
+    ("NaN", np.array([0.0, np.nan, 1.0, 0.0]), (ValueError, r"integer class labels.*Got nan at index 1")),
+    ("infinity", np.array([0.0, 1.0, np.inf, 0.0]), (ValueError, r"Got inf at index 2")),
+    ("bools", np.array([True, False, True, False]), (TypeError, r"integer class labels.*Got dtype bool")),
+    ("strings", np.array(["0", "1", "2", "0"]), (TypeError, r"Got dtype <U1")),
+    ("above range", np.array([0, 3, 1, 0]), (ValueError, r"labels in \[0, 2\]. Got values in \[0, 3\]")),
+    ("negative", np.array([0, -1, 1, 0]), (ValueError, r"labels in \[0, 2\]. Got values in \[-1, 1\]")),
+    ("float above range", np.array([0.0, 3.0, 1.0, 0.0]), (ValueError, r"Got values in \[0, 3\]")),
+    ("wrong shape", np.array([[0, 1], [2, 0]]), (ValueError, r"an array of shape \(4,\). Got shape \(2, 2\)")),
+    ("too short", np.array([0, 1, 2]), (ValueError, r"an array of shape \(4,\). Got shape \(3,\)")),
+]
+
+
+def _verdict(call):
+    try:
+        out = call()
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        return type(err), message[message.index(" must be "):]   # drop the `name` of `owner` prefix
+    return "ok", tuple(out.tolist())
+
+
+@pytest.mark.parametrize("case, labels, expected", _LABEL_CASES, ids=[c[0] for c in _LABEL_CASES])
+def test_network_and_dataset_give_one_label_verdict(case, labels, expected):
+    import stlsim
+    from stlsim._checks import check_labels
+
+    net = stlsim.Network([stlsim.Dense(2, 3)], seed=0)
+    x = np.random.default_rng(0).random((3, 4, 2))                     # (T, B, inputs), B = 4
+
+    def from_dataset():
+        ds = Dataset(np.zeros((4, 2)), np.zeros(4, np.int64), np.zeros((4, 2)), labels, "toy", 3, (2,))
+        return ds.y_test
+
+    def from_network():
+        net.loss(x, labels)                                              # raises or accepts
+        return check_labels(labels, "y", 4, 3)
+
+    by_dataset, by_network = _verdict(from_dataset), _verdict(from_network)
+    assert by_dataset == by_network
+    if expected is None:
+        assert by_dataset[0] == "ok" and by_dataset[1] == tuple(int(v) for v in labels)
+        assert Dataset(np.zeros((4, 2)), labels, np.zeros((4, 2)), labels, "toy", 3, (2,)).y_train.dtype == np.int64
+    else:
+        exc, pattern = expected
+        assert by_dataset[0] is exc
+        with pytest.raises(exc, match=pattern):
+            from_dataset()
+        with pytest.raises(exc, match=pattern):
+            net.loss(x, labels)

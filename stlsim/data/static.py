@@ -3,7 +3,7 @@
 Every loader reads a local path and never downloads. Images come back as float32 in
 [0, 1] with shape (N, *input_shape); labels as int64 in [0, n_classes).
 
-File formats (see ``shared/data.md``):
+File formats:
 
 * **IDX** (MNIST, Fashion-MNIST): big-endian. Bytes 0-1 are zero, byte 2 is the
   element type (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_int, check_real, fail
+from .._checks import check_int, check_labels, check_real, fail
 from .._io import atomic_path, provenance
 
 __all__ = [
@@ -104,8 +104,7 @@ class Dataset:
         set_(self, "timesteps", timesteps)
         for part in ("train", "test"):
             x = _check_images(getattr(self, f"x_{part}"), f"x_{part}", input_shape, owner)
-            y = _check_label_array(getattr(self, f"y_{part}"), f"y_{part}", len(x), n_classes,
-                                   owner)
+            y = check_labels(getattr(self, f"y_{part}"), f"y_{part}", len(x), n_classes, owner)
             set_(self, f"x_{part}", x)
             set_(self, f"y_{part}", y)
 
@@ -171,19 +170,6 @@ def _check_images(value, name, input_shape, owner) -> np.ndarray:
         if not (low >= 0.0 and high <= 1.0):
             raise fail(name, "finite values in [0, 1]", f"values in [{low}, {high}]", owner)
     return arr
-
-
-def _check_label_array(value, name, n_samples, n_classes, owner) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        raise fail(name, "an array of integer class labels", f"dtype {arr.dtype}", owner,
-                   TypeError)
-    if arr.shape != (n_samples,):
-        raise fail(name, f"an array of shape ({n_samples},)", f"shape {arr.shape}", owner)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise fail(name, f"labels in [0, {n_classes - 1}]",
-                   f"values in [{arr.min()}, {arr.max()}]", owner)
-    return arr.astype(np.int64, copy=False)
 
 
 def _existing_file(path, what: str) -> str:
