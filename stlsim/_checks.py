@@ -128,9 +128,9 @@ def check_labels(value, name: str, n_samples: int, n_classes: int,
 
     The one label check of stlsim (``Network`` losses and ``Dataset`` both use it).
     Integer arrays are accepted; so are float arrays whose values are all whole
-    numbers (``2.0``), as ``np.loadtxt`` and many files give them. Booleans and
-    non-numeric arrays raise TypeError; fractional or non-finite floats, a wrong
-    shape, or labels outside [0, n_classes) raise ValueError.
+    numbers (``2.0``), as ``np.loadtxt`` and many files give them. Booleans,
+    non-numeric arrays and fractional or non-finite floats raise TypeError; a wrong
+    shape or labels outside [0, n_classes) raise ValueError.
     """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
@@ -142,7 +142,7 @@ def check_labels(value, name: str, n_samples: int, n_classes: int,
         if not np.all(whole):
             first = int(np.flatnonzero(~whole)[0])
             raise fail(name, "integer class labels (floats must be whole numbers)",
-                       f"{float(arr[first])!r} at index {first}", owner)
+                       f"{float(arr[first])!r} at index {first}", owner, TypeError)
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         low, high = arr.min(), arr.max()
         if arr.dtype.kind == "f":
