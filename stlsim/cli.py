@@ -1,4 +1,4 @@
-"""Command line: ``stlsim compare | train | bench | report``.
+"""Command line: ``stlsim compare | train | bench | report | sweep | sweep-report``.
 
 ``stlsim compare`` is the main job: STL, SL and TL trained side by side on the same
 data, network and seeds (defaults: the bundled UCI digits, a few minutes on 2 cores).
@@ -131,12 +131,26 @@ def cmd_bench(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .analysis import write_report
+    from .report import write_report
 
     path = write_report(args.run_dir, args.out, baseline_dir=args.baseline, max_test=args.max_test,
                         noise=not args.no_noise, energy=not args.no_energy, decisions=not args.no_decisions,
                         dataset=args.dataset, backend=args.backend, log=None if args.quiet else print)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep.cli import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_sweep_report(args) -> int:
+    from .sweep.report import write_sweep_report
+
+    path = write_sweep_report(args.sweep_dir, args.out, baseline=args.baseline, log=None if args.quiet else print)
+    print(f"sweep report: {path}")
     return 0
 
 
@@ -170,6 +184,18 @@ def main(argv=None) -> int:
     p.add_argument("--no-decisions", action="store_true", help="skip the GJDF decision ablations")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("sweep", help="a grid of train options x seeds x modes, on Dask or serially")
+    _add_common(p)
+    from .sweep.cli import add_sweep_options
+
+    add_sweep_options(p)
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("sweep-report", help="paired STL-SL heat maps, forest plot and verdicts of a sweep")
+    p.add_argument("sweep_dir", help="directory written by `stlsim sweep` (table.csv, sweep.json)")
+    p.add_argument("--out", default=None, help="output directory (default: SWEEP_DIR/report)")
+    p.add_argument("--baseline", default="sl", help="the mode STL is paired against (default: sl)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -108,7 +108,8 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
         thetas = {m: t for m, t in thetas_by_mode.items() if m in runs_by_mode}
         figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"))
         if "stl" in last_net:
-            from .train.loop import _shape_inputs, encode
+            from .data.encoding import encode
+            from .train.loop import _shape_inputs
 
             net = last_net["stl"]
             x = _shape_inputs(net, data.x_test[:1], trainconfig.encoding == "frames")

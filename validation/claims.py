@@ -160,8 +160,9 @@ def depth_claims(depth: dict) -> list:
 def main(argv=None) -> int:
     args = parse(argv)
     sys.path.insert(0, ROOT)
-    from stlsim.analysis import analyze_run, propagation_depth, write_report
-    from stlsim.analysis import plots
+    from stlsim.analysis import propagation_depth
+    from stlsim.plot import analysis as plots
+    from stlsim.report import analyze_run, write_report
     from stlsim.data import load_dataset
     from stlsim.train import NetConfig, TrainConfig
 

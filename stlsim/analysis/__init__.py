@@ -1,7 +1,8 @@
 """The paper's analyses: energy, firing-rate stability, noise robustness, joint decision.
 
-``import stlsim.analysis`` needs numpy only; matplotlib (figures, ``stlsim.analysis.plots``),
-h5py (run records) and the data loaders are imported when first used.
+``import stlsim.analysis`` needs numpy only; h5py (run records) and the data loaders are
+imported when first used. The figures are in ``stlsim.plot.analysis``; the report that
+puts measurements, claims and figures together is ``stlsim.report``.
 
 * ``synaptic_operations(net, x)``, ``energy(net, x, e_ac, e_mac)``: SOPs counted from the
   spikes that actually reach each synaptic layer x fan-out, and E_AC * SOP vs the
@@ -12,7 +13,6 @@ h5py (run records) and the data loaders are imported when first used.
   voting) and its ablations: fewer voting neurons, a time window, per-step votes (``gjdf.py``).
 * ``load_run``, ``rates_over_training``, ``thresholds_over_training``, ``rate_stability``,
   ``learned_thresholds``, ``propagation_depth`` (``dynamics.py``).
-* ``analyze_run``, ``check_claims``, ``write_report``: ``stlsim report RUN_DIR`` (``report.py``).
 """
 from .dynamics import (SILENT, learned_thresholds, load_run, network_from_record, propagation_depth,
                        rate_stability, rates_over_training, thresholds_over_training)
@@ -21,7 +21,6 @@ from .energy import (E_AC, E_MAC, INPUT_OPS, Energy, SynapticOps, ann_macs, ener
 from .gjdf import VOTES, decision_accuracy, decision_rules, joint_decision
 from .noise import (DEFAULT_LEVELS, NOISE_KINDS, event_noise, gaussian_noise, noise_accuracy, noise_curves,
                     salt_and_pepper, spike_noise)
-from .report import analyze_run, check_claims, gjdf_gain, load_run_data, write_report
 
 __all__ = [
     "synaptic_operations", "energy", "SynapticOps", "Energy", "fan_out", "ann_macs", "E_AC", "E_MAC",
@@ -31,5 +30,4 @@ __all__ = [
     "joint_decision", "decision_accuracy", "decision_rules", "VOTES",
     "load_run", "network_from_record", "rates_over_training", "thresholds_over_training", "rate_stability",
     "learned_thresholds", "propagation_depth", "SILENT",
-    "analyze_run", "check_claims", "write_report", "load_run_data", "gjdf_gain",
 ]

@@ -141,7 +141,8 @@ def propagation_depth(data, *, depths=range(2, 9), modes=("stl", "sl", "tl"), se
     """
     from ..readout import decide
     from ..train import NetConfig, TrainConfig, build_network, train
-    from ..train.loop import _shape_inputs, encode
+    from ..data.encoding import encode
+    from ..train.loop import _shape_inputs
 
     netcfg = NetConfig() if netcfg is None else netcfg
     trainconfig = TrainConfig() if trainconfig is None else trainconfig

@@ -77,7 +77,8 @@ def decision_accuracy(net, x, y, *, timesteps: int, encoding: str = "rate", seed
 
     ``rules``: name -> ``joint_decision`` keyword arguments (default ``decision_rules``).
     """
-    from ..train.loop import _shape_inputs, encode
+    from ..data.encoding import encode
+    from ..train.loop import _shape_inputs
 
     owner = "decision_accuracy"
     timesteps = check_int(timesteps, "timesteps", low=1, owner=owner)

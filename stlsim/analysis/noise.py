@@ -127,7 +127,8 @@ def noise_accuracy(net, x, y, kind: str, levels=None, *, timesteps: int, encodin
     """Test accuracy of ``net`` on images ``x`` (N, ...) in [0, 1] with labels ``y``,
     for each noise level of ``kind`` (see the module docstring). Returns (len(levels),)."""
     from ..readout import decide
-    from ..train.loop import _shape_inputs, encode
+    from ..data.encoding import encode
+    from ..train.loop import _shape_inputs
 
     owner = "noise_accuracy"
     kind = check_choice(kind, "kind", NOISE_KINDS, owner)

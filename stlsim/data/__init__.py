@@ -5,11 +5,13 @@ CIFAR-10 python batches and stlsim's npz format, all as a `Dataset` of float32 i
 in [0, 1] and int64 labels. Loaders read local paths only; nothing is downloaded.
 
 Encodings (`encoding`): `rate_encode` (Bernoulli spikes) and `direct_encode` (analog
-input repeated over time), both time-major (T, *x.shape), plus `iterate_minibatches`.
+input repeated over time), both time-major (T, *x.shape), plus `iterate_minibatches`;
+`encode(x, timesteps, encoding, rng, dtype)` is the one the training loop and the
+analyses use ("rate", "direct", or "frames" for pre-binned event frames).
 
 Importing this package needs numpy only.
 """
-from .encoding import direct_encode, iterate_minibatches, rate_encode
+from .encoding import direct_encode, encode, iterate_minibatches, rate_encode
 from .static import (
     FASHION_MNIST_DIR,
     Dataset,
@@ -38,6 +40,7 @@ __all__ = [
     "load_npz",
     "save_npz_dataset",
     "load_dataset",
+    "encode",
     "rate_encode",
     "direct_encode",
     "iterate_minibatches",

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._checks import check_array, check_dtype, check_int, fail
 
-__all__ = ["rate_encode", "direct_encode", "iterate_minibatches"]
+__all__ = ["encode", "rate_encode", "direct_encode", "iterate_minibatches"]
 
 
 def _check_generator(rng, owner: str) -> np.random.Generator:
@@ -68,3 +68,18 @@ def iterate_minibatches(n: int, batch_size: int, rng: np.random.Generator | None
              else np.arange(n)).astype(np.int64, copy=False)
     stop = n - n % batch_size if drop_last else n
     return (order[start:start + batch_size] for start in range(0, stop, batch_size))
+
+
+def encode(x, timesteps: int, encoding: str, rng, dtype):
+    """(B, *shape) values in [0, 1] -> (T, B, *shape) network input.
+
+    "rate": Bernoulli rate coding; "direct": the values repeated T times (analog input);
+    "frames": ``x`` is (B, T, *shape) pre-binned event frames, moved to time-major.
+    """
+    if encoding == "frames":
+        if x.shape[1] != timesteps:
+            raise fail("timesteps", f"the frame data's {x.shape[1]} time bins", repr(timesteps), "encode")
+        return np.ascontiguousarray(np.moveaxis(x, 1, 0), dtype=dtype)
+    if encoding == "rate":
+        return (rng.random((timesteps,) + x.shape) < x).astype(dtype)    # Bernoulli rate coding
+    return np.broadcast_to(x.astype(dtype), (timesteps,) + x.shape).copy()  # direct (analog) input

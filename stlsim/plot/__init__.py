@@ -1,7 +1,11 @@
-"""Figures (matplotlib, imported when a function here is first called).
+"""Every figure of stlsim (matplotlib, imported when a function here is first called).
 
 Every function takes plain results (dicts/arrays), writes a PNG to ``path`` and
 returns the path; nothing here is imported by ``import stlsim``.
+
+* this module: the training figures of ``stlsim compare`` (curves, firing rates,
+  threshold distributions, spike raster);
+* ``stlsim.plot.analysis``: the figures of ``stlsim report`` (``stlsim.analysis`` results).
 """
 from __future__ import annotations
 

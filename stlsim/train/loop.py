@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real, fail
+from ..data.encoding import encode
 from ..neurons import LIF
 from ..readout import decide, loss_from_rates
 from .modes import MODES, trainable_names
 from .optim import ExponentialDecay, make_optimizer
 
 __all__ = ["NetConfig", "TrainConfig", "RunResult", "build_network", "train", "evaluate",
-           "encode", "ENCODINGS"]
+           "ENCODINGS"]
 
 ENCODINGS = ("rate", "direct", "frames")
 
@@ -131,21 +132,6 @@ def _shape_inputs(net, x, frames: bool = False):
     if len(net.input_shape) == 1 and x.ndim > lead + 1:
         return x.reshape(x.shape[:lead] + (-1,))
     return x
-
-
-def encode(x, timesteps: int, encoding: str, rng, dtype):
-    """(B, *shape) values in [0, 1] -> (T, B, *shape) network input.
-
-    "rate": Bernoulli rate coding; "direct": the values repeated T times (analog input);
-    "frames": ``x`` is (B, T, *shape) pre-binned event frames, moved to time-major.
-    """
-    if encoding == "frames":
-        if x.shape[1] != timesteps:
-            raise fail("timesteps", f"the frame data's {x.shape[1]} time bins", repr(timesteps), "encode")
-        return np.ascontiguousarray(np.moveaxis(x, 1, 0), dtype=dtype)
-    if encoding == "rate":
-        return (rng.random((timesteps,) + x.shape) < x).astype(dtype)    # Bernoulli rate coding
-    return np.broadcast_to(x.astype(dtype), (timesteps,) + x.shape).copy()  # direct (analog) input
 
 
 def theta_stats(net) -> tuple:

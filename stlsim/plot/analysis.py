@@ -1,13 +1,13 @@
 """Figures of the analyses (matplotlib, imported when a function here is called).
 
 Each function takes the plain results of ``stlsim.analysis`` (dicts and arrays), writes
-a PNG to ``path`` and returns the path, like ``stlsim.plot``.
+a PNG to ``path`` and returns the path, like the training figures of ``stlsim.plot``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..plot import MODE_COLORS, _pyplot, threshold_panel
+from . import MODE_COLORS, _pyplot, threshold_panel
 
 
 def _save(fig, path):
