@@ -1,0 +1,184 @@
+"""The sweep's tidy tables: one row per task (``table.csv``), one per task and epoch (``history.csv``).
+
+``table.csv`` columns, in order: ``task_id``, ``status`` ("ok", "error", "killed"), the grid
+axes (named after the options of ``stlsim train``, e.g. ``theta_init``, ``init_gain``, or
+``gain_ratio``), ``seed``, ``mode``, then
+
+* ``final_test_accuracy``, ``best_test_accuracy``, ``best_epoch``, ``final_test_loss``,
+  ``final_train_accuracy``, ``epochs_done``;
+* ``firing_rate_init_l<k>`` (untrained network on the test set), ``firing_rate_l<k>``
+  (after the last epoch), ``theta_mean_l<k>`` and ``theta_shift_l<k>`` (mean |theta - theta_init|)
+  for spiking layer k (0 = first hidden layer);
+* ``sops_per_sample``: synaptic operations per test sample of the trained network
+  (``stlsim.analysis.energy``), counted on the first 200 test samples;
+* ``wall_time_s`` (the whole task), ``train_wall_time_s`` (the training loop);
+* every other resolved option of the run (``dataset``, ``epochs``, ``hidden`` as
+  ``256+128``, ...), then ``error``, ``record`` (the HDF5 record, relative to the sweep
+  folder) and ``worker``.
+
+Floats are written with ``repr`` (round-trip exact); a missing value is an empty field.
+Provenance and the grid live in ``sweep.json`` beside the tables. With pyarrow installed,
+``table.parquet`` is written too.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import io
+import json
+import math
+import os
+
+from .._io import atomic_path
+
+__all__ = ["write_json", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = ("final_test_accuracy", "best_test_accuracy", "best_epoch", "final_test_loss",
+                  "final_train_accuracy", "epochs_done")
+_LAYER_PREFIXES = ("firing_rate_init_l", "firing_rate_l", "theta_mean_l", "theta_shift_l")
+_TAIL = ("sops_per_sample", "wall_time_s", "train_wall_time_s")
+_LAST = ("error", "record", "worker")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _atomic(path, suffix):
+    with atomic_path(path, suffix=suffix) as tmp:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp made it 0600
+
+
+def write_json(path, doc):
+    """Write ``doc`` as JSON atomically with the user's umask."""
+    with _atomic(path, ".json.tmp") as tmp:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
+
+
+def read_rows(out_dir) -> dict:
+    """Task id -> its JSON document (row, options, cell, history) from ``OUT/tasks``."""
+    docs = {}
+    for path in glob.glob(os.path.join(out_dir, "tasks", "*.json")):
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):      # unreadable: the task runs again
+            continue
+        docs[os.path.basename(path)[:-5]] = doc
+    return docs
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        return "+".join(str(v) for v in value)
+    return str(value)
+
+
+def _layer_columns(rows, prefix):
+    n = 0
+    for row in rows:
+        while f"{prefix}{n}" in row:
+            n += 1
+    return [f"{prefix}{k}" for k in range(n)]
+
+
+def _csv_text(header, rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_fmt(row.get(col)) for col in header])
+    return buf.getvalue()
+
+
+def write_tables(out_dir, ids) -> str:
+    """Rewrite ``table.csv`` and ``history.csv`` (atomically) from the rows of tasks ``ids``."""
+    docs = read_rows(out_dir)
+    axes = []
+    rows, long_rows = [], []
+    for tid in ids:
+        doc = docs.get(tid)
+        if doc is None:
+            continue
+        for name, _ in doc.get("cell", []):
+            if name not in axes:
+                axes.append(name)
+    for tid in ids:
+        doc = docs.get(tid)
+        if doc is None:
+            continue
+        row = dict(doc["row"])
+        row.update({k: v for k, v in doc.get("options", {}).items() if k not in row})
+        row.update({k: v for k, v in doc.get("cell", [])})
+        rows.append(row)
+        hist = doc.get("history", {})
+        for e, epoch in enumerate(hist.get("epoch", [])):
+            long = {"task_id": tid, "mode": row["mode"], "seed": row["seed"], "epoch": int(epoch)}
+            long.update({k: v for k, v in doc.get("cell", [])})
+            for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                long[key] = hist[key][e]
+            for key in ("firing_rate", "theta_mean"):
+                for layer, value in enumerate(hist.get(key, [[]])[e]):
+                    long[f"{key}_l{layer}"] = value
+            long_rows.append(long)
+    layer_cols = [c for p in _LAYER_PREFIXES for c in _layer_columns(rows, p)]
+    known = {"task_id", "status", "seed", "mode", *axes, *METRIC_COLUMNS, *layer_cols, *_TAIL, *_LAST,
+             "traceback"}
+    options = sorted({k for row in rows for k in row if k not in known})
+    header = ["task_id", "status", *axes, "seed", "mode", *METRIC_COLUMNS, *layer_cols, *_TAIL, *options,
+              *_LAST]
+    path = os.path.join(out_dir, "table.csv")
+    with _atomic(path, ".csv.tmp") as tmp:
+        with open(tmp, "w", newline="") as f:
+            f.write(_csv_text(header, rows))
+    hist_header = ["task_id", *axes, "seed", "mode", "epoch", "train_loss", "train_accuracy", "test_loss",
+                   "test_accuracy", *_layer_columns(long_rows, "firing_rate_l"),
+                   *_layer_columns(long_rows, "theta_mean_l")]
+    with _atomic(os.path.join(out_dir, "history.csv"), ".csv.tmp") as tmp:
+        with open(tmp, "w", newline="") as f:
+            f.write(_csv_text(hist_header, long_rows))
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+    except ImportError:
+        pass
+    else:   # pragma: no cover - pyarrow is optional
+        table = pacsv.read_csv(path)
+        with _atomic(os.path.join(out_dir, "table.parquet"), ".parquet.tmp") as tmp:
+            pq.write_table(table, tmp)
+        del pa
+    return path
+
+
+def _parse(text):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_table(path) -> list:
+    """``table.csv`` (or ``history.csv``) as a list of dicts; numbers parsed, empty fields None."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "table.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"sweep table {path!r} does not exist (run `stlsim sweep` first)")
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
