@@ -61,8 +61,19 @@ def _norm(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
+def _aliases(known) -> dict:
+    """Every spelling of an option (``-T``, ``--timesteps``, ``timesteps``) -> its name."""
+    table = {}
+    for name, action in known.items():
+        table[name] = name
+        for flag in action.option_strings:
+            table[_norm(flag.lstrip("-"))] = name
+    return table
+
+
 def _check_name(name: str, known, owner: str) -> str:
-    name = _norm(name)
+    name = _norm(name.strip().lstrip("-"))
+    name = _aliases(known).get(name, name)
     if name in ("seed", "seeds", "mode", "modes"):
         raise fail(f"grid option {name!r}", "an option of `stlsim train` (seeds and modes have their own "
                    "settings: --seeds K / --modes stl,sl, or `seeds` / `modes` at a grid file's top level)",
