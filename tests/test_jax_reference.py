@@ -1,21 +1,13 @@
-"""stlsim against the independent JAX reference (validation/jax_reference.py), float64."""
+"""stlsim against the independent JAX reference (validation/references/jax_model.py), float64."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("jax")
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "validation", ROOT):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import jax_reference  # noqa: E402
-from compare_torch import random_case, stlsim_run  # noqa: E402
+from validation.compare_torch import random_case, stlsim_run  # noqa: E402
+from validation.references import jax_model  # noqa: E402
 
 CASES = [  # sizes, population, bias, analog, run options
     ([10, 12, 4], 2, True, False, dict(reset="hard", detach_reset=False, surrogate="atan", loss="mse_rate")),
@@ -31,7 +23,7 @@ def test_stlsim_matches_jax(case):
     rng = np.random.default_rng(40 + case)
     params, x, y = random_case(rng, sizes, 12, 3, population=population, bias=bias, analog=analog)
     kw = dict(population=population, **options)
-    ref = jax_reference.run(params, x, y, **kw)
+    ref = jax_model.run(params, x, y, **kw)
     got = stlsim_run(params, x, y, sizes=sizes, **kw)
     if not options.get("smooth"):
         for a, b in zip(got["spikes"], ref["spikes"]):

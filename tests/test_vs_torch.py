@@ -1,6 +1,6 @@
 """stlsim's hand-written BPTT (B1)-(B6) against PyTorch autograd on the spec's forward.
 
-The reference (tests/torch_reference.py) is written from spec/model.md alone. Budgets:
+The reference (validation/references/torch_model.py) is written from docs/model.md alone. Budgets:
 float64 spiking mode: spikes equal, membranes and loss within 1e-12, gradients within
 1e-10 of the largest reference entry of each tensor; float32: 1e-4. Negative tests show
 that a mismatched convention (detach_reset, reset mode) is detected.
@@ -8,21 +8,14 @@ that a mismatched convention (detach_reset, reset mode) is detected.
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "tests", ROOT / "validation", ROOT):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import torch_reference  # noqa: E402
-from compare_torch import SURROGATES, random_case, stlsim_network, stlsim_run  # noqa: E402
+from validation.compare_torch import SURROGATES, random_case, stlsim_network, stlsim_run  # noqa: E402
+from validation.references import torch_model  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -62,7 +55,7 @@ def assert_active(ref: dict):
 
 def both(params, x, y, sizes, **kw):
     got = stlsim_run(params, x, y, sizes=sizes, **kw)
-    ref = torch_reference.run(params, x, y, **kw)
+    ref = torch_model.run(params, x, y, **kw)
     return got, ref
 
 
@@ -169,7 +162,7 @@ def test_mismatched_convention_is_detected(reset, flip):
         wrong_kw["detach_reset"] = True
     else:
         wrong_kw["reset"] = {"hard": "soft", "soft": "hard"}[reset]
-    wrong = torch_reference.run(params, x, y, **wrong_kw)
+    wrong = torch_model.run(params, x, y, **wrong_kw)
     total = sum(np.sum(g ** 2) for g in ref["grads"].values()) ** 0.5
     gap = sum(np.sum((got["grads"][k] - wrong["grads"][k]) ** 2) for k in ref["grads"]) ** 0.5
     assert gap > 0.05 * total, f"gradient gap {gap:.3e} vs norm {total:.3e}"
@@ -202,7 +195,7 @@ def test_other_backends_match_torch(backend, engine, reset, detach):
     params, x, y = random_case(rng, sizes, 12, 3, population=population, bias=True)
     kw = dict(population=population, reset=reset, detach_reset=detach, surrogate="sigmoid",
               loss="ce_rate")
-    ref = torch_reference.run(params, x, y, **kw)
+    ref = torch_model.run(params, x, y, **kw)
     got = stlsim_run(params, x, y, sizes=sizes, backend=backend, engine=engine, **kw)
     assert_forward_equal(got, ref, 1e-12)
     assert_grads_close(got["grads"], ref["grads"], 1e-10)

@@ -1,12 +1,12 @@
 """Reproduce the STL-SNN paper's claims on this machine, with seeds.
 
-    python validation/claims.py                            # bundled UCI digits (see below for times)
-    python validation/claims.py --dataset fashion-mnist --gjdf-modes stl,sl
+    python -m validation.claims                            # bundled UCI digits (from the repo root)
+    python -m validation.claims --dataset fashion-mnist --gjdf-modes stl,sl
                                                            # dense 784-800-10P, T = 4, 3 seeds, 10k train
 
-Measured on 2 shared, busy cores (load 8-11): digits 9 min (STL/SL/TL, P = 10) + 4 min
-(P = 1) + ~75 min for the depth sweep (2 init gains x 7 depths x 3 modes x 2 seeds; skip
-it with ``--no-depth``); Fashion-MNIST 39 + 36 min of training and a few minutes of analysis.
+The depth sweep (2 init gains x 7 depths x 3 modes x 2 seeds) is the longest stage on
+the digits; skip it with ``--no-depth``. ``docs/results_claims.md`` gives the run times
+measured for the committed results.
 
 Claims checked (Sun et al., IEEE TCDS 2024):
 
@@ -159,7 +159,6 @@ def depth_claims(depth: dict) -> list:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    sys.path.insert(0, ROOT)
     from stlsim.analysis import propagation_depth
     from stlsim.plot import analysis as plots
     from stlsim.report import analyze_run, write_report
@@ -255,7 +254,7 @@ def main(argv=None) -> int:
         claims = json.load(f)
     os.remove(os.path.join(args.out, "analysis.json"))
     claims.update({"population_gain": population_gain, "depth": depth or None, "backend": backend,
-                   "command": "python validation/claims.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   "command": "python -m validation.claims " + " ".join(argv if argv is not None else sys.argv[1:]),
                    "wall_time_s_this_invocation": time.time() - started, "depth_gains": args.depth_gains,
                    "training_wall_time_s": training_time,
                    "runs_dir": os.path.relpath(args.runs, ROOT)})

@@ -4,7 +4,7 @@ Runs random networks (default 784-400-200-10*P, T = 20..50, B = 16) over the gri
 reset x detach_reset x surrogate x loss x dtype (plus smooth mode in float64) and
 writes the error per parameter tensor to ``results/torch_errors.{json,md}``.
 
-    python validation/compare_torch.py --out validation/results --seed 0
+    python -m validation.compare_torch --out validation/results --seed 0      # from the repo root
 
 This module also holds the case generator and the stlsim wrapper that
 ``compare_jax.py`` and the tests reuse; it imports torch only inside ``main``.
@@ -16,19 +16,15 @@ import itertools
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import stlsim
 
-import stlsim  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 SURROGATES = ("atan", "sigmoid", "rectangular", "superspike")
 DEFAULT_SURROGATE_PARAM = {"atan": 2.0, "sigmoid": 4.0, "rectangular": 1.0, "superspike": 10.0}
@@ -273,12 +269,12 @@ def parse_args(description: str, argv=None):
 def main(argv=None):
     args = parse_args(__doc__.splitlines()[0], argv)
     import torch
-    sys.path.insert(0, str(ROOT / "tests"))
-    import torch_reference
+
+    from validation.references import torch_model
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rows = run_grid(torch_reference.run, "torch", args)
-    write_results(rows, "torch_errors", "PyTorch autograd (tests/torch_reference.py)", args,
+    rows = run_grid(torch_model.run, "torch", args)
+    write_results(rows, "torch_errors", "PyTorch autograd (validation/references/torch_model.py)", args,
                   {"torch": torch.__version__})
 
 

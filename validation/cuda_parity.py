@@ -1,6 +1,6 @@
 """Parity of the CUDA backend (``stlsim.kernels.cuda``) with the NumPy reference.
 
-What is checked, with the error budgets of issue 9 (float64: 1e-12, float32: 1e-5,
+What is checked, with these error budgets (float64: 1e-12, float32: 1e-5,
 relative to max(1, max |reference|); spikes must be identical):
 
 1. the neuron kernels through the per-layer protocol (``lif_forward``,
@@ -16,14 +16,15 @@ relative to max(1, max |reference|); spikes must be identical):
 
 Run it in Numba's CUDA simulator (no GPU needed; slow, so the sizes are tiny)::
 
-    python validation/cuda_parity.py --sim [--json results.json]
+    python -m validation.cuda_parity --sim [--json results.json]      # from the repo root
 
 or on a GPU, with larger sizes and every available GEMM (CuPy's cuBLAS and the
 tiled numba.cuda kernel)::
 
-    python validation/cuda_parity.py [--json results.json]
+    python -m validation.cuda_parity [--json results.json]
 
-Exit status 0 when every check passes. ``tests/test_cuda_sim.py`` runs the first form.
+Exit status 0 when every check passes. ``tests/test_cuda_sim.py`` runs the first form
+(``--quick``). It imports only stlsim, so ``python validation/cuda_parity.py`` works too.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event engine vs clock engine on random networks: the worst errors (issue 5).
+"""Event engine vs clock engine on random networks: the worst errors.
 
 For each of ``--networks`` random two- or three-layer Dense networks (sizes, T up to
 300, batch 1-3, input density 0.02-0.2, hard or soft reset, detach_reset on or off,
@@ -11,7 +11,7 @@ engine's gather or push path for the currents), float64:
 * the largest relative gradient error per tensor (``grad.check.max_relative_error``,
   budget 1e-10), from ``loss_and_grad`` on both engines.
 
-    python validation/event_parity.py [--networks 60] [--json validation/results/event_parity.json]
+    python -m validation.event_parity [--networks 60] [--json validation/results/event_parity.json]
 
 Exit status 0 when every network is within budget.
 """
@@ -24,12 +24,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import stlsim  # noqa: E402
-from stlsim._io import atomic_path, provenance  # noqa: E402
-from stlsim.engines import event  # noqa: E402
-from stlsim.grad.check import max_relative_error  # noqa: E402
+import stlsim
+from stlsim._io import atomic_path, provenance
+from stlsim.engines import event
+from stlsim.grad.check import max_relative_error
 
 SURROGATES = ("atan", "sigmoid", "rectangular", "superspike")
 TAUS = (0.0, 0.3, 0.5, 0.9, 0.99, 1.0)

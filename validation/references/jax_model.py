@@ -1,6 +1,6 @@
-"""Independent JAX reference for the STL-SNN model (spec/model.md).
+"""Independent JAX reference for the STL-SNN model (the equations of ``docs/model.md``).
 
-Shares no code with ``tests/torch_reference.py`` or stlsim: the forward pass
+Shares no code with ``validation.references.torch_model`` or stlsim: the forward pass
 (L1)-(L4) is written in ``jax.numpy`` with ``lax.scan`` over time, the spike
 nonlinearity is a ``jax.custom_vjp`` (forward H with H(0) = 1, or the smooth
 primitive P; backward the spec's sigma'), and ``jax.grad`` gives the gradient.
@@ -113,7 +113,7 @@ def _value_grad_and_record(params, x, y, cfg, loss):
 
 def run(params, x, y, *, tau=0.5, reset="hard", detach_reset=False, surrogate="atan",
         surrogate_param=None, population=1, loss="mse_rate", smooth=False, dtype=np.float64):
-    """Same signature and return dict as ``tests/torch_reference.run``."""
+    """Same signature and return dict as ``validation.references.torch_model.run``."""
     c = DEFAULT_PARAM[surrogate] if surrogate_param is None else float(surrogate_param)
     n_layers = len([k for k in params if k.endswith(".weight")])
     cfg = (float(tau), reset, bool(detach_reset), surrogate, c, bool(smooth), int(population), n_layers)

@@ -1,6 +1,6 @@
 """Independent PyTorch autograd reference for the STL-SNN model.
 
-Written from ``spec/model.md`` only (never from stlsim's code): the forward pass
+Written from the equations of ``docs/model.md`` only (never from stlsim's code): the forward pass
 (L1)-(L4), the surrogate gradients and the rate readout are expressed with torch
 operations and PyTorch's autograd produces the gradient. The BPTT equations
 (B1)-(B6) are therefore *not* coded here; agreement with stlsim's hand-written
