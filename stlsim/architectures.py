@@ -4,15 +4,15 @@
 name                 layers (every Conv2d and Dense is followed by its LIF neurons)   T
 ===================  =============================================================  ====
 ``stl-mnist``        conv128c5 - BN - maxpool2 - conv128c5 - BN - maxpool2 -            4
-                     dropout - dense 2048 - dropout - dense C*P (spec/model.md)
+                     dropout - dense 2048 - dropout - dense C*P (the paper)
 ``conv-small``       conv16c5 - BN - maxpool2 - conv32c3 - BN - maxpool2 - dense C*P     4
-                     (Fashion-MNIST in minutes on 2 cores)
+                     (a small network for quick Fashion-MNIST runs)
 ``cifar10-8layer``   6 x conv3 (64-128-256-256-512-512, BN, maxpool after 2, 4, 6) -     8
                      dropout - dense 1024 - dropout - dense C*P: 8 weight layers
 ``mlp``              dense ``hidden`` (800) - dense C*P                                  4
 ===================  =============================================================  ====
 
-``stl-mnist`` follows ``spec/model.md`` (the paper): 5x5 kernels with padding 2. The
+``stl-mnist`` follows the paper (Sun et al., IEEE TCDS 2024): 5x5 kernels with padding 2. The
 public reference code (github.com/sunhongze/STL-SNN, ``spiking_model.py``) differs: it
 uses 3x3 kernels with padding 1, adaptive max pooling, ``time_step = 8`` in
 ``params.py``, and although it builds ``bn1``/``bn2`` its ``forward`` never calls
@@ -45,10 +45,10 @@ class Architecture:
 ARCHITECTURES = {
     "stl-mnist": Architecture(
         "stl-mnist", "conv128c5-BN-LIF-mp2-conv128c5-BN-LIF-mp2-drop0.5-fc2048-LIF-drop0.5-fc(C*P)-LIF",
-        4, "spec/model.md (the paper's MNIST network; the reference code uses 3x3 kernels)"),
+        4, "the paper's MNIST network (Sun et al., IEEE TCDS 2024; the reference code uses 3x3 kernels)"),
     "conv-small": Architecture(
         "conv-small", "conv16c5-BN-LIF-mp2-conv32c3-BN-LIF-mp2-fc(C*P)-LIF", 4,
-        "stlsim: a small network that trains Fashion-MNIST in minutes on 2 cores"),
+        "stlsim: a small network for quick Fashion-MNIST runs"),
     "cifar10-8layer": Architecture(
         "cifar10-8layer", "6 conv3 (64,128,256,256,512,512)-BN-LIF, mp2 after conv 2/4/6, "
         "drop-fc1024-LIF-drop-fc(C*P)-LIF", 8,

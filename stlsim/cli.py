@@ -1,7 +1,7 @@
 """Command line: ``stlsim compare | train | bench | report | sweep | sweep-report``.
 
 ``stlsim compare`` is the main job: STL, SL and TL trained side by side on the same
-data, network and seeds (defaults: the bundled UCI digits, a few minutes on 2 cores).
+data, network and seeds (defaults: the bundled UCI digits, sized for a laptop).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Population readout, rate losses and their gradients (``spec/model.md``, Readout).
+"""Population readout, rate losses and their gradients (``docs/model.md``, section 7).
 
 The output layer has C * P neurons; class c owns neurons c*P .. c*P + P - 1.
     r_{b,c} = 1/(T P) sum_t sum_{p<P} s^L_{t, b, c P + p}

@@ -1,4 +1,4 @@
-"""stlsim.analysis: exact SOP/energy counts, noise, joint decision, report (all < 60 s)."""
+"""stlsim.analysis: exact SOP/energy counts, noise, joint decision, report."""
 import json
 import os
 import subprocess

@@ -1,7 +1,7 @@
-"""Conv2d, BatchNorm per time step, MaxPool2d, AvgPool2d, Flatten, Dropout (issue 6).
+"""Conv2d, BatchNorm per time step, MaxPool2d, AvgPool2d, Flatten, Dropout.
 
 Gradients are checked against an independent PyTorch autograd model written below
-from ``spec/model.md`` (torch's conv2d, batch_norm, max_pool2d, avg_pool2d; the LIF
+from ``docs/model.md`` (torch's conv2d, batch_norm, max_pool2d, avg_pool2d; the LIF
 recursion (L2)-(L4) with a Heaviside / atan surrogate ``autograd.Function``), to
 1e-10 in float64 in spiking mode, and against finite differences in smooth mode.
 """

@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 # Per data set: the stlsim CLI defaults (docs: README, `stlsim compare`) with the
-# reduced budgets this script uses on 2 shared cores.
+# the reduced budgets this script uses, so that a full run fits a small machine.
 DEFAULTS = {
     "digits": {"hidden": [256], "timesteps": 8, "epochs": 20, "train_subset": None, "test_subset": None,
                "noise_test": 450, "depth": True},

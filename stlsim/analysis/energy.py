@@ -1,6 +1,6 @@
 """Synaptic operations (SOPs) counted from actual spikes, and the energy they cost.
 
-The convention of the field (``spec/model.md``, Energy)::
+The convention of the field (summarised in ``docs/analysis.md``, Energy)::
 
     SNN:  E = E_AC * sum_l SOP_l,     SOP_l = sum over the spikes entering layer l of their fan-out
     ANN:  E = E_MAC * sum_l MAC_l,    MAC_l = multiply-accumulates of layer l on one image

@@ -1,6 +1,6 @@
 """The generalized joint decision framework (GJDF) and its ablations.
 
-The network's own decision (``spec/model.md``, Readout) is the GJDF with every vote
+The network's own decision (``docs/model.md``, section 7) is the GJDF with every vote
 counted: the C*P output neurons form C populations of P; all P neurons of a class and
 all T steps vote jointly,
 

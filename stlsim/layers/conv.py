@@ -32,8 +32,8 @@ __all__ = ["Conv2d", "conv_output_size", "conv_input_size"]
 
 # Largest im2col chunk, in array entries (16 MiB in float32): big enough for efficient
 # GEMMs, small enough to stay near the caches; conv128c5 on 200 images of 14x14 (a
-# 500 MB im2col matrix in float32) is never held at once. Larger chunks measured no
-# faster on 2 cores.
+# 500 MB im2col matrix in float32) is never held at once. Larger chunks gain nothing
+# once the GEMM is compute-bound.
 IM2COL_ELEMENTS = 1 << 22
 
 
@@ -253,7 +253,7 @@ class Conv2d(Layer):
         ).reshape(-1, self.out_channels)
         weight_matrix = self._weight_matrix(params["weight"])
         grad_weight = np.zeros_like(weight_matrix)           # (C_out, kh*kw*C_in)
-        # OpenBLAS (2 cores) ran this product 2x faster or more with the longer side of the
+        # BLAS (OpenBLAS) runs this product markedly faster with the longer side of the
         # result as its rows: (K, C_out) when K = kh*kw*C_in >= C_out, else (C_out, K).
         long_rows = weight_matrix.shape[1] >= self.out_channels
         grad_x_pad = np.zeros_like(x_pad) if need_input_grad else None

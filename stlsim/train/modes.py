@@ -1,4 +1,4 @@
-"""Learning modes of ``spec/model.md``: which parameters an optimizer updates.
+"""Learning modes of the STL-SNN paper (Sun et al., IEEE TCDS 2024): which parameters an optimizer updates.
 
 * ``stl``: synaptic parameters (weights, biases, BatchNorm affine) AND thresholds.
 * ``sl``:  synaptic parameters only; thresholds stay at their init.
