@@ -306,3 +306,61 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
     assert stlsim.__version__
+
+
+# ----------------------------------------------------------------------------- report --
+def _rows(diffs, cell_value=1.0):
+    rows = []
+    for seed, d in enumerate(diffs):
+        for mode, acc in (("stl", 0.5 + d), ("sl", 0.5)):
+            rows.append({"status": "ok", "theta_init": cell_value, "seed": seed, "mode": mode,
+                         "final_test_accuracy": acc, "firing_rate_init_l0": 0.1, "firing_rate_l0": 0.2,
+                         "theta_shift_l0": 0.01, "sops_per_sample": 100.0})
+    return rows
+
+
+def test_paired_differences_and_verdicts():
+    from stlsim.sweep.report import claims, paired_differences
+
+    (tie,) = paired_differences(_rows([0.01, 0.02, 0.03]), ["theta_init"])
+    assert tie["n"] == 3 and tie["won"] == 3 and tie["mean"] == pytest.approx(0.02)
+    half = 4.302652729749464 * 0.01 / np.sqrt(3)          # t_{0.975, 2} s / sqrt(n)
+    assert tie["ci_low"] == pytest.approx(0.02 - half) and tie["ci_high"] == pytest.approx(0.02 + half)
+    assert tie["verdict"] == "tie" and not tie["significant"]
+    (win,) = paired_differences(_rows([0.010, 0.011, 0.012]), ["theta_init"])
+    assert win["verdict"] == "STL better" and win["significant"]
+    (loss,) = paired_differences(_rows([-0.02, -0.03, -0.025, -0.02]), ["theta_init"])
+    assert loss["verdict"] == "SL better" and loss["lost"] == 4
+    (one,) = paired_differences(_rows([0.05]), ["theta_init"])
+    assert one["verdict"] == "one seed: no interval"
+    rows = _rows([0.010, 0.011, 0.012], 1.0) + _rows([-0.02, -0.03, -0.025], 2.0)
+    pooled = {c["claim"]: c for c in claims(rows, ["theta_init"])}
+    assert pooled["theta_init = 1"]["cells_stl_better"] == 1 and pooled["theta_init = 2"]["cells_sl_better"] == 1
+    assert pooled["all cells"]["n"] == 6
+
+
+def test_sweep_report_command(tmp_path, capsys):
+    out = str(tmp_path / "rep")
+    argv = ["sweep", "--grid", "theta_init=1,2 T=2,3", "--seeds", "2", "--max-workers", "2", "--out", out,
+            "--hidden", "16", "--epochs", "2", "-P", "2", "--train-subset", "60", "--test-subset", "30",
+            "--batch-size", "30", "--backend", "numpy", "--quiet"]
+    if not _has_distributed():
+        argv += ["--scheduler", "serial"]
+    assert cli.main(argv) == 0
+    assert cli.main(["sweep-report", out]) == 0
+    assert "sweep report:" in capsys.readouterr().out
+    cells = read_csv(os.path.join(out, "report", "cells.csv"))
+    assert [(c["theta_init"], c["timesteps"]) for c in cells] == [("1.0", "2"), ("1.0", "3"), ("2.0", "2"),
+                                                                  ("2.0", "3")]
+    assert all(c["n_seeds"] == "2" for c in cells)
+    text = open(os.path.join(out, "report", "report.md")).read()
+    assert "Verdicts per claim" in text and "| theta_init = 2 |" in text and "| timesteps = 3 |" in text
+    for fig in ("heatmap.png", "forest.png", "difference_vs_epoch.png"):
+        assert os.path.getsize(os.path.join(out, "report", fig)) > 5000
+    assert cli.main(["sweep-report", str(tmp_path / "nothing")]) == 2
+
+
+def _has_distributed():
+    import importlib.util
+
+    return importlib.util.find_spec("distributed") is not None

@@ -69,7 +69,7 @@ def run_from_args(args) -> int:
             print(f"  {t.id} {t.mode} seed {t.seed} " + " ".join(f"{k}={v}" for k, v in t.cell))
         return 0
     meta = {"schema_version": 1, "command": ["stlsim", *sys.argv[1:]] if sys.argv else [],
-            "axes": {k: v for k, v in spec.axes.items()}, "fixed": {**spec.fixed, **{k: base[k] for k in explicit}},
+            "axes": [[k, v] for k, v in spec.axes.items()], "fixed": {**spec.fixed, **{k: base[k] for k in explicit}},
             "seeds": seeds, "modes": modes}
     log = None if args.quiet else (lambda text: print(text, flush=True))
     summary = run_sweep(tasks, out, scheduler=args.scheduler, max_workers=args.max_workers, meta=meta, log=log)

@@ -1,0 +1,425 @@
+"""``stlsim sweep-report DIR``: where STL beats SL, ties, or loses, read off a sweep's table.
+
+Pairing: in every grid cell, the STL run and the SL run of the same seed share the
+initial weights, the data order and the input encoding draws (``stlsim.train``), so the
+per-seed difference d_s = acc_STL(s) - acc_SL(s) of the final test accuracies removes
+most of the seed-to-seed spread. Per cell:
+
+* mean d, its 95 % confidence interval mean +- t_{0.975, n-1} s_d / sqrt(n) over the n
+  paired seeds (no interval for n = 1), and seeds won / lost / tied by STL;
+* verdict: "STL better" if the interval lies above 0, "SL better" if below, else "tie".
+  With many cells, about 5 % of true ties are expected to show an interval that
+  excludes 0 by chance; the report states that count next to the verdicts.
+
+Per grid value (each axis value, pooled over the other axes) the same statistics over all
+its paired seeds give the claim table ("does STL win at T = 2?").
+
+Writes into ``DIR/report`` (or ``--out``): ``report.md`` (tables), ``cells.csv``,
+``heatmap.png`` (difference with interval and seeds won, colour centred on 0,
+significant cells framed; beside it the baseline's accuracy, the initial firing rate and
+how far STL moved the thresholds), ``forest.png`` (every cell's interval) and
+``difference_vs_epoch.png`` (the paired difference after each epoch, from ``history.csv``).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+
+import numpy as np
+
+from .._checks import fail
+from .table import _atomic, _csv_text, read_table
+
+__all__ = ["paired_differences", "claims", "write_sweep_report"]
+
+_METRIC = "final_test_accuracy"
+
+
+def _t975(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def _stats(diffs) -> dict:
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    if n >= 2:
+        half = _t975(n) * float(d.std(ddof=1)) / math.sqrt(n)
+        low, high = mean - half, mean + half
+    else:
+        low = high = math.nan
+    if n >= 2 and low > 0:
+        verdict = "STL better"
+    elif n >= 2 and high < 0:
+        verdict = "SL better"
+    else:
+        verdict = "tie" if n >= 2 else "one seed: no interval"
+    return {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "won": int(np.sum(d > 0)),
+            "lost": int(np.sum(d < 0)), "tied": int(np.sum(d == 0)), "verdict": verdict,
+            "significant": bool(n >= 2 and (low > 0 or high < 0))}
+
+
+def _key(value):
+    return value if value is not None else ""
+
+
+def paired_differences(rows, axes, mode: str = "stl", baseline: str = "sl", metric: str = _METRIC) -> list:
+    """Per grid cell (in grid order): the paired ``mode - baseline`` statistics (module docstring)."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    by = {}
+    for r in ok:
+        cell = tuple(_key(r.get(a)) for a in axes)
+        by.setdefault(cell, {}).setdefault(r["mode"], {})[r["seed"]] = r
+    cells = []
+    for cell, modes in by.items():
+        a, b = modes.get(mode, {}), modes.get(baseline, {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        diffs = [a[s][metric] - b[s][metric] for s in seeds]
+        entry = {"cell": dict(zip(axes, cell)), "seeds": seeds, "diffs": diffs, **_stats(diffs),
+                 f"{mode}_mean": float(np.mean([a[s][metric] for s in seeds])),
+                 f"{baseline}_mean": float(np.mean([b[s][metric] for s in seeds])),
+                 "init_rate": _mean_layers([b[s] for s in seeds], "firing_rate_init_l"),
+                 "final_rate": _mean_layers([a[s] for s in seeds], "firing_rate_l"),
+                 "theta_shift": _mean_layers([a[s] for s in seeds], "theta_shift_l"),
+                 "sops_ratio": _ratio([a[s] for s in seeds], [b[s] for s in seeds], "sops_per_sample")}
+        cells.append(entry)
+    return cells
+
+
+def _mean_layers(rows, prefix):
+    """Mean over rows of the mean over hidden layers (all spiking layers but the output)."""
+    values = []
+    for r in rows:
+        layers = [r[k] for k in sorted(r) if k.startswith(prefix) and k[len(prefix):].isdigit() and r[k] is not None]
+        if len(layers) > 1:
+            layers = layers[:-1]
+        if layers:
+            values.append(float(np.mean(layers)))
+    return float(np.mean(values)) if values else math.nan
+
+
+def _ratio(rows_a, rows_b, key):
+    a = [r.get(key) for r in rows_a]
+    b = [r.get(key) for r in rows_b]
+    if any(v is None for v in a + b) or not sum(b):
+        return math.nan
+    return float(sum(a) / sum(b))
+
+
+def claims(rows, axes, mode="stl", baseline="sl", metric=_METRIC) -> list:
+    """Per axis value, pooled over the other axes: the paired statistics over all its seeds."""
+    cells = paired_differences(rows, axes, mode, baseline, metric)
+    out = []
+    for axis in axes:
+        values = []
+        for c in cells:
+            if c["cell"][axis] not in values:
+                values.append(c["cell"][axis])
+        for value in values:
+            mine = [c for c in cells if c["cell"][axis] == value]
+            diffs = [d for c in mine for d in c["diffs"]]
+            entry = {"claim": f"{axis} = {_show(value)}", **_stats(diffs), "cells": len(mine),
+                     "cells_stl_better": sum(c["verdict"] == "STL better" for c in mine),
+                     "cells_sl_better": sum(c["verdict"] == "SL better" for c in mine)}
+            out.append(entry)
+    diffs = [d for c in cells for d in c["diffs"]]
+    out.append({"claim": "all cells", **_stats(diffs), "cells": len(cells),
+                "cells_stl_better": sum(c["verdict"] == "STL better" for c in cells),
+                "cells_sl_better": sum(c["verdict"] == "SL better" for c in cells)})
+    return out
+
+
+def _show(value):
+    if isinstance(value, float) and value == int(value):
+        return str(int(value))
+    return str(value)
+
+
+def _label(cell: dict) -> str:
+    return " ".join(f"{k}={_show(v)}" for k, v in cell.items()) or "(one cell)"
+
+
+def _pct(x, signed=True):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+# --------------------------------------------------------------------------- figures --
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    with _atomic(path, ".png.tmp") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(fig)
+    return path
+
+
+def _layout(axes, cells):
+    """Heat-map rows / columns / facets: the first two axes with more than one value span a panel."""
+    values = {a: [] for a in axes}
+    for c in cells:
+        for a in axes:
+            if c["cell"][a] not in values[a]:
+                values[a].append(c["cell"][a])
+    for a in values:
+        try:
+            values[a] = sorted(values[a])
+        except TypeError:
+            pass
+    varied = [a for a in axes if len(values[a]) > 1] or list(axes[:1])
+    y_axis = varied[0] if len(varied) >= 2 else None
+    x_axis = varied[1] if len(varied) >= 2 else (varied[0] if varied else None)
+    facet_axes = [a for a in axes if a not in (x_axis, y_axis)]
+    facets = list(itertools.product(*(values[a] for a in facet_axes))) or [()]
+    return values, x_axis, y_axis, facet_axes, facets
+
+
+def _ink(image, value):
+    """Black or white text, whichever reads on the cell's colour."""
+    if not np.isfinite(value):
+        return "black"
+    r, g, b, _ = image.cmap(image.norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def heatmap(cells, axes, path, mode="stl", baseline="sl"):
+    """Paired difference per cell (centred colour, CI, seeds won, significant cells framed) + context."""
+    plt = _pyplot()
+    from matplotlib.colors import TwoSlopeNorm
+
+    values, x_axis, y_axis, facet_axes, facets = _layout(axes, cells)
+    xs = values[x_axis] if x_axis else [None]
+    ys = values[y_axis] if y_axis else [None]
+    lookup = {tuple(c["cell"].get(a) for a in axes): c for c in cells}
+    panels = [("diff", f"{mode.upper()} - {baseline.upper()} test accuracy (pp)\n95% CI, seeds won", "RdBu"),
+              (f"{baseline}_mean", f"{baseline.upper()} test accuracy (%)", "viridis"),
+              ("init_rate", "initial firing rate (hidden, spikes/step)", "magma"),
+              ("theta_shift", f"{mode.upper()}: mean |theta - theta_init| (hidden)", "cividis")]
+    span = max([abs(c["mean"]) for c in cells] + [abs(v) for c in cells for v in (c["ci_low"], c["ci_high"])
+                                                  if not math.isnan(v)] + [1e-3])
+    w = max(2.6, 0.9 * len(xs) + 1.2)
+    h = max(1.6, 0.55 * len(ys) + 1.0)
+    fig, grid = plt.subplots(len(facets), len(panels), figsize=(w * len(panels), h * len(facets) + 0.6),
+                             squeeze=False)
+    for fi, facet in enumerate(facets):
+        fixed = dict(zip(facet_axes, facet))
+        for pi, (key, title, cmap) in enumerate(panels):
+            ax = grid[fi, pi]
+            data = np.full((len(ys), len(xs)), np.nan)
+            for yi, yv in enumerate(ys):
+                for xi, xv in enumerate(xs):
+                    where = {**fixed, **({x_axis: xv} if x_axis else {}), **({y_axis: yv} if y_axis else {})}
+                    c = lookup.get(tuple(where.get(a) for a in axes))
+                    if c is None:
+                        continue
+                    value = c["mean"] if key == "diff" else c[key]
+                    data[yi, xi] = 100 * value if key in ("diff", f"{baseline}_mean") else value
+            if key == "diff":
+                norm = TwoSlopeNorm(vcenter=0.0, vmin=-100 * span, vmax=100 * span)
+                im = ax.imshow(data, cmap=cmap, norm=norm, aspect="auto")
+            else:
+                scale = 100 if key == f"{baseline}_mean" else 1
+                every = [scale * c[key] for c in cells if np.isfinite(c[key])]
+                lo, hi = (min(every), max(every)) if every else (0, 1)
+                im = ax.imshow(data, cmap=cmap, aspect="auto", vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            for yi, yv in enumerate(ys):
+                for xi, xv in enumerate(xs):
+                    where = {**fixed, **({x_axis: xv} if x_axis else {}), **({y_axis: yv} if y_axis else {})}
+                    c = lookup.get(tuple(where.get(a) for a in axes))
+                    if c is None:
+                        continue
+                    if key == "diff":
+                        ci = ("" if math.isnan(c["ci_low"]) else
+                              f"\n[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
+                        text = f"{100 * c['mean']:+.1f}{ci}\n{c['won']}/{c['n']}"
+                        ax.text(xi, yi, text, ha="center", va="center", fontsize=7,
+                                color=_ink(im, data[yi, xi]), fontweight="bold" if c["significant"] else None)
+                        if c["significant"]:
+                            ax.add_patch(plt.Rectangle((xi - 0.48, yi - 0.48), 0.96, 0.96, fill=False,
+                                                       edgecolor="black", linewidth=2.2))
+                    else:
+                        v = c[key]
+                        fmt = f"{100 * v:.1f}" if key.endswith("_mean") else f"{v:.3g}"
+                        ax.text(xi, yi, fmt, ha="center", va="center", fontsize=7, color=_ink(im, data[yi, xi]))
+            ax.set_xticks(range(len(xs)), [_show(v) for v in xs] if x_axis else [""])
+            ax.set_yticks(range(len(ys)), [_show(v) for v in ys] if y_axis else [""])
+            ax.set_xlabel(x_axis or "")
+            ax.set_ylabel(y_axis or "")
+            facet_text = ", ".join(f"{k}={_show(v)}" for k, v in fixed.items())
+            ax.set_title(title + (f"\n{facet_text}" if facet_text else ""), fontsize=8)
+    fig.suptitle(f"Paired {mode.upper()} - {baseline.upper()} per cell (framed: 95% CI excludes 0)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def forest(cells, path, mode="stl", baseline="sl"):
+    """Every cell's mean paired difference with its 95 % interval, sorted."""
+    plt = _pyplot()
+    order = sorted(cells, key=lambda c: c["mean"])
+    fig, ax = plt.subplots(figsize=(7.5, max(2.0, 0.22 * len(order) + 1.0)))
+    for i, c in enumerate(order):
+        color = "#2166ac" if c["verdict"] == "STL better" else "#b2182b" if c["verdict"] == "SL better" else "0.35"
+        if not math.isnan(c["ci_low"]):
+            ax.plot([100 * c["ci_low"], 100 * c["ci_high"]], [i, i], color=color, lw=1.6)
+        ax.plot(100 * c["mean"], i, "o", color=color, ms=4)
+        ax.text(1.01, i, f"{c['won']}/{c['n']}", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(order)), [_label(c["cell"]) for c in order], fontsize=7)
+    ax.set_xlabel(f"{mode.upper()} - {baseline.upper()} final test accuracy (percentage points), 95% CI")
+    ax.set_title(f"All cells (blue: {mode.upper()} better, red: {baseline.upper()} better; right: seeds won)",
+                 fontsize=9)
+    ax.set_ylim(-0.8, len(order) - 0.2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def difference_vs_epoch(history, axes, path, mode="stl", baseline="sl"):
+    """Paired difference of the test accuracy after each epoch, one line per cell."""
+    plt = _pyplot()
+    by = {}
+    for r in history:
+        cell = tuple(_key(r.get(a)) for a in axes)
+        by.setdefault(cell, {}).setdefault((r["mode"], r["seed"]), {})[r["epoch"]] = r["test_accuracy"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    colour_axis = axes[0] if axes else None
+    colour_values = sorted({c[0] for c in by}, key=str) if axes else [None]
+    cmap = plt.get_cmap("tab10")
+    all_lines = []
+    for cell, runs in by.items():
+        seeds = sorted({s for m, s in runs if m == mode} & {s for m, s in runs if m == baseline})
+        if not seeds:
+            continue
+        epochs = sorted(set.intersection(*(set(runs[(m, s)]) for s in seeds for m in (mode, baseline))))
+        if not epochs:
+            continue
+        diff = [100 * np.mean([runs[(mode, s)][e] - runs[(baseline, s)][e] for s in seeds]) for e in epochs]
+        colour = cmap(colour_values.index(cell[0]) % 10) if axes else "0.4"
+        ax.plot(epochs, diff, color=colour, lw=0.9, alpha=0.7)
+        all_lines.append((epochs, diff))
+    if axes:
+        for i, v in enumerate(colour_values):
+            ax.plot([], [], color=cmap(i % 10), label=f"{colour_axis}={_show(v)}")
+        ax.legend(fontsize=7, loc="best")
+    ax.axhline(0, color="black", lw=0.8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{mode.upper()} - {baseline.upper()} test accuracy (pp)")
+    ax.set_title("Paired difference after each epoch (one line per cell, mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------- report --
+def _axes_of(sweep_dir, rows):
+    meta_path = os.path.join(sweep_dir, "sweep.json")
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        axes = meta.get("axes", [])
+        return [a[0] if isinstance(a, list) else a for a in axes], meta
+    cols = list(rows[0]) if rows else []
+    end = cols.index("seed") if "seed" in cols else 2
+    return cols[2:end], {}
+
+
+def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str = "sl", log=print) -> str:
+    """Write report.md, cells.csv and the figures of a sweep folder; return report.md's path."""
+    rows = read_table(sweep_dir)
+    axes, meta = _axes_of(sweep_dir, rows)
+    modes = {r["mode"] for r in rows if r.get("status") == "ok"}
+    for m in (mode, baseline):
+        if m not in modes:
+            raise fail("sweep", f"finished {m.upper()} runs to pair", f"modes {sorted(modes)}",
+                       "stlsim sweep-report")
+    cells = paired_differences(rows, axes, mode, baseline)
+    if not cells:
+        raise fail("sweep", f"{mode.upper()} and {baseline.upper()} runs of the same seed in some cell",
+                   "no pair", "stlsim sweep-report")
+    out = out or os.path.join(sweep_dir, "report")
+    os.makedirs(out, exist_ok=True)
+    figures = {"heatmap": heatmap(cells, axes, os.path.join(out, "heatmap.png"), mode, baseline),
+               "forest": forest(cells, os.path.join(out, "forest.png"), mode, baseline)}
+    hist_path = os.path.join(sweep_dir, "history.csv")
+    if os.path.isfile(hist_path):
+        history = [r for r in read_table(hist_path)]
+        figures["difference_vs_epoch"] = difference_vs_epoch(history, axes, os.path.join(out, "difference_vs_epoch.png"),
+                                                             mode, baseline)
+    header = [*axes, "n_seeds", f"{mode}_accuracy", f"{baseline}_accuracy", "difference", "ci_low", "ci_high",
+              "won", "lost", "tied", "verdict", "initial_rate_hidden", "theta_shift_hidden", "sops_ratio"]
+    table_rows = [{**c["cell"], "n_seeds": c["n"], f"{mode}_accuracy": c[f"{mode}_mean"],
+                   f"{baseline}_accuracy": c[f"{baseline}_mean"], "difference": c["mean"], "ci_low": c["ci_low"],
+                   "ci_high": c["ci_high"], "won": c["won"], "lost": c["lost"], "tied": c["tied"],
+                   "verdict": c["verdict"], "initial_rate_hidden": c["init_rate"],
+                   "theta_shift_hidden": c["theta_shift"], "sops_ratio": c["sops_ratio"]} for c in cells]
+    with _atomic(os.path.join(out, "cells.csv"), ".csv.tmp") as tmp:
+        with open(tmp, "w", newline="") as f:
+            f.write(_csv_text(header, table_rows))
+    text = _markdown(cells, claims(rows, axes, mode, baseline), axes, rows, meta, figures, mode, baseline, out)
+    path = os.path.join(out, "report.md")
+    with _atomic(path, ".md.tmp") as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+    if log:
+        n_sig = sum(c["significant"] for c in cells)
+        log(f"{len(cells)} cells: {sum(c['verdict'] == 'STL better' for c in cells)} {mode.upper()} better, "
+            f"{sum(c['verdict'] == 'SL better' for c in cells)} {baseline.upper()} better, "
+            f"{len(cells) - n_sig} ties or single seeds")
+    return path
+
+
+def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out):
+    M, B = mode.upper(), baseline.upper()
+    n_ok = sum(r.get("status") == "ok" for r in rows)
+    lines = [f"# Sweep report: {M} vs {B}", ""]
+    if meta.get("command"):
+        lines += ["Command: `" + " ".join(meta["command"]) + "`", ""]
+    lines += [f"{len(rows)} tasks in the table, {n_ok} ok; {len(cells)} cells with paired seeds. "
+              f"Difference = {M} - {B} final test accuracy of the same seed (percentage points), "
+              "mean over seeds, 95% t-interval; won = seeds where "
+              f"{M} is higher. At 95%, about {0.05 * len(cells):.1f} of {len(cells)} true ties would show an "
+              "interval excluding 0 by chance.", ""]
+    for name, fig in figures.items():
+        lines.append(f"![{name}]({os.path.relpath(fig, out)})")
+    lines += ["", "## Verdicts per claim (pooled over the other axes)", "",
+              "| claim | cells | pairs | difference (pp) | 95% CI | won/lost/tied | cells " + M + " better | cells "
+              + B + " better | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in claim_rows:
+        ci = "-" if math.isnan(c["ci_low"]) else f"[{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]"
+        lines.append(f"| {c['claim']} | {c['cells']} | {c['n']} | {_pct(c['mean'])} | {ci} | "
+                     f"{c['won']}/{c['lost']}/{c['tied']} | {c['cells_stl_better']} | {c['cells_sl_better']} | "
+                     f"{c['verdict']} |")
+    lines += ["", "Pooled intervals treat every paired seed of every cell as one observation; cells differ, so "
+              "read them as a summary, not as a test of one setting.", "",
+              "## Verdicts per cell", "",
+              "| " + " | ".join(axes) + f" | seeds | {M} acc | {B} acc | difference (pp) | 95% CI | won/lost/tied | "
+              "initial rate | theta shift | SOPs " + M + "/" + B + " | verdict |",
+              "|" + "---|" * (len(axes) + 10)]
+    for c in cells:
+        ci = "-" if math.isnan(c["ci_low"]) else f"[{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]"
+        cell = " | ".join(_show(c["cell"][a]) for a in axes)
+        lines.append(f"| {cell} | {c['n']} | {_pct(c[f'{mode}_mean'], False)} | {_pct(c[f'{baseline}_mean'], False)} | "
+                     f"{_pct(c['mean'])} | {ci} | {c['won']}/{c['lost']}/{c['tied']} | {c['init_rate']:.3f} | "
+                     f"{c['theta_shift']:.3g} | {c['sops_ratio']:.2f} | {c['verdict']} |")
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if failed:
+        lines += ["", f"## Tasks not ok ({len(failed)})", ""]
+        for r in failed[:20]:
+            lines.append(f"- {r['task_id']} {r['mode']} seed {r['seed']}: {r.get('status')}: {r.get('error')}")
+    return "\n".join(lines) + "\n"
