@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 
 from .._checks import fail
-from .table import read_rows, write_tables
+from .table import read_row, read_rows, write_tables
 
 __all__ = ["run_task", "run_sweep", "SINGLE_THREAD_ENV"]
 
@@ -38,6 +38,7 @@ __all__ = ["run_task", "run_sweep", "SINGLE_THREAD_ENV"]
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                      "NUMBA_NUM_THREADS": "1"}
 
+_TABLE_EVERY_S = 5.0   # rewrite the tables at most this often while tasks finish (and at the end)
 _SOP_SAMPLES = 200     # test samples the synaptic operations are counted on
 
 
@@ -231,15 +232,20 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
 
         write_json(os.path.join(out_dir, "sweep.json"), {**meta, "provenance": provenance(),
                                                           "task_ids": [t.id for t in tasks]})
-    rows = read_rows(out_dir)
-    todo = [t for t in tasks if rows.get(t.id, {}).get("row", {}).get("status") != "ok"]
-    progress = _Progress(len(todo), len(tasks) - len(todo), log)
     ids = [t.id for t in tasks]
+    docs = {tid: doc for tid, doc in read_rows(out_dir).items() if tid in set(ids)}
+    todo = [t for t in tasks if docs.get(t.id, {}).get("row", {}).get("status") != "ok"]
+    progress = _Progress(len(todo), len(tasks) - len(todo), log)
+    last_write = [0.0]
 
     def finish(task, row):
-        rows[task.id] = {"row": row}
+        doc = read_row(out_dir, task.id)          # the worker wrote it; the row alone if it could not
+        docs[task.id] = doc if doc is not None and doc.get("row", {}).get("status") == row["status"] else {
+            "row": row, "cell": [list(kv) for kv in task.cell], "options": task.option_dict}
         progress.task_done(task, row)
-        write_tables(out_dir, ids)
+        if time.perf_counter() - last_write[0] > _TABLE_EVERY_S:
+            write_tables(out_dir, ids, docs)
+            last_write[0] = time.perf_counter()
 
     if scheduler == "local" and not _dask_available():
         if log:
@@ -270,9 +276,8 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
             except KeyboardInterrupt:
                 interrupted = True
                 client.cancel(list(futures))
-    table = write_tables(out_dir, ids)
-    final = read_rows(out_dir)
-    statuses = [final.get(i, {}).get("row", {}).get("status", "missing") for i in ids]
+    table = write_tables(out_dir, ids, docs)
+    statuses = [docs.get(i, {}).get("row", {}).get("status", "missing") for i in ids]
     summary = {"tasks": len(tasks), "ran": progress.done, "skipped": len(tasks) - len(todo),
                "ok": statuses.count("ok"), "failed": len(ids) - statuses.count("ok"),
                "wall_time_s": time.perf_counter() - started, "table": table, "interrupted": interrupted,

@@ -32,7 +32,7 @@ import os
 
 from .._io import atomic_path
 
-__all__ = ["write_json", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
+__all__ = ["write_json", "read_row", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("final_test_accuracy", "best_test_accuracy", "best_epoch", "final_test_loss",
                   "final_train_accuracy", "epochs_done")
@@ -61,16 +61,23 @@ def write_json(path, doc):
             json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
 
 
+def read_row(out_dir, tid):
+    """One task's JSON document, or None if it has none (or an unreadable one: it runs again)."""
+    try:
+        with open(os.path.join(out_dir, "tasks", f"{tid}.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def read_rows(out_dir) -> dict:
     """Task id -> its JSON document (row, options, cell, history) from ``OUT/tasks``."""
     docs = {}
     for path in glob.glob(os.path.join(out_dir, "tasks", "*.json")):
-        try:
-            with open(path) as f:
-                doc = json.load(f)
-        except (OSError, ValueError):      # unreadable: the task runs again
-            continue
-        docs[os.path.basename(path)[:-5]] = doc
+        tid = os.path.basename(path)[:-5]
+        doc = read_row(out_dir, tid)
+        if doc is not None:
+            docs[tid] = doc
     return docs
 
 
@@ -103,9 +110,12 @@ def _csv_text(header, rows) -> str:
     return buf.getvalue()
 
 
-def write_tables(out_dir, ids) -> str:
-    """Rewrite ``table.csv`` and ``history.csv`` (atomically) from the rows of tasks ``ids``."""
-    docs = read_rows(out_dir)
+def write_tables(out_dir, ids, docs=None) -> str:
+    """Rewrite ``table.csv`` and ``history.csv`` (atomically) from the rows of tasks ``ids``.
+
+    ``docs``: the task documents already read (id -> document); default: read ``OUT/tasks``.
+    """
+    docs = read_rows(out_dir) if docs is None else docs
     axes = []
     rows, long_rows = [], []
     for tid in ids:
