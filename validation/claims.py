@@ -161,6 +161,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     from stlsim.analysis import propagation_depth
     from stlsim.plot import analysis as plots
+    from stlsim._io import atomic_path
     from stlsim.report import analyze_run, write_report
     from stlsim.data import load_dataset
     from stlsim.train import NetConfig, TrainConfig
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
                                            width=args.depth_width, epochs=args.depth_epochs,
                                            netcfg=dataclasses.replace(netcfg, init_gain=gain),
                                            trainconfig=config, log=log)
-            with open(depth_path, "w") as f:
+            with atomic_path(depth_path) as tmp, open(tmp, "w") as f:
                 json.dump(depth, f, indent=1)
     # 4. Analyses of the trained networks: energy, noise, decision rules; the report.
     log("analysing the trained networks (energy, noise, decisions)")
@@ -260,7 +261,7 @@ def main(argv=None) -> int:
                    "runs_dir": os.path.relpath(args.runs, ROOT)})
     claims["figures"].update(figs)
     claims["accuracy"] = accuracy_summary(results_p)
-    with open(os.path.join(args.out, "claims.json"), "w") as f:
+    with atomic_path(os.path.join(args.out, "claims.json")) as tmp, open(tmp, "w") as f:
         json.dump(claims, f, indent=1, default=float)
     log(f"done in {time.time() - started:.0f}s: {os.path.join(args.out, 'summary.md')}")
     for row in claims["claims"]:

@@ -16,13 +16,13 @@ import itertools
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 import stlsim
+from stlsim._io import atomic_path
 
 HERE = Path(__file__).resolve().parent
 
@@ -186,12 +186,9 @@ def run_grid(reference_run, name: str, args) -> list[dict]:
 
 
 def _atomic_write(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
 
 
 def write_results(rows, name: str, reference: str, args, versions: dict):

@@ -248,7 +248,9 @@ def main(argv=None) -> int:
     print(f"{len(checks) - result['n_failed']} passed, {result['n_failed']} failed "
           f"in {result['seconds']} s on {result['info']['device']}", flush=True)
     if args.json:
-        with open(args.json, "w") as handle:
+        from stlsim._io import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as handle:
             json.dump(result, handle, indent=1)
     return 0 if passed else 1
 
