@@ -65,7 +65,7 @@ class StepTrace:
     """Step-through view: forward and backward quantities of every spiking layer.
 
     ``forward[l]`` has keys "I", "m", "s", "v"; ``backward[l]`` has "e", "eps", "g",
-    "delta" (all (T, B, *shape), notation of ``spec/model.md``). ``loss`` and
+    "delta" (all (T, B, *shape), notation of ``docs/model.md``). ``loss`` and
     ``grads`` are what ``loss_and_grad`` returns.
     """
 
@@ -290,9 +290,7 @@ class Network:
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
         value, grad_rates = loss_from_rates(rates, y, loss)
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
-        engine_module = get_engine(engine, "Network")
-        backward = getattr(engine_module, "run_backward", bptt.run_backward)
-        per_layer = backward(self.layers, self._layer_params(), tape, grad_output, self.neuron,
+        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self.neuron,
                              self.surrogate, get_backend(backend, "Network"))
         grads = self._flatten(per_layer)
         if return_record:
@@ -307,10 +305,10 @@ class Network:
         return value, grads
 
     def _fused_loss_and_grad(self, x, y, loss, smooth, backend, engine, return_rates=False):
-        """A backend's whole-step fast path (``fused_loss_and_grad``), if it offers one
-        for this network; None otherwise. Same results as the layer-by-layer path."""
+        """The backend's whole-step fast path (``Backend.fused``), if it has one and
+        takes this network; None otherwise. Same results as the layer-by-layer path."""
         backend, engine = self._resolve(backend, engine)
-        fused = getattr(get_backend(backend, "Network"), "fused_loss_and_grad", None)
+        fused = get_backend(backend, "Network").fused
         if fused is None or engine != "clock":
             return None
         self._check_params()
@@ -320,12 +318,8 @@ class Network:
                        self.population, loss, smooth)
         if result is None:
             return None
-        value, per_layer, *rates = result
-        if return_rates:
-            if not rates:            # this backend's fast path does not report rates
-                return None
-            return value, self._flatten(per_layer), rates[0]
-        return value, self._flatten(per_layer)
+        grads = self._flatten(result.grads)
+        return (result.loss, grads, result.rates) if return_rates else (result.loss, grads)
 
     def _flatten(self, per_layer) -> dict:
         grads = {}

@@ -95,6 +95,16 @@ class SpikeEvents:
 
     # ------------------------------------------------------------------ constructors --
     @classmethod
+    def _trusted(cls, T, batch_size, input_shape, ptr, index, values, dtype):
+        """Wrap compressed rows made by stlsim's own kernels (already sorted, in range,
+        no repeats) without the O(K) checks of the constructor. ``values`` None: spikes."""
+        self = cls.__new__(cls)
+        self.T, self.batch_size, self.input_shape = T, batch_size, tuple(input_shape)
+        self.dtype = np.dtype(dtype)
+        self.ptr, self.index, self.values = ptr, index, values
+        return self
+
+    @classmethod
     def from_events(cls, events, T, input_shape, *, batch_size=None, values=None,
                     dtype=np.float64, _owner="SpikeEvents.from_events"):
         """From an int array of event rows: (K, 2) ``(t, i)`` for one sample (B = 1;
@@ -169,6 +179,11 @@ class SpikeEvents:
     @property
     def n_events(self) -> int:
         return int(self.ptr[-1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the event arrays."""
+        return sum(a.nbytes for a in (self.ptr, self.index, self.values) if a is not None)
 
     @property
     def density(self) -> float:

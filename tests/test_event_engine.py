@@ -346,6 +346,7 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
 
 
 def test_scan_of_dense_input_matches_numpy():
+    from stlsim.engines.event_convert import rows_to_dense, scan_dense
     # kernels.event_cpu.dense_to_events: blocks of eight, -0.0 is no event, the tail of a
     # row whose length is not a multiple of 8, weights other than 1.
     rng = np.random.default_rng(5)
@@ -354,16 +355,17 @@ def test_scan_of_dense_input_matches_numpy():
         x[0, 0, :] = -0.0
         if density:
             x[x != 0] *= rng.choice([1.0, -2.5], size=int(np.count_nonzero(x)))
-        ev = event._Events.from_dense(x, event._kernels())
+        ev = scan_dense(x, event._kernels())
         rows, idx = np.nonzero(x.reshape(18, n))
         assert np.array_equal(ev.ptr, np.r_[0, np.cumsum(np.bincount(rows, minlength=18))])
-        assert np.array_equal(ev.idx, idx)
-        assert ev.unit == bool(np.all(x[x != 0] == 1))
-        np.testing.assert_array_equal(ev.to_dense(9, 2, (n,), np.float64), x)
+        assert np.array_equal(ev.index, idx)
+        assert (ev.values is None) == bool(np.all(x[x != 0] == 1))
+        np.testing.assert_array_equal(rows_to_dense(ev, event._kernels(), np.float64), x)
+        np.testing.assert_array_equal(ev.to_dense(), x)             # the SpikeEvents view
     x32 = np.zeros((2, 1, 10), dtype=np.float32)
     x32[1, 0, [2, 9]] = [1.0, 0.5]
-    ev = event._Events.from_dense(x32, event._kernels())
-    assert ev.idx.tolist() == [2, 9] and ev.val.tolist() == [1.0, 0.5] and not ev.unit
+    ev = scan_dense(x32, event._kernels())
+    assert ev.index.tolist() == [2, 9] and ev.values.tolist() == [1.0, 0.5]
 
 
 def test_visit_fences_are_the_documented_floors():

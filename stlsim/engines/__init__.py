@@ -1,10 +1,11 @@
 """Engines (how time is advanced) and backends (which kernels run the neurons).
 
 Both are looked up by name and imported lazily, so ``import stlsim`` stays cheap.
-A backend module provides ``lif_forward`` and ``lif_backward`` with the signatures
-of the NumPy reference (``engines.clock.lif_forward``, ``grad.bptt.lif_backward``).
-Optionally it also provides ``fused_loss_and_grad`` (a whole training step for the
-networks it handles, returning None for the others; see ``stlsim.kernels.cpu``).
+An engine module provides ``run_forward`` (and, if its tape is its own,
+``run_backward``). A backend is a ``Backend`` object (``engines.backend``: the
+protocol, ``lif_forward``, ``lif_backward`` and an optional ``fused`` step), defined
+as ``BACKEND`` in the module that ``BACKENDS`` names. The map of the package, and
+where a new backend plugs in: ``docs/architecture.md``.
 
 The backend name "auto" resolves to "numba" when Numba imports, else to "numpy";
 it never picks a GPU backend.
@@ -14,13 +15,16 @@ from __future__ import annotations
 import importlib
 
 from .._checks import check_choice
+from .backend import Backend, FusedResult
 
-__all__ = ["BACKENDS", "ENGINES", "get_backend", "get_engine", "resolve_backend"]
+__all__ = ["BACKENDS", "ENGINES", "Backend", "FusedResult", "get_backend", "get_engine",
+           "resolve_backend"]
 
+# name -> the module whose ``BACKEND`` is that backend
 BACKENDS = {
     "numpy": "stlsim.engines.numpy_backend",
-    "numba": "stlsim.kernels.cpu",
-    "cuda": "stlsim.kernels.cuda",
+    "numba": "stlsim.engines.numba_backend",
+    "cuda": "stlsim.engines.cuda_backend",
 }
 ENGINES = {
     "clock": "stlsim.engines.clock",
@@ -46,9 +50,9 @@ def resolve_backend(name: str, owner: str | None = None) -> str:
     return _auto_choice
 
 
-def get_backend(name: str, owner: str | None = None):
-    """Import and return the backend module called ``name`` ("auto" allowed)."""
-    return importlib.import_module(BACKENDS[resolve_backend(name, owner)])
+def get_backend(name: str, owner: str | None = None) -> Backend:
+    """The ``Backend`` called ``name`` ("auto" allowed); imports its kernels on first use."""
+    return importlib.import_module(BACKENDS[resolve_backend(name, owner)]).BACKEND
 
 
 def get_engine(name: str, owner: str | None = None):

@@ -2,7 +2,8 @@
 
 ``lif_forward`` is the reference time loop of (L2)-(L4) over a whole layer; the
 network forward (``run_forward``) evaluates each layer's currents for all T steps in
-one batched call (L1), then runs its neurons through time.
+one batched call (L1), then runs its neurons through time with the backend's
+``lif_forward``. Its tape is read by ``run_backward``, the BPTT of ``grad.bptt``.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..grad.bptt import run_backward
 from ..neurons import LIF, lif_step
 
-__all__ = ["lif_forward", "Tape", "run_forward"]
+__all__ = ["lif_forward", "Tape", "run_forward", "run_backward"]
 
 
 def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spikes=None):
@@ -65,7 +67,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
                 smooth=False, reset_spikes=None):
     """Forward through every layer. Returns ``(output, tape)``.
 
-    ``backend`` provides ``lif_forward``; ``reset_spikes`` (list per layer, or None)
+    ``backend`` (an ``engines.backend.Backend``) provides ``lif_forward``; ``reset_spikes`` (list per layer, or None)
     is honoured by the NumPy reference only.
     """
     tape = Tape()

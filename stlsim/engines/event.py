@@ -44,17 +44,19 @@ never builds them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import _workspace as workspace
-from .._checks import check_array, fail
+from .._checks import fail
 from ..grad import bptt
 from ..layers.dense import Dense
 from ..spike_events import SpikeEvents
 from . import clock
+from .backend import kernel_surrogate
+from .event_convert import (dense_to_events, events_to_dense, kernel_values, rows_to_dense,
+                            scan_dense)
+from .event_tape import EventLayerTape, EventTape, Kept
 
 __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
            "static_weights", "EventTape", "EventLayerTape", "CALLS"]
@@ -83,46 +85,6 @@ def _scratch(name, shape, dtype):
     the forward's current buffer. Filled and consumed within one kernel call, never
     kept in a tape."""
     return workspace.buffer(("event", name), shape, dtype)
-
-
-# ------------------------------------------------------------------ public helpers --
-
-def events_to_dense(events, T, n_inputs, *, batch_size=None, values=None, dtype=np.float64):
-    """A network input (T, B, *input_shape) from a list of events.
-
-    Parameters
-    ----------
-    events : int array (K, 2) of rows ``(t, i)`` (one sample, B = 1; the format of
-        ``stlsim.data.events.events_to_sparse``) or (K, 3) of rows ``(t, b, i)``.
-        ``i`` is the flat (row-major) index into the input shape.
-    T : number of time steps.
-    n_inputs : int, or the input shape of one sample (e.g. ``(2, 34, 34)``).
-    batch_size : B (default: 1 for (K, 2) events, 1 + the largest b for (K, 3)).
-    values : optional (K,) event weights (default 1). Events at the same (t, b, i) add.
-
-    The event engine turns the array back into events internally (its nonzeros), so
-    ``net.forward(events_to_dense(...), engine="event")`` simulates exactly these events.
-    ``stlsim.SpikeEvents.from_events`` (the same arguments) keeps them as events.
-    """
-    events = SpikeEvents.from_events(events, T, n_inputs, batch_size=batch_size, values=values,
-                                     dtype=dtype, _owner="events_to_dense")
-    return events.to_dense()
-
-
-def dense_to_events(x):
-    """The events of a dense input (T, B, *shape): ``(events, values)``.
-
-    ``events`` is int64 (K, 3) with rows ``(t, b, i)`` sorted by t, b, then i (``i``
-    the flat index into ``shape``); ``values`` the (K,) nonzero entries.
-    """
-    x = check_array(x, "x", owner="dense_to_events")
-    if x.ndim < 3:
-        raise fail("x", "an array of shape (T, B, *input_shape)", f"shape {x.shape}",
-                   "dense_to_events")
-    T, B = x.shape[:2]
-    flat = x.reshape(T, B, -1)
-    t, b, i = np.nonzero(flat)
-    return np.stack([t, b, i], axis=1).astype(np.int64), flat[t, b, i]
 
 
 @contextlib.contextmanager
@@ -155,128 +117,6 @@ def static_weights():
                    "block after the change used the old values", "static_weights", RuntimeError)
 
 
-# ---------------------------------------------------------------------------- tape --
-
-_MAGNITUDE = {}
-
-
-@dataclass
-class _Events:
-    """Compressed rows of events: row r = t * B + b holds ``idx[ptr[r]:ptr[r + 1]]``."""
-
-    ptr: np.ndarray
-    idx: np.ndarray
-    val: np.ndarray          # event weights; empty when every weight is 1 (``unit``)
-    unit: bool
-    n: int                   # neurons per sample
-
-    @classmethod
-    def from_dense(cls, x, kernels):
-        T, B = x.shape[:2]
-        flat = np.ascontiguousarray(x).reshape(T * B, -1)
-        magnitude = _MAGNITUDE.get(flat.dtype.itemsize)
-        if magnitude is None:                         # all bits but the sign bit
-            unsigned = np.dtype(f"u{flat.dtype.itemsize}")
-            magnitude = _MAGNITUDE[flat.dtype.itemsize] = np.array(
-                [np.iinfo(unsigned).max >> 1], dtype=unsigned)
-        ptr, idx, val, unit = kernels.dense_to_events(flat, flat.view(magnitude.dtype), magnitude)
-        return cls(ptr, idx, val[:0] if unit else val, bool(unit), flat.shape[1])
-
-    @property
-    def count(self) -> int:
-        return int(self.ptr[-1])
-
-    def to_dense(self, T, B, shape, dtype):
-        dense = np.zeros((T * B, self.n), dtype=dtype)
-        _kernels().events_to_rows(self.ptr, self.idx, self.val, self.unit, dense)
-        return dense.reshape((T, B) + tuple(shape))
-
-    @property
-    def nbytes(self) -> int:
-        return self.ptr.nbytes + self.idx.nbytes + self.val.nbytes
-
-
-@dataclass
-class EventLayerTape:
-    """What the event engine keeps of one ``Dense`` layer: its input and output events
-    (and references to its parameters). No membrane: the backward and a ``Record``
-    recompute what they need from the input events (same kernel, same numbers)."""
-
-    inputs: _Events
-    spikes: _Events
-    theta: np.ndarray        # per neuron, contiguous
-    weight: np.ndarray
-    bias: np.ndarray | None
-    settings: dict           # kernel arguments shared by forward, re-runs and backward
-    out_shape: tuple
-    dense: tuple | None = None   # (I, m, s) once rebuilt for a Record
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the event tape of this layer (input and output events)."""
-        return self.inputs.nbytes + self.spikes.nbytes
-
-
-@dataclass
-class _Kept:
-    """Membranes kept for the backward: compressed rows (``ptr``, ``idx``, ``m``), or
-    every membrane (``dense``: ``m`` is (T * B * N,), ``ptr``/``idx`` unused)."""
-
-    dense: bool
-    ptr: np.ndarray
-    idx: np.ndarray
-    m: np.ndarray
-
-    @property
-    def nbytes(self) -> int:
-        return self.ptr.nbytes + self.idx.nbytes + self.m.nbytes
-
-
-class _PerLayer(Sequence):
-    """``tape.spikes[i]`` etc.: dense arrays per layer, built on first access."""
-
-    def __init__(self, tape, name):
-        self._tape, self._name = tape, name
-
-    def __len__(self):
-        return len(self._tape.layers)
-
-    def __getitem__(self, i):
-        return self._tape._dense(i, self._name)
-
-
-@dataclass
-class EventTape:
-    """Everything the event backward needs; the clock ``Tape``'s fields as views.
-
-    ``layers[i]`` is an ``EventLayerTape`` (event-driven Dense layer) or a dict with
-    the clock path's ``input``, ``cache``, ``currents``, ``spikes``, ``membrane``,
-    ``theta`` (other layers).
-    """
-
-    T: int
-    B: int
-    dtype: np.dtype
-    layers: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self.spikes = _PerLayer(self, "spikes")
-        self.membrane = _PerLayer(self, "membrane")
-        self.currents = _PerLayer(self, "currents")
-        self.thetas = _PerLayer(self, "theta")
-
-    def _dense(self, i, name):
-        record = self.layers[i]
-        if isinstance(record, dict):
-            return record[name]
-        if name == "theta":
-            return record.theta.reshape(record.out_shape)
-        if record.dense is None:
-            record.dense = _rerun_recording(record, self.T, self.B)
-        current, membrane, spikes = record.dense
-        return {"currents": current, "membrane": membrane, "spikes": spikes}[name]
-
-
 # ------------------------------------------------------------------------- forward --
 
 _EVENT_CPU = None
@@ -293,22 +133,6 @@ def _kernels():
 
 def _is_event_layer(layer) -> bool:
     return type(layer) is Dense
-
-
-_SURROGATE_TYPES = None
-
-
-def _surrogate_code(surrogate):
-    """(code, parameter) of a built-in surrogate (``kernels.scalar``); None otherwise."""
-    global _SURROGATE_TYPES
-    if _SURROGATE_TYPES is None:
-        from .. import surrogate as surrogates
-        from ..kernels import scalar                  # plain Python: no numba import
-        _SURROGATE_TYPES = {kind: scalar.SURROGATE_CODES[kind.name]
-                            for kind in (surrogates.ATan, surrogates.Sigmoid,
-                                         surrogates.Rectangular, surrogates.SuperSpike)}
-    code = _SURROGATE_TYPES.get(type(surrogate))
-    return None if code is None else (code, float(surrogate.value))
 
 
 def _transposed_weight(weight, n_events):
@@ -393,10 +217,11 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False):
     N = record.theta.shape[0]
     empty = np.zeros((0, 0, 0), dtype=dtype)
     rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty] * 3
-    weight_t = _transposed_weight(record.weight, inputs.count)
+    weight_t = _transposed_weight(record.weight, inputs.n_events)
+    values, unit = kernel_values(inputs)
     CALLS["push" if weight_t is not None else "gather"] += 1
     out = kernels.dense_layer_forward(
-        T, B, inputs.ptr, inputs.idx, inputs.val, inputs.unit, record.weight,
+        T, B, inputs.ptr, inputs.index, values, unit, record.weight,
         weight_t if weight_t is not None else empty.reshape(0, 0), weight_t is not None,
         record.bias if record.bias is not None else empty.reshape(0),
         record.bias is not None, record.theta, _VISIT[visit], keep, settings["half_width"],
@@ -420,10 +245,11 @@ def _rerun_keeping(record, T, B):
     keep = record.settings["keep"]
     (spk_ptr, spk_idx, m_ptr, m_idx, m_val), _ = _run_layer(
         _kernels(), record, T, B, "support" if keep == 1 else "everything", keep=keep)
-    same = np.array_equal(spk_ptr, record.spikes.ptr) and np.array_equal(spk_idx, record.spikes.idx)
+    same = (np.array_equal(spk_ptr, record.spikes.ptr)
+            and np.array_equal(spk_idx, record.spikes.index))
     if not same:
         raise RuntimeError("internal error: the event engine's re-run changed the spikes")
-    return _Kept(dense=keep == 2, ptr=m_ptr, idx=m_idx, m=m_val)
+    return Kept(dense=keep == 2, ptr=m_ptr, idx=m_idx, m=m_val)
 
 
 def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
@@ -437,7 +263,7 @@ def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
         bias=np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None,
         settings=_layer_settings(neuron, code, T, dtype), out_shape=tuple(layer.out_shape))
     (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
-    record.spikes = _Events(spk_ptr, spk_idx, np.zeros(0, dtype=dtype), True, theta.shape[0])
+    record.spikes = SpikeEvents._trusted(T, B, record.out_shape, spk_ptr, spk_idx, None, dtype)
     return record
 
 
@@ -448,7 +274,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     Same signature and results as ``engines.clock.run_forward``; the tape is an
     ``EventTape`` (or the clock ``Tape`` on the fallbacks listed in the module doc).
     """
-    code = _surrogate_code(surrogate)
+    code = kernel_surrogate(surrogate)
     if (smooth or reset_spikes is not None or code is None
             or not any(_is_event_layer(layer) for layer in layers)):
         CALLS["fallback"] += 1
@@ -460,26 +286,23 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     kernels = _kernels()
     T, B = x.shape[:2]
     dtype = np.dtype(x.dtype)
-    tape = EventTape(T=T, B=B, dtype=dtype)
+    tape = EventTape(T=T, B=B, dtype=dtype, rebuild=_rerun_recording)
     if isinstance(x, SpikeEvents):                    # events as given: nothing to scan
         CALLS["event_input"] += 1
-        unit = x.values is None
-        dense, shape = None, x.input_shape
-        events = _Events(x.ptr, x.index, np.zeros(0, dtype) if unit else x.values, unit,
-                         x.n_inputs)
+        dense, shape, events = None, x.input_shape, x
     else:
         dense, events, shape = x, None, x.shape[2:]
     for i, layer in enumerate(layers):
         params = params_per_layer[i]
         if _is_event_layer(layer):
             if events is None:
-                events = _Events.from_dense(dense, kernels)
+                events = scan_dense(dense, kernels)
             record = _forward_dense(kernels, layer, params, events, neuron, code, T, B, dtype)
             tape.layers.append(record)
             dense, events, shape = None, record.spikes, tuple(layer.out_shape)
             continue
         if dense is None:
-            dense = events.to_dense(T, B, shape, dtype)
+            dense = rows_to_dense(events, kernels, dtype)
         out, cache = layer.forward(dense, params, ctx)
         record = {"input": dense, "cache": cache, "currents": None, "spikes": None,
                   "membrane": None, "theta": None}
@@ -491,7 +314,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         tape.layers.append(record)
         dense, events, shape = out, None, out.shape[2:]
     if dense is None:
-        dense = events.to_dense(T, B, shape, dtype)
+        dense = rows_to_dense(events, kernels, dtype)
     return dense, tape
 
 
@@ -541,7 +364,7 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
 
 def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, T, B, dtype):
     """One event layer. ``below``: False (first layer), None (a clock layer below:
-    dense e), or the ``_Kept`` of the event layer below. Returns (grads, dense e or
+    dense e), or the ``Kept`` of the event layer below. Returns (grads, dense e or
     None, kept-aligned e or None) for the layer below."""
     s = record.settings
     N = record.theta.shape[0]
@@ -558,7 +381,8 @@ def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, 
         else:
             e_kept = grad_kept
     inputs = record.inputs
-    transposed = inputs.count > GRAD_TRANSPOSE_RATIO * n_in
+    transposed = inputs.n_events > GRAD_TRANSPOSE_RATIO * n_in
+    values, unit = kernel_values(inputs)
     if transposed:
         grad_weight_t = _scratch("grad_weight_t", (n_in, N), dtype)
         grad_weight_t.fill(0)
@@ -580,7 +404,7 @@ def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, 
     grad_theta = kernels.dense_layer_backward(
         T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta,
         kept.dense, e_dense, e_kept, kept.ptr, kept.idx, kept.m, record.spikes.ptr,
-        record.spikes.idx, inputs.ptr, inputs.idx, inputs.val, inputs.unit, transposed,
+        record.spikes.index, inputs.ptr, inputs.index, values, unit, transposed,
         grad_weight, grad_weight_t, record.bias is not None, grad_bias, record.weight, mode,
         below_ptr, below_idx, e_below, grad_input)
     local = {"weight": np.ascontiguousarray(grad_weight_t.T) if transposed else grad_weight}

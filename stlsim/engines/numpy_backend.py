@@ -1,7 +1,11 @@
-"""The ``"numpy"`` backend: the readable reference kernels."""
+"""The ``"numpy"`` backend: the readable reference kernels, nothing fused."""
+import collections
+
 from ..grad.bptt import lif_backward
+from .backend import Backend
 from .clock import lif_forward
 
-__all__ = ["lif_forward", "lif_backward", "NAME"]
+__all__ = ["BACKEND"]
 
-NAME = "numpy"
+BACKEND = Backend(name="numpy", lif_forward=lif_forward, lif_backward=lif_backward, fused=None,
+                  calls=collections.Counter())

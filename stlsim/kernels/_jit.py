@@ -1,13 +1,30 @@
-"""Numba glue shared by the CPU and CUDA kernels (imports numba)."""
+"""Numba glue shared by the CPU and CUDA kernels (imports numba).
+
+Two things live here, once:
+
+* ``register_scalar()``: makes the plain-Python per-neuron math of ``kernels.scalar``
+  callable from Numba CPU and CUDA kernels.
+* ``prepare_cache(module_file)``: the one stale-cache policy for Numba's on-disk cache
+  (``cache=True``). Numba keys a cached kernel on its own source file only; a kernel
+  that inlines ``scalar.py`` would silently keep an old compiled version after an edit
+  of ``scalar.py``. Each kernel module calls this at import: it drops the module's
+  cache files when the digest of the files it depends on changed.
+"""
 from __future__ import annotations
+
+import hashlib
+import pathlib
 
 from numba.extending import register_jitable
 
 from . import scalar
 
-__all__ = ["register_scalar", "surrogate_spec"]
+__all__ = ["register_scalar", "prepare_cache"]
 
 _registered = False
+_HERE = pathlib.Path(__file__).resolve().parent
+# The sources every cached kernel depends on besides its own file.
+_DEPENDENCIES = ("scalar.py", "_jit.py")
 
 
 def register_scalar() -> None:
@@ -16,9 +33,6 @@ def register_scalar() -> None:
     ``register_jitable`` keeps the Python function unchanged and adds an overload
     for it, so the calls *between* scalar functions resolve when a kernel compiles.
     Idempotent.
-
-    Note: Numba's on-disk cache (``cache=True``) is keyed on the kernel's own source
-    file; after editing ``scalar.py``, delete ``stlsim/kernels/__pycache__/*.nb[ic]``.
     """
     global _registered
     if _registered:
@@ -28,12 +42,20 @@ def register_scalar() -> None:
     _registered = True
 
 
-def surrogate_spec(surrogate):
-    """(code, parameter) of a built-in surrogate for the kernels (CPU and CUDA); None for
-    one they don't know (the caller then falls back to the NumPy reference)."""
-    from .. import surrogate as surrogates
-
-    known = {surrogates.ATan: scalar.ATAN, surrogates.Sigmoid: scalar.SIGMOID,
-             surrogates.Rectangular: scalar.RECTANGULAR, surrogates.SuperSpike: scalar.SUPERSPIKE}
-    code = known.get(type(surrogate))
-    return None if code is None else (code, float(surrogate.value))
+def prepare_cache(module_file: str) -> None:
+    """Drop the Numba cache files of ``module_file`` if a dependency changed (best effort:
+    a read-only install simply keeps its cache, which was built from the same sources)."""
+    stem = pathlib.Path(module_file).stem
+    cache = _HERE / "__pycache__"
+    try:
+        digest = hashlib.sha256(b"".join((_HERE / name).read_bytes()
+                                         for name in _DEPENDENCIES)).hexdigest()
+        stamp = cache / f"{stem}.deps.sha256"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        cache.mkdir(exist_ok=True)
+        for path in list(cache.glob(f"{stem}.*.nbi")) + list(cache.glob(f"{stem}.*.nbc")):
+            path.unlink()
+        stamp.write_text(digest)
+    except OSError:
+        pass

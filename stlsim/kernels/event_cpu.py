@@ -19,37 +19,17 @@ Kernels never validate: ``stlsim.engines.event`` coerces and allocates first.
 """
 from __future__ import annotations
 
-import hashlib
-import pathlib
-
 import numba
 import numpy as np
 
 from . import scalar
-from ._jit import register_scalar
+from ._jit import prepare_cache, register_scalar
 
 __all__ = ["dense_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
            "visit_fence"]
 
 
-def _drop_stale_cache():
-    """Numba's cache tracks this file only; drop it when ``scalar.py`` changed (best effort)."""
-    here = pathlib.Path(__file__).parent
-    cache = here / "__pycache__"
-    try:
-        digest = hashlib.sha256((here / "scalar.py").read_bytes()).hexdigest()
-        stamp = cache / "event_cpu.scalar.sha256"
-        if stamp.exists() and stamp.read_text() == digest:
-            return
-        cache.mkdir(exist_ok=True)
-        for path in list(cache.glob("event_cpu.*.nbi")) + list(cache.glob("event_cpu.*.nbc")):
-            path.unlink()
-        stamp.write_text(digest)
-    except OSError:
-        pass
-
-
-_drop_stale_cache()
+prepare_cache(__file__)
 register_scalar()
 
 _step_forward = scalar.lif_forward_step

@@ -1,0 +1,90 @@
+"""The backend protocol: what an engine may ask of the kernels that run the neurons.
+
+A backend is one ``Backend`` object (``stlsim.engines.get_backend(name)`` returns it),
+built by plain imports in its own module (``numpy_backend``, ``numba_backend``,
+``cuda_backend``). Its fields are the whole protocol:
+
+* ``lif_forward(current, theta, neuron, surrogate, smooth=False) -> (spikes, membrane)``:
+  one layer's LIF neurons through time, (L2)-(L4) of ``docs/model.md``; arrays
+  (T, B, *shape), ``membrane`` is m_t before reset. The definition is
+  ``engines.clock.lif_forward``.
+* ``lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
+  -> (grad_membrane, grad_theta)``: (B1)-(B3) and (B5) for that layer; the definition
+  is ``grad.bptt.lif_backward``.
+* ``fused``: None, or a whole training step for the networks it handles
+  (``fused(layers, params_per_layer, x, labels, neuron, surrogate, population, loss,
+  smooth) -> FusedResult | None``; None means "not this network": the caller then runs
+  the layer-by-layer path). Same results as that path.
+* ``calls``: a counter of what ran (tests use it to prove that a fast path, not a
+  fallback, ran). Entry points count under their own names ("lif_forward",
+  "fused_loss_and_grad", ...), kernels under "kernel:...", and a fallback to the NumPy
+  reference under "fallback:numpy".
+
+Fallbacks are decided here, in the engine layer, never inside a kernel: a backend's
+``lif_forward`` runs the NumPy reference for a neuron model or surrogate its kernels
+do not compile (``kernel_surrogate`` returns None for it).
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+from ..layers.dense import Dense
+
+__all__ = ["Backend", "FusedResult", "kernel_surrogate", "dense_only", "theta_per_neuron"]
+
+
+class FusedResult(NamedTuple):
+    """What a fused training step returns: the loss, per-layer gradient dicts (local
+    parameter names) and the (B, C) class rates."""
+
+    loss: float
+    grads: list
+    rates: np.ndarray
+
+
+class Backend(NamedTuple):
+    """Kernels that run the neurons of the clock engine (see the module doc)."""
+
+    name: str
+    lif_forward: Callable
+    lif_backward: Callable
+    fused: Optional[Callable]
+    calls: collections.Counter
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, fused={'yes' if self.fused is not None else 'no'})"
+
+
+_CODES = None
+
+
+def kernel_surrogate(surrogate):
+    """``(code, parameter)`` of a built-in surrogate for the compiled kernels
+    (``kernels.scalar.SURROGATE_CODES``), or None for one they do not know (a
+    user-defined surrogate: the engine then runs the NumPy reference)."""
+    global _CODES
+    if _CODES is None:
+        from .. import surrogate as surrogates
+        from ..kernels import scalar                  # plain Python: no numba import
+        _CODES = {kind: scalar.SURROGATE_CODES[kind.name]
+                  for kind in (surrogates.ATan, surrogates.Sigmoid, surrogates.Rectangular,
+                               surrogates.SuperSpike)}
+    code = _CODES.get(type(surrogate))
+    return None if code is None else (code, float(surrogate.value))
+
+
+def dense_only(layers, surrogate):
+    """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` (what the fused
+    steps take), else None."""
+    spec = kernel_surrogate(surrogate)
+    if spec is None or not all(type(layer) is Dense for layer in layers):
+        return None
+    return spec
+
+
+def theta_per_neuron(theta, shape, dtype) -> np.ndarray:
+    """Thresholds broadcast to one per neuron of ``shape``, flat and contiguous."""
+    return np.ascontiguousarray(np.broadcast_to(theta, shape), dtype=dtype).reshape(-1)

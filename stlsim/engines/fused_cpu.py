@@ -1,0 +1,109 @@
+"""The fused CPU training step of a Dense-only network (the ``"numba"`` backend's ``fused``).
+
+One call computes the loss and every gradient of ``Network.loss_and_grad`` with the
+same results as the layer-by-layer path (within the documented tolerances). Its
+intermediates (currents, membranes, spikes, adjoints) live in the per-thread
+workspace (``stlsim._workspace``) reused across calls: fresh multi-MB arrays cost page
+faults on every step. Each layer's products are single 2-D GEMMs over all T*B rows
+(BLAS, through NumPy), written into that workspace; the neurons run in the kernels of
+``stlsim.kernels.cpu``. Only the loss, the gradients and the rates leave it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _workspace as workspace
+from ..kernels import cpu
+from ..readout import loss_from_rates, population_rates, rates_backward
+from .backend import FusedResult, dense_only, theta_per_neuron
+
+__all__ = ["loss_and_grad"]
+
+CALLS = cpu.CALLS
+_buffer = workspace.buffer          # a reusable array from this thread's workspace
+
+
+def _scratch(name, rows, cols, size, dtype):
+    """A (rows, cols) C-contiguous view of a shared flat workspace buffer of ``size``."""
+    return _buffer(("fused", name), (size,), dtype)[:rows * cols].reshape(rows, cols)
+
+
+def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, population, loss,
+                  smooth=False):
+    """Loss, per-layer gradients and rates of a Dense-only network in one fused pass.
+
+    Returns a ``FusedResult``, or None when the network is not one this path handles
+    (a layer other than ``Dense``, a surrogate the kernels do not know). Arguments are
+    validated by the caller (``Network``).
+
+    Memory, all from the reusable workspace: per layer m_t (dtype) and s_t (uint8; the
+    dtype in smooth mode, where spikes are not 0/1) of every step, what the backward
+    needs; plus two scratch buffers of the largest layer's size (T*B rows): A holds the
+    currents, then the deltas; B holds the float spikes that the next GEMM reads, then
+    the adjoints e_t. Kernels never write an array they read.
+    """
+    spec = dense_only(layers, surrogate)
+    if spec is None:
+        return None
+    CALLS["fused_loss_and_grad"] += 1
+    T, B = x.shape[:2]
+    rows = T * B
+    dtype = x.dtype
+    tau = dtype.type(neuron.tau)
+    hard = neuron.reset == "hard"
+    size = rows * max(layer.out_features for layer in layers)
+    membranes, stored_spikes, thetas = [], [], []
+    x_rows = np.ascontiguousarray(x).reshape(rows, -1)
+    h = x_rows                                                            # the GEMM operand
+    for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
+        n_out = layer.out_features
+        current = _scratch("a", rows, n_out, size, dtype)
+        np.matmul(h, params["weight"].T, out=current)                    # (L1), one GEMM
+        if layer.bias:
+            current += params["bias"]
+        membrane = _buffer(("fused", "m", i), (rows, n_out), dtype)
+        if smooth:
+            spikes = stored = _buffer(("fused", "s", i), (rows, n_out), dtype)
+            compact = None
+        else:
+            spikes = _scratch("b", rows, n_out, size, dtype)             # h is consumed
+            stored = _buffer(("fused", "s8", i), (rows, n_out), np.uint8)
+            compact = stored.reshape(T, B, n_out)
+        theta = theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
+        cpu.forward(current.reshape(T, B, n_out), theta, tau, hard, smooth, *spec,
+                    membrane.reshape(T, B, n_out), spikes.reshape(T, B, n_out),
+                    _buffer(("fused", "v", i), (B, n_out), dtype), compact)  # (L2)-(L4)
+        membranes.append(membrane)
+        stored_spikes.append(stored)
+        thetas.append(theta)
+        h = spikes
+    rates = population_rates(h.reshape(T, B, -1), population)
+    value, grad_rates = loss_from_rates(rates, labels, loss)
+    grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
+    grads = [None] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        layer, params = layers[i], params_per_layer[i]
+        n_out = layer.out_features
+        grad_theta = np.empty(n_out, dtype=dtype)
+        delta = _scratch("a", rows, n_out, size, dtype)
+        cpu.backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
+                     stored_spikes[i].reshape(T, B, n_out), thetas[i], tau, hard,
+                     neuron.detach_reset, *spec, delta.reshape(T, B, n_out),
+                     _buffer(("fused", "dn", i), (B, n_out), dtype),
+                     _buffer(("fused", "tp", i), (B, n_out), dtype), grad_theta)  # (B1)-(B5)
+        if i == 0:
+            h = x_rows
+        elif smooth:
+            h = stored_spikes[i - 1]
+        else:
+            h = _scratch("b", rows, layer.in_features, size, dtype)     # e is consumed
+            h[...] = stored_spikes[i - 1]                                 # uint8 -> dtype
+        local = {"weight": delta.T @ h}                                  # (B4), one GEMM
+        if layer.bias:
+            local["bias"] = delta.sum(axis=0)
+        local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
+        grads[i] = local
+        if i > 0:
+            grad = _scratch("b", rows, layer.in_features, size, dtype)  # h is consumed
+            np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
+    return FusedResult(value, grads, rates)
