@@ -364,3 +364,45 @@ def _has_distributed():
     import importlib.util
 
     return importlib.util.find_spec("distributed") is not None
+
+
+def test_an_existing_scheduler_by_address(serial_sweep, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    out_serial, tasks = serial_sweep
+    out = str(tmp_path / "remote")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        summary = run_sweep(tasks[:2], out, scheduler=cluster.scheduler_address, log=None)
+    assert summary["ok"] == 2
+    assert stable(read_csv(os.path.join(out, "table.csv"))) == stable(read_csv(os.path.join(out_serial,
+                                                                                           "table.csv")))[:2]
+
+
+def test_an_interrupted_task_continues_from_its_checkpoint(tmp_path):
+    """A task whose record holds a checkpoint (its worker died after an epoch) resumes from it
+    and ends bit-identical to the uninterrupted run."""
+    from stlsim.train import build_network, train
+
+    (task,) = tiny_tasks("theta_init=1", modes=("stl",), epochs=3)
+    whole = str(tmp_path / "whole")
+    run_task(task, whole)
+    # The same task stopped after its first epoch: a record with a checkpoint at epoch 1.
+    part = str(tmp_path / "part")
+    data, netcfg, config = cli._configs(__import__("argparse").Namespace(**task.option_dict, quiet=True, out=None),
+                                        mode="stl", seed=task.seed)
+    import dataclasses
+
+    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=task.seed, backend=config.backend)
+    first = train(net, data, dataclasses.replace(config, epochs=1),
+                  record_path=os.path.join(part, "records", f"{task.id}.h5"), progress=False, netcfg=netcfg)
+    row = run_task(task, part)
+    from stlsim.train.records import load_record
+
+    resumed = load_record(os.path.join(part, row["record"]))["history"]["epoch_time"]
+    assert resumed[0] == first.history["epoch_time"][0]          # epoch 1 was not trained again
+    assert row["status"] == "ok" and row["epochs_done"] == 3
+    a = record_params(whole, row)
+    b = record_params(part, row)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
