@@ -141,8 +141,8 @@ def memory_probe(impl_name, workload, dtype):
     impl.step()                                       # compile / JIT outside the measurement
     impl.step()
     if impl_name == "stlsim-numba":
-        from stlsim.kernels import cpu
-        cpu.clear_workspace()                         # count the workspace too
+        from stlsim import _workspace
+        _workspace.clear()                         # count the workspace too
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)       # hand freed heap back: fresh page touches count

@@ -247,8 +247,8 @@ def memory_child(engine, surrogate, batch):
     small = (rng.random((20, 1, 700)) < 0.02).astype(np.float64)
     net.loss_and_grad(small, [0], engine=engine, backend=backend)       # compile, warm up
     if backend == "numba":
-        from stlsim.kernels import cpu
-        cpu.clear_workspace()             # the fused step keeps buffers: count them too
+        from stlsim import _workspace
+        _workspace.clear()             # the fused step keeps buffers: count them too
     x = (rng.random((1000, batch, 700)) < 0.02).astype(np.float64)
     y = rng.integers(0, 20, batch)
     out = {"engine": engine, "surrogate": spec, "backend": backend, "batch": batch,

@@ -79,11 +79,13 @@ def section_stlsim(cases, max_seconds, smoke):
     import numpy as np
 
     import stlsim
-    from stlsim.kernels import cuda as backend
+    from stlsim.engines import cuda_backend as backend
+    from stlsim.engines import fused_cuda
+    from stlsim.kernels import cuda_gemm
     from numba import cuda
     _emit(kind="info", section="stlsim", info=backend.info())
     gemms = ["numba-tiled"] if backend.SIMULATOR else (
-        ["cupy", "numba-tiled"] if backend._load_cupy() is not None else ["numba-tiled"])
+        ["cupy", "numba-tiled"] if cuda_gemm.cupy_version() is not None else ["numba-tiled"])
     for gemm in gemms:
         backend.set_gemm(gemm)
         for case in cases:
@@ -99,7 +101,7 @@ def section_stlsim(cases, max_seconds, smoke):
                 params = net._layer_params()
 
                 def device_step():
-                    backend.fused_loss_and_grad(net.layers, params, x_device, y, net.neuron,
+                    fused_cuda.loss_and_grad(net.layers, params, x_device, y, net.neuron,
                                                 net.surrogate, 1, "mse_rate")
                 device = _time(device_step, cuda.synchronize, max_seconds)
                 _emit(kind="timing", section="stlsim", case=case["name"],

@@ -1,4 +1,4 @@
-"""The CUDA backend (issue 9) in Numba's CUDA simulator, against the NumPy reference.
+"""The CUDA backend in Numba's CUDA simulator, against the NumPy reference.
 
 ``NUMBA_ENABLE_CUDASIM`` is read when Numba is imported, and other test modules
 import Numba into this process, so the kernels run in subprocesses: the parity
@@ -77,7 +77,8 @@ def test_simulator_mismatched_convention_is_detected():
     # The parity checks can fail: detach_reset=True on the GPU vs False in NumPy differ.
     code = (
         "import numpy as np, stlsim\n"
-        "from stlsim.kernels import cuda\n"
+        "from stlsim.engines import get_backend\n"
+        "cuda = get_backend('cuda')\n"
         "from stlsim.grad.bptt import lif_backward\n"
         "from stlsim.engines.clock import lif_forward\n"
         "rng = np.random.default_rng(0)\n"
@@ -88,7 +89,7 @@ def test_simulator_mismatched_convention_is_detected():
         "got = cuda.lif_backward(e, m, s, theta, stlsim.LIF(detach_reset=True), atan)[0]\n"
         "same = cuda.lif_backward(e, m, s, theta, stlsim.LIF(), atan)[0]\n"
         "print(np.abs(got - ref).max() > 1e-3, np.abs(same - ref).max() <= 1e-12,\n"
-        "      cuda.CALLS['kernel:lif_backward'])\n")
+        "      cuda.calls['kernel:lif_backward'])\n")
     done = _run(code, simulator=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["True", "True", "2"]
@@ -131,8 +132,41 @@ def test_clear_error_without_numba_cuda():
 
 
 def test_cuda_is_registered_but_never_chosen_automatically():
-    assert BACKENDS["cuda"] == "stlsim.kernels.cuda"
+    assert BACKENDS["cuda"] == "stlsim.engines.cuda_backend"
     assert resolve_backend("auto") in ("numba", "numpy")
     # Naming the backend imports nothing: the error (or the kernels) come at the first call.
     net = stlsim.Network([stlsim.Dense(3, 2)], backend="cuda")
     assert net.backend == "cuda"
+
+
+@requires_numba_cuda
+def test_training_step_runs_the_fused_path_once_and_never_the_per_layer_path():
+    # Network.loss_and_grad(..., return_rates=True) is the training loop's call: on the
+    # CUDA backend it must be one fused device step per batch, with no second,
+    # layer-by-layer pass (forward and backward launches once per layer and batch).
+    code = (
+        "import numpy as np, stlsim, json\n"
+        "from stlsim.data.static import Dataset\n"
+        "from stlsim.engines import get_backend\n"
+        "from stlsim.train import TrainConfig, train\n"
+        "rng = np.random.default_rng(0)\n"
+        "data = Dataset(x_train=rng.random((12, 6), dtype=np.float32), y_train=np.arange(12) % 2,\n"
+        "               x_test=rng.random((4, 6), dtype=np.float32), y_test=np.arange(4) % 2,\n"
+        "               name='tiny', n_classes=2, input_shape=(6,))\n"
+        "net = stlsim.Network([stlsim.Dense(6, 5), stlsim.Dense(5, 4)], population=2,\n"
+        "                     neuron=stlsim.LIF(theta_init=0.5), backend='cuda', dtype=np.float32)\n"
+        "calls = get_backend('cuda').calls\n"
+        "train(net, data, TrainConfig(epochs=1, batch_size=4, timesteps=3, backend='cuda',\n"
+        "                             eval_batch_size=4), progress=False)\n"
+        "print(json.dumps(dict(calls)))\n")
+    done = _run(code, simulator=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    steps, layers = 12 // 4, 2
+    assert calls["fused_loss_and_grad"] == steps
+    assert calls.get("lif_backward", 0) == 0                  # no per-layer backward pass
+    assert calls["kernel:lif_backward"] == steps * layers     # one launch per layer and step
+    # the per-layer forward ran only for the test-set evaluation (inference, one batch)
+    assert calls["kernel:lif_forward"] == steps * layers + calls.get("lif_forward", 0)
+    assert calls.get("lif_forward", 0) == layers
+    assert calls.get("fallback:numpy", 0) == 0

@@ -1,4 +1,4 @@
-"""Parity of the CUDA backend (``stlsim.kernels.cuda``) with the NumPy reference.
+"""Parity of the CUDA backend (``stlsim.engines.cuda_backend``) with the NumPy reference.
 
 What is checked, with these error budgets (float64: 1e-12, float32: 1e-5,
 relative to max(1, max |reference|); spikes must be identical):
@@ -6,7 +6,7 @@ relative to max(1, max |reference|); spikes must be identical):
 1. the neuron kernels through the per-layer protocol (``lif_forward``,
    ``lif_backward``): both resets, all four surrogates, detach_reset on and off,
    smooth mode, thresholds <= 0 and a membrane exactly at threshold (H(0) = 1);
-2. the device-resident Dense path (``fused_loss_and_grad``, ``fused_forward``) against
+2. the device-resident Dense path (``fused_cuda.loss_and_grad``, ``fused_cuda.forward``) against
    ``Network.loss_and_grad``/``forward`` on the NumPy backend: loss, every gradient,
    spikes and membranes of every layer; bias, shared thresholds, float32;
 3. a conv network through the per-layer protocol (``Network`` with backend="cuda");
@@ -54,7 +54,9 @@ def main(argv=None) -> int:
     import numpy as np
 
     import stlsim
-    from stlsim.kernels import cuda as backend
+    from stlsim.engines import cuda_backend as backend
+    from stlsim.engines import fused_cuda
+    from stlsim.kernels import cuda_gemm
 
     start = time.perf_counter()
     simulator = backend.SIMULATOR
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
     if args.quick:
         network_configs = [network_configs[i] for i in (2, 3, 6)]
     gemms = ["numba-tiled"] if simulator else [g for g in ("cupy", "numba-tiled")
-                                               if g != "cupy" or backend._load_cupy() is not None]
+                                               if g != "cupy" or cuda_gemm.cupy_version() is not None]
     for gemm in gemms:
         backend.set_gemm(gemm)
         for config in network_configs:
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
             loss, grads = net.loss_and_grad(x, y, smooth=smooth, backend="cuda")
             used_fused = backend.CALLS["fused_loss_and_grad"] == before + 1
             record_ref = net.forward(x, smooth=smooth, backend="numpy")
-            spikes, membranes = backend.fused_forward(net.layers, net._layer_params(), x, net.neuron,
+            spikes, membranes = fused_cuda.forward(net.layers, net._layer_params(), x, net.neuron,
                                                       net.surrogate, smooth)
             errors = {"loss": error(loss, loss_ref)}
             errors.update({f"grad {k}": error(grads[k], grads_ref[k]) for k in grads_ref})
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
             a = a.astype(np.uint8) if spikes_a else rng.normal(size=a.shape)
             b = rng.normal(size=(n, k) if trans_b else (k, n))
             out = cuda.device_array((m, n))
-            backend._matmul(cuda.to_device(a), cuda.to_device(b), out, trans_a, trans_b)
+            cuda_gemm.matmul(cuda.to_device(a), cuda.to_device(b), out, trans_a, trans_b)
             expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
             record(f"gemm [{gemm}] trans_a={trans_a} trans_b={trans_b} a={a.dtype}",
                    {"product": error(out.copy_to_host(), expected)}, True, 1e-12)
