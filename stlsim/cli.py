@@ -96,7 +96,7 @@ def cmd_compare(args) -> int:
           f"arch {netcfg.arch} {netcfg.hidden}, T={config.timesteps}, P={netcfg.population}, "
           f"{config.epochs} epochs, seeds {seeds}, modes {args.modes} -> {out}", flush=True)
     results = run_comparison(data, netcfg, config, modes=args.modes, seeds=seeds, out_dir=out,
-                             progress=not args.quiet)
+                             progress=not args.quiet, max_workers=args.max_workers, scheduler=args.scheduler)
     print()
     print(format_table(results))
     print(f"\nresults: {os.path.join(out, 'results.json')}; figures: "
@@ -161,6 +161,11 @@ def main(argv=None) -> int:
     _add_common(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--modes", type=lambda s: s.split(","), default=["stl", "sl", "tl"])
+    p.add_argument("--max-workers", type=int, default=1,
+                   help="train the runs on N Dask worker processes (1: here, one after the other; "
+                        "the results are the same bit for bit)")
+    p.add_argument("--scheduler", default="local", help="with --max-workers > 1: local (an embedded "
+                   "LocalCluster) or the address of a running Dask scheduler")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("train", help="train one learning mode")
     _add_common(p)

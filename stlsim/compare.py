@@ -54,34 +54,52 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
-                   progress=True, plots=True, log=print) -> dict:
-    """Train every mode on every seed; write records, plots and results.json to ``out_dir``."""
+def _train_here(data, netcfg, trainconfig, jobs, out_dir, progress):
+    """(mode, seed, net, result) for each job, trained one after the other in this process."""
     from .train import build_network, train
 
+    for mode, seed in jobs:
+        net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
+        config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
+        record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
+        result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
+        yield mode, seed, net, result
+
+
+def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
+                   progress=True, plots=True, log=print, max_workers: int = 1, scheduler: str = "local") -> dict:
+    """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
+
+    ``max_workers`` > 1 trains the runs on that many Dask worker processes (``scheduler``:
+    "local" for an embedded LocalCluster, or a scheduler's address; ``stlsim.sweep.runner``);
+    each run depends on its seed only, so the results equal the serial ones bit for bit.
+    """
     os.makedirs(out_dir, exist_ok=True)
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
     interrupted = False
     last_net = {}
-    for mode in modes:
-        for seed in seeds:
-            net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed,
-                                backend=trainconfig.backend)
-            config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
-            record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
-            result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
-            runs_by_mode[mode].append(dataclasses.asdict(result))
-            if seed == seeds[0]:
-                thetas_by_mode[mode] = {
-                    "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
-                    "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
-                last_net[mode] = net
-            if result.interrupted:
-                interrupted = True
-                break
-        if interrupted:
+    jobs = [(mode, seed) for mode in modes for seed in seeds]
+    if max_workers > 1 and len(jobs) > 1:
+        from .sweep.runner import train_on_workers
+
+        trained = train_on_workers(data, netcfg, trainconfig, jobs, out_dir, progress=progress,
+                                   max_workers=max_workers, scheduler=scheduler, log=log)
+    else:
+        trained = _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
+    for mode, seed, net, result in trained:
+        if result is None:                   # interrupted before this run finished
+            interrupted = True
+            break
+        runs_by_mode[mode].append(dataclasses.asdict(result))
+        if seed == seeds[0]:
+            thetas_by_mode[mode] = {
+                "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
+                "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
+            last_net[mode] = net
+        if result.interrupted:
+            interrupted = True
             break
     runs_by_mode = {m: r for m, r in runs_by_mode.items() if r and r[0]["history"]["epoch"]}
     results = {

@@ -406,3 +406,28 @@ def test_an_interrupted_task_continues_from_its_checkpoint(tmp_path):
     b = record_params(part, row)
     for key in a:
         assert np.array_equal(a[key], b[key]), key
+
+
+def test_compare_on_two_workers_equals_serial(tmp_path):
+    pytest.importorskip("distributed")
+    from stlsim.compare import run_comparison
+    from stlsim.data import load_digits
+    from stlsim.train import TrainConfig
+
+    data = load_digits().subset(60, 30)
+    netcfg = NetConfig(hidden=[16], population=2, theta_init=1.0, init_gain=4.0, dtype="float64")
+    config = TrainConfig(epochs=2, timesteps=3, batch_size=30, backend="numpy")
+    kw = dict(modes=("stl", "sl"), seeds=(0, 1), progress=False, plots=False, log=None)
+    serial = run_comparison(data, netcfg, config, out_dir=str(tmp_path / "serial"), **kw)
+    parallel = run_comparison(data, netcfg, config, out_dir=str(tmp_path / "dask"), max_workers=2, **kw)
+    for mode in ("stl", "sl"):
+        a, b = serial["modes"][mode], parallel["modes"][mode]
+        for key in ("test_accuracy_per_seed", "firing_rate_per_layer", "theta_mean_per_layer", "seeds"):
+            assert a[key] == b[key], (mode, key)
+        for ha, hb in zip(a["history_per_seed"], b["history_per_seed"]):
+            assert {k: v for k, v in ha.items() if k != "epoch_time"} == \
+                {k: v for k, v in hb.items() if k != "epoch_time"}
+    for name in ("stl_seed0.h5", "sl_seed1.h5"):
+        pa = record_params(str(tmp_path / "serial"), {"record": name})
+        pb = record_params(str(tmp_path / "dask"), {"record": name})
+        assert all(np.array_equal(pa[k], pb[k]) for k in pa)

@@ -32,7 +32,7 @@ import numpy as np
 from .._checks import fail
 from .table import read_row, read_rows, write_tables
 
-__all__ = ["run_task", "run_sweep", "SINGLE_THREAD_ENV"]
+__all__ = ["run_task", "run_sweep", "train_on_workers", "SINGLE_THREAD_ENV"]
 
 # One thread per worker process: the cores are shared out by processes, not threads.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -287,3 +287,62 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
             f"{summary['skipped']} skipped, {summary['wall_time_s']:.1f}s; table: {table}")
         sys.stdout.flush()
     return summary
+
+
+def _train_compare_run(data, netcfg, config, record_path, progress):
+    """One run of ``stlsim compare`` on a worker: the result and the final parameters."""
+    from ..train import build_network, train
+
+    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=config.seed, backend=config.backend)
+    result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
+    return result, {k: v.copy() for k, v in net.params.items()}, \
+        {k: v.copy() for k, v in getattr(net, "buffers", {}).items()}
+
+
+def train_on_workers(data, netcfg, trainconfig, jobs, out_dir, *, progress=True, max_workers=2, scheduler="local",
+                     log=print):
+    """``stlsim compare``'s (mode, seed) runs on Dask workers; yields (mode, seed, net, result) in job order.
+
+    The data set is sent to every worker once. The network of each run is rebuilt here with
+    the worker's final parameters. On Ctrl-C the runs not finished yield ``result = None``.
+    Without dask.distributed the runs are trained here, one after the other.
+    """
+    import dataclasses
+
+    from ..train import build_network
+
+    if scheduler == "local" and not _dask_available():
+        if log:
+            log("dask.distributed is not installed (pip install 'stlsim[sweep]'): training the runs serially")
+        from ..compare import _train_here
+
+        yield from _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
+        return
+    from distributed import as_completed
+
+    done = {}
+    with _client(scheduler, min(max_workers, len(jobs)), log) as client:
+        shared = client.scatter(data, broadcast=True)
+        futures = {}
+        for mode, seed in jobs:
+            config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
+            record = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
+            future = client.submit(_train_compare_run, shared, netcfg, config, record, progress, pure=False,
+                                   key=f"stlsim-compare-{mode}-{seed}-{os.getpid()}-{id(jobs)}")
+            futures[future] = (mode, seed)
+        try:
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+        except KeyboardInterrupt:
+            client.cancel(list(futures))
+    for mode, seed in jobs:
+        if (mode, seed) not in done:
+            yield mode, seed, None, None
+            return
+        result, params, buffers = done[(mode, seed)]
+        net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
+        for key, value in params.items():
+            net.params[key][...] = value
+        for key, value in buffers.items():
+            net.buffers[key][...] = value
+        yield mode, seed, net, result
