@@ -446,16 +446,19 @@ def test_spike_events_bad_input_gets_clear_errors():
 
 
 def test_scaling_benchmark_headline_runs():
-    # benchmarks/event_scaling.py, its headline point in one short round (a smoke test:
-    # the ratios are reported, never asserted).
+    # benchmarks/event_scaling.py, its headline point in one short round: the engines
+    # computed the same output spikes, and the reported ratios are consistent (their
+    # size is reported, never asserted: timings are noisy).
     import json
     import pathlib
     script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "event_scaling.py"
     out = subprocess.run([sys.executable, str(script), "--headline-only", "--rounds", "1",
                           "--calls", "2"], capture_output=True, text=True, check=True).stdout
     summary = json.loads(out[out.index("{"):])
+    assert summary["outputs_identical"] is True
     for key in ("speedup_event", "speedup_event_spike_events", "speedup_event_static_weights"):
-        assert summary[key]["min"] > 0
+        ratios = summary[key]
+        assert np.isfinite(ratios["median"]) and ratios["min"] == ratios["median"] == ratios["max"]
 
 
 def test_static_weights_reuses_the_copy_and_catches_in_place_changes():
