@@ -431,3 +431,49 @@ def test_compare_on_two_workers_equals_serial(tmp_path):
         pa = record_params(str(tmp_path / "serial"), {"record": name})
         pb = record_params(str(tmp_path / "dask"), {"record": name})
         assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+# --------------------------------------------------------------------- ANN baseline --
+def test_ann_gradient_matches_finite_differences():
+    from stlsim.readout import loss_from_rates
+    from stlsim.sweep.ann import _backward, _forward, _init
+
+    rng = np.random.default_rng(1)
+    sizes, C, P = [7, 5, 4, 6], 3, 2
+    params = _init(sizes, 2.0, 0, np.float64)
+    x, y = rng.random((4, 7)), np.array([0, 2, 1, 2])
+    for loss in ("mse_rate", "ce_rate"):
+        def value(p):
+            return loss_from_rates(_forward(p, x, 3, C, P)[0], y, loss)[0]
+
+        rates, acts, sig = _forward(params, x, 3, C, P)
+        grads = _backward(params, acts, sig, loss_from_rates(rates, y, loss)[1], 3, P)
+        for key, w in params.items():
+            numeric = np.zeros_like(w)
+            for idx in np.ndindex(w.shape):
+                old = w[idx]
+                w[idx] = old + 1e-6
+                up = value(params)
+                w[idx] = old - 1e-6
+                down = value(params)
+                w[idx] = old
+                numeric[idx] = (up - down) / 2e-6
+            np.testing.assert_allclose(grads[key], numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_ann_mode_in_a_sweep_and_the_report_against_it(tmp_path):
+    out = str(tmp_path / "ann")
+    tasks = tiny_tasks("theta_init=1", seeds=(0, 1), modes=("stl", "ann"), epochs=4, train_subset=300, lr=0.01,
+                       test_subset=100, hidden=[32])
+    summary = run_sweep(tasks, out, scheduler="serial", log=None)
+    assert summary["ok"] == 4
+    rows = read_csv(os.path.join(out, "table.csv"))
+    ann = [r for r in rows if r["mode"] == "ann"]
+    assert all(float(r["final_test_accuracy"]) > 0.3 for r in ann)          # chance is 0.1
+    assert all(r["macs_per_sample"] == str(64 * 32 + 32 * 20) and r["firing_rate_l0"] == "" for r in ann)
+    from stlsim.sweep.report import write_sweep_report
+
+    path = write_sweep_report(out, baseline="ann", log=None)
+    assert "STL vs ANN" in open(path).read()
+    with pytest.raises(ValueError, match="mode"):
+        make_grid({"theta_init": [1.0]}, modes=["stl", "relu"])

@@ -202,6 +202,7 @@ def check_modes(modes, owner: str = "stlsim sweep") -> list:
     """A non-empty list of distinct learning modes."""
     from ..train.modes import MODES
 
+    MODES = (*MODES, "ann")          # the ReLU baseline of the same shape (stlsim.sweep.ann)
     if isinstance(modes, str):
         modes = [m.strip() for m in modes.split(",") if m.strip()]
     if not isinstance(modes, list) or not modes:
@@ -336,7 +337,9 @@ def preflight(tasks, owner: str = "stlsim sweep"):
         try:
             if opts["epochs"] < 1:
                 raise fail("epochs", "at least 1 for a sweep", repr(opts["epochs"]), owner)
-            TrainConfig(mode=task.mode, epochs=opts["epochs"], batch_size=opts["batch_size"],
+            if task.mode == "ann" and opts["arch"] != "mlp":
+                raise fail("arch", "'mlp' for the ANN baseline (mode 'ann')", repr(opts["arch"]), owner)
+            TrainConfig(mode="sl" if task.mode == "ann" else task.mode, epochs=opts["epochs"], batch_size=opts["batch_size"],
                         timesteps=opts["timesteps"], encoding=opts["encoding"], loss=opts["loss"],
                         optimizer=opts["optimizer"], lr=opts["lr"], theta_lr=opts["theta_lr"],
                         weight_decay=opts["weight_decay"], lr_decay=opts["lr_decay"], seed=task.seed,

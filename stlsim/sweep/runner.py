@@ -84,6 +84,12 @@ def run_task(task, out_dir: str) -> dict:
     history = {}
     try:
         os.makedirs(os.path.dirname(record), exist_ok=True)
+        if task.mode == "ann":
+            history = _run_ann(task, record, row)
+            row["status"] = "ok"
+            row["wall_time_s"] = time.perf_counter() - started
+            _write_row(out_dir, task, row, history)
+            return row
         data, netcfg, config = cli._configs(_namespace(task.option_dict), mode=task.mode, seed=task.seed)
         net = build_network(netcfg, data.sample_shape, data.n_classes, seed=task.seed, backend=config.backend)
         rates0 = _initial_rates(net, data, config)
@@ -121,6 +127,21 @@ def run_task(task, out_dir: str) -> dict:
     row["wall_time_s"] = time.perf_counter() - started
     _write_row(out_dir, task, row, history)
     return row
+
+
+def _run_ann(task, record, row) -> dict:
+    """The ANN baseline of a task's configuration (``stlsim.sweep.ann``); fills ``row``."""
+    from .. import cli
+    from .ann import ann_macs_per_sample, train_ann
+
+    data, netcfg, config = cli._configs(_namespace(task.option_dict), mode="sl", seed=task.seed)
+    history, _, sizes, wall = train_ann(data, netcfg, config, record_path=record)
+    acc = history["test_accuracy"]
+    row.update(final_test_accuracy=float(acc[-1]), best_test_accuracy=float(max(acc)),
+               best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
+               final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
+               train_wall_time_s=float(wall), macs_per_sample=ann_macs_per_sample(sizes))
+    return history
 
 
 def _write_row(out_dir, task, row, history):

@@ -10,7 +10,8 @@ axes (named after the options of ``stlsim train``, e.g. ``theta_init``, ``init_g
   (after the last epoch), ``theta_mean_l<k>`` and ``theta_shift_l<k>`` (mean |theta - theta_init|)
   for spiking layer k (0 = first hidden layer);
 * ``sops_per_sample``: synaptic operations per test sample of the trained network
-  (``stlsim.analysis.energy``), counted on the first 200 test samples;
+  (``stlsim.analysis.energy``), counted on the first 200 test samples; ``macs_per_sample``:
+  multiply-accumulates per sample of the ANN baseline (mode "ann");
 * ``wall_time_s`` (the whole task), ``train_wall_time_s`` (the training loop);
 * every other resolved option of the run (``dataset``, ``epochs``, ``hidden`` as
   ``256+128``, ...), then ``error``, ``record`` (the HDF5 record, relative to the sweep
@@ -37,7 +38,7 @@ __all__ = ["write_json", "read_row", "read_rows", "write_tables", "read_table", 
 METRIC_COLUMNS = ("final_test_accuracy", "best_test_accuracy", "best_epoch", "final_test_loss",
                   "final_train_accuracy", "epochs_done")
 _LAYER_PREFIXES = ("firing_rate_init_l", "firing_rate_l", "theta_mean_l", "theta_shift_l")
-_TAIL = ("sops_per_sample", "wall_time_s", "train_wall_time_s")
+_TAIL = ("sops_per_sample", "macs_per_sample", "wall_time_s", "train_wall_time_s")
 _LAST = ("error", "record", "worker")
 
 
@@ -140,7 +141,8 @@ def write_tables(out_dir, ids, docs=None) -> str:
             for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
                 long[key] = hist[key][e]
             for key in ("firing_rate", "theta_mean"):
-                for layer, value in enumerate(hist.get(key, [[]])[e]):
+                per_epoch = hist.get(key) or []
+                for layer, value in enumerate(per_epoch[e] if e < len(per_epoch) else []):
                     long[f"{key}_l{layer}"] = value
             long_rows.append(long)
     layer_cols = [c for p in _LAYER_PREFIXES for c in _layer_columns(rows, p)]
