@@ -300,7 +300,7 @@ def main(argv=None):
             skipped = [i for i in impls if i not in names]
             if skipped:
                 entry["not_run"] = {i: ("torch.compile of a 1000-step Python loop did not finish in 500 s"
-                                        " here (issue 4); pass --compile-long to try") for i in skipped}
+                                        " here; pass --compile-long to try") for i in skipped}
             del built
             gc.collect()
             if not args.no_memory:

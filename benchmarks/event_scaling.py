@@ -1,4 +1,4 @@
-"""Event-driven vs clock-driven engine as input spike density grows (issue 5).
+"""Event-driven vs clock-driven engine as input spike density grows.
 
 Networks 784-800-10 and 700-128-20 (LIF tau 0.5, hard reset, atan surrogate unless
 stated, default weight init; theta 0.5 instead of the default 2.0, at which these
@@ -26,7 +26,7 @@ event kernels are single-threaded anyway) and t is the minimum CPU time of the
 process, which counts the work done, not the waiting. ``--threads N`` lets the clock
 engine use N cores; t is then the minimum wall time.
 
-The headline point of issue 5 (784-800-10, batch 1, density 0.005) is also measured
+The headline point (784-800-10, batch 1, density 0.005) is also measured
 in ``--rounds`` rounds (default 5), each timing the four forwards back to back (min of
 100 calls each), to show how much the ratio moves on this shared machine.
 

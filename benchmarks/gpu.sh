@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA backend on a real GPU (issue 9), in one go, under 8 minutes:
+# The CUDA backend on a real GPU, in one go, under 8 minutes:
 #   1. validation/cuda_parity.py: every parity check of the simulator tests, larger sizes,
 #      both GEMMs (CuPy's cuBLAS and the tiled numba.cuda kernel);
 #   2. benchmarks/gpu_bench.py: one training step of 784-800-10 (T=8, B=128 and 1024) and

@@ -4,7 +4,7 @@ One step = forward (L1)-(L4) through every layer, the mse_rate loss, and backwar
 (B1)-(B6) to the gradients of every weight and threshold; float32, hard reset,
 tau = 0.5, atan surrogate, thresholds 1.0, binary (Bernoulli 0.2) input spikes.
 
-Cases (issue 9): 784-800-10 with T = 8 and B = 128, 1024; 700-128-20 with T = 1000
+Cases: 784-800-10 with T = 8 and B = 128, 1024; 700-128-20 with T = 1000
 (B = 128). Frameworks:
 
 * ``stlsim``: backend "cuda" through ``Network.loss_and_grad`` (x on the host: the

@@ -8,7 +8,7 @@ m_t - theta >= 0, hard reset v_t = (1 - s_t) m_t with the reset's gradient kept
 (detach_reset = False), per-neuron learnable thresholds, atan surrogate (alpha = 2), loss
 mean((rate - onehot)^2) with the rate averaged over T. Peer settings that give that model:
 
-* PyTorch / torch.compile: written here from spec/model.md; the input currents of all T
+* PyTorch / torch.compile: written here from docs/model.md; the input currents of all T
   steps are one matmul (as in stlsim), the time loop is Python.
 * snnTorch 1.0 ``Leaky(beta=tau, reset_mechanism="zero", reset_delay=False,
   learn_threshold=True, threshold=<tensor>, spike_grad=surrogate.atan(2))``: reset_delay=False

@@ -1,4 +1,4 @@
-"""The LIF neuron of ``spec/model.md``: parameters and one pure time step.
+"""The LIF neuron of ``docs/model.md``: parameters and one pure time step.
 
 ``lif_step`` is the readable definition of (L2)-(L4); the engines loop over time
 and the BPTT in ``stlsim.grad.bptt`` runs the same statements backwards.

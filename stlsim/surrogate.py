@@ -1,4 +1,4 @@
-"""Surrogate gradients as (primitive, derivative) pairs, as in ``spec/model.md``.
+"""Surrogate gradients as (primitive, derivative) pairs, as in ``docs/model.md``.
 
 The forward pass of a spiking neuron uses the Heaviside step H(x), x = m - theta,
 with H(0) = 1 (L3). Its derivative is zero almost everywhere, so BPTT replaces

@@ -65,9 +65,8 @@ __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
 # fan-in copies W.T (into a reused scratch buffer) and pushes one contiguous row of it
 # per event; below that it reads W itself, eight rows at a time against all the events
 # of a chunk of steps (``kernels.event_cpu._gather_rows``), which costs more per
-# synaptic add but needs no copy. Measured on 784x800 (float64, this 2-core machine):
-# a copy 0.6 ms (~0.9 ns per weight), a pushed add ~0.2 ns, a gathered add 0.6-0.8 ns:
-# break-even near 1.5-2.5 events per input neuron.
+# synaptic add but needs no copy: the break-even lies near 1.5-2.5 events per input
+# neuron (the costs are measured in docs/event_engine.md).
 # The backward accumulates dW.T in rows above GRAD_TRANSPOSE_RATIO events per input
 # neuron, strided columns of dW below. Results are identical either way (same
 # products, added in the same order).

@@ -1,4 +1,4 @@
-"""Backpropagation through time, hand-derived: (B1)-(B6) of ``spec/model.md``.
+"""Backpropagation through time, hand-derived: (B1)-(B6) of ``docs/model.md``.
 
 ``lif_backward`` runs the statements of ``engines.clock.lif_forward`` in reverse
 order, t = T..1, with the same names. ``run_backward`` chains layers from the loss

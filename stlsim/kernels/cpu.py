@@ -18,8 +18,9 @@ surrogate code, the uint8 spike copy) is a compile-time constant of its kernel, 
 kernel per combination, compiled on first use and cached on disk. As run-time
 arguments they left a loop-invariant branch around the libm ``atan`` of smooth mode
 inside the inner loop, which LLVM did not unswitch: the spiking forward then ran
-without SIMD, 10-15x slower than a plain loop (``benchmarks/kernel_speed.py``). In the
-spiking forward the surrogate plays no part, so all surrogates share one kernel.
+without SIMD, an order of magnitude behind a plain loop (``benchmarks/kernel_speed.py``
+compares the two). In the spiking forward the surrogate plays no part, so all
+surrogates share one kernel.
 
 Threading: the parallel kernels use Numba's ``workqueue`` layer unless
 ``NUMBA_THREADING_LAYER`` says otherwise (the OpenMP layer's spinning idle threads
