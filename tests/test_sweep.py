@@ -294,7 +294,7 @@ def test_weight_threshold_scaling_symmetry(dtype, backend):
     # The optimisation is not symmetric: the surrogate's width is absolute, so gradients differ
     # by more than the factor 1/c the parameters' scale would give.
     assert not np.allclose(grads2["0.weight"] * 2, grads1["0.weight"])
-    _, rec3, loss3, _ = run(1.0, 8.0)      # another ratio: other spikes
+    _, rec3, _, _ = run(1.0, 8.0)      # another ratio: other spikes
     assert not all(np.array_equal(a, b) for a, b in zip(rec1.spikes, rec3.spikes))
 
 
@@ -443,7 +443,7 @@ def test_ann_gradient_matches_finite_differences():
     params = _init(sizes, 2.0, 0, np.float64)
     x, y = rng.random((4, 7)), np.array([0, 2, 1, 2])
     for loss in ("mse_rate", "ce_rate"):
-        def value(p):
+        def value(p, loss=loss):
             return loss_from_rates(_forward(p, x, 3, C, P)[0], y, loss)[0]
 
         rates, acts, sig = _forward(params, x, 3, C, P)

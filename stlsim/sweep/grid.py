@@ -35,6 +35,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def _coerce(name: str, value, action, owner: str, from_text: bool):
             word = "a real number" if kind is float else "an integer"
             raise fail(where, word, f"{type(value).__name__} {value!r}", owner, TypeError)
         value = kind(value)
-        if kind is float and value != value:
+        if kind is float and not math.isfinite(value):
             raise fail(where, "a finite real number", repr(value), owner)
     elif not isinstance(value, str):
         raise fail(where, "a string", f"{type(value).__name__} {value!r}", owner, TypeError)

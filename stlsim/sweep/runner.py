@@ -21,7 +21,6 @@ On a cluster of several machines ``OUT`` must be a folder every worker can write
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -192,7 +191,7 @@ def _dask_available() -> bool:
 
 @contextlib.contextmanager
 def _client(scheduler, n_workers, log):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler not in (None, "local"):
         with Client(scheduler) as client:
