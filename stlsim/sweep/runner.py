@@ -224,7 +224,7 @@ def _local_client(n_workers, log):
                 import bokeh  # noqa: F401
                 dash = f"dashboard {client.dashboard_link}"
             except ImportError:
-                dash = "dashboard: install bokeh to serve it"
+                dash = f"dashboard {client.dashboard_link} (served once bokeh is installed: pip install bokeh)"
             log(f"dask: LocalCluster of {n_workers} worker process(es), 1 thread each; {dash}")
         yield client
 
