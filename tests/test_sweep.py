@@ -477,3 +477,19 @@ def test_ann_mode_in_a_sweep_and_the_report_against_it(tmp_path):
     assert "STL vs ANN" in open(path).read()
     with pytest.raises(ValueError, match="mode"):
         make_grid({"theta_init": [1.0]}, modes=["stl", "relu"])
+
+
+def test_ctrl_c_keeps_the_finished_tasks(tmp_path):
+    tasks = tiny_tasks("theta_init=1,2", modes=("stl",))
+    out = str(tmp_path / "int")
+
+    def stop_at_second(task, out_dir):
+        if task.id == tasks[1].id:
+            raise KeyboardInterrupt
+        return run_task(task, out_dir)
+
+    summary = run_sweep(tasks, out, scheduler="serial", task_fn=stop_at_second, log=None)
+    assert summary["interrupted"] and summary["ok"] == 1 and summary["not_run"] == 1 and summary["failed"] == 0
+    assert [r["status"] for r in read_csv(os.path.join(out, "table.csv"))] == ["ok"]
+    summary = run_sweep(tasks, out, scheduler="serial", log=None)
+    assert summary["skipped"] == 1 and summary["ran"] == 1 and summary["ok"] == 2

@@ -75,4 +75,4 @@ def run_from_args(args) -> int:
     summary = run_sweep(tasks, out, scheduler=args.scheduler, max_workers=args.max_workers, meta=meta, log=log)
     if summary["interrupted"]:
         return 130
-    return 0 if summary["failed"] == 0 else 1
+    return 0 if summary["ok"] == summary["tasks"] else 1

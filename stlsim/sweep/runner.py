@@ -299,12 +299,14 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
     table = write_tables(out_dir, ids, docs)
     statuses = [docs.get(i, {}).get("row", {}).get("status", "missing") for i in ids]
     summary = {"tasks": len(tasks), "ran": progress.done, "skipped": len(tasks) - len(todo),
-               "ok": statuses.count("ok"), "failed": len(ids) - statuses.count("ok"),
+               "ok": statuses.count("ok"), "failed": statuses.count("error") + statuses.count("killed"),
+               "not_run": statuses.count("missing"),
                "wall_time_s": time.perf_counter() - started, "table": table, "interrupted": interrupted,
                "workers": 0 if scheduler == "serial" else n_workers}
     if log:
-        log(f"sweep: {summary['ok']}/{summary['tasks']} tasks ok, {summary['failed']} not ok, "
-            f"{summary['skipped']} skipped, {summary['wall_time_s']:.1f}s; table: {table}")
+        log(f"sweep: {summary['ok']}/{summary['tasks']} tasks ok, {summary['failed']} failed, "
+            f"{summary['not_run']} not run, {summary['skipped']} skipped, {summary['wall_time_s']:.1f}s; "
+            f"table: {table}")
         sys.stdout.flush()
     return summary
 
