@@ -107,8 +107,9 @@ def test_per_layer_kernels_match_reference_on_odd_shapes():
 
 @pytest.mark.parametrize("dtype", (np.float64, np.float32))
 @pytest.mark.parametrize("B", (1, 64))
-def test_parallel_equals_serial_bitwise(dtype, B):
+def test_parallel_equals_serial_bitwise(dtype, B, monkeypatch):
     import numba
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_ELEMENTS", 0)     # small layers run parallel too
     net, x, y = make_case(dtype=dtype, sizes=(30, 200, 10), population=1, T=6, B=B, reset="soft")
     results = {}
     threads = numba.get_num_threads()

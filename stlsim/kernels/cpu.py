@@ -152,6 +152,10 @@ def _build_backward(kind, hard, detach, parallel):
 
 _KERNELS = {}
 _mode = "parallel"          # "serial" exists to test that parallel equals serial
+# Below this many (t, b, i) elements a layer runs on the serial kernel: launching the
+# parallel one costs more than the work (a 10-neuron output layer at T*B = 1024).
+# Parallel equals serial bitwise, so this never changes a number.
+PARALLEL_MIN_ELEMENTS = 65536
 
 
 def set_mode(mode: str) -> str:
@@ -168,9 +172,13 @@ def _kernel(key, build):
     return kernel
 
 
-def _blocking(batch, n_neurons):
+def _parallel(n_elements) -> bool:
+    return _mode == "parallel" and n_elements >= PARALLEL_MIN_ELEMENTS
+
+
+def _blocking(batch, n_neurons, parallel):
     """Neurons per lane: whole rows when the batch alone feeds every thread."""
-    threads = numba.get_num_threads() if _mode == "parallel" else 1
+    threads = numba.get_num_threads() if parallel else 1
     if batch >= 4 * threads:
         return 1, n_neurons
     block = max(16, -(-n_neurons // (4 * threads)))
@@ -194,10 +202,11 @@ def forward(current, theta, tau, hard, smooth, kind, param, membrane, spikes, v,
     (read in smooth mode only, where s_t = P(m_t - theta)).
     """
     T, B, N = current.shape
-    n_blocks, block = _blocking(B, N)
+    parallel = _parallel(current.size)
+    n_blocks, block = _blocking(B, N, parallel)
     compact = spikes_compact is not None
     smooth = bool(smooth)
-    key = ("forward", kind if smooth else -1, smooth, bool(hard), compact, _mode == "parallel")
+    key = ("forward", kind if smooth else -1, smooth, bool(hard), compact, parallel)
     CALLS["kernel:forward"] += 1
     _kernel(key, _build_forward)(n_blocks, block, current, membrane, spikes,
                                  spikes_compact if compact else _NO_COMPACT, v, theta, tau,
@@ -213,9 +222,10 @@ def backward(grad_spikes, membrane, spikes, theta, tau, hard, detach, kind, para
     ``theta_partial``: (B, N) scratch. ``grad_theta`` is the sum over t and b.
     """
     T, B, N = grad_spikes.shape
-    n_blocks, block = _blocking(B, N)
-    sum_blocks, sum_block = _blocking(1, N)      # the reduction over b: lanes of neurons
-    key = ("backward", kind, bool(hard), bool(detach), _mode == "parallel")
+    parallel = _parallel(grad_spikes.size)
+    n_blocks, block = _blocking(B, N, parallel)
+    sum_blocks, sum_block = _blocking(1, N, parallel)   # the reduction over b: lanes of neurons
+    key = ("backward", kind, bool(hard), bool(detach), parallel)
     CALLS["kernel:backward"] += 1
     _kernel(key, _build_backward)(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane,
                                   spikes, theta, grad_membrane, delta_next, theta_partial,
