@@ -493,3 +493,16 @@ def test_ctrl_c_keeps_the_finished_tasks(tmp_path):
     assert [r["status"] for r in read_csv(os.path.join(out, "table.csv"))] == ["ok"]
     summary = run_sweep(tasks, out, scheduler="serial", log=None)
     assert summary["skipped"] == 1 and summary["ran"] == 1 and summary["ok"] == 2
+
+
+def test_identical_differences_do_not_make_a_zero_width_interval():
+    from stlsim.sweep.report import paired_differences
+
+    rows = _rows([-0.01, -0.01, -0.01])
+    (bare,) = paired_differences(rows, ["theta_init"])
+    assert bare["ci_low"] == bare["ci_high"] == pytest.approx(-0.01)     # no test-set size known
+    for r in rows:
+        r["n_test"] = 100                                                  # accuracy steps of 0.01
+    (floored,) = paired_differences(rows, ["theta_init"])
+    half = 4.302652729749464 * 0.01 / np.sqrt(3)
+    assert floored["ci_high"] == pytest.approx(-0.01 + half) and floored["verdict"] == "tie"

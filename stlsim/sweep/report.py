@@ -5,8 +5,11 @@ initial weights, the data order and the input encoding draws (``stlsim.train``),
 per-seed difference d_s = acc_STL(s) - acc_SL(s) of the final test accuracies removes
 most of the seed-to-seed spread. Per cell:
 
-* mean d, its 95 % confidence interval mean +- t_{0.975, n-1} s_d / sqrt(n) over the n
-  paired seeds (no interval for n = 1), and seeds won / lost / tied by STL;
+* mean d, its 95 % confidence interval mean +- t_{0.975, n-1} s / sqrt(n) over the n
+  paired seeds (no interval for n = 1), and seeds won / lost / tied by STL. The spread s is
+  the sample standard deviation of d, floored at one test sample, 1 / n_test: accuracies
+  move in such steps, and a few seeds with identical differences would otherwise give an
+  interval of zero width;
 * verdict: "STL better" if the interval lies above 0, "SL better" if below, else "tie".
   With many cells, about 5 % of true ties are expected to show an interval that
   excludes 0 by chance; the report states that count next to the verdicts.
@@ -43,12 +46,12 @@ def _t975(n: int) -> float:
     return float(stats.t.ppf(0.975, n - 1))
 
 
-def _stats(diffs) -> dict:
+def _stats(diffs, resolution: float = 0.0) -> dict:
     d = np.asarray(diffs, dtype=float)
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     if n >= 2:
-        half = _t975(n) * float(d.std(ddof=1)) / math.sqrt(n)
+        half = _t975(n) * max(float(d.std(ddof=1)), resolution) / math.sqrt(n)
         low, high = mean - half, mean + half
     else:
         low = high = math.nan
@@ -81,7 +84,9 @@ def paired_differences(rows, axes, mode: str = "stl", baseline: str = "sl", metr
         if not seeds:
             continue
         diffs = [a[s][metric] - b[s][metric] for s in seeds]
-        entry = {"cell": dict(zip(axes, cell)), "seeds": seeds, "diffs": diffs, **_stats(diffs),
+        resolution = _resolution([a[s] for s in seeds] + [b[s] for s in seeds])
+        entry = {"cell": dict(zip(axes, cell)), "seeds": seeds, "diffs": diffs, "resolution": resolution,
+                 **_stats(diffs, resolution),
                  f"{mode}_mean": float(np.mean([a[s][metric] for s in seeds])),
                  f"{baseline}_mean": float(np.mean([b[s][metric] for s in seeds])),
                  "init_rate": _mean_layers([b[s] for s in seeds], "firing_rate_init_l"),
@@ -90,6 +95,12 @@ def paired_differences(rows, axes, mode: str = "stl", baseline: str = "sl", metr
                  "sops_ratio": _ratio([a[s] for s in seeds], [b[s] for s in seeds], "sops_per_sample")}
         cells.append(entry)
     return cells
+
+
+def _resolution(rows) -> float:
+    """One test sample's share of the accuracy (the largest over ``rows``); 0 if unknown."""
+    sizes = [r.get("n_test") for r in rows if r.get("n_test")]
+    return 1.0 / min(sizes) if sizes else 0.0
 
 
 def _mean_layers(rows, prefix):
@@ -124,12 +135,14 @@ def claims(rows, axes, mode="stl", baseline="sl", metric=_METRIC) -> list:
         for value in values:
             mine = [c for c in cells if c["cell"][axis] == value]
             diffs = [d for c in mine for d in c["diffs"]]
-            entry = {"claim": f"{axis} = {_show(value)}", **_stats(diffs), "cells": len(mine),
+            resolution = max(c["resolution"] for c in mine)
+            entry = {"claim": f"{axis} = {_show(value)}", **_stats(diffs, resolution), "cells": len(mine),
                      "cells_stl_better": sum(c["verdict"] == "STL better" for c in mine),
                      "cells_sl_better": sum(c["verdict"] == "SL better" for c in mine)}
             out.append(entry)
     diffs = [d for c in cells for d in c["diffs"]]
-    out.append({"claim": "all cells", **_stats(diffs), "cells": len(cells),
+    resolution = max((c["resolution"] for c in cells), default=0.0)
+    out.append({"claim": "all cells", **_stats(diffs, resolution), "cells": len(cells),
                 "cells_stl_better": sum(c["verdict"] == "STL better" for c in cells),
                 "cells_sl_better": sum(c["verdict"] == "SL better" for c in cells)})
     return out
@@ -392,7 +405,7 @@ def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out)
         lines += ["Command: `" + " ".join(meta["command"]) + "`", ""]
     lines += [f"{len(rows)} tasks in the table, {n_ok} ok; {len(cells)} cells with paired seeds. "
               f"Difference = {M} - {B} final test accuracy of the same seed (percentage points), "
-              "mean over seeds, 95% t-interval; won = seeds where "
+              "mean over seeds, 95% t-interval (spread floored at one test sample); won = seeds where "
               f"{M} is higher. At 95%, about {0.05 * len(cells):.1f} of {len(cells)} true ties would show an "
               "interval excluding 0 by chance.", ""]
     for name, fig in figures.items():

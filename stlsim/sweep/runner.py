@@ -103,7 +103,7 @@ def run_task(task, out_dir: str) -> dict:
         row.update(final_test_accuracy=float(acc[-1]), best_test_accuracy=float(max(acc)),
                    best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
                    final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
-                   train_wall_time_s=float(result.wall_time))
+                   train_wall_time_s=float(result.wall_time), n_test=int(len(data.y_test)))
         for layer, rate in enumerate(rates0):
             row[f"firing_rate_init_l{layer}"] = float(rate)
         for layer, rate in enumerate(history["firing_rate"][-1]):
@@ -139,7 +139,8 @@ def _run_ann(task, record, row) -> dict:
     row.update(final_test_accuracy=float(acc[-1]), best_test_accuracy=float(max(acc)),
                best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
                final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
-               train_wall_time_s=float(wall), macs_per_sample=ann_macs_per_sample(sizes))
+               train_wall_time_s=float(wall), macs_per_sample=ann_macs_per_sample(sizes),
+               n_test=int(len(data.y_test)))
     return history
 
 

@@ -5,7 +5,8 @@ axes (named after the options of ``stlsim train``, e.g. ``theta_init``, ``init_g
 ``gain_ratio``), ``seed``, ``mode``, then
 
 * ``final_test_accuracy``, ``best_test_accuracy``, ``best_epoch``, ``final_test_loss``,
-  ``final_train_accuracy``, ``epochs_done``;
+  ``final_train_accuracy``, ``epochs_done``, ``n_test`` (test samples: accuracies move in
+  steps of 1 / n_test);
 * ``firing_rate_init_l<k>`` (untrained network on the test set), ``firing_rate_l<k>``
   (after the last epoch), ``theta_mean_l<k>`` and ``theta_shift_l<k>`` (mean |theta - theta_init|)
   for spiking layer k (0 = first hidden layer);
@@ -36,7 +37,7 @@ from .._io import atomic_path
 __all__ = ["write_json", "read_row", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("final_test_accuracy", "best_test_accuracy", "best_epoch", "final_test_loss",
-                  "final_train_accuracy", "epochs_done")
+                  "final_train_accuracy", "epochs_done", "n_test")
 _LAYER_PREFIXES = ("firing_rate_init_l", "firing_rate_l", "theta_mean_l", "theta_shift_l")
 _TAIL = ("sops_per_sample", "macs_per_sample", "wall_time_s", "train_wall_time_s")
 _LAST = ("error", "record", "worker")
