@@ -312,9 +312,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or ("quick" if args.quick else "full")
     path = out / f"{tag}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
+    from stlsim._io import atomic_path
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(results, indent=1))
     log(f"\nwrote {path}")
     if not args.no_plot:
         from .plot import plot

@@ -68,11 +68,9 @@ def _pin_threads():
 
 
 THREADS = _pin_threads()
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 import numpy as np  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 import stlsim  # noqa: E402
 from stlsim._io import atomic_path, provenance  # noqa: E402

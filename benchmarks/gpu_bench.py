@@ -304,11 +304,9 @@ def orchestrate(args):
         print(case)
         for variant, ms in sorted(row.items(), key=lambda item: item[1]):
             print(f"  {ms:12.3f} ms  {variant}")
-    tmp = args.out + ".tmp"
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(tmp, "w") as handle:
+    from stlsim._io import atomic_path
+    with atomic_path(args.out) as tmp, open(tmp, "w") as handle:     # atomic, user's umask
         json.dump(report, handle, indent=1)
-    os.replace(tmp, args.out)                                   # written atomically
     print(f"wrote {args.out} in {report['seconds']} s")
     return 0
 

@@ -27,7 +27,6 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 
 def peak_rss_mb() -> float:
@@ -125,8 +124,8 @@ def main(argv=None) -> dict:
     }
     if reader["events_read"] != n_events or reader["counted"] != n_events:
         raise SystemExit(f"reader saw {reader['events_read']} events, file has {n_events}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
+    from stlsim._io import atomic_path
+    with atomic_path(args.out) as tmp, open(tmp, "w") as handle:
         json.dump(result, handle, indent=2)
         handle.write("\n")
     print(json.dumps(result, indent=2))

@@ -1,4 +1,4 @@
-"""Core model (L1)-(L4), surrogates and BPTT (B1)-(B6) of spec/model.md."""
+"""Core model (L1)-(L4), surrogates and BPTT (B1)-(B6) of docs/model.md."""
 import subprocess
 import sys
 

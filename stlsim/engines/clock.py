@@ -67,8 +67,8 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
                 smooth=False, reset_spikes=None):
     """Forward through every layer. Returns ``(output, tape)``.
 
-    ``backend`` (an ``engines.backend.Backend``) provides ``lif_forward``; ``reset_spikes`` (list per layer, or None)
-    is honoured by the NumPy reference only.
+    ``backend`` (an ``engines.backend.Backend``) provides ``lif_forward``;
+    ``reset_spikes`` (list per layer, or None) is honoured by the NumPy reference only.
     """
     tape = Tape()
     h = x

@@ -288,9 +288,9 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     tape = EventTape(T=T, B=B, dtype=dtype, rebuild=_rerun_recording)
     if isinstance(x, SpikeEvents):                    # events as given: nothing to scan
         CALLS["event_input"] += 1
-        dense, shape, events = None, x.input_shape, x
+        dense, events = None, x
     else:
-        dense, events, shape = x, None, x.shape[2:]
+        dense, events = x, None
     for i, layer in enumerate(layers):
         params = params_per_layer[i]
         if _is_event_layer(layer):
@@ -298,7 +298,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
                 events = scan_dense(dense, kernels)
             record = _forward_dense(kernels, layer, params, events, neuron, code, T, B, dtype)
             tape.layers.append(record)
-            dense, events, shape = None, record.spikes, tuple(layer.out_shape)
+            dense, events = None, record.spikes
             continue
         if dense is None:
             dense = rows_to_dense(events, kernels, dtype)
@@ -311,7 +311,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
             record.update(currents=out, spikes=spikes, membrane=membrane, theta=theta)
             out = spikes
         tape.layers.append(record)
-        dense, events, shape = out, None, out.shape[2:]
+        dense, events = out, None
     if dense is None:
         dense = rows_to_dense(events, kernels, dtype)
     return dense, tape
