@@ -77,3 +77,18 @@ def test_api_reference_rewrites_description_entries_only():
     assert "tau : float\n" in out and 'reset : {"hard", "soft"}\n' in out
     assert "seed\n    seeds the initialisation." in out
     assert "x : not a parameter entry." in out          # outside a parameter-like section
+
+
+@pytest.mark.parametrize("page", ["index.md", "howto/compare.md", "howto/own_data.md",
+                                  "howto/check_gradient.md"])
+def test_page_code_runs(page, tmp_path, monkeypatch):
+    """The Python blocks of a docs page run, in order, in one namespace (as a reader would)."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, f"no python block in {page}"
+    monkeypatch.chdir(tmp_path)                 # own_data.md writes mine.npz
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)
