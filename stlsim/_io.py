@@ -13,8 +13,10 @@ import datetime as _dt
 import os
 import platform
 import secrets
+import subprocess
+import sys
 
-__all__ = ["atomic_path", "provenance"]
+__all__ = ["atomic_path", "provenance", "read_hdf5", "damaged_file_error"]
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -72,3 +74,113 @@ def provenance(**extra) -> dict:
     }
     info.update(extra)
     return info
+
+
+# ------------------------------------------------------------------ reading HDF5 files --
+# h5py can loop for ever (or crash) inside the HDF5 library on a file whose metadata is
+# damaged, where no Python signal or exception can reach it. So every HDF5 file stlsim
+# reads is read by a short-lived child process under a time limit; the child hands back
+# the plain numpy/Python objects, and the parent turns every failure (an h5py or OS error,
+# a crash, a read that does not finish) into one error naming the file.
+
+#: Exceptions h5py, HDF5 and the decoding of stored JSON raise on damaged files.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError,
+             UnicodeDecodeError, OverflowError, LookupError)
+
+
+def damaged_file_error(path, problem: str) -> ValueError:
+    """The error for a file that cannot be read: names the file and what is wrong."""
+    return ValueError(f"File {os.fspath(path)!r} cannot be read: {problem}.")
+
+
+def _read_timeout(path) -> float:
+    """Seconds a read may take: STLSIM_HDF5_TIMEOUT (default 60) plus 1 s per 20 MB."""
+    try:
+        base = float(os.environ.get("STLSIM_HDF5_TIMEOUT", "60"))
+    except ValueError:
+        base = 60.0
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    return base + size / 20e6
+
+
+def _call_reader(reader: str, path: str):
+    """Open ``path`` with h5py and return ``module:function``(handle, path)."""
+    import importlib
+
+    import h5py
+
+    module, func = reader.split(":")
+    function = getattr(importlib.import_module(module), func)
+    with h5py.File(path, "r") as handle:
+        return function(handle, path)
+
+
+def _child_main():  # pragma: no cover - runs in the child process
+    import pickle
+
+    reader, path = sys.argv[1], sys.argv[2]
+    out = sys.stdout.buffer
+    try:
+        payload = ("ok", _call_reader(reader, path))
+    except BaseException as err:          # every failure goes back as text
+        payload = ("error", type(err).__name__, str(err))
+    out.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    out.flush()
+
+
+def read_hdf5(path, reader: str, *, timeout: float | None = None, in_process: bool | None = None):
+    """Read an HDF5 file with ``reader`` ("module:function", called as ``f(handle, path)``).
+
+    The read runs in a child process limited to ``timeout`` seconds (default: see
+    ``_read_timeout``), so a damaged file gives a ``ValueError`` naming it instead of a
+    hang, a crash or a raw h5py error. ``ValueError``s the reader raises itself (which
+    name the file) pass through unchanged. ``in_process=True`` (or STLSIM_HDF5_IN_PROCESS=1)
+    reads here instead, without the hang guard.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"File {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise damaged_file_error(path, "it is a directory, not an HDF5 file")
+    if in_process is None:
+        in_process = os.environ.get("STLSIM_HDF5_IN_PROCESS") == "1"
+    if in_process:
+        try:
+            return _call_reader(reader, path)
+        except ValueError as err:
+            if path in str(err):
+                raise
+            raise damaged_file_error(path, f"{type(err).__name__}: {err}") from None
+        except H5_ERRORS as err:
+            raise damaged_file_error(path, f"{type(err).__name__}: {err}") from None
+    import pickle
+
+    timeout = _read_timeout(path) if timeout is None else timeout
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-c", "from stlsim._io import _child_main; _child_main()", reader, path]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise damaged_file_error(path, f"reading it did not finish within {timeout:.0f} s "
+                                       "(damaged HDF5 metadata?)") from None
+    try:
+        payload = pickle.loads(done.stdout)
+    except Exception:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise damaged_file_error(path, f"the HDF5 library failed on it (exit status "
+                                       f"{done.returncode}: {tail[0][:200]})") from None
+    if payload[0] == "ok":
+        return payload[1]
+    kind, message = payload[1], payload[2]
+    if kind == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    if kind in ("ValueError", "TypeError") and path in message:
+        raise ValueError(message)
+    if kind == "FileNotFoundError":
+        raise FileNotFoundError(message)
+    raise damaged_file_error(path, f"{kind}: {message}")

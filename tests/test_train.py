@@ -98,7 +98,8 @@ def test_record_contents_and_provenance(tmp_path, small_digits):
     train(net, small_digits, config, record_path=path, progress=False, netcfg=netcfg)
     rec = load_record(path)
     assert rec["attrs"]["stlsim_version"] == stlsim.__version__
-    assert rec["attrs"]["schema_version"] == 1 and rec["attrs"]["seed"] == 0
+    assert rec["attrs"]["schema_version"] == 2 and rec["attrs"]["seed"] == 0
+    assert rec["attrs"]["digest"].startswith("sha256:") and rec["overrides"] == []
     assert rec["conventions"]["reset"] == "hard" and rec["conventions"]["heaviside_at_zero"] == 1
     assert list(rec["history"]["epoch"]) == [1, 2]
     assert rec["history"]["firing_rate"].shape == (2, 2)

@@ -10,13 +10,26 @@
 
 so a run reproduces from its seed, and a run resumed from a checkpoint reproduces
 the uninterrupted one bit for bit (float64, NumPy backend).
+
+A resume continues only the run its record holds: the learning mode, seed, training
+configuration (all but ``epochs``, ``backend`` and ``eval_batch_size``), network
+description, neuron conventions, dtype and optimizer state must all match, or ``train``
+refuses, naming the first field that differs, unless that field is named in
+``override`` (the record then logs the change).
+
+Ctrl-C and SIGTERM set a flag that the loop checks between batches: the finished epochs
+are saved and ``RunResult.interrupted`` is True. A save in progress is never cut short
+(a second signal during it waits for the save to finish).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -30,7 +43,7 @@ from .modes import MODES, trainable_names
 from .optim import ExponentialDecay, make_optimizer
 
 __all__ = ["NetConfig", "TrainConfig", "RunResult", "build_network", "train", "evaluate",
-           "ENCODINGS"]
+           "ENCODINGS", "interrupt_guard"]
 
 ENCODINGS = ("rate", "direct", "frames")
 
@@ -200,13 +213,197 @@ def _set_rng_state(gen, state):
     gen.bit_generator.state = state
 
 
+class _Interrupts:
+    """SIGINT/SIGTERM state of the innermost ``interrupt_guard``."""
+
+    def __init__(self):
+        self.requested = None          # the signal's name once one arrived
+        self.saving = 0                # > 0 while a file is being written
+
+    def check(self):
+        """Raise KeyboardInterrupt if a signal arrived (call between batches)."""
+        if self.requested:
+            raise KeyboardInterrupt(self.requested)
+
+    @contextlib.contextmanager
+    def protect(self):
+        """A block no signal interrupts (a save); a pending signal is acted on after it."""
+        self.saving += 1
+        try:
+            yield
+        finally:
+            self.saving -= 1
+
+
+_ACTIVE: list = []
+
+
+@contextlib.contextmanager
+def interrupt_guard():
+    """Turn SIGINT/SIGTERM into a flag for the duration of the block (main thread only).
+
+    Yields an object with ``requested`` (the signal's name or None), ``check()`` (raises
+    KeyboardInterrupt once a signal arrived) and ``protect()`` (a block, such as a save,
+    that no signal interrupts). A second signal outside a protected block raises
+    KeyboardInterrupt at once, so a stuck batch can still be stopped. Nested guards share
+    the outer one; outside the main thread the guard only keeps the flag.
+    """
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
+    state = _Interrupts()
+
+    def handler(signum, frame):
+        first = state.requested is None
+        state.requested = signal.Signals(signum).name
+        if not first and not state.saving:
+            raise KeyboardInterrupt(state.requested)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+                pass
+    _ACTIVE.append(state)
+    try:
+        yield state
+    finally:
+        _ACTIVE.pop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# TrainConfig fields a resume may change freely: how far to train and where to compute.
+_RESUME_FREE = ("epochs", "backend", "eval_batch_size")
+
+
+def _normal(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _layers_part(architecture):
+    return str(architecture).split(", neuron=")[0]
+
+
+def _run_fields(config_dict: dict, network: dict | None, conventions: dict) -> list:
+    """(field, value) pairs that define a run, in the order they are compared."""
+    fields = [(k, config_dict.get(k)) for k in ("mode", "seed")]
+    fields += [(k, config_dict.get(k)) for k in sorted(config_dict)
+               if k not in ("mode", "seed") + _RESUME_FREE]
+    if network is not None and "repr" not in network:
+        fields += [(f"network.{k}", network.get(k)) for k in sorted(network)]
+    conv = dict(conventions)
+    conv["architecture"] = _layers_part(conv.get("architecture"))
+    fields += [(f"conventions.{k}", conv.get(k)) for k in sorted(conv)]
+    return [(name, _normal(value)) for name, value in fields]
+
+
+def _leaf(field_name: str) -> str:
+    return field_name.rsplit(".", 1)[-1]
+
+
+def check_resume(record: dict, source, config: TrainConfig, net, netcfg=None, override=()) -> list:
+    """Refuse a record of another run; return the changes ``override`` allowed (logged).
+
+    ``override``: names of fields (``lr``, ``mode``, ``tau``, ...) that may differ from the
+    record; each change is returned as {field, recorded, requested, at_epoch}.
+    """
+    override = set(override or ())
+    requested = _run_fields(dataclasses.asdict(config), dataclasses.asdict(netcfg) if netcfg else None,
+                            conventions_of(net))
+    known = {_leaf(name) for name, _ in requested}
+    unknown = sorted(override - known)
+    if unknown:
+        raise fail("override", f"names of run fields ({', '.join(sorted(known))})", repr(unknown[0]), "train")
+    recorded = dict(_run_fields(record["config"], record.get("network"), record["conventions"]))
+    network_recorded = record.get("network") is not None and "repr" not in record.get("network", {})
+    epoch = record["checkpoint"]["epoch"] if record.get("checkpoint") else 0
+    changes = []
+    for name, value in requested:
+        if name.startswith("network.") and not network_recorded:
+            continue
+        if name not in recorded:
+            if name.startswith("network."):
+                continue
+            raise fail("resume", f"a record of this run (with field {name!r})",
+                       f"the record {source} without it", "train")
+        if recorded[name] == value:
+            continue
+        if _leaf(name) in override:
+            changes.append({"field": name, "recorded": recorded[name], "requested": value, "at_epoch": epoch})
+            continue
+        hint = f" (to continue it anyway with the new value, pass --override {_leaf(name)}=VALUE)"
+        raise fail("resume", f"a record of this run ({name} {value!r})",
+                   f"the record {source} of another run, whose {name} is {recorded[name]!r}{hint}", "train")
+    return changes
+
+
+def _restore_checkpoint(rec, source, net, optimizer, config):
+    """Check a record's checkpoint against ``net`` and ``optimizer``, entry by entry."""
+    ck = rec["checkpoint"]
+    expected = set(net.params) | {f"buffer:{k}" for k in getattr(net, "buffers", {})}
+    have = set(ck["params"])
+    for key in sorted(expected ^ have):
+        what = "is missing" if key in expected else "is not a parameter of this network"
+        raise fail("resume", "a record of this network with every parameter",
+                   f"the record {source} whose checkpoint entry {key!r} {what}", "train")
+    for key, value in ck["params"].items():
+        target = net.buffers[key[len("buffer:"):]] if key.startswith("buffer:") else net.params[key]
+        if target.shape != np.shape(value):
+            raise fail("resume", f"a record of this network ({key!r} of shape {target.shape})",
+                       f"shape {np.shape(value)} in {source}", "train")
+    fresh = optimizer.state_dict()
+    state = ck["optimizer"]
+    required = set(fresh)
+    allowed = required | {f"{prefix}/{n}" for n in optimizer.names for prefix in ("m", "v", "buf")
+                          if any(k.startswith(prefix + "/") for k in fresh) or prefix == "buf"}
+    for key in sorted((required - set(state)) | (set(state) - allowed)):
+        what = "is missing" if key in required else "does not belong to this optimizer"
+        raise fail("resume", f"a record with {config.optimizer} optimizer state for these parameters",
+                   f"the record {source} whose optimizer entry {key!r} {what}", "train")
+    for key, value in state.items():
+        if "/" in key:
+            name = key.split("/", 1)[1]
+            if np.shape(value) != net.params[name].shape:
+                raise fail("resume", f"optimizer state {key!r} of shape {net.params[name].shape}",
+                           f"shape {np.shape(value)} in {source}", "train")
+    thetas = {k: v.shape for k, v in net.params.items() if k.endswith(".theta")}
+    got = {k: np.shape(v) for k, v in rec["theta_init"].items()}
+    if got != thetas:
+        raise fail("resume", "a record whose theta_init matches this network's thresholds",
+                   f"the record {source} with theta_init {sorted(got)}", "train")
+    n = ck["history_length"]
+    for key in _HISTORY_SCALARS + ("firing_rate", "theta_mean", "theta_std"):
+        if key not in rec["history"] or len(rec["history"][key]) < n:
+            raise fail("resume", f"a record with {n} epochs of history field {key!r}",
+                       f"the record {source} without them", "train")
+    for key, value in ck["params"].items():
+        target = net.buffers[key[len("buffer:"):]] if key.startswith("buffer:") else net.params[key]
+        target[...] = value
+    optimizer.load_state_dict(state)
+
+
+def _check_gradients(grads: dict, names, epoch: int, batch: int):
+    for name in names:
+        g = grads.get(name)
+        if g is not None and not np.all(np.isfinite(g)):
+            n_bad = int(np.size(g) - np.count_nonzero(np.isfinite(g)))
+            raise FloatingPointError(f"the gradient of {name!r} has {n_bad} non-finite values at epoch "
+                                     f"{epoch + 1}, batch {batch + 1}; training stopped before using it")
+
+
 def train(net, data, config: TrainConfig, *, record_path=None, resume=None, progress: bool = True,
-          label: str | None = None, netcfg: NetConfig | None = None) -> RunResult:
+          label: str | None = None, netcfg: NetConfig | None = None, override=()) -> RunResult:
     """Train ``net`` on ``data`` (a ``stlsim.data.Dataset``) in ``config.mode``.
 
     Writes the run record to ``record_path`` after every epoch (atomically) if given.
-    ``resume``: path of a record to continue from its checkpoint. Ctrl-C stops after
-    saving the finished epochs (``RunResult.interrupted`` is then True).
+    ``resume``: path of a record to continue from its checkpoint; it must hold this run
+    (see the module docstring) except for the fields named in ``override``. Ctrl-C or
+    SIGTERM stops between batches after saving the finished epochs
+    (``RunResult.interrupted`` is then True). A non-finite loss or gradient raises
+    ``FloatingPointError`` before the optimizer uses it.
     """
     config.validate()
     names = trainable_names(net, config.mode)
@@ -223,6 +420,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     history = {k: [] for k in _HISTORY_SCALARS}
     layer_fields = {"firing_rate": [], "theta_mean": [], "theta_std": []}
     start_epoch = 0
+    overrides_log = []
     if resume is not None:
         from .records import load_record
 
@@ -230,19 +428,9 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         ck = rec["checkpoint"]
         if ck is None:
             raise fail("resume", "a record with a checkpoint", f"{resume} without one")
-        for key, value in ck["params"].items():
-            if key.startswith("buffer:"):            # BatchNorm running estimates
-                name = key[len("buffer:"):]
-                if name not in net.buffers or net.buffers[name].shape != np.shape(value):
-                    raise fail("resume", f"a record of this network (buffer {name!r})",
-                               f"shape {np.shape(value)}", "train")
-                net.buffers[name][...] = value
-                continue
-            if key not in net.params or net.params[key].shape != np.shape(value):
-                raise fail("resume", f"a record of this network (parameter {key!r})",
-                           f"shape {np.shape(value)}", "train")
-            net.params[key][...] = value
-        optimizer.load_state_dict(ck["optimizer"])
+        changes = check_resume(rec, resume, config, net, netcfg, override)
+        _restore_checkpoint(rec, resume, net, optimizer, config)
+        overrides_log = list(rec.get("overrides", [])) + changes
         _set_rng_state(shuffle_rng, ck["rng"]["shuffle"])
         _set_rng_state(encode_rng, ck["rng"]["encode"])
         _set_rng_state(net.rng, ck["rng"]["network"])
@@ -285,58 +473,62 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                     conventions=conventions_of(net), history=full_history,
                     params={**net.params, **{f"buffer:{k}": v for k, v in getattr(net, "buffers", {}).items()}},
                     theta_init=theta_init, checkpoint=checkpoint,
-                    interrupted=interrupted)
+                    interrupted=interrupted, overrides=overrides_log)
 
     checkpoint = snapshot(start_epoch)
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            schedule.set_epoch(epoch)
-            t0 = time.perf_counter()
-            order = shuffle_rng.permutation(x_train.shape[0])
-            loss_sum, correct, seen = 0.0, 0, 0
-            for k in range(n_batches):
-                idx = order[k * config.batch_size:(k + 1) * config.batch_size]
-                xb = encode(x_train[idx], config.timesteps, config.encoding, encode_rng, net.dtype)
-                yb = data.y_train[idx]
-                loss, grads, rates = net.loss_and_grad(xb, yb, loss=config.loss, backend=config.backend,
-                                                       training=True, return_rates=True)
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, batch {k + 1}")
-                optimizer.step(grads)
-                loss_sum += loss * len(idx)
-                correct += int(np.sum(decide(rates) == yb))
-                seen += len(idx)
-                bar.update(k + 1, f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.4f} "
-                                  f"acc {correct / seen:.3f}")
-            test = evaluate(net, x_test, data.y_test, config, np.random.default_rng([config.seed, 4, epoch]),
-                            backend=config.backend)
-            means, stds = theta_stats(net)
-            history["epoch"].append(epoch + 1)
-            history["train_loss"].append(loss_sum / seen)
-            history["train_accuracy"].append(correct / seen)
-            history["test_loss"].append(test["loss"])
-            history["test_accuracy"].append(test["accuracy"])
-            history["lr"].append(optimizer.lr)
-            history["epoch_time"].append(time.perf_counter() - t0)
-            layer_fields["firing_rate"].append(test["firing_rate"])
-            layer_fields["theta_mean"].append(means)
-            layer_fields["theta_std"].append(stds)
-            rates = " ".join(f"{r:.3f}" for r in test["firing_rate"])
-            bar.line(f"epoch {epoch + 1}/{config.epochs}: train loss {loss_sum / seen:.4f} "
-                     f"acc {correct / seen:.3f} | test acc {test['accuracy']:.3f} | rates {rates} "
-                     f"| {time.perf_counter() - t0:.1f}s")
-            checkpoint = snapshot(epoch + 1)
-            save()
-    except KeyboardInterrupt:
-        interrupted = True
-        bar.line("interrupted: saving the finished epochs")
-        save()
+    with interrupt_guard() as signals:
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                schedule.set_epoch(epoch)
+                t0 = time.perf_counter()
+                order = shuffle_rng.permutation(x_train.shape[0])
+                loss_sum, correct, seen = 0.0, 0, 0
+                for k in range(n_batches):
+                    signals.check()
+                    idx = order[k * config.batch_size:(k + 1) * config.batch_size]
+                    xb = encode(x_train[idx], config.timesteps, config.encoding, encode_rng, net.dtype)
+                    yb = data.y_train[idx]
+                    loss, grads, rates = net.loss_and_grad(xb, yb, loss=config.loss, backend=config.backend,
+                                                           training=True, return_rates=True)
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, batch {k + 1}")
+                    _check_gradients(grads, names, epoch, k)
+                    optimizer.step(grads)
+                    loss_sum += loss * len(idx)
+                    correct += int(np.sum(decide(rates) == yb))
+                    seen += len(idx)
+                    bar.update(k + 1, f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.4f} "
+                                      f"acc {correct / seen:.3f}")
+                test = evaluate(net, x_test, data.y_test, config,
+                                np.random.default_rng([config.seed, 4, epoch]), backend=config.backend)
+                means, stds = theta_stats(net)
+                history["epoch"].append(epoch + 1)
+                history["train_loss"].append(loss_sum / seen)
+                history["train_accuracy"].append(correct / seen)
+                history["test_loss"].append(test["loss"])
+                history["test_accuracy"].append(test["accuracy"])
+                history["lr"].append(optimizer.lr)
+                history["epoch_time"].append(time.perf_counter() - t0)
+                layer_fields["firing_rate"].append(test["firing_rate"])
+                layer_fields["theta_mean"].append(means)
+                layer_fields["theta_std"].append(stds)
+                rates = " ".join(f"{r:.3f}" for r in test["firing_rate"])
+                bar.line(f"epoch {epoch + 1}/{config.epochs}: train loss {loss_sum / seen:.4f} "
+                         f"acc {correct / seen:.3f} | test acc {test['accuracy']:.3f} | rates {rates} "
+                         f"| {time.perf_counter() - t0:.1f}s")
+                checkpoint = snapshot(epoch + 1)
+                with signals.protect():
+                    save()
+        except KeyboardInterrupt:
+            interrupted = True
+            bar.line("interrupted: saving the finished epochs")
+            with signals.protect():
+                save()
     full_history = dict(history)
     full_history.update(layer_fields)
     return RunResult(mode=config.mode, seed=config.seed, history=full_history,
                      wall_time=time.perf_counter() - started, interrupted=interrupted,
                      theta_init=theta_init, record_path=None if record_path is None else str(record_path))
-
 
 def conventions_of(net) -> dict:
     """The conventions a record must carry to be interpreted."""
