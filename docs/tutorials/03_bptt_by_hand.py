@@ -90,6 +90,31 @@ for t in range(T):
           + " ".join(f"{value:9.5f}" for value in b))
 
 # %% [markdown]
+# The same backward columns as curves. `e_t` is what the layer above sends (B6); the
+# reset path adds `-m_t eps_t` to it to make `g_t` (B2h): the credit a spike gets for
+# resetting the membrane, large where m_t is large. `delta_t` (B3h) is `g_t` through the
+# surrogate plus the leak path `eps_t (1 - s_t)`, which a spike cuts.
+
+# %%
+steps = np.arange(1, T + 1)
+fig, ax = plt.subplots(figsize=(9, 4))
+for key, marker, label in (("e", "s-", "e_t, from the layer above (B6)"),
+                           ("eps", "^--", "eps_t = dL/dv_t (B1)"),
+                           ("g", "o-", "g_t = dL/ds_t, total (B2h)"),
+                           ("delta", "D-", "delta_t = dL/dm_t (B3h)")):
+    ax.plot(steps, bwd[key][:, SAMPLE, NEURON], marker, label=label)
+for k, t in enumerate(steps[fwd["s"][:, SAMPLE, NEURON] > 0]):
+    ax.axvspan(t - 0.3, t + 0.3, color="C3", alpha=0.12, label="steps where the neuron fired" if k == 0 else None)
+ax.axhline(0, color="0.6", lw=0.8)
+ax.set_xticks(steps)
+ax.set_xlabel("time step t   (the backward pass runs t = T .. 1)")
+ax.set_ylabel("gradient of the loss (per unit of s, v or m)")
+ax.set_title(f"Backward quantities, hidden neuron {NEURON}, sample {SAMPLE}")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## 2. Every backward equation, on the whole trace
 #
 # Each line below recomputes one equation of the model from the trace and prints the
