@@ -13,7 +13,32 @@ __all__ = ["main"]
 
 
 def _int_list(text):
-    return [int(v) for v in text.split(",") if v.strip()]
+    """Comma-separated positive integers ("256" or "800,400"); empty parts are an error."""
+    parts = [v.strip() for v in text.split(",")]
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _override(text):
+    field, sep, value = text.partition("=")
+    if not sep or not field.strip():
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    return field.strip(), value.strip()
 
 
 def _add_common(p: argparse.ArgumentParser):
@@ -23,7 +48,7 @@ def _add_common(p: argparse.ArgumentParser):
                         "(default: digits, bundled)")
     p.add_argument("--arch", default="mlp", help="mlp (dense; sizes from --hidden) or a preset of stlsim.architectures")
     p.add_argument("--hidden", type=_int_list, default=None, help="hidden layer sizes, e.g. 256 or 800,400 (mlp)")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--timesteps", "-T", type=int, default=None)
     p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
     p.add_argument("--encoding", choices=["rate", "direct"], default="rate",
@@ -42,8 +67,8 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--surrogate", default="atan")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float32")
     p.add_argument("--backend", default=None, help="numpy | numba | ... (default: the network's)")
-    p.add_argument("--train-subset", type=int, default=None, help="use only the first N training samples")
-    p.add_argument("--test-subset", type=int, default=None, help="use only the first N test samples")
+    p.add_argument("--train-subset", type=_positive_int, default=None, help="use only the first N training samples")
+    p.add_argument("--test-subset", type=_positive_int, default=None, help="use only the first N test samples")
     p.add_argument("--out", default=None, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -71,8 +96,11 @@ def _configs(args, mode="stl", seed=0):
         args.encoding, args.timesteps = "frames", data.timesteps
     else:
         data = load_dataset(args.dataset)
-    if args.train_subset or args.test_subset:
+    if args.train_subset is not None or args.test_subset is not None:
         data = data.subset(args.train_subset, args.test_subset)
+    if len(data.y_train) == 0 or len(data.y_test) == 0:
+        raise ValueError(f"data set {data.name!r} has {len(data.y_train)} training and {len(data.y_test)} "
+                         "test samples; both splits must be non-empty")
     key = args.dataset.split(":")[0] if not args.dataset.endswith(".npz") else "npz"
     defaults = _DATASET_DEFAULTS.get(key, _DATASET_DEFAULTS["mnist"])
     pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
@@ -83,7 +111,30 @@ def _configs(args, mode="stl", seed=0):
                          timesteps=pick(args.timesteps, "timesteps"), encoding=args.encoding, loss=args.loss,
                          optimizer=args.optimizer, lr=args.lr, theta_lr=args.theta_lr,
                          weight_decay=args.weight_decay, lr_decay=args.lr_decay, seed=seed, backend=args.backend)
+    _apply_overrides(getattr(args, "override", None) or [], netcfg, config)
     return data, netcfg, config.validate()
+
+
+def _apply_overrides(pairs, netcfg, config):
+    """``--override FIELD=VALUE``: set the field (of the training or network config)."""
+    import dataclasses
+    import json
+
+    for name, text in pairs:
+        targets = [c for c in (config, netcfg) if name in {f.name for f in dataclasses.fields(c)}]
+        if not targets:
+            fields = sorted({f.name for c in (config, netcfg) for f in dataclasses.fields(c)})
+            raise ValueError(f"--override {name}={text}: {name!r} is not a field of the run "
+                             f"(one of {', '.join(fields)})")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        current = getattr(targets[0], name)
+        if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        for target in targets:
+            setattr(target, name, value)
 
 
 def cmd_compare(args) -> int:
@@ -96,7 +147,8 @@ def cmd_compare(args) -> int:
           f"arch {netcfg.arch} {netcfg.hidden}, T={config.timesteps}, P={netcfg.population}, "
           f"{config.epochs} epochs, seeds {seeds}, modes {args.modes} -> {out}", flush=True)
     results = run_comparison(data, netcfg, config, modes=args.modes, seeds=seeds, out_dir=out,
-                             progress=not args.quiet, max_workers=args.max_workers, scheduler=args.scheduler)
+                             progress=not args.quiet, max_workers=args.max_workers, scheduler=args.scheduler,
+                             force=args.force)
     print()
     print(format_table(results))
     print(f"\nresults: {os.path.join(out, 'results.json')}; figures: "
@@ -112,8 +164,11 @@ def cmd_train(args) -> int:
     os.makedirs(out, exist_ok=True)
     record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)
+    override = [name for name, _ in args.override or []]
+    if override and args.resume is None:
+        raise ValueError("--override changes a resumed run; it needs --resume RECORD.h5")
     result = train(net, data, config, record_path=record, resume=args.resume, progress=not args.quiet,
-                   netcfg=netcfg)
+                   netcfg=netcfg, override=override)
     acc = result.history["test_accuracy"]
     print(f"{args.mode.upper()} seed {args.seed}: final test accuracy "
           f"{acc[-1] if acc else float('nan'):.4f} in {result.wall_time:.1f}s; record: {record}")
@@ -156,22 +211,27 @@ def cmd_sweep_report(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="stlsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compare", help="train STL, SL and TL side by side (the main job)")
     _add_common(p)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..K-1)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--modes", type=lambda s: s.split(","), default=["stl", "sl", "tl"])
     p.add_argument("--max-workers", type=int, default=1,
                    help="train the runs on N Dask worker processes (1: here, one after the other; "
                         "the results are the same bit for bit)")
     p.add_argument("--scheduler", default="local", help="with --max-workers > 1: local (an embedded "
                    "LocalCluster) or the address of a running Dask scheduler")
+    p.add_argument("--force", action="store_true",
+                   help="replace another run's files in --out (otherwise such a folder is refused)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("train", help="train one learning mode")
     _add_common(p)
     p.add_argument("--mode", choices=["stl", "sl", "tl"], default="stl")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", default=None, help="continue from a record's checkpoint")
+    p.add_argument("--resume", default=None, help="continue from a record's checkpoint (of this same run)")
+    p.add_argument("--override", type=_override, action="append", default=None, metavar="FIELD=VALUE",
+                   help="with --resume: change FIELD of the recorded run (e.g. lr=1e-4); logged in the record")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("bench", help="run the benchmarks (source checkout)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -202,16 +262,34 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_report)
     args = parser.parse_args(argv)
+    debug = args.debug or bool(os.environ.get("STLSIM_DEBUG"))
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        if os.environ.get("STLSIM_DEBUG"):
+    except Exception as err:  # noqa: BLE001 - one line per error; the traceback with --debug
+        if debug:
             raise
-        print(f"stlsim {args.command}: error: {err}", file=sys.stderr)
+        print(f"stlsim {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
+
+
+# Errors that a user's input or the system explains; anything else is reported as unexpected.
+_USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, FloatingPointError, ImportError, LookupError,
+                EOFError)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.strerror}: {err.filename!r}" if err.filename else str(err)
+    else:
+        text = str(err) or type(err).__name__
+    if isinstance(err, ImportError) and not str(err):
+        text = f"a needed module is missing ({err.name})"
+    if not isinstance(err, _USER_ERRORS):
+        text = f"unexpected {type(err).__name__}: {text} (rerun with --debug for the traceback)"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,21 @@
 """The main job: train STL, SL and TL side by side on the same data, seeds and network.
 
-``run_comparison`` trains every (mode, seed), writes one HDF5 record per run, the
-plots and ``results.json`` (schema in ``docs/results.md``), and returns the results.
+``run_comparison`` trains every (mode, seed), writes one HDF5 record per run,
+``results.json`` (schema in ``docs/results.md``) and then the plots, and returns the results.
+
+A run folder holds one run. ``run.json`` in it names the run (data set, network,
+training configuration, seeds, modes); a rerun of the same run may write there again,
+another run is refused unless ``force=True``, which first removes the old run's files.
+While a run trains, ``.stlsim.lock`` (holding the process id) claims the folder, so a
+second concurrent run into it is refused. Ctrl-C or SIGTERM stops between batches; the
+finished runs are summarised in ``results.json`` (``"interrupted": true``) before any
+figure is drawn.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import json
 import os
 import time
@@ -14,9 +24,122 @@ import numpy as np
 
 from ._io import atomic_path, provenance
 
-__all__ = ["run_comparison", "format_table", "RESULTS_SCHEMA_VERSION"]
+__all__ = ["RESULTS_SCHEMA_VERSION", "format_table", "run_comparison"]
 
 RESULTS_SCHEMA_VERSION = 1
+LOCK_NAME = ".stlsim.lock"
+RUN_NAME = "run.json"
+_FIGURES = ("curves.png", "firing_rates.png", "thresholds.png", "raster_stl.png")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _lock(out_dir):
+    """Hold ``out_dir/.stlsim.lock`` (created exclusively) for the block."""
+    from ._checks import fail
+
+    path = os.path.join(out_dir, LOCK_NAME)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise fail("out", "a folder no other run is writing to",
+                           f"{out_dir!r}, claimed by the running process {pid} ({path})", "compare") from None
+            if pid == os.getpid():
+                raise fail("out", "a folder no other run is writing to",
+                           f"{out_dir!r}, already claimed by this process", "compare") from None
+            with contextlib.suppress(FileNotFoundError):   # stale: its process has ended
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _identity(data, netcfg, trainconfig, modes, seeds) -> dict:
+    """What defines a compare run (``run.json``)."""
+    return json.loads(json.dumps({
+        "dataset": {"name": data.name, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test))},
+        "network": dataclasses.asdict(netcfg),
+        "training": {k: v for k, v in dataclasses.asdict(trainconfig).items()
+                     if k not in ("mode", "seed", "backend", "eval_batch_size")},
+        "seeds": list(seeds), "modes": list(modes)}, sort_keys=True, default=str))
+
+
+def _first_difference(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{prefix}{key}"
+            found = _first_difference(a[key], b[key], f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else prefix.rstrip(".") or "(whole)"
+
+
+def _old_run_files(out_dir) -> list:
+    names = [os.path.join(out_dir, n) for n in ("results.json", "results.previous.json", RUN_NAME) + _FIGURES]
+    names += glob.glob(os.path.join(out_dir, "*_seed*.h5"))
+    return [n for n in names if os.path.isfile(n)]
+
+
+def _claim(out_dir, identity: dict, force: bool):
+    """Refuse (or with ``force`` clear) a folder holding another run; write run.json."""
+    from ._checks import fail
+
+    run_file = os.path.join(out_dir, RUN_NAME)
+    old = _old_run_files(out_dir)
+    if old and not force:
+        other = None
+        try:
+            with open(run_file) as f:
+                other = json.load(f)
+        except FileNotFoundError:
+            other = None
+        except (OSError, ValueError):
+            other = {"unreadable": run_file}
+        if other is None:
+            raise fail("out", "an empty folder or one holding this same run",
+                       f"{out_dir!r}, which holds files of a run of unknown settings "
+                       f"({os.path.basename(old[0])}); pass --force to replace them", "compare")
+        field = _first_difference(identity, other)
+        if field:
+            raise fail("out", "an empty folder or one holding this same run",
+                       f"{out_dir!r}, which holds another run (its {field} differs); pass --force to "
+                       "replace it, or choose another --out", "compare")
+    if force:
+        for name in old:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+    elif os.path.exists(os.path.join(out_dir, "results.json")):
+        # this same run again: the old summary must not sit beside the new records
+        os.replace(os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.previous.json"))
+    with atomic_path(run_file) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(identity, f, indent=1, sort_keys=True)
 
 
 def _mode_summary(runs) -> dict:
@@ -67,14 +190,38 @@ def _train_here(data, netcfg, trainconfig, jobs, out_dir, progress):
 
 
 def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
-                   progress=True, plots=True, log=print, max_workers: int = 1, scheduler: str = "local") -> dict:
+                   progress=True, plots=True, log=print, max_workers: int = 1, scheduler: str = "local",
+                   force: bool = False) -> dict:
     """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
 
     ``max_workers`` > 1 trains the runs on that many Dask worker processes (``scheduler``:
     "local" for an embedded LocalCluster, or a scheduler's address; ``stlsim.sweep.runner``);
     each run depends on its seed only, so the results equal the serial ones bit for bit.
+    ``force``: replace another run's files in ``out_dir`` (otherwise refused).
     """
+    from ._checks import check_choice, fail
+    from .train.loop import interrupt_guard
+    from .train.modes import MODES
+
+    modes = [check_choice(m, "modes", MODES, "run_comparison") for m in modes]
+    if not modes or len(set(modes)) != len(modes):
+        raise fail("modes", "a non-empty list of distinct learning modes", repr(list(modes)), "run_comparison")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise fail("seeds", "a non-empty list of distinct seeds >= 0", repr(seeds), "run_comparison")
+    if trainconfig.epochs < 1:
+        raise fail("epochs", "at least 1 for a comparison", repr(trainconfig.epochs), "run_comparison")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise fail("out", "a folder", f"{out_dir!r}, which is a file", "run_comparison")
     os.makedirs(out_dir, exist_ok=True)
+    with _lock(out_dir), interrupt_guard() as signals:
+        _claim(out_dir, _identity(data, netcfg, trainconfig, modes, seeds), force)
+        return _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log,
+                            max_workers, scheduler, signals)
+
+
+def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log, max_workers,
+                 scheduler, signals):
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
@@ -88,20 +235,24 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
                                    max_workers=max_workers, scheduler=scheduler, log=log)
     else:
         trained = _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
-    for mode, seed, net, result in trained:
-        if result is None:                   # interrupted before this run finished
-            interrupted = True
-            break
-        runs_by_mode[mode].append(dataclasses.asdict(result))
-        if seed == seeds[0]:
-            thetas_by_mode[mode] = {
-                "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
-                "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
-            last_net[mode] = net
-        if result.interrupted:
-            interrupted = True
-            break
-    runs_by_mode = {m: r for m, r in runs_by_mode.items() if r and r[0]["history"]["epoch"]}
+    try:
+        for mode, seed, net, result in trained:
+            if result is None:                   # interrupted before this run finished
+                interrupted = True
+                break
+            runs_by_mode[mode].append(dataclasses.asdict(result))
+            if seed == seeds[0]:
+                thetas_by_mode[mode] = {
+                    "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
+                    "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
+                last_net[mode] = net
+            if result.interrupted or signals.requested:
+                interrupted = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
+    runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "provenance": provenance(),
@@ -116,7 +267,15 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
         "interrupted": interrupted,
         "figures": {},
     }
-    if plots and runs_by_mode:
+    results_path = os.path.join(out_dir, "results.json")
+
+    def write_results():
+        with signals.protect(), atomic_path(results_path) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=1, default=float)
+
+    write_results()                      # before the figures: an interrupt there loses nothing
+    if plots and runs_by_mode and not signals.requested:
         from . import plot
 
         figs = results["figures"]
@@ -137,7 +296,5 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
                                                title=f"STL: spikes of test sample 0 (label {data.y_test[0]})")
         figs = {k: os.path.basename(v) for k, v in figs.items()}
         results["figures"] = figs
-    with atomic_path(os.path.join(out_dir, "results.json")) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=1, default=float)
+        write_results()
     return results
