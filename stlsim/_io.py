@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 
-__all__ = ["atomic_path", "provenance", "read_hdf5", "damaged_file_error"]
+__all__ = ["atomic_path", "damaged_file_error", "inside", "path_component", "provenance", "read_hdf5"]
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -114,7 +114,11 @@ def _call_reader(reader: str, path: str):
 
     module, func = reader.split(":")
     function = getattr(importlib.import_module(module), func)
-    with h5py.File(path, "r") as handle:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"File {path!r} is not a readable HDF5 file ({err}).") from None
+    with handle:
         return function(handle, path)
 
 
@@ -184,3 +188,25 @@ def read_hdf5(path, reader: str, *, timeout: float | None = None, in_process: bo
     if kind == "FileNotFoundError":
         raise FileNotFoundError(message)
     raise damaged_file_error(path, f"{kind}: {message}")
+
+
+# ------------------------------------------------------------------------- safe paths --
+def inside(directory, name, what: str = "a file name") -> str:
+    """``directory/name`` resolved, refused unless it stays inside ``directory``.
+
+    For names read from data or files (trial lists, keys of a results file): absolute
+    names, ``..`` and symbolic links that lead out of ``directory`` raise ``ValueError``.
+    """
+    name = os.fspath(name)
+    root = os.path.realpath(os.fspath(directory))
+    target = os.path.realpath(os.path.join(root, name))
+    if os.path.isabs(name) or os.path.commonpath([root, target]) != root or target == root:
+        raise ValueError(f"{what} {name!r} (read from data in {os.fspath(directory)!r}) must name a file "
+                         f"inside that folder; it leads to {target!r}.")
+    return target
+
+
+def path_component(name: str) -> str:
+    """``name`` made safe as one file-name component (no separators, no leading dots)."""
+    text = "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name)).lstrip(".")
+    return text[:100] or "unnamed"

@@ -97,13 +97,35 @@ def write_cache(path, data, labels, meta: dict | None = None, *, compression_lev
                 handle.create_dataset("x", shape=(0,), dtype=np.float32)
 
 
+def _probe(handle, path):
+    """Touch every object, attribute and the first and last sample (in ``read_hdf5``'s child)."""
+    names = []
+    handle.visit(names.append)
+    dict(handle.attrs)
+    for name in names:
+        obj = handle[name]
+        dict(obj.attrs)
+        if hasattr(obj, "shape") and obj.shape and obj.shape[0]:
+            obj[0], obj[obj.shape[0] - 1]
+        elif hasattr(obj, "shape"):
+            obj[()]
+    return len(names)
+
+
 class Cache:
     """An open cache file; use :func:`open_cache`. Closes on ``close()`` or ``with`` exit."""
 
     def __init__(self, path):
         import h5py
 
+        from .._io import read_hdf5
+
         self.path = os.fspath(path)
+        # A bounded read of the structure first: h5py can hang on damaged metadata.
+        try:
+            read_hdf5(self.path, "stlsim.data.cache:_probe")
+        except ValueError as err:
+            raise ValueError(f"File {self.path!r} is not a stlsim cache: {str(err).split(': ', 1)[-1]}") from None
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:

@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from .._checks import fail
+from .._io import inside
 
 __all__ = ["EVENT_SPECS", "is_event_spec", "load_event_dataset"]
 
@@ -104,7 +105,7 @@ def load_dvsgesture(directory, timesteps: int = 20, downsample: int = 4):
             raise FileNotFoundError(f"DVS128 Gesture: {trial_file!r} is missing")
         events_list, windows, labels = [], [], []
         for name in read_trial_list(trial_file):
-            path = os.path.join(directory, name)
+            path = inside(directory, name, f"the recording listed in {trial_file!r}")
             csv = path[: -len(".aedat")] + "_labels.csv"
             for events, label in split_gesture_recording(read_aedat(path), read_gesture_labels(csv)):
                 if len(events) == 0:

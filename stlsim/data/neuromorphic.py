@@ -388,21 +388,16 @@ def read_shd(path):
     int64 label array. Times are stored as float16 seconds; they are widened to float64
     *before* scaling to microseconds (float16 * 1e6 overflows to inf) and rounded to int64.
 
+    The file is read in a child process under a time limit (``stlsim._io.read_hdf5``), so a
+    damaged file gives an error naming it, never a hang or a raw h5py error.
+
     Raises ``ValueError`` naming the file for: not HDF5, a missing ``/spikes/times``,
     ``/spikes/units`` or ``/labels``, times and units of different counts or lengths,
     labels of a different count, non-finite or negative times, or negative units.
     """
-    import h5py
+    from .._io import read_hdf5
 
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise _bad_file(path, f"is not a readable HDF5 file ({err})") from None
-    try:
-        with handle:
-            return _read_shd_open(handle, path)
-    except (KeyError, TypeError, OSError, RuntimeError) as err:  # h5py on exotic layouts
-        raise _bad_file(path, f"has an unreadable SHD layout ({type(err).__name__}: {err})") from None
+    return read_hdf5(path, "stlsim.data.neuromorphic:_read_shd_open")
 
 
 def _read_shd_open(handle, path):
