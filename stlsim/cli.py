@@ -138,10 +138,11 @@ def _apply_overrides(pairs, netcfg, config):
 
 
 def cmd_compare(args) -> int:
+    from ._io import path_component
     from .compare import format_table, run_comparison
 
     data, netcfg, config = _configs(args)
-    out = args.out or os.path.join("runs", f"compare-{data.name}")
+    out = args.out or os.path.join("runs", f"compare-{path_component(data.name)}")
     seeds = list(range(args.seeds))
     print(f"stlsim compare: {data.name} ({len(data.y_train)} train / {len(data.y_test)} test), "
           f"arch {netcfg.arch} {netcfg.hidden}, T={config.timesteps}, P={netcfg.population}, "
@@ -157,10 +158,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ._io import path_component
     from .train import build_network, train
 
     data, netcfg, config = _configs(args, mode=args.mode, seed=args.seed)
-    out = args.out or os.path.join("runs", f"train-{data.name}")
+    out = args.out or os.path.join("runs", f"train-{path_component(data.name)}")
     os.makedirs(out, exist_ok=True)
     record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)

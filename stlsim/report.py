@@ -58,6 +58,68 @@ def _per_seed_mean(values):
 
 
 # ------------------------------------------------------------------------- analysis --
+_SUMMARY_FIELDS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_per_seed", "seeds",
+                   "history_per_seed")
+_HISTORY_FIELDS = ("epoch", "test_accuracy", "firing_rate", "theta_mean", "theta_std")
+
+
+def check_run_dir(run_dir) -> dict:
+    """Read and check ``results.json`` of a compare run; errors name the file and the field.
+
+    Mode keys must be learning modes and seeds non-negative integers (record names are
+    built from them and must stay inside ``run_dir``); every summary and per-seed history
+    must have the fields the report reads.
+    """
+    from ._io import inside
+    from .train.modes import MODES
+
+    path = os.path.join(os.fspath(run_dir), "results.json")
+    if not os.path.isdir(run_dir) or not os.path.isfile(path):
+        raise fail("run_dir", "a directory written by `stlsim compare` (with results.json)",
+                   repr(str(run_dir)), "report", FileNotFoundError)
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"File {path!r} is not a readable results.json ({err}).") from None
+
+    def bad(field, expected, got):
+        return ValueError(f"File {path!r}: `{field}` must be {expected}. Got {got} instead.")
+
+    if not isinstance(results, dict):
+        raise bad("(top level)", "a JSON object", type(results).__name__)
+    for key in ("config", "modes", "dataset"):
+        if not isinstance(results.get(key), dict):
+            raise bad(key, "an object", "no such entry" if key not in results else type(results[key]).__name__)
+    training = results["config"].get("training")
+    if not isinstance(training, dict) or "timesteps" not in training or "encoding" not in training:
+        raise bad("config.training", "an object with timesteps and encoding", repr(training)[:80])
+    if not results["modes"]:
+        raise bad("modes", "a non-empty object (no run finished an epoch?)", "{}")
+    for mode, summary in results["modes"].items():
+        if mode not in MODES:
+            raise bad("modes", f"keyed by learning modes ({', '.join(MODES)})", f"the key {mode!r}")
+        if not isinstance(summary, dict):
+            raise bad(f"modes.{mode}", "an object", type(summary).__name__)
+        for key in _SUMMARY_FIELDS:
+            if key not in summary:
+                raise bad(f"modes.{mode}.{key}", "present", "no such entry")
+        seeds = summary["seeds"]
+        if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in seeds):
+            raise bad(f"modes.{mode}.seeds", "a list of non-negative integers", repr(seeds)[:80])
+        for seed in seeds:
+            inside(run_dir, f"{mode}_seed{seed}.h5", "the record")
+        if not isinstance(summary["history_per_seed"], list) or len(summary["history_per_seed"]) != len(seeds):
+            raise bad(f"modes.{mode}.history_per_seed", f"a list of {len(seeds)} histories",
+                      repr(summary["history_per_seed"])[:80])
+        for i, history in enumerate(summary["history_per_seed"]):
+            for key in _HISTORY_FIELDS:
+                if not isinstance(history, dict) or not isinstance(history.get(key), list) or not history[key]:
+                    raise bad(f"modes.{mode}.history_per_seed[{i}].{key}", "a non-empty list", "no such list")
+    return results
+
+
 def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int = 1000,
                 noise: bool = True, noise_kinds=None, noise_levels=None, energy: bool = True,
                 decisions: bool = True, energy_batch: int = 200, backend=None, log=None) -> dict:
@@ -68,6 +130,7 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
 
     log = log or (lambda *_: None)
     max_test = check_int(max_test, "max_test", low=1, owner="analyze_run")
+    check_run_dir(run_dir)
     run = dynamics.load_run(run_dir)
     results = run["results"]
     training = results["config"]["training"]
@@ -106,6 +169,12 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
     x, y = data.x_test[:n], data.y_test[:n]
     nets = {}
     for mode, paths in run["records"].items():
+        expected = len(run["results"]["modes"][mode]["seeds"])
+        if len(paths) < expected:
+            out["notes"].append(f"{mode}: {expected - len(paths)} of {expected} records are missing; "
+                                "measured on the others")
+        if not paths:
+            continue
         nets[mode] = []
         for path in paths:
             net, rec = dynamics.network_from_record(path, data.input_shape, data.n_classes, backend=backend)
@@ -421,6 +490,7 @@ def write_report(run_dir, out_dir=None, *, analysis=None, population_gain=None, 
     if baseline_dir is not None and population_gain is None:
         from .analysis.dynamics import load_run
 
+        check_run_dir(baseline_dir)
         population_gain = gjdf_gain(load_run(run_dir)["results"], load_run(baseline_dir)["results"])
     claims = check_claims(analysis, population_gain) + list(extra_claims)
     figs = _figures(analysis, out_dir, population_gain)
