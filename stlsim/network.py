@@ -23,10 +23,11 @@ import numpy as np
 from . import surrogate as _surrogate
 from ._checks import check_array, check_choice, check_dtype, check_int, check_labels, fail
 from .engines import ENGINES, get_backend, get_engine, resolve_backend
+from .engines.event_tape import spike_events_of
 from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.shape import resolve_shapes
-from .neurons import LIF
+from .neurons import LIF, after_reset
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 from .spike_events import SpikeEvents
 
@@ -39,7 +40,9 @@ class Record:
 
     ``spikes[l]``, ``membrane[l]`` (m_t before reset) and ``currents[l]`` (I_t) are
     (T, B, *shape) arrays of the l-th *spiking* layer; ``layer_index[l]`` is that
-    layer's position in ``Network.layers``. ``rates`` is (B, C).
+    layer's position in ``Network.layers``. ``rates`` is (B, C). With
+    ``forward(..., record="spikes")``, ``spikes[l]`` are ``SpikeEvents`` and
+    ``membrane``, ``currents`` are None (nothing dense is built).
     """
 
     spikes: list
@@ -57,7 +60,7 @@ class Record:
     @property
     def firing_rates(self) -> list:
         """Mean spikes per neuron per step, one float per spiking layer."""
-        return [float(s.mean()) for s in self.spikes]
+        return [s.density if isinstance(s, SpikeEvents) else float(s.mean()) for s in self.spikes]
 
 
 @dataclass
@@ -85,7 +88,9 @@ class Network:
     ----------
     layers : list of stlsim layers; every layer with neurons (Dense, Conv2d) is
         followed by its LIF neurons. The last layer must have neurons: C * P of them.
-    neuron : LIF, shared by every spiking layer.
+    neuron : LIF, shared by every spiking layer, or a list of LIF, one per spiking layer
+        (in order). ``LIF.preset(name)`` gives another framework's neuron
+        (``stlsim.conventions``).
     surrogate : a ``stlsim.surrogate.Surrogate`` or its name ("atan", ...).
     population : P, output neurons per class (P = 1: plain readout).
     seed : seeds parameter initialisation and dropout masks.
@@ -116,10 +121,8 @@ class Network:
         if not self.layers[-1].has_neurons:
             raise fail("layers[-1]", "a layer with neurons (Dense or Conv2d)",
                        type(self.layers[-1]).__name__, "Network")
-        neuron = LIF() if neuron is None else neuron
-        if not isinstance(neuron, LIF):
-            raise fail("neuron", "a stlsim.LIF", type(neuron).__name__, "Network", TypeError)
-        self.neuron = neuron
+        self.neurons = self._check_neurons(LIF() if neuron is None else neuron)
+        self.neuron = self.neurons[0]          # the shared neuron (the first, if per layer)
         self.surrogate = _surrogate.get(surrogate, owner="Network")
         self.population = check_int(population, "population", low=1, owner="Network")
         n_out = int(np.prod(self.layers[-1].out_shape))
@@ -134,7 +137,8 @@ class Network:
         rng = np.random.default_rng(self.seed)
         self.params = {}
         for i, layer in enumerate(self.layers):
-            for name, value in layer.init_params(rng, self.dtype, neuron.theta_init).items():
+            theta_init = self._neuron_of_layer(i).theta_init if layer.has_neurons else 0.0
+            for name, value in layer.init_params(rng, self.dtype, theta_init).items():
                 self.params[f"{i}.{name}"] = value
         # Non-trainable state (BatchNorm running estimates); updated by training forwards.
         self.buffers = {}
@@ -145,10 +149,51 @@ class Network:
         # Dropout masks (and any other randomness during training) draw from here.
         self.rng = np.random.default_rng([self.seed, 1])
 
+    # ------------------------------------------------------------------- neurons --
+    def _check_neurons(self, neuron) -> list:
+        """One LIF per spiking layer, checked against the layers (per-neuron tau sizes)."""
+        spiking = [i for i, layer in enumerate(self.layers) if layer.has_neurons]
+        if isinstance(neuron, LIF):
+            neurons = [neuron] * len(spiking)
+        elif isinstance(neuron, (list, tuple)):
+            neurons = list(neuron)
+            if len(neurons) != len(spiking):
+                raise fail("neuron", f"a stlsim.LIF or a list of {len(spiking)} (one per spiking "
+                           "layer)", f"a list of {len(neurons)}", "Network")
+            for k, n in enumerate(neurons):
+                if not isinstance(n, LIF):
+                    raise fail(f"neuron[{k}]", "a stlsim.LIF", type(n).__name__, "Network",
+                               TypeError)
+        else:
+            raise fail("neuron", "a stlsim.LIF or a list of them", type(neuron).__name__,
+                       "Network", TypeError)
+        for i, n in zip(spiking, neurons):
+            if n.per_neuron_tau:
+                shape = tuple(self.layers[i].out_shape)
+                if n.tau.size != int(np.prod(shape)):
+                    try:
+                        np.broadcast_to(n.tau, shape)
+                    except ValueError:
+                        raise fail("tau", f"a float or {int(np.prod(shape))} values (one per neuron "
+                                   f"of layer {i}, shape {shape})", f"{n.tau.size} values",
+                                   "Network") from None
+        self._spiking_index = {i: k for k, i in enumerate(spiking)}
+        # What the engines get: the LIF itself when shared, else one entry per layer.
+        if all(n == neurons[0] for n in neurons):
+            self._engine_neuron = neurons[0]
+        else:
+            self._engine_neuron = [neurons[self._spiking_index[i]] if i in self._spiking_index
+                                   else None for i in range(len(self.layers))]
+        return neurons
+
+    def _neuron_of_layer(self, i: int) -> LIF:
+        return self.neurons[self._spiking_index[i]]
+
     # ------------------------------------------------------------------ description --
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
-        return (f"Network([{inner}], neuron={self.neuron!r}, surrogate={self.surrogate!r}, "
+        neuron = self._engine_neuron if isinstance(self._engine_neuron, LIF) else self.neurons
+        return (f"Network([{inner}], neuron={neuron!r}, surrogate={self.surrogate!r}, "
                 f"population={self.population}, dtype={self.dtype.name})")
 
     @property
@@ -234,22 +279,30 @@ class Network:
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
         output, tape = engine_module.run_forward(
-            self.layers, self._layer_params(), x, self.neuron, self.surrogate, ctx,
+            self.layers, self._layer_params(), x, self._engine_neuron, self.surrogate, ctx,
             get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes)
         rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
         return x, output, tape, rates, backend, engine
 
     def forward(self, x, *, smooth: bool = False, backend: str | None = None,
-                engine: str | None = None, training: bool = False) -> Record:
+                engine: str | None = None, training: bool = False,
+                record: str = "all") -> Record:
         """Simulate the network on time-major input ``x`` of shape (T, B, *input_shape).
 
         ``x`` may be binary spikes or analog values (direct input to the first layer),
         or a ``stlsim.SpikeEvents`` (every method taking ``x`` accepts one; the event
         engine uses the events as they are, the clock engine their dense array).
+        ``record``: "all" (dense I, m, s per spiking layer) or "spikes" (each layer's
+        output spikes as ``SpikeEvents``; the event engine then builds no dense array
+        but the output layer's, which the rates need).
         """
+        check_choice(record, "record", ("all", "spikes"), "Network")
         _, _, tape, rates, backend, engine = self._forward(
             x, smooth=smooth, backend=backend, engine=engine, training=training)
         index = self.spiking_layers
+        if record == "spikes":
+            return Record(spikes=spike_events_of(tape, index), membrane=None, currents=None,
+                          rates=rates, layer_index=index, engine=engine, backend=backend)
         return Record(spikes=[tape.spikes[i] for i in index],
                       membrane=[tape.membrane[i] for i in index],
                       currents=[tape.currents[i] for i in index],
@@ -290,7 +343,7 @@ class Network:
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
         value, grad_rates = loss_from_rates(rates, y, loss)
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
-        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self.neuron,
+        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self._engine_neuron,
                              self.surrogate, get_backend(backend, "Network"))
         grads = self._flatten(per_layer)
         if return_record:
@@ -314,7 +367,7 @@ class Network:
         self._check_params()
         x = self._check_input(x)
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
-        result = fused(self.layers, self._layer_params(), x, y, self.neuron, self.surrogate,
+        result = fused(self.layers, self._layer_params(), x, y, self._engine_neuron, self.surrogate,
                        self.population, loss, smooth)
         if result is None:
             return None
@@ -327,6 +380,30 @@ class Network:
             index, name = key.split(".", 1)
             grads[key] = np.asarray(per_layer[int(index)][name], dtype=self.dtype).reshape(self.params[key].shape)
         return grads
+
+    def probe_grad(self, x, probe, *, smooth: bool = False, backend: str | None = None,
+                   engine: str | None = None, training: bool = False):
+        """The gradient of a linear probe of the output spikes, L = sum(probe * s^L).
+
+        ``probe`` has the shape of the output spikes, (T, B, *output_shape). This is how
+        another framework's gradients are compared with stlsim's, with no readout in
+        between (``validation``, ``tests/test_conventions.py``). Returns
+        ``(loss, grads, record)``: grads keyed like ``net.params``, the ``Record`` of the
+        forward pass.
+        """
+        x, output, tape, rates, backend, engine = self._forward(
+            x, smooth=smooth, backend=backend, engine=engine, training=training)
+        probe = check_array(probe, "probe", shape=output.shape, dtype=self.dtype, owner="Network")
+        value = float(np.sum(probe * output))
+        per_layer = get_engine(engine, "Network").run_backward(
+            self.layers, self._layer_params(), tape, probe, self._engine_neuron, self.surrogate,
+            get_backend(backend, "Network"))
+        index = self.spiking_layers
+        record = Record(spikes=[tape.spikes[i] for i in index],
+                        membrane=[tape.membrane[i] for i in index],
+                        currents=[tape.currents[i] for i in index], rates=rates,
+                        layer_index=index, engine=engine, backend=backend)
+        return value, self._flatten(per_layer), record
 
     def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:
         """Forward and backward with every intermediate quantity kept (NumPy reference).
@@ -343,12 +420,13 @@ class Network:
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
         traces = [None] * len(self.layers)
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output,
-                                      self.neuron, self.surrogate, get_backend("numpy"), traces=traces)
+                                      self._engine_neuron, self.surrogate, get_backend("numpy"),
+                                      traces=traces)
         index = self.spiking_layers
         forward, backward, thetas = [], [], []
         for i in index:
             m, s, theta = tape.membrane[i], tape.spikes[i], tape.thetas[i]
-            v = (1 - s) * m if self.neuron.reset == "hard" else m - s * theta   # (L4)
+            v = after_reset(m, s, theta, self._neuron_of_layer(i))             # (L4)
             forward.append({"I": tape.currents[i], "m": m, "s": s, "v": v})
             backward.append(traces[i])
             thetas.append(np.array(theta))

@@ -1,63 +1,201 @@
 """The LIF neuron of ``docs/model.md``: parameters and one pure time step.
 
-``lif_step`` is the readable definition of (L2)-(L4); the engines loop over time
-and the BPTT in ``stlsim.grad.bptt`` runs the same statements backwards.
+``lif_step`` is the readable definition of (L2)-(L4) and of the conventions of
+Section 8 (input gain, leak and reset potentials, H(0), the reset variants); the
+engines loop over time and the BPTT in ``stlsim.grad.bptt`` runs the same statements
+backwards. Named settings of other frameworks: ``stlsim.conventions``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from ._checks import check_choice, check_real, fail
 
-__all__ = ["LIF", "RESETS", "lif_step"]
+__all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of"]
 
-RESETS = ("hard", "soft")
+RESETS = ("hard", "soft", "subtract_after_leak", "none")
 
 
-@dataclass(frozen=True)
+def _check_tau(value):
+    """A decay factor in [0, 1]: a float, or a read-only array (one per neuron)."""
+    if np.ndim(value) == 0:
+        return check_real(value, "tau", low=0.0, high=1.0, owner="LIF")
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail("tau", "a float or an array of floats in [0, 1]", type(value).__name__, "LIF",
+                   TypeError) from None
+    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        raise fail("tau", "decay factors in [0, 1] (finite)",
+                   f"values in [{arr.min()}, {arr.max()}]", "LIF")
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
 class LIF:
     """Leaky integrate-and-fire neurons with a decay FACTOR ``tau`` in [0, 1].
 
+    The defaults are the paper's model, (L2)-(L4) of ``docs/model.md``; the other
+    options express the conventions of other frameworks (Section 8, (L2g)-(L4n)).
+
     Parameters
     ----------
-    tau : float
+    tau : float, or an array over the layer's neurons (per-neuron decay)
         Membrane decay factor of (L2), ``m_t = tau * v_{t-1} + I_t``. Default 0.5.
     theta_init : float
         Initial value of every threshold (L3). Default 2.0 (the paper's). Any finite
         value is legal, <= 0 included (such a neuron may fire without input).
-    reset : {"hard", "soft"}
-        (L4h) ``v_t = (1 - s_t) m_t`` or (L4s) ``v_t = m_t - s_t theta``.
+    reset : {"hard", "soft", "subtract_after_leak", "none"}
+        (L4h) ``v_t = (1 - s_t) m_t + s_t v_reset``; (L4s) ``v_t = m_t - s_t theta``;
+        "subtract_after_leak" (snnTorch's default): the threshold is subtracted at the
+        next step, after the leak, ``m_t = tau m_{t-1} + r I_t - s_{t-1} theta`` (L2a);
+        "none": ``v_t = m_t`` (L4n).
     detach_reset : bool
         If True, s_t inside the reset is a constant for the gradient
-        (B2 uses ``g_t = e_t``); theta in (L4s) keeps its direct gradient.
+        (B2 uses ``g_t = e_t``); theta in (L4s) and (L2a) keeps its direct gradient.
+    spike_at_threshold : bool
+        True: H(0) = 1, a membrane exactly at theta fires (the paper, SpikingJelly).
+        False: H(0) = 0, fire only strictly above (snnTorch, Norse, NIR) (L3').
+    input_gain : float
+        r in ``m_t = tau v_{t-1} + (1 - tau) v_leak + r I_t`` (L2g): 1 by default;
+        1/tau_SJ for SpikingJelly's ``decay_input=True``; dt/tau_mem for Norse and NIR.
+    v_leak : float
+        Leak (resting) potential the membrane decays towards (L2g). Default 0.
+    v_reset : float
+        Potential a hard reset sets (L4h). Default 0.
+    v_init : float
+        v_0, the membrane before the first step. Default 0 (SpikingJelly starts at
+        v_reset, Norse at v_leak).
     """
 
-    tau: float = 0.5
+    tau: object = 0.5
     theta_init: float = 2.0
     reset: str = "hard"
     detach_reset: bool = False
+    spike_at_threshold: bool = True
+    input_gain: float = 1.0
+    v_leak: float = 0.0
+    v_reset: float = 0.0
+    v_init: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "tau", check_real(self.tau, "tau", low=0.0, high=1.0, owner="LIF"))
-        object.__setattr__(self, "theta_init", check_real(self.theta_init, "theta_init", owner="LIF"))
+        set_ = object.__setattr__
+        set_(self, "tau", _check_tau(self.tau))
+        set_(self, "theta_init", check_real(self.theta_init, "theta_init", owner="LIF"))
         check_choice(self.reset, "reset", RESETS, owner="LIF")
-        if not isinstance(self.detach_reset, (bool, np.bool_)):
-            raise fail("detach_reset", "True or False", repr(self.detach_reset), "LIF", TypeError)
-        object.__setattr__(self, "detach_reset", bool(self.detach_reset))
+        for name in ("detach_reset", "spike_at_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise fail(name, "True or False", repr(value), "LIF", TypeError)
+            set_(self, name, bool(value))
+        for name in ("input_gain", "v_leak", "v_reset", "v_init"):
+            set_(self, name, check_real(getattr(self, name), name, owner="LIF"))
+
+    # ------------------------------------------------------------------ description --
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "LIF":
+        """The neuron of a named convention (``stlsim.conventions.PRESETS``), e.g.
+        ``LIF.preset("snntorch.Leaky", tau=0.9)``; overrides replace its settings."""
+        from .conventions import get
+        return get(name).neuron(**overrides)
+
+    @property
+    def per_neuron_tau(self) -> bool:
+        return np.ndim(self.tau) > 0
+
+    @property
+    def is_paper_form(self) -> bool:
+        """True when only the paper's options are used (scalar tau, hard/soft reset,
+        H(0) = 1, no gain, leak, reset or initial potential): the form every compiled
+        kernel implements."""
+        return (not self.per_neuron_tau and self.reset in ("hard", "soft")
+                and self.spike_at_threshold and self.input_gain == 1.0 and self.v_leak == 0.0
+                and self.v_reset == 0.0 and self.v_init == 0.0)
+
+    def settings(self) -> dict:
+        """Every field as a plain value (tau as a list when per neuron)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name))
+                   for f in fields(self))
+
+    def __hash__(self):
+        tau = tuple(self.tau.tolist()) if self.per_neuron_tau else self.tau
+        return hash((tau,) + tuple(getattr(self, f.name) for f in fields(self)[1:]))
+
+    def __repr__(self):
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if f.name in ("tau", "theta_init", "reset", "detach_reset")
+                 or not np.array_equal(getattr(self, f.name), f.default)]
+        return f"LIF({', '.join(shown)})"
 
 
-def lif_step(current, v_prev, theta, neuron: LIF, spike_fn):
+def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None):
     """One LIF time step; pure, state in and out.
 
     Returns ``(m, s, v)``: membrane before reset, spikes (0/1, or P(m - theta) in
     smooth mode, whatever ``spike_fn`` computes) and membrane after reset.
+    ``s_prev`` (the spikes of the step before; None at the first step) is read only
+    by ``reset="subtract_after_leak"``. With the default options this is exactly
+    (L2)-(L4); the extra terms are skipped, not added as zeros.
     """
-    m = neuron.tau * v_prev + current            # (L2)
-    s = spike_fn(m - theta)                      # (L3)
-    if neuron.reset == "hard":
-        v = (1 - s) * m                          # (L4h)
-    else:
-        v = m - s * theta                        # (L4s)
+    tau = neuron.tau
+    m = tau * v_prev                                                # (L2)
+    if neuron.v_leak != 0.0:
+        m = m + (1 - tau) * neuron.v_leak                           # (L2g) leak potential
+    m = m + (current if neuron.input_gain == 1.0 else neuron.input_gain * current)  # (L2g) gain
+    if neuron.reset == "subtract_after_leak" and s_prev is not None:
+        m = m - s_prev * theta                                      # (L2a)
+    s = spike_fn(m - theta)                                         # (L3), (L3')
+    v = after_reset(m, s, theta, neuron)                            # (L4h), (L4s), (L4n)
     return m, s, v
+
+
+def after_reset(m, s, theta, neuron: LIF):
+    """v_t from m_t and s_t: the reset of (L4h), (L4s) or (L4n)."""
+    if neuron.reset == "hard":
+        v = (1 - s) * m                                             # (L4h)
+        return v + s * neuron.v_reset if neuron.v_reset != 0.0 else v
+    if neuron.reset == "soft":
+        return m - s * theta                                        # (L4s)
+    return m                                                        # (L4n), (L2a)
+
+
+def neuron_of(neuron, i: int) -> LIF:
+    """The neuron of layer ``i``: ``neuron`` itself, or its entry i when it is a list
+    (one per layer; ``Network`` builds it from ``neuron=[...]``)."""
+    return neuron[i] if isinstance(neuron, (list, tuple)) else neuron
+
+
+def tau_like(neuron: LIF, theta):
+    """tau as a number, or as an array shaped like ``theta`` (per-neuron decay)."""
+    if not neuron.per_neuron_tau:
+        return neuron.tau
+    tau = np.asarray(neuron.tau, dtype=np.asarray(theta).dtype)
+    return tau.reshape(np.shape(theta)) if tau.size == np.size(theta) else np.broadcast_to(
+        tau, np.shape(theta))
+
+
+def initial_spikes(v_init, theta, neuron: LIF):
+    """s_0 for ``reset="subtract_after_leak"`` (None for the other resets).
+
+    The first step subtracts ``s_0 theta`` with s_0 = H(v_0 - theta), the "previous
+    spike" of the initial membrane (snnTorch computes its first reset from the zero
+    state the same way: 0 unless theta < v_0, or theta <= v_0 with H(0) = 1). It is
+    the Heaviside in smooth mode too, and a constant for the gradient (L2a).
+    """
+    if neuron.reset != "subtract_after_leak":
+        return None
+    x = np.asarray(v_init - theta)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    return ((x >= 0) if neuron.spike_at_threshold else (x > 0)).astype(dtype)

@@ -17,7 +17,11 @@ atan(alpha)    (alpha/2) / (1 + (pi alpha x/2)^2)  atan(pi alpha x / 2) / pi + 1
 sigmoid(alpha) alpha g (1 - g),  g = g(alpha x)    g(alpha x), g the logistic function
 rectangular(a) 1/a if |x| < a/2 else 0             clip(x/a + 1/2, 0, 1)
 superspike(b)  1 / (1 + b|x|)^2                    1/2 + x / (1 + b|x|)
+superspike_sj  alpha / (1 + |x|)^2                 1/2 + alpha x / (1 + |x|)
+triangle(a)    a max(0, 1 - |x|)                   1/2 + a q(x)  (see ``Triangle``)
 =============  ================================  =========================================
+
+Alias: ``get("fast_sigmoid", slope)`` is snnTorch's fast sigmoid, ``SuperSpike(slope)``.
 
 The math lives in plain functions of (x, parameter) so that Numba (CPU and CUDA)
 kernels can compile the very same expressions (``stlsim.kernels``).
@@ -30,8 +34,8 @@ import numpy as np
 
 from ._checks import check_real, fail
 
-__all__ = ["Surrogate", "ATan", "Sigmoid", "Rectangular", "SuperSpike", "get", "NAMES",
-           "heaviside"]
+__all__ = ["Surrogate", "ATan", "Sigmoid", "Rectangular", "SuperSpike", "SpikingJellySuperSpike",
+           "Triangle", "get", "NAMES", "ALIASES", "heaviside"]
 
 
 def heaviside(x):
@@ -78,6 +82,24 @@ def superspike_primitive(x, beta):
 def superspike_derivative(x, beta):
     d = 1.0 + beta * np.abs(x)
     return 1.0 / (d * d)
+
+
+def superspike_sj_primitive(x, alpha):
+    return 0.5 + alpha * x / (1.0 + np.abs(x))
+
+
+def superspike_sj_derivative(x, alpha):
+    d = 1.0 + np.abs(x)
+    return alpha / (d * d)
+
+
+def triangle_primitive(x, alpha):
+    a = np.minimum(np.abs(x), 1.0)
+    return 0.5 + alpha * np.sign(x) * (1.0 - (1.0 - a) * (1.0 - a)) * 0.5
+
+
+def triangle_derivative(x, alpha):
+    return alpha * np.maximum(1.0 - np.abs(x), 0.0)
 
 
 class Surrogate:
@@ -166,7 +188,41 @@ class SuperSpike(Surrogate):
         super().__init__(beta)
 
 
-_REGISTRY = {cls.name: cls for cls in (ATan, Sigmoid, Rectangular, SuperSpike)}
+class SpikingJellySuperSpike(Surrogate):
+    """SpikingJelly's ``SuperSpike(alpha)``: sigma'(x) = alpha / (1 + |x|)^2.
+
+    A different family from Zenke's ``SuperSpike(beta)`` above (the width does not
+    change with the parameter, the height does); they agree only at alpha = beta = 1.
+    Primitive P(x) = 1/2 + alpha x / (1 + |x|) (its range is [1/2 - alpha, 1/2 + alpha]).
+    """
+    name, param_name, default = "superspike_sj", "alpha", 1.0
+    _primitive = staticmethod(superspike_sj_primitive)
+    _derivative = staticmethod(superspike_sj_derivative)
+
+    def __init__(self, alpha=1.0):
+        super().__init__(alpha)
+
+
+class Triangle(Surrogate):
+    """Norse's triangle: sigma'(x) = alpha max(0, 1 - |x|) (support |x| < 1).
+
+    Primitive P(x) = 1/2 + alpha q(x), q(x) = sign(x) (1 - (1 - |x|)^2) / 2 for
+    |x| < 1 and sign(x) / 2 beyond (P spans [0, 1] at alpha = 1).
+    """
+    name, param_name, default = "triangle", "alpha", 0.3
+    _primitive = staticmethod(triangle_primitive)
+    _derivative = staticmethod(triangle_derivative)
+
+    def __init__(self, alpha=0.3):
+        super().__init__(alpha)
+
+
+_REGISTRY = {cls.name: cls for cls in (ATan, Sigmoid, Rectangular, SuperSpike,
+                                       SpikingJellySuperSpike, Triangle)}
+# Other frameworks' names for a surrogate stlsim has: name -> (class, the peer's default).
+# snnTorch's ``fast_sigmoid(slope)`` is 1 / (slope |x| + 1)^2 (snntorch/surrogate.py),
+# Zenke's SuperSpike with beta = slope.
+ALIASES = {"fast_sigmoid": (SuperSpike, 25.0)}
 NAMES = tuple(_REGISTRY)
 
 
@@ -177,5 +233,8 @@ def get(spec, value=None, owner: str | None = None) -> Surrogate:
     if isinstance(spec, str) and spec.lower() in _REGISTRY:
         cls = _REGISTRY[spec.lower()]
         return cls() if value is None else cls(value)
-    listed = ", ".join(repr(n) for n in NAMES)
+    if isinstance(spec, str) and spec.lower() in ALIASES:
+        cls, default = ALIASES[spec.lower()]
+        return cls(default if value is None else value)
+    listed = ", ".join(repr(n) for n in NAMES + tuple(ALIASES))
     raise fail("surrogate", f"a stlsim.surrogate.Surrogate or one of {listed}", repr(spec), owner)

@@ -22,7 +22,7 @@ built by plain imports in its own module (``numpy_backend``, ``numba_backend``,
 
 Fallbacks are decided here, in the engine layer, never inside a kernel: a backend's
 ``lif_forward`` runs the NumPy reference for a neuron model or surrogate its kernels
-do not compile (``kernel_surrogate`` returns None for it).
+do not compile (``kernel_neuron`` is False, ``kernel_surrogate`` returns None).
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ import numpy as np
 
 from ..layers.dense import Dense
 
-__all__ = ["Backend", "FusedResult", "kernel_surrogate", "dense_only", "theta_per_neuron"]
+__all__ = ["Backend", "FusedResult", "kernel_surrogate", "kernel_neuron", "dense_only",
+           "theta_per_neuron"]
 
 
 class FusedResult(NamedTuple):
@@ -76,11 +77,19 @@ def kernel_surrogate(surrogate):
     return None if code is None else (code, float(surrogate.value))
 
 
-def dense_only(layers, surrogate):
-    """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` (what the fused
-    steps take), else None."""
+def kernel_neuron(neuron) -> bool:
+    """True if the compiled kernels implement this neuron's options (the paper's form:
+    ``LIF.is_paper_form``); otherwise the engine runs the NumPy reference for it."""
+    return not isinstance(neuron, (list, tuple)) and neuron.is_paper_form
+
+
+def dense_only(layers, surrogate, neuron):
+    """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` and the kernels
+    implement the neuron (what the fused steps take), else None."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not all(type(layer) is Dense for layer in layers):
+    if spec is None or not kernel_neuron(neuron):
+        return None
+    if not all(type(layer) is Dense for layer in layers):
         return None
     return spec
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..grad.bptt import run_backward
-from ..neurons import LIF, lif_step
+from ..neurons import LIF, after_reset, initial_spikes, lif_step, neuron_of, tau_like
 
 __all__ = ["lif_forward", "Tape", "run_forward", "run_backward"]
 
@@ -30,12 +30,19 @@ def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spik
 
     Returns ``(spikes, membrane)``, both (T, B, *shape); ``membrane`` is m_t before reset.
     """
-    spike_fn = surrogate.primitive if smooth else _heaviside
+    if smooth:
+        spike_fn = surrogate.primitive
+    else:
+        spike_fn = _heaviside if neuron.spike_at_threshold else _heaviside_strict
     spikes = np.empty_like(current)
     membrane = np.empty_like(current)
-    v = np.zeros_like(current[0])                                        # v_0 = 0
+    v = np.full_like(current[0], neuron.v_init)                          # v_0
+    if neuron.per_neuron_tau:                                             # tau over the neurons
+        neuron = _with_tau(neuron, tau_like(neuron, np.asarray(theta, dtype=current.dtype)))
+    s = initial_spikes(v, theta, neuron)                                   # s_0 (L2a) or None
     for t in range(current.shape[0]):
-        m, s, v = lif_step(current[t], v, theta, neuron, spike_fn)      # (L2)-(L4)
+        s_prev = s if reset_spikes is None or t == 0 else reset_spikes[t - 1]
+        m, s, v = lif_step(current[t], v, theta, neuron, spike_fn, s_prev)   # (L2)-(L4)
         if reset_spikes is not None:
             v = _reset(m, reset_spikes[t], theta, neuron)
         membrane[t] = m
@@ -47,8 +54,21 @@ def _heaviside(x):
     return (x >= 0).astype(x.dtype)                                       # (L3) H(0) = 1
 
 
-def _reset(m, s, theta, neuron):
-    return (1 - s) * m if neuron.reset == "hard" else m - s * theta      # (L4h) / (L4s)
+def _heaviside_strict(x):
+    return (x > 0).astype(x.dtype)                                        # (L3') H(0) = 0
+
+
+def _with_tau(neuron, tau):
+    """The neuron with ``tau`` replaced by an array shaped like the layer (no checks:
+    the values were checked when the neuron was made)."""
+    copy = LIF.__new__(LIF)
+    for name, value in vars(neuron).items():
+        object.__setattr__(copy, name, value)
+    object.__setattr__(copy, "tau", tau)
+    return copy
+
+
+_reset = after_reset                                                     # (L4h), (L4s), (L4n)
 
 
 @dataclass
@@ -79,10 +99,12 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         tape.caches.append(cache)
         if layer.has_neurons:
             theta = layer.expand_theta(params["theta"])
+            layer_neuron = neuron_of(neuron, i)
             if reset_spikes is not None and reset_spikes[i] is not None:
-                spikes, membrane = lif_forward(out, theta, neuron, surrogate, smooth, reset_spikes[i])
+                spikes, membrane = lif_forward(out, theta, layer_neuron, surrogate, smooth,
+                                               reset_spikes[i])
             else:
-                spikes, membrane = backend.lif_forward(out, theta, neuron, surrogate, smooth)
+                spikes, membrane = backend.lif_forward(out, theta, layer_neuron, surrogate, smooth)
             tape.currents.append(out)
             tape.spikes.append(spikes)
             tape.membrane.append(membrane)

@@ -20,7 +20,7 @@ from ..grad import bptt
 from ..kernels import cuda_gemm, cuda_neurons
 from ..kernels.cuda_device import CALLS, SIMULATOR, cuda, device_name
 from . import clock, fused_cuda
-from .backend import Backend, kernel_surrogate, theta_per_neuron
+from .backend import Backend, kernel_neuron, kernel_surrogate, theta_per_neuron
 
 __all__ = ["BACKEND", "lif_forward", "lif_backward", "info", "set_gemm", "clear_workspace",
            "CALLS", "GEMMS"]
@@ -36,7 +36,7 @@ def _spike_dtype(dtype, smooth):
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """CUDA twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not kernel_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -56,7 +56,7 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """CUDA twin of ``grad.bptt.lif_backward``: returns ``(grad_membrane, grad_theta)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not kernel_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1

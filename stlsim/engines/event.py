@@ -53,7 +53,8 @@ from ..grad import bptt
 from ..layers.dense import Dense
 from ..spike_events import SpikeEvents
 from . import clock
-from .backend import kernel_surrogate
+from ..neurons import LIF, neuron_of
+from .backend import kernel_neuron, kernel_surrogate
 from .event_convert import (dense_to_events, events_to_dense, kernel_values, rows_to_dense,
                             scan_dense)
 from .event_tape import EventLayerTape, EventTape, Kept
@@ -72,6 +73,8 @@ __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
 # products, added in the same order).
 TRANSPOSE_RATIO = 2.0
 GRAD_TRANSPOSE_RATIO = 0.5
+
+LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
@@ -266,6 +269,28 @@ def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
     return record
 
 
+def _check_neurons(neuron, layers):
+    """The event kernels implement the paper's neuron (``LIF.is_paper_form``); any other
+    option is refused here, by name, rather than computed wrongly."""
+    for i, layer in enumerate(layers):
+        if not layer.has_neurons:
+            continue
+        n = neuron_of(neuron, i)
+        if kernel_neuron(n):
+            continue
+        extra = [name for name, value in n.settings().items()
+                 if name in ("reset", "spike_at_threshold", "input_gain", "v_leak", "v_reset",
+                             "v_init") and value != LIF_DEFAULTS[name]
+                 and not (name == "reset" and value == "soft")]
+        if n.per_neuron_tau:
+            extra.insert(0, "tau (per neuron)")
+        raise fail(f"neuron of layer {i}", "the paper's LIF options (scalar tau, hard or soft "
+                   "reset, H(0) = 1, no gain, leak, reset or initial potential) for "
+                   "engine='event'", ", ".join(f"{name}={n.settings().get(name.split()[0])!r}"
+                                               for name in extra) + " (use engine='clock')",
+                   "Network", ValueError)
+
+
 def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
                 smooth=False, reset_spikes=None):
     """Forward through every layer, event-driven where possible. Returns ``(output, tape)``.
@@ -281,6 +306,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
             x = x.to_dense()
         return clock.run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend,
                                  smooth=smooth, reset_spikes=reset_spikes)
+    _check_neurons(neuron, layers)
     CALLS["forward"] += 1
     kernels = _kernels()
     T, B = x.shape[:2]
@@ -296,7 +322,8 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         if _is_event_layer(layer):
             if events is None:
                 events = scan_dense(dense, kernels)
-            record = _forward_dense(kernels, layer, params, events, neuron, code, T, B, dtype)
+            record = _forward_dense(kernels, layer, params, events, neuron_of(neuron, i), code,
+                                    T, B, dtype)
             tape.layers.append(record)
             dense, events = None, record.spikes
             continue
@@ -307,7 +334,8 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
                   "membrane": None, "theta": None}
         if layer.has_neurons:
             theta = layer.expand_theta(params["theta"])
-            spikes, membrane = backend.lif_forward(out, theta, neuron, surrogate, False)
+            spikes, membrane = backend.lif_forward(out, theta, neuron_of(neuron, i), surrogate,
+                                                   False)
             record.update(currents=out, spikes=spikes, membrane=membrane, theta=theta)
             out = spikes
         tape.layers.append(record)
@@ -348,7 +376,8 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
         local = {}
         if layer.has_neurons:
             grad_current, grad_theta = backend.lif_backward(
-                grad_dense, record["membrane"], record["spikes"], record["theta"], neuron,
+                grad_dense, record["membrane"], record["spikes"], record["theta"],
+                neuron_of(neuron, i),
                 surrogate)
             local["theta"] = layer.reduce_theta(grad_theta)               # (B5) shared sum
         else:

@@ -42,7 +42,7 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     currents, then the deltas; B holds the float spikes that the next GEMM reads, then
     the adjoints e_t. Kernels never write an array they read.
     """
-    spec = dense_only(layers, surrogate)
+    spec = dense_only(layers, surrogate, neuron)
     if spec is None:
         return None
     CALLS["fused_loss_and_grad"] += 1

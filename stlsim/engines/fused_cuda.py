@@ -82,7 +82,7 @@ def forward(layers, params_per_layer, x, neuron, surrogate, smooth=False):
     None when the network is not one this path handles. Arguments as validated by
     ``Network``; ``x`` may also be a C-contiguous CUDA array (no upload then).
     """
-    spec = dense_only(layers, surrogate)
+    spec = dense_only(layers, surrogate, neuron)
     if spec is None:
         return None
     CALLS["fused_forward"] += 1
@@ -105,7 +105,7 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     also be a C-contiguous CUDA array of the parameters' dtype (no upload then; see
     ``benchmarks/gpu_bench.py``).
     """
-    spec = dense_only(layers, surrogate)
+    spec = dense_only(layers, surrogate, neuron)
     if spec is None:
         return None
     CALLS["fused_loss_and_grad"] += 1

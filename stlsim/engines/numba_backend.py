@@ -15,7 +15,7 @@ import numpy as np
 from ..grad import bptt
 from ..kernels import cpu
 from . import clock, fused_cpu
-from .backend import Backend, kernel_surrogate, theta_per_neuron
+from .backend import Backend, kernel_neuron, kernel_surrogate, theta_per_neuron
 
 __all__ = ["BACKEND", "lif_forward", "lif_backward"]
 
@@ -25,7 +25,7 @@ CALLS = cpu.CALLS
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """Numba twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not kernel_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -44,7 +44,7 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """Numba twin of ``grad.bptt.lif_backward``: returns ``(grad_membrane, grad_theta)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not kernel_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..neurons import LIF
+from ..neurons import LIF, after_reset, initial_spikes, neuron_of, tau_like
 
 __all__ = ["lif_backward", "run_backward"]
 
 
-def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, trace=None):
+def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, trace=None,
+                 grad_tau=None):
     """Reverse-time recursion for one layer of LIF neurons; the NumPy reference.
 
     Parameters
@@ -23,15 +24,19 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
     theta : (*shape) threshold per neuron.
     trace : optional dict; if given, receives arrays "eps", "g", "delta" (T, B, *shape)
         for the step-through view.
+    grad_tau : optional array shaped like ``theta``; dL/dtau per neuron, summed over b
+        and t (B7), is added into it (for a learnable or per-neuron decay).
 
-    Returns ``(grad_membrane, grad_theta)``: delta_t = dL/dm_t (T, B, *shape), the
-    gradient w.r.t. the layer's input currents; and dL/dtheta per neuron (*shape),
-    summed over b and t (B5) but not yet over shared thresholds.
+    Returns ``(grad_current, grad_theta)``: dL/dI_t (T, B, *shape), the gradient w.r.t.
+    the layer's input currents (= delta_t = dL/dm_t unless the input gain r != 1,
+    (B3g)); and dL/dtheta per neuron (*shape), summed over b and t (B5) but not yet over
+    shared thresholds. With the default options these are exactly (B1)-(B5).
     """
-    tau = neuron.tau
-    hard = neuron.reset == "hard"
+    tau = tau_like(neuron, theta)
+    reset = neuron.reset
     detach = neuron.detach_reset
-    grad_membrane = np.empty_like(grad_spikes)
+    gain = neuron.input_gain
+    grad_current = np.empty_like(grad_spikes)
     grad_theta = np.zeros_like(grad_spikes[0])
     delta_next = np.zeros_like(grad_spikes[0])                            # delta_{T+1} = 0
     if trace is not None:
@@ -41,19 +46,39 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         m, s, e = membrane[t], spikes[t], grad_spikes[t]
         grad_v = tau * delta_next                                         # (B1) eps_t
         dS_dx = surrogate.derivative(m - theta)                           # sigma'(m_t - theta)
-        if hard:
-            g = e if detach else e - m * grad_v                           # (B2h)
+        if reset == "hard":
+            if detach:
+                g = e
+            elif neuron.v_reset == 0.0:
+                g = e - m * grad_v                                        # (B2h)
+            else:
+                g = e + (neuron.v_reset - m) * grad_v                     # (B2h) reset potential
             delta = g * dS_dx + grad_v * (1 - s)                          # (B3h)
             grad_theta -= g * dS_dx                                       # (B5)
-        else:
+        elif reset == "soft":
             g = e if detach else e - theta * grad_v                       # (B2s)
             delta = g * dS_dx + grad_v                                    # (B3s)
             grad_theta -= g * dS_dx + s * grad_v                          # (B5) soft: direct term
-        grad_membrane[t] = delta
+        else:                                                             # "none", "subtract_after_leak"
+            g = e
+            if reset == "subtract_after_leak" and not detach:
+                g = e - theta * delta_next                                # (B2a)
+            delta = g * dS_dx + grad_v                                    # (B3n)
+            grad_theta -= g * dS_dx                                       # (B5)
+            if reset == "subtract_after_leak":
+                grad_theta -= s * delta_next                              # (B5a) direct term
+        grad_current[t] = delta if gain == 1.0 else gain * delta          # (B3g) dL/dI_t
+        if grad_tau is not None:
+            v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron) if t > 0
+                      else neuron.v_init)
+            grad_tau += np.sum(delta * (v_prev - neuron.v_leak), axis=0)  # (B7)
         if trace is not None:
             trace["eps"][t], trace["g"][t], trace["delta"][t] = grad_v, g, delta
         delta_next = delta
-    return grad_membrane, grad_theta.sum(axis=0)
+    s_0 = initial_spikes(neuron.v_init, theta, neuron)
+    if s_0 is not None:
+        grad_theta -= s_0 * delta_next                                    # (B5a) at t = 1
+    return grad_current, grad_theta.sum(axis=0)
 
 
 def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate, backend,
@@ -69,14 +94,16 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
         layer, params = layers[i], params_per_layer[i]
         local = {}
         if layer.has_neurons:
+            layer_neuron = neuron_of(neuron, i)
             if traces is not None:
                 traces[i] = {"e": grad_h}
                 grad_current, grad_theta = lif_backward(
-                    grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], neuron, surrogate,
-                    trace=traces[i])
+                    grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
+                    surrogate, trace=traces[i])
             else:
                 grad_current, grad_theta = backend.lif_backward(
-                    grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], neuron, surrogate)
+                    grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
+                    surrogate)
             local["theta"] = layer.reduce_theta(grad_theta)               # (B5) shared sum
         else:
             grad_current = grad_h

@@ -51,7 +51,7 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
     rng_state = net.rng.bit_generator.state
     saved_buffers = {key: value.copy() for key, value in net.buffers.items()}
     reset_spikes = None
-    if net.neuron.detach_reset:
+    if any(n.detach_reset for n in net.neurons):
         _, _, tape, _, _, _ = net._forward(x, smooth=True, backend="numpy", engine="clock",
                                            training=training)
         reset_spikes = [None if s is None else s.copy() for s in tape.spikes]

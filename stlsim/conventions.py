@@ -1,0 +1,152 @@
+"""Named neuron conventions: the paper's, and the default neurons of other frameworks.
+
+Each preset is a plain ``Convention`` listing its ``LIF`` settings, its surrogate and
+the peer source file each setting was read from; ``LIF.preset(name, **overrides)``
+builds the neuron, ``get(name).surrogate()`` the surrogate. The equations are
+``docs/model.md`` Section 8 ((L2g), (L2a), (L3'), (L4h) with v_reset, (L4n)).
+
+    net = stlsim.Network(layers, neuron=stlsim.LIF.preset("snntorch.Leaky", tau=0.9),
+                         surrogate=stlsim.conventions.get("snntorch.Leaky").surrogate())
+
+Conversions from a peer's own parameters: ``from_spikingjelly(tau, decay_input, ...)``
+and ``from_norse(tau_mem_inv, dt, ...)``. Plain Python: importing this loads nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._checks import check_real, fail
+
+__all__ = ["Convention", "PRESETS", "PENDING", "get", "names", "from_spikingjelly", "from_norse"]
+
+
+@dataclass(frozen=True)
+class Convention:
+    """One named convention: ``LIF`` settings, a surrogate (name, parameter), sources."""
+
+    name: str
+    settings: dict
+    surrogate_name: str
+    surrogate_value: float
+    sources: tuple = ()
+    notes: str = ""
+    required: tuple = field(default=())     # settings the peer has no default for
+
+    def neuron(self, **overrides):
+        """The ``stlsim.LIF`` of this convention; ``overrides`` replace settings."""
+        from .neurons import LIF
+        unknown = sorted(set(overrides) - set(LIF().settings()))
+        if unknown:
+            raise fail("overrides", f"LIF settings ({', '.join(sorted(LIF().settings()))})",
+                       ", ".join(unknown), f"LIF.preset({self.name!r})", TypeError)
+        return LIF(**{**self.settings, **overrides})
+
+    def surrogate(self, value=None):
+        """The surrogate of this convention (its parameter replaced by ``value``)."""
+        from . import surrogate
+        return surrogate.get(self.surrogate_name,
+                             self.surrogate_value if value is None else value)
+
+
+def from_spikingjelly(tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
+                      v_reset: float | None = 0.0, detach_reset: bool = False) -> dict:
+    """LIF settings of SpikingJelly's ``LIFNode(tau, decay_input, v_threshold, v_reset)``.
+
+    Its charge (``spikingjelly/_ops/lif/reference.py``) is
+    ``h = v + (x - (v - v_reset)) / tau`` (decay_input) or ``h = v - (v - v_reset)/tau + x``:
+    a decay factor 1 - 1/tau, a leak towards v_reset, an input gain 1/tau (or 1). Its
+    reset (``spikingjelly/_ops/reset.py``) sets v_reset, or subtracts the threshold when
+    v_reset is None (then the leak goes towards 0). It starts at v = v_reset.
+    """
+    tau = check_real(tau, "tau", low=1.0, owner="from_spikingjelly")
+    leak = 0.0 if v_reset is None else float(v_reset)
+    return {"tau": 1.0 - 1.0 / tau, "input_gain": 1.0 / tau if decay_input else 1.0,
+            "v_leak": leak, "v_reset": leak, "v_init": leak,
+            "reset": "soft" if v_reset is None else "hard", "theta_init": float(v_threshold),
+            "detach_reset": bool(detach_reset), "spike_at_threshold": True}
+
+
+def from_norse(tau_mem_inv: float = 100.0, dt: float = 1e-3, v_th: float = 1.0,
+               v_leak: float = 0.0, v_reset: float = 0.0) -> dict:
+    """LIF settings of Norse's ``LIFBoxCell`` / NIR's ``LIF`` (Euler step ``dt``).
+
+    ``norse/torch/functional/lif_box.py``: ``v_decayed = v + dt tau_mem_inv (i + v_leak - v)``,
+    ``z = heaviside(v_decayed - v_th)`` (strictly above: ``heaviside.py``), then
+    ``v = (1 - z) v_decayed + z v_reset``; the state starts at v_leak. So tau = 1 - dt /
+    tau_mem, input gain dt / tau_mem, H(0) = 0.
+    """
+    rate = check_real(dt, "dt", low=0.0, low_open=True, owner="from_norse") * check_real(
+        tau_mem_inv, "tau_mem_inv", low=0.0, owner="from_norse")
+    if rate > 1.0:
+        raise fail("dt * tau_mem_inv", "at most 1 (a decay factor 1 - dt/tau_mem >= 0)",
+                   repr(rate), "from_norse")
+    return {"tau": 1.0 - rate, "input_gain": rate, "v_leak": float(v_leak),
+            "v_reset": float(v_reset), "v_init": float(v_leak), "reset": "hard",
+            "theta_init": float(v_th), "detach_reset": False, "spike_at_threshold": False}
+
+
+PRESETS = {
+    "stl": Convention(
+        "stl", {}, "atan", 2.0,
+        sources=("Sun et al., IEEE TCDS 2024; docs/model.md (L1)-(L4)",),
+        notes="The paper's neuron: tau 0.5, theta 2, hard reset, H(0) = 1; stlsim's default."),
+    "snntorch.Leaky": Convention(
+        "snntorch.Leaky",
+        {"tau": 0.5, "theta_init": 1.0, "reset": "subtract_after_leak", "detach_reset": True,
+         "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/leaky.py: _base_sub, mem = beta.clamp(0, 1) * mem + input_ "
+                 "- reset * threshold, reset from the previous step (reset_delay=True)",
+                 "snntorch/_neurons/neurons.py: mem_reset(...).detach(); threshold=1.0",
+                 "snntorch/surrogate.py: atan(alpha=2.0), forward (input_ > 0)"),
+        notes="beta has no default in snnTorch: pass tau=beta. snnTorch's spikes are float32.",
+        required=("tau",)),
+    "snntorch.Leaky.zero": Convention(
+        "snntorch.Leaky.zero",
+        {"tau": 0.5, "theta_init": 1.0, "reset": "hard", "detach_reset": True,
+         "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/leaky.py: _base_zero, mem = beta (1 - reset) mem + input_",),
+        notes="reset_mechanism='zero': stlsim's hard reset with detach_reset=True and H(0) = 0.",
+        required=("tau",)),
+    "spikingjelly.LIFNode": Convention(
+        "spikingjelly.LIFNode", from_spikingjelly(), "sigmoid", 4.0,
+        sources=("spikingjelly/activation_based/neuron/lif.py: LIFNode(tau=2.0, decay_input=True, "
+                 "v_threshold=1.0, v_reset=0.0, surrogate.Sigmoid(), detach_reset=False)",
+                 "spikingjelly/_ops/lif/reference.py: charge; spikingjelly/_ops/reset.py: voltage",
+                 "spikingjelly/activation_based/surrogate.py: heaviside (x >= 0), Sigmoid(alpha=4)"),
+        notes="tau_SJ = 2: decay 0.5, input gain 0.5. from_spikingjelly() converts other values."),
+    "norse.LIFBoxCell": Convention(
+        "norse.LIFBoxCell", from_norse(), "superspike", 1.0,
+        sources=("norse/torch/functional/lif_box.py: LIFBoxParameters(tau_mem_inv=100, v_leak=0, "
+                 "v_th=1, v_reset=0, method='super', alpha=100), dt=0.001",
+                 "norse/torch/functional/heaviside.py: torch.gt(x, 0)",
+                 "norse/torch/functional/superspike.py: grad / (|x| + 1)^2 (alpha is not used)"),
+        notes="Norse 1.1's SuperSpike backward ignores alpha: 1 / (1 + |x|)^2, stlsim's "
+              "SuperSpike(beta=1)."),
+}
+
+# Conventions that need a model stlsim does not have yet: named so that asking for one
+# is a clear error, not a silently different neuron.
+PENDING = {
+    "snntorch.Synaptic": "a current-based synapse (two states, alpha_syn)",
+    "norse.LIFCell": "a current-based synapse (two states, tau_syn)",
+    "spikingjelly.ParametricLIFNode": "a learnable decay (tau through a sigmoid, dL/dw)",
+}
+
+
+def names() -> tuple:
+    """The preset names ``get`` accepts."""
+    return tuple(PRESETS)
+
+
+def get(name: str) -> Convention:
+    """The ``Convention`` called ``name`` (see ``names()``)."""
+    if isinstance(name, str) and name in PRESETS:
+        return PRESETS[name]
+    if isinstance(name, str) and name in PENDING:
+        raise fail("name", f"one of {', '.join(map(repr, PRESETS))}",
+                   f"{name!r}, which needs {PENDING[name]}: not in stlsim yet",
+                   "stlsim.conventions.get", NotImplementedError)
+    raise fail("name", f"one of {', '.join(map(repr, PRESETS))}", repr(name),
+               "stlsim.conventions.get")
