@@ -22,6 +22,7 @@ __all__ = [
     "check_array",
     "check_labels",
     "check_dtype",
+    "check_bool",
 ]
 
 
@@ -62,6 +63,16 @@ def check_real(value, name: str, *, low=None, high=None, low_open=False, high_op
         expected = "a finite real number" + (interval if (low is not None or high is not None) else "")
         raise fail(name, expected, repr(value), owner)
     return value
+
+
+def check_bool(value, name: str, owner: str | None = None) -> bool:
+    """Return ``value`` if it is a real bool (True/False, numpy bools too); else TypeError.
+
+    Strings such as "no" and numbers are refused rather than read by their truthiness.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise fail(name, "True or False", f"{type(value).__name__} {value!r}", owner, TypeError)
 
 
 def check_int(value, name: str, *, low=None, high=None, owner: str | None = None) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import surrogate as _surrogate
-from ._checks import check_array, check_choice, check_dtype, check_int, check_labels, fail
+from ._checks import check_array, check_bool, check_choice, check_dtype, check_int, check_labels, fail
 from .engines import ENGINES, get_backend, get_engine, resolve_backend
 from .engines.event_tape import spike_events_of
 from .grad import bptt
@@ -225,6 +225,11 @@ class Network:
 
     # ------------------------------------------------------------------- validation --
     def _check_params(self):
+        expected = {f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.param_shapes()}
+        unknown = sorted(set(self.params) - expected)
+        if unknown:
+            raise fail(f"params[{unknown[0]!r}]", f"one of the network's parameters ({', '.join(sorted(expected))})",
+                       "an unknown key", "Network")
         for i, layer in enumerate(self.layers):
             for name, shape in layer.param_shapes().items():
                 key = f"{i}.{name}"
@@ -273,6 +278,8 @@ class Network:
 
     # ---------------------------------------------------------------------- compute --
     def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None):
+        check_bool(smooth, "smooth", "Network")
+        check_bool(training, "training", "Network")
         backend, engine = self._resolve(backend, engine)
         self._check_params()
         x = self._check_input(x, dense=engine != "event")
@@ -334,6 +341,9 @@ class Network:
         ``training=True`` turns on dropout and batch statistics where layers have them.
         """
         check_choice(loss, "loss", LOSSES, "Network")
+        for flag, value in (("smooth", smooth), ("training", training), ("return_record", return_record),
+                            ("return_rates", return_rates)):
+            check_bool(value, flag, "Network")
         if not return_record:
             fused = self._fused_loss_and_grad(x, y, loss, smooth, backend, engine, return_rates)
             if fused is not None:
@@ -379,6 +389,10 @@ class Network:
         for key in self.params:
             index, name = key.split(".", 1)
             grads[key] = np.asarray(per_layer[int(index)][name], dtype=self.dtype).reshape(self.params[key].shape)
+            if not np.all(np.isfinite(grads[key])):
+                n_bad = int(grads[key].size - np.count_nonzero(np.isfinite(grads[key])))
+                raise FloatingPointError(f"The gradient of `params[{key!r}]` of `Network` has {n_bad} non-finite "
+                                         "values (overflow in the forward or backward pass); it is not returned.")
         return grads
 
     def probe_grad(self, x, probe, *, smooth: bool = False, backend: str | None = None,

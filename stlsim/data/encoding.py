@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_array, check_dtype, check_int, fail
+from .._checks import check_array, check_choice, check_dtype, check_int, fail
 
 __all__ = ["encode", "rate_encode", "direct_encode", "iterate_minibatches"]
 
@@ -75,7 +75,14 @@ def encode(x, timesteps: int, encoding: str, rng, dtype):
 
     "rate": Bernoulli rate coding; "direct": the values repeated T times (analog input);
     "frames": ``x`` is (B, T, *shape) pre-binned event frames, moved to time-major.
+    An unknown encoding, a non-positive ``timesteps`` or non-finite values raise ``ValueError``.
     """
+    check_choice(encoding, "encoding", ("rate", "direct", "frames"), "encode")
+    check_int(timesteps, "timesteps", low=1, owner="encode")
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        n_bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise fail("x", "finite (no NaN or infinity)", f"{n_bad} non-finite values", "encode")
     if encoding == "frames":
         if x.shape[1] != timesteps:
             raise fail("timesteps", f"the frame data's {x.shape[1]} time bins", repr(timesteps), "encode")

@@ -64,6 +64,25 @@ class NetConfig:
     init_gain: float = 1.0
     dtype: str = "float64"
 
+    def validate(self):
+        """Check the fields a network is built from (``build_network`` calls this)."""
+        if not isinstance(self.arch, str) or not self.arch:
+            raise fail("arch", "a non-empty string", repr(self.arch), "NetConfig", TypeError)
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
+            raise fail("hidden", "a list of positive layer sizes such as [256]",
+                       f"{type(hidden).__name__} {hidden!r}", "NetConfig", TypeError)
+        for i, size in enumerate(hidden):
+            check_int(size, f"hidden[{i}]", low=1, owner="NetConfig")
+        check_int(self.population, "population", low=1, owner="NetConfig")
+        check_real(self.tau, "tau", low=0.0, high=1.0, owner="NetConfig")
+        check_real(self.theta_init, "theta_init", owner="NetConfig")
+        check_real(self.init_gain, "init_gain", low=0.0, low_open=True, owner="NetConfig")
+        if not isinstance(self.detach_reset, bool):
+            raise fail("detach_reset", "True or False", repr(self.detach_reset), "NetConfig", TypeError)
+        check_choice(self.dtype, "dtype", ("float32", "float64"), "NetConfig")
+        return self
+
 
 @dataclass
 class TrainConfig:
@@ -120,6 +139,8 @@ def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, bac
     """Build the ``Network`` that ``netcfg`` describes for inputs of ``input_shape``."""
     import stlsim
 
+    if isinstance(netcfg, NetConfig):
+        netcfg.validate()
     neuron = LIF(tau=netcfg.tau, theta_init=netcfg.theta_init, reset=netcfg.reset,
                  detach_reset=netcfg.detach_reset)
     surrogate = stlsim.surrogate.get(netcfg.surrogate, netcfg.surrogate_param)
