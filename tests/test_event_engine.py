@@ -43,6 +43,16 @@ def assert_same_forward(net, x):
     for a, b in zip(clock_rec.currents, event_rec.currents):
         assert np.max(np.abs(a - b), initial=0.0) <= 1e-12
     np.testing.assert_array_equal(clock_rec.rates, event_rec.rates)
+    # The sparse output path: the same spikes as events, and nothing dense rebuilt.
+    rebuilt = event.CALLS["materialize"]
+    sparse_rec = net.forward(x, engine="event", record="spikes")
+    assert event.CALLS["materialize"] == rebuilt
+    assert sparse_rec.membrane is None and sparse_rec.currents is None
+    for a, b in zip(clock_rec.spikes, sparse_rec.spikes):
+        assert isinstance(b, stlsim.SpikeEvents) and b.shape == a.shape
+        assert np.array_equal(b.to_dense(), a)
+    np.testing.assert_array_equal(clock_rec.rates, sparse_rec.rates)
+    np.testing.assert_allclose(sparse_rec.firing_rates, clock_rec.firing_rates, rtol=1e-15)
     return clock_rec
 
 
@@ -502,3 +512,42 @@ def test_parity_validation_script(tmp_path):
     report = json.loads(out.read_text())
     assert report["summary"]["networks"] == 4 and report["summary"]["all_spikes_identical"]
     assert report["provenance"]["validation"] == "event_parity"
+
+
+# ----------------------------------------------------------------- sparse output --
+def test_record_spikes_keeps_every_layer_as_events():
+    rng = np.random.default_rng(21)
+    net = make_net((40, 60, 30, 8), surrogate="rectangular", theta=0.3)
+    events = stlsim.SpikeEvents.from_dense(sparse_input(rng, 50, 3, 40, 0.05))
+    counts = dict(event.CALLS)
+    rec = net.forward(events, engine="event", record="spikes")
+    assert event.CALLS["materialize"] == counts["materialize"]          # no dense I, m, s
+    assert event.CALLS["event_input"] == counts["event_input"] + 1
+    assert [s.input_shape for s in rec.spikes] == [(60,), (30,), (8,)]
+    assert rec.firing_rates[0] > 0.01 and rec.firing_rates[1] > 0.01
+    # Between layers the spikes stay events: each layer's input IS the output below it.
+    _, _, tape, _, _, _ = net._forward(events, smooth=False, backend="numpy", engine="event",
+                                       training=False)
+    for below, above in zip(tape.layers[:-1], tape.layers[1:]):
+        assert above.inputs is below.spikes
+    # The clock engine answers the same request from its dense spikes.
+    clock_rec = net.forward(events, engine="clock", record="spikes")
+    for a, b in zip(rec.spikes, clock_rec.spikes):
+        assert np.array_equal(a.ptr, b.ptr) and np.array_equal(a.index, b.index)
+    np.testing.assert_array_equal(rec.rates, clock_rec.rates)
+    np.testing.assert_array_equal(rec.prediction, net.predict(events, engine="clock"))
+
+
+def test_record_spikes_with_a_clock_path_layer_and_bad_values():
+    rng = np.random.default_rng(5)
+    layers = [stlsim.Conv2d(1, 2, 3, padding=1), stlsim.Flatten(), stlsim.Dense(2 * 36, 6)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.3), seed=0, backend="numpy",
+                         input_shape=(1, 6, 6))
+    x = sparse_input(rng, 20, 2, 36, 0.3).reshape(20, 2, 1, 6, 6)
+    dense = net.forward(x, engine="event")
+    sparse = net.forward(x, engine="event", record="spikes")
+    assert [s.input_shape for s in sparse.spikes] == [(2, 6, 6), (6,)]
+    for a, b in zip(dense.spikes, sparse.spikes):
+        assert np.array_equal(b.to_dense(), a)
+    with pytest.raises(ValueError, match="record"):
+        net.forward(x, record="membrane")

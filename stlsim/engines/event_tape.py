@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spike_events import SpikeEvents
 
-__all__ = ["EventLayerTape", "Kept", "EventTape"]
+__all__ = ["EventLayerTape", "Kept", "EventTape", "spike_events_of"]
 
 
 @dataclass
@@ -99,3 +99,21 @@ class EventTape:
             record.dense = self.rebuild(record, self.T, self.B)
         current, membrane, spikes = record.dense
         return {"currents": current, "membrane": membrane, "spikes": spikes}[name]
+
+
+def spike_events_of(tape, index) -> list:
+    """The output spikes of the layers at positions ``index`` as ``SpikeEvents``.
+
+    An event layer of an ``EventTape`` hands over its own spike rows (nothing dense is
+    built or re-run); a layer computed densely (a clock ``Tape``, or a clock-path layer
+    inside the event engine) gives the nonzeros of its spike array.
+    """
+    out = []
+    for i in index:
+        record = tape.layers[i] if isinstance(tape, EventTape) else None
+        if isinstance(record, EventLayerTape):
+            out.append(record.spikes)
+        else:
+            spikes = record["spikes"] if isinstance(record, dict) else tape.spikes[i]
+            out.append(SpikeEvents.from_dense(spikes))
+    return out
