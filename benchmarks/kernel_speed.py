@@ -111,7 +111,7 @@ def _timed(calls, rounds):
 def forward_kernel(T, B, N, rounds, log):
     import stlsim
     from stlsim.engines import get_backend
-    from stlsim.engines.backend import kernel_surrogate
+    from stlsim.engines.backend import kernel_surrogate, neuron_spec
     from stlsim.engines.clock import lif_forward as reference
     from stlsim.kernels import cpu
 
@@ -124,7 +124,7 @@ def forward_kernel(T, B, N, rounds, log):
         theta = rng.uniform(0.5, 1.5, N).astype(dtype)
         tau = dtype(0.5)
         out = {k: np.empty_like(current) for k in ("m", "s", "m_plain", "s_plain")}
-        v, v_plain = np.empty((B, N), dtype), np.empty((B, N), dtype)
+        scratch, v_plain = np.empty((2, B, N), dtype), np.empty((B, N), dtype)
         for reset in ("hard", "soft"):
             neuron = stlsim.LIF(tau=0.5, reset=reset)
             plain = plain_hard if reset == "hard" else plain_soft
@@ -134,9 +134,10 @@ def forward_kernel(T, B, N, rounds, log):
                     continue
                 surrogate = stlsim.surrogate.get(name.split()[0])
                 spec = kernel_surrogate(surrogate)
+                layer = neuron_spec(neuron, theta, dtype)
                 calls = {
-                    "kernel": lambda: cpu.forward(current, theta, tau, reset == "hard", smooth,
-                                                  *spec, out["m"], out["s"], v),
+                    "kernel": lambda: cpu.forward(current, theta, layer, smooth, *spec, out["m"],
+                                                  out["s"], scratch),
                     "plain loop": (lambda: plain_smooth_atan(current, theta, tau, dtype(spec[1]),
                                                              out["m_plain"], out["s_plain"],
                                                              v_plain)) if smooth else

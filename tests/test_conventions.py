@@ -108,19 +108,60 @@ def test_paper_defaults_unchanged_bit_for_bit():
             np.testing.assert_allclose(grads_fast[key], grads_ref[key], rtol=0, atol=1e-13)
 
 
-def test_backends_fall_back_to_the_reference_for_new_options_and_say_so():
+KERNEL_OPTIONS = OPTIONS + [dict(spike_at_threshold=False), dict(reset="none", input_gain=2.0),
+                            dict(reset="subtract_after_leak", spike_at_threshold=False,
+                                 detach_reset=True, v_init=0.6)]
+
+
+@pytest.mark.parametrize("dtype", (np.float64, np.float32))
+@pytest.mark.parametrize("options", KERNEL_OPTIONS, ids=lambda o: ",".join(f"{k}" for k in o))
+def test_numba_kernels_equal_the_reference_for_every_option(options, dtype):
     pytest.importorskip("numba")
     backend = get_backend("numba")
+    options = dict(options)
+    tau = options.pop("tau", 0.6)
+    first = stlsim.LIF(theta_init=0.4, tau=tau, **options)
+    second = stlsim.LIF(theta_init=0.4, tau=0.7 if np.ndim(tau) else tau, **options)
+    net = make_net([first, second], population=2, theta=(-0.1, 0.8), dtype=dtype)
+    x, y = spikes_in(dtype=dtype), np.array([0, 1, 1])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for smooth in (False, True):
+        ref_loss, ref_grads, ref = net.loss_and_grad(x, y, smooth=smooth, backend="numpy",
+                                                     return_record=True)
+        before = backend.calls.copy()
+        fused_loss, fused_grads = net.loss_and_grad(x, y, smooth=smooth, backend="numba")
+        loss, grads, rec = net.loss_and_grad(x, y, smooth=smooth, backend="numba",
+                                             return_record=True)
+        assert backend.calls["fused_loss_and_grad"] == before["fused_loss_and_grad"] + 1
+        assert backend.calls["lif_backward"] == before["lif_backward"] + 2
+        assert backend.calls["fallback:numpy"] == before["fallback:numpy"]
+        for a, b in zip(rec.spikes, ref.spikes):
+            if smooth:
+                np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+            else:
+                np.testing.assert_array_equal(a, b)
+        for a, b in zip(rec.membrane, ref.membrane):
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(1.0, np.abs(b).max()))
+        for got in (grads, fused_grads):
+            for key in ref_grads:
+                scale = max(1e-30, float(np.abs(ref_grads[key]).max()))
+                err = float(np.abs(got[key].astype(np.float64) - ref_grads[key]).max()) / scale
+                assert err <= tol, (key, err)
+        assert abs(fused_loss - ref_loss) <= tol * max(1.0, abs(ref_loss))
+
+
+def test_other_backends_and_engines_refuse_or_fall_back_by_name():
     net = make_net(stlsim.LIF.preset("snntorch.Leaky", tau=0.8), population=2)
-    x, y = spikes_in(), np.array([0, 1, 0])
-    before = backend.calls.copy()
-    loss, grads = net.loss_and_grad(x, y, backend="numba")
-    assert backend.calls["fallback:numpy"] == before["fallback:numpy"] + 4   # 2 layers x 2
-    assert backend.calls["fused_loss_and_grad"] == before["fused_loss_and_grad"]
-    ref_loss, ref_grads = net.loss_and_grad(x, y, backend="numpy")
-    assert loss == ref_loss and all(np.array_equal(grads[k], ref_grads[k]) for k in grads)
+    x = spikes_in()
     with pytest.raises(ValueError, match="engine='event'"):
         net.forward(x, engine="event")
+    # the event engine runs the paper's form; a per-neuron tau is named too
+    per_neuron = make_net([stlsim.LIF(tau=np.full(9, 0.5)), stlsim.LIF()])
+    with pytest.raises(ValueError, match=r"tau \(per neuron\)"):
+        per_neuron.forward(x, engine="event")
+    # smooth mode falls back to the clock engine for every neuron, as before
+    smooth = net.forward(x, engine="event", smooth=True)
+    np.testing.assert_array_equal(smooth.spikes[0], net.forward(x, smooth=True).spikes[0])
 
 
 def test_presets_and_pending_names():
@@ -342,3 +383,30 @@ def test_norse_spike_at_threshold_is_measurably_different():
     exact.params = {k: v.copy() for k, v in net.params.items()}
     _, _, record = exact.probe_grad(x, probe)
     np.testing.assert_array_equal(record.spikes[0], spikes[0])     # the right one agrees
+
+
+def test_general_scalar_step_reduces_to_the_papers_form():
+    # kernels/scalar.py: the clock kernels run the general step; the event and CUDA
+    # kernels the paper's form. With every option off they are the same operations.
+    from stlsim.kernels import scalar
+    rng = np.random.default_rng(4)
+    for _ in range(2000):
+        current, v_prev, theta, e, delta_next = rng.normal(size=5)
+        tau = float(rng.uniform(0, 1))
+        for hard in (True, False):
+            reset = scalar.HARD if hard else scalar.SOFT
+            for smooth in (False, True):
+                kind = int(rng.integers(0, 6))
+                old = scalar.lif_forward_step(current, v_prev, theta, tau, hard, smooth, kind, 2.0)
+                new = scalar.lif_forward_step_general(current, v_prev, 0.0, theta, tau, 0.0, 1.0,
+                                                      0.0, reset, False, False, False, False,
+                                                      smooth, kind, 2.0)
+                assert old == new
+                m, s, _ = old
+                for detach in (False, True):
+                    old_b = scalar.lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach,
+                                                     kind, 2.0)
+                    delta, grad_current, term = scalar.lif_backward_step_general(
+                        e, delta_next, m, s, theta, tau, 1.0, 0.0, reset, detach, False, False,
+                        kind, 2.0)
+                    assert old_b == (delta, term) and grad_current == delta

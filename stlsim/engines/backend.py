@@ -34,7 +34,7 @@ import numpy as np
 from ..layers.dense import Dense
 
 __all__ = ["Backend", "FusedResult", "kernel_surrogate", "kernel_neuron", "dense_only",
-           "theta_per_neuron"]
+           "neuron_spec", "theta_per_neuron"]
 
 
 class FusedResult(NamedTuple):
@@ -72,26 +72,55 @@ def kernel_surrogate(surrogate):
         from ..kernels import scalar                  # plain Python: no numba import
         _CODES = {kind: scalar.SURROGATE_CODES[kind.name]
                   for kind in (surrogates.ATan, surrogates.Sigmoid, surrogates.Rectangular,
-                               surrogates.SuperSpike)}
+                               surrogates.SuperSpike, surrogates.SpikingJellySuperSpike,
+                               surrogates.Triangle)}
     code = _CODES.get(type(surrogate))
     return None if code is None else (code, float(surrogate.value))
 
 
 def kernel_neuron(neuron) -> bool:
-    """True if the compiled kernels implement this neuron's options (the paper's form:
-    ``LIF.is_paper_form``); otherwise the engine runs the NumPy reference for it."""
+    """True if ``neuron`` (one LIF shared by every layer) has only the paper's options
+    (``LIF.is_paper_form``), the form the CUDA and event kernels implement; the Numba CPU
+    kernels implement every option of ``docs/model.md`` Section 8."""
     return not isinstance(neuron, (list, tuple)) and neuron.is_paper_form
 
 
-def dense_only(layers, surrogate, neuron):
-    """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` and the kernels
-    implement the neuron (what the fused steps take), else None."""
+def dense_only(layers, surrogate):
+    """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` (what the fused
+    steps take), else None."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not kernel_neuron(neuron):
-        return None
-    if not all(type(layer) is Dense for layer in layers):
+    if spec is None or not all(type(layer) is Dense for layer in layers):
         return None
     return spec
+
+
+def neuron_spec(neuron, theta, dtype):
+    """The ``kernels.spec.NeuronSpec`` of a layer's neurons: ``theta`` is the layer's
+    thresholds per neuron (any shape), ``dtype`` the storage dtype. Every number is
+    rounded as the NumPy reference rounds it (``neurons.lif_step``)."""
+    from ..kernels import scalar
+    from ..kernels.spec import NeuronSpec
+    from ..neurons import initial_spikes, tau_like
+    dtype = np.dtype(dtype)
+    theta = np.asarray(theta, dtype=dtype)
+    tau = tau_like(neuron, theta)
+    if neuron.per_neuron_tau:
+        tau_flat = np.ascontiguousarray(tau, dtype=dtype).reshape(-1)
+    else:
+        tau_flat = np.full(1, tau, dtype=dtype)
+    has_leak = neuron.v_leak != 0.0
+    leak = (np.ascontiguousarray(np.broadcast_to(np.asarray((1 - tau) * neuron.v_leak), theta.shape),
+                                 dtype=dtype).reshape(-1) if has_leak else np.zeros(1, dtype))
+    s_init = initial_spikes(dtype.type(neuron.v_init), theta, neuron)
+    s_init = (np.zeros(1, dtype) if s_init is None
+              else np.ascontiguousarray(s_init, dtype=dtype).reshape(-1))
+    return NeuronSpec(tau=tau_flat, leak=leak, gain=dtype.type(neuron.input_gain),
+                      v_reset=dtype.type(neuron.v_reset), v_init=dtype.type(neuron.v_init),
+                      s_init=s_init, reset=scalar.RESET_CODES[neuron.reset],
+                      strict=not neuron.spike_at_threshold, detach=neuron.detach_reset,
+                      has_leak=has_leak, has_gain=neuron.input_gain != 1.0,
+                      has_reset_potential=neuron.reset == "hard" and neuron.v_reset != 0.0,
+                      per_tau=neuron.per_neuron_tau)
 
 
 def theta_per_neuron(theta, shape, dtype) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 from .. import _workspace as workspace
 from ..kernels import cpu
 from ..readout import loss_from_rates, population_rates, rates_backward
-from .backend import FusedResult, dense_only, theta_per_neuron
+from ..neurons import neuron_of
+from .backend import FusedResult, dense_only, neuron_spec, theta_per_neuron
 
 __all__ = ["loss_and_grad"]
 
@@ -33,8 +34,10 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     """Loss, per-layer gradients and rates of a Dense-only network in one fused pass.
 
     Returns a ``FusedResult``, or None when the network is not one this path handles
-    (a layer other than ``Dense``, a surrogate the kernels do not know). Arguments are
-    validated by the caller (``Network``).
+    (a layer other than ``Dense``, a surrogate the kernels do not know). ``neuron`` is an
+    ``LIF`` or a list of them, one per layer. Arguments are validated by the caller
+    (``Network``). Here ``delta`` holds dL/dI_t, which equals dL/dm_t unless the input
+    gain r != 1 (B3g).
 
     Memory, all from the reusable workspace: per layer m_t (dtype) and s_t (uint8; the
     dtype in smooth mode, where spikes are not 0/1) of every step, what the backward
@@ -42,17 +45,15 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     currents, then the deltas; B holds the float spikes that the next GEMM reads, then
     the adjoints e_t. Kernels never write an array they read.
     """
-    spec = dense_only(layers, surrogate, neuron)
+    spec = dense_only(layers, surrogate)
     if spec is None:
         return None
     CALLS["fused_loss_and_grad"] += 1
     T, B = x.shape[:2]
     rows = T * B
     dtype = x.dtype
-    tau = dtype.type(neuron.tau)
-    hard = neuron.reset == "hard"
     size = rows * max(layer.out_features for layer in layers)
-    membranes, stored_spikes, thetas = [], [], []
+    membranes, stored_spikes, thetas, specs = [], [], [], []
     x_rows = np.ascontiguousarray(x).reshape(rows, -1)
     h = x_rows                                                            # the GEMM operand
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
@@ -70,12 +71,14 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
             stored = _buffer(("fused", "s8", i), (rows, n_out), np.uint8)
             compact = stored.reshape(T, B, n_out)
         theta = theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
-        cpu.forward(current.reshape(T, B, n_out), theta, tau, hard, smooth, *spec,
+        layer_neuron = neuron_spec(neuron_of(neuron, i), theta, dtype)
+        cpu.forward(current.reshape(T, B, n_out), theta, layer_neuron, smooth, *spec,
                     membrane.reshape(T, B, n_out), spikes.reshape(T, B, n_out),
-                    _buffer(("fused", "v", i), (B, n_out), dtype), compact)  # (L2)-(L4)
+                    _buffer(("fused", "v", i), (2, B, n_out), dtype), compact)  # (L2)-(L4)
         membranes.append(membrane)
         stored_spikes.append(stored)
         thetas.append(theta)
+        specs.append(layer_neuron)
         h = spikes
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
@@ -87,8 +90,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
         grad_theta = np.empty(n_out, dtype=dtype)
         delta = _scratch("a", rows, n_out, size, dtype)
         cpu.backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
-                     stored_spikes[i].reshape(T, B, n_out), thetas[i], tau, hard,
-                     neuron.detach_reset, *spec, delta.reshape(T, B, n_out),
+                     stored_spikes[i].reshape(T, B, n_out), thetas[i], specs[i], *spec,
+                     delta.reshape(T, B, n_out),
                      _buffer(("fused", "dn", i), (B, n_out), dtype),
                      _buffer(("fused", "tp", i), (B, n_out), dtype), grad_theta)  # (B1)-(B5)
         if i == 0:

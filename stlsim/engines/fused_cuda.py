@@ -15,7 +15,7 @@ from .. import _workspace as workspace
 from ..kernels import cuda_gemm, cuda_neurons
 from ..kernels.cuda_device import CALLS, cuda
 from ..readout import loss_from_rates, population_rates
-from .backend import FusedResult, dense_only, theta_per_neuron
+from .backend import FusedResult, dense_only, kernel_neuron, theta_per_neuron
 
 __all__ = ["loss_and_grad", "forward"]
 
@@ -82,8 +82,8 @@ def forward(layers, params_per_layer, x, neuron, surrogate, smooth=False):
     None when the network is not one this path handles. Arguments as validated by
     ``Network``; ``x`` may also be a C-contiguous CUDA array (no upload then).
     """
-    spec = dense_only(layers, surrogate, neuron)
-    if spec is None:
+    spec = dense_only(layers, surrogate)
+    if spec is None or not kernel_neuron(neuron):      # the paper's form only
         return None
     CALLS["fused_forward"] += 1
     x = _input(x)
@@ -105,8 +105,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     also be a C-contiguous CUDA array of the parameters' dtype (no upload then; see
     ``benchmarks/gpu_bench.py``).
     """
-    spec = dense_only(layers, surrogate, neuron)
-    if spec is None:
+    spec = dense_only(layers, surrogate)
+    if spec is None or not kernel_neuron(neuron):      # the paper's form only
         return None
     CALLS["fused_loss_and_grad"] += 1
     x = _input(x)

@@ -64,9 +64,10 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
             if reset == "subtract_after_leak" and not detach:
                 g = e - theta * delta_next                                # (B2a)
             delta = g * dS_dx + grad_v                                    # (B3n)
-            grad_theta -= g * dS_dx                                       # (B5)
             if reset == "subtract_after_leak":
-                grad_theta -= s * delta_next                              # (B5a) direct term
+                grad_theta -= g * dS_dx + s * delta_next                  # (B5), (B5a) direct
+            else:
+                grad_theta -= g * dS_dx                                   # (B5)
         grad_current[t] = delta if gain == 1.0 else gain * delta          # (B3g) dL/dI_t
         if grad_tau is not None:
             v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron) if t > 0

@@ -37,8 +37,9 @@ import numpy as np
 
 from . import scalar
 from ._jit import prepare_cache, register_scalar
+from .spec import NeuronSpec
 
-__all__ = ["forward", "backward", "CALLS", "set_mode"]
+__all__ = ["forward", "backward", "NeuronSpec", "CALLS", "set_mode"]
 
 # How often each kernel ran ("kernel:forward", "kernel:backward"); the backend that
 # runs on these kernels counts its own entry points into the same counter.
@@ -66,52 +67,72 @@ prepare_cache(__file__)
 register_scalar()
 _apply_num_threads()
 
-_step_forward = scalar.lif_forward_step
-_step_backward = scalar.lif_backward_step
+_step_forward = scalar.lif_forward_step_general
+_step_backward = scalar.lif_backward_step_general
 
 
 # --- kernels ------------------------------------------------------------------------------
 # A lane is one sample b and a block of neurons [lo, hi). Arrays are (T, B, N); v,
-# delta_next, theta_partial are (B, N) state in the storage dtype, so every step rounds
-# exactly like the NumPy reference. Besides the compile-time options, two things keep
-# the inner loops vectorised: ``error_model="numpy"`` (a division by zero gives inf/nan
-# like NumPy instead of a per-element check) and inner loops over 1-D slices from 0 (an
-# index Numba can prove non-negative needs no wraparound branch).
+# s_prev, delta_next, theta_partial are (B, N) state in the storage dtype, so every step
+# rounds exactly like the NumPy reference. Besides the compile-time options, two things
+# keep the inner loops vectorised: ``error_model="numpy"`` (a division by zero gives
+# inf/nan like NumPy instead of a per-element check) and inner loops over 1-D slices
+# from 0 (an index Numba can prove non-negative needs no wraparound branch).
 
-def _build_forward(kind, smooth, hard, compact, parallel):
-    def forward(n_blocks, block, current, membrane, spikes, spikes_compact, v, theta, tau,
-                param):
+def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
+                   has_reset_potential, per_tau, parallel):
+    after_leak = reset == scalar.AFTER_LEAK
+
+    def forward(n_blocks, block, current, membrane, spikes, spikes_compact, v, s_prev, theta,
+                tau, leak, gain, v_reset, v_init, s_init, param):
         for lane in numba.prange(current.shape[1] * n_blocks):
             b = lane // n_blocks
             lo = (lane % n_blocks) * block
             hi = min(lo + block, current.shape[2])
             v_b = v[b, lo:hi]
+            s_b = s_prev[b, lo:hi]
             theta_b = theta[lo:hi]
+            tau_b = tau[lo:hi]
+            leak_b = leak[lo:hi]
+            s_init_b = s_init[lo:hi]
             for i in range(v_b.shape[0]):
-                v_b[i] = 0                                                # v_0 = 0
+                v_b[i] = v_init                                           # v_0
+                if after_leak:
+                    s_b[i] = s_init_b[i]                                  # s_0 (L2a)
+            tau_0 = tau[0]
             for t in range(current.shape[0]):
                 current_t = current[t, b, lo:hi]
                 membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
                 compact_t = spikes_compact[t, b, lo:hi] if compact else spikes_compact[0, 0, 0:0]
                 for i in range(v_b.shape[0]):
-                    m, s, v_new = _step_forward(current_t[i], v_b[i], theta_b[i], tau, hard,
-                                                smooth, kind, param)      # (L2)-(L4)
+                    m, s, v_new = _step_forward(
+                        current_t[i], v_b[i], s_b[i], theta_b[i],
+                        tau_b[i] if per_tau else tau_0, leak_b[i], gain, v_reset, reset,
+                        strict, has_leak, has_gain, has_reset_potential, smooth, kind,
+                        param)                                            # (L2)-(L4)
                     membrane_t[i] = m
                     spikes_t[i] = s
                     if compact:
                         compact_t[i] = s
+                    if after_leak:
+                        s_b[i] = s
                     v_b[i] = v_new
 
-    forward.__qualname__ = (f"forward_k{kind}_{'smooth' if smooth else 'spiking'}_"
-                            f"{'hard' if hard else 'soft'}_{'u8' if compact else 'f'}_"
+    forward.__qualname__ = (f"forward_k{kind}_{'smooth' if smooth else 'spiking'}_r{reset}"
+                            f"{'_strict' if strict else ''}{'_leak' if has_leak else ''}"
+                            f"{'_gain' if has_gain else ''}{'_vreset' if has_reset_potential else ''}"
+                            f"{'_pertau' if per_tau else ''}_{'u8' if compact else 'f'}_"
                             f"{'parallel' if parallel else 'serial'}")
     return numba.njit(parallel=parallel, cache=True, error_model="numpy")(forward)
 
 
-def _build_backward(kind, hard, detach, parallel):
+def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau, parallel):
+    after_leak = reset == scalar.AFTER_LEAK
+
     def backward(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes, theta,
-                 grad_membrane, delta_next, theta_partial, grad_theta, tau, param):
+                 grad_membrane, delta_next, theta_partial, grad_theta, tau, gain, v_reset,
+                 s_init, param):
         for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
             b = lane // n_blocks
             lo = (lane % n_blocks) * block
@@ -119,6 +140,8 @@ def _build_backward(kind, hard, detach, parallel):
             delta_next_b = delta_next[b, lo:hi]
             theta_partial_b = theta_partial[b, lo:hi]
             theta_b = theta[lo:hi]
+            tau_b = tau[lo:hi]
+            tau_0 = tau[0]
             for i in range(theta_b.shape[0]):
                 delta_next_b[i] = 0                                       # delta_{T+1} = 0
                 theta_partial_b[i] = 0
@@ -126,14 +149,19 @@ def _build_backward(kind, hard, detach, parallel):
                 e_t = grad_spikes[t, b, lo:hi]
                 membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
-                delta_t = grad_membrane[t, b, lo:hi]
+                grad_current_t = grad_membrane[t, b, lo:hi]
                 for i in range(theta_b.shape[0]):
-                    delta, theta_term = _step_backward(e_t[i], delta_next_b[i], membrane_t[i],
-                                                       spikes_t[i], theta_b[i], tau, hard,
-                                                       detach, kind, param)  # (B1)-(B3)
-                    delta_t[i] = delta
+                    delta, grad_current, theta_term = _step_backward(
+                        e_t[i], delta_next_b[i], membrane_t[i], spikes_t[i], theta_b[i],
+                        tau_b[i] if per_tau else tau_0, gain, v_reset, reset, detach,
+                        has_gain, has_reset_potential, kind, param)       # (B1)-(B3)
+                    grad_current_t[i] = grad_current
                     delta_next_b[i] = delta
                     theta_partial_b[i] -= theta_term                      # (B5) over t
+            if after_leak:
+                s_init_b = s_init[lo:hi]
+                for i in range(theta_b.shape[0]):
+                    theta_partial_b[i] -= s_init_b[i] * delta_next_b[i]   # (B5a) at t = 1
         for lane in numba.prange(sum_blocks):                             # (B5) over b
             lo = lane * sum_block
             grad_theta_b = grad_theta[lo:min(lo + sum_block, grad_theta.shape[0])]
@@ -144,8 +172,9 @@ def _build_backward(kind, hard, detach, parallel):
                 for i in range(grad_theta_b.shape[0]):
                     grad_theta_b[i] += row[i]
 
-    backward.__qualname__ = (f"backward_k{kind}_{'hard' if hard else 'soft'}_"
-                             f"{'detach' if detach else 'attached'}_"
+    backward.__qualname__ = (f"backward_k{kind}_r{reset}{'_detach' if detach else ''}"
+                             f"{'_gain' if has_gain else ''}{'_vreset' if has_reset_potential else ''}"
+                             f"{'_pertau' if per_tau else ''}_"
                              f"{'parallel' if parallel else 'serial'}")
     return numba.njit(parallel=parallel, cache=True, error_model="numpy")(backward)
 
@@ -191,14 +220,14 @@ _NO_COMPACT = np.zeros((1, 1, 0), dtype=np.uint8)
 
 # --- entry points: choose the kernel, run it into the caller's arrays ----------------------
 
-def forward(current, theta, tau, hard, smooth, kind, param, membrane, spikes, v,
+def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, membrane, spikes, scratch,
             spikes_compact=None):
-    """(L2)-(L4) through time, written into ``membrane`` and ``spikes``.
+    """(L2)-(L4) (and Section 8's options) through time, into ``membrane`` and ``spikes``.
 
     ``current``, ``membrane``, ``spikes``: C-contiguous (T, B, N) of one float dtype;
-    ``theta``: (N,) per neuron; ``v``: (B, N) scratch; ``tau`` of that dtype;
-    ``spikes_compact``: optional (T, B, N) uint8 that also receives the spikes (the
-    fused step keeps those for its backward). ``kind``, ``param``: the surrogate
+    ``theta``: (N,) per neuron; ``scratch``: (2, B, N) of that dtype (v and the previous
+    spikes); ``spikes_compact``: optional (T, B, N) uint8 that also receives the spikes
+    (the fused step keeps those for its backward). ``kind``, ``param``: the surrogate
     (read in smooth mode only, where s_t = P(m_t - theta)).
     """
     T, B, N = current.shape
@@ -206,18 +235,21 @@ def forward(current, theta, tau, hard, smooth, kind, param, membrane, spikes, v,
     n_blocks, block = _blocking(B, N, parallel)
     compact = spikes_compact is not None
     smooth = bool(smooth)
-    key = ("forward", kind if smooth else -1, smooth, bool(hard), compact, parallel)
+    key = ("forward", kind if smooth else -1, smooth, compact) + neuron.forward_options() + (
+        parallel,)
     CALLS["kernel:forward"] += 1
     _kernel(key, _build_forward)(n_blocks, block, current, membrane, spikes,
-                                 spikes_compact if compact else _NO_COMPACT, v, theta, tau,
-                                 param)
+                                 spikes_compact if compact else _NO_COMPACT, scratch[0],
+                                 scratch[1], theta, neuron.tau, neuron.leak, neuron.gain,
+                                 neuron.v_reset, neuron.v_init, neuron.s_init, param)
 
 
-def backward(grad_spikes, membrane, spikes, theta, tau, hard, detach, kind, param,
-             grad_membrane, delta_next, theta_partial, grad_theta):
-    """(B1)-(B3) in reverse time into ``grad_membrane``, and (B5) into ``grad_theta``.
+def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param,
+             grad_current, delta_next, theta_partial, grad_theta):
+    """(B1)-(B3) in reverse time into ``grad_current`` (dL/dI_t = r delta_t), and (B5)
+    into ``grad_theta``.
 
-    ``grad_spikes``, ``membrane``, ``spikes`` (float or uint8), ``grad_membrane``:
+    ``grad_spikes``, ``membrane``, ``spikes`` (float or uint8), ``grad_current``:
     C-contiguous (T, B, N); ``theta``, ``grad_theta``: (N,); ``delta_next``,
     ``theta_partial``: (B, N) scratch. ``grad_theta`` is the sum over t and b.
     """
@@ -225,8 +257,9 @@ def backward(grad_spikes, membrane, spikes, theta, tau, hard, detach, kind, para
     parallel = _parallel(grad_spikes.size)
     n_blocks, block = _blocking(B, N, parallel)
     sum_blocks, sum_block = _blocking(1, N, parallel)   # the reduction over b: lanes of neurons
-    key = ("backward", kind, bool(hard), bool(detach), parallel)
+    key = ("backward", kind) + neuron.backward_options() + (parallel,)
     CALLS["kernel:backward"] += 1
     _kernel(key, _build_backward)(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane,
-                                  spikes, theta, grad_membrane, delta_next, theta_partial,
-                                  grad_theta, tau, param)
+                                  spikes, theta, grad_current, delta_next, theta_partial,
+                                  grad_theta, neuron.tau, neuron.gain, neuron.v_reset,
+                                  neuron.s_init, param)

@@ -27,16 +27,19 @@ take it as an argument; the branch is loop-invariant.
 import math
 
 __all__ = [
-    "ATAN", "SIGMOID", "RECTANGULAR", "SUPERSPIKE", "SURROGATE_CODES",
+    "ATAN", "SIGMOID", "RECTANGULAR", "SUPERSPIKE", "SUPERSPIKE_SJ", "TRIANGLE",
+    "SURROGATE_CODES",
     "atan_primitive", "atan_derivative", "sigmoid_primitive", "sigmoid_derivative",
     "rectangular_primitive", "rectangular_derivative", "superspike_primitive",
     "superspike_derivative", "surrogate_primitive", "surrogate_derivative", "heaviside",
-    "spike", "reset", "lif_forward_step", "lif_backward_step", "JITABLE",
+    "spike", "reset", "lif_forward_step", "lif_backward_step", "JITABLE", "HARD", "SOFT",
+    "NO_RESET", "AFTER_LEAK", "RESET_CODES", "fires", "lif_forward_step_general",
+    "lif_backward_step_general",
 ]
 
-ATAN, SIGMOID, RECTANGULAR, SUPERSPIKE = 0, 1, 2, 3
+ATAN, SIGMOID, RECTANGULAR, SUPERSPIKE, SUPERSPIKE_SJ, TRIANGLE = 0, 1, 2, 3, 4, 5
 SURROGATE_CODES = {"atan": ATAN, "sigmoid": SIGMOID, "rectangular": RECTANGULAR,
-                   "superspike": SUPERSPIKE}
+                   "superspike": SUPERSPIKE, "superspike_sj": SUPERSPIKE_SJ, "triangle": TRIANGLE}
 
 
 # --- surrogates: (primitive P, derivative P' = sigma') pairs, spec "Surrogate gradient" --
@@ -89,6 +92,27 @@ def superspike_derivative(x, beta):
     return 1.0 / (d * d)
 
 
+def superspike_sj_primitive(x, alpha):
+    return 0.5 + alpha * x / (1.0 + abs(x))
+
+
+def superspike_sj_derivative(x, alpha):
+    d = 1.0 + abs(x)
+    return alpha / (d * d)
+
+
+def triangle_primitive(x, alpha):
+    a = min(abs(x), 1.0)
+    q = (1.0 - (1.0 - a) * (1.0 - a)) * 0.5
+    if x < 0:
+        q = -q
+    return 0.5 + alpha * q
+
+
+def triangle_derivative(x, alpha):
+    return alpha * max(1.0 - abs(x), 0.0)
+
+
 def surrogate_primitive(kind, x, param):
     """P(x) of the surrogate with code ``kind`` and shape parameter ``param``."""
     if kind == ATAN:
@@ -97,6 +121,10 @@ def surrogate_primitive(kind, x, param):
         return sigmoid_primitive(x, param)
     if kind == RECTANGULAR:
         return rectangular_primitive(x, param)
+    if kind == SUPERSPIKE_SJ:
+        return superspike_sj_primitive(x, param)
+    if kind == TRIANGLE:
+        return triangle_primitive(x, param)
     return superspike_primitive(x, param)
 
 
@@ -108,6 +136,10 @@ def surrogate_derivative(kind, x, param):
         return sigmoid_derivative(x, param)
     if kind == RECTANGULAR:
         return rectangular_derivative(x, param)
+    if kind == SUPERSPIKE_SJ:
+        return superspike_sj_derivative(x, param)
+    if kind == TRIANGLE:
+        return triangle_derivative(x, param)
     return superspike_derivative(x, param)
 
 
@@ -161,10 +193,102 @@ def lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach, kind, param
     return delta, theta_term
 
 
+# --- the conventions of docs/model.md Section 8 ------------------------------------------
+# ``lif_forward_step`` / ``lif_backward_step`` above are the paper's form, which the event
+# and CUDA kernels implement. The clock engine's CPU kernels run the general step below;
+# with every option off it performs the same operations in the same order as the paper's
+# form (``tests/test_numba_backend.py`` checks that on a grid of inputs).
+
+HARD, SOFT, NO_RESET, AFTER_LEAK = 0, 1, 2, 3
+RESET_CODES = {"hard": HARD, "soft": SOFT, "none": NO_RESET, "subtract_after_leak": AFTER_LEAK}
+
+
+def fires(x, strict):
+    """H(x) with H(0) = 1 (L3), or H'(x) with H'(0) = 0 when ``strict`` (L3')."""
+    if strict:
+        if x > 0:
+            return 1.0
+        return 0.0
+    if x >= 0:
+        return 1.0
+    return 0.0
+
+
+def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_reset, reset,
+                             strict, has_leak, has_gain, has_reset_potential, smooth, kind,
+                             param):
+    """(L2g), (L2a), (L3)/(L3'), (L4h)/(L4s)/(L4n) for one neuron at one step.
+
+    ``leak`` is (1 - tau) v_leak, computed by the caller as the NumPy reference does;
+    ``s_prev`` the spike of the step before (read under AFTER_LEAK only). The ``has_*``
+    flags skip terms that are zero, as the reference does. Returns ``(m, s, v)``.
+    """
+    m = tau * v_prev                                     # (L2)
+    if has_leak:
+        m = m + leak                                     # (L2g) leak potential
+    if has_gain:
+        m = m + gain * current                           # (L2g) input gain
+    else:
+        m = m + current
+    if reset == AFTER_LEAK:
+        m = m - s_prev * theta                           # (L2a)
+    if smooth:
+        s = surrogate_primitive(kind, m - theta, param)
+    else:
+        s = fires(m - theta, strict)                     # (L3), (L3')
+    if reset == HARD:
+        v = (1 - s) * m                                  # (L4h)
+        if has_reset_potential:
+            v = v + s * v_reset                          # (L4h) reset potential
+    elif reset == SOFT:
+        v = m - s * theta                                # (L4s)
+    else:
+        v = m                                            # (L4n), (L2a)
+    return m, s, v
+
+
+def lif_backward_step_general(e, delta_next, m, s, theta, tau, gain, v_reset, reset, detach,
+                              has_gain, has_reset_potential, kind, param):
+    """(B1)-(B3), (B2a), (B3g) and the (B5)/(B5a) term for one neuron at one step.
+
+    Returns ``(delta, grad_current, theta_term)``: delta_t = dL/dm_t (carried to the
+    step before), dL/dI_t = r delta_t, and the amount subtracted from dL/dtheta.
+    """
+    grad_v = tau * delta_next                            # (B1) eps_t
+    dS_dx = surrogate_derivative(kind, m - theta, param)
+    if reset == HARD:
+        if detach:
+            g = e
+        elif has_reset_potential:
+            g = e + (v_reset - m) * grad_v               # (B2h) reset potential
+        else:
+            g = e - m * grad_v                           # (B2h)
+        delta = g * dS_dx + grad_v * (1 - s)             # (B3h)
+        theta_term = g * dS_dx                           # (B5)
+    elif reset == SOFT:
+        g = e if detach else e - theta * grad_v          # (B2s)
+        delta = g * dS_dx + grad_v                       # (B3s)
+        theta_term = g * dS_dx + s * grad_v              # (B5) soft: direct term
+    else:
+        g = e
+        if reset == AFTER_LEAK and not detach:
+            g = e - theta * delta_next                   # (B2a)
+        delta = g * dS_dx + grad_v                       # (B3n)
+        if reset == AFTER_LEAK:
+            theta_term = g * dS_dx + s * delta_next      # (B5), (B5a)
+        else:
+            theta_term = g * dS_dx                       # (B5)
+    if has_gain:
+        return delta, gain * delta, theta_term           # (B3g)
+    return delta, delta, theta_term
+
+
 # Everything a kernel may call; registered for Numba by ``kernels._jit.register_scalar``.
 JITABLE = (
     atan_primitive, atan_derivative, sigmoid_primitive, sigmoid_derivative,
     rectangular_primitive, rectangular_derivative, superspike_primitive,
-    superspike_derivative, surrogate_primitive, surrogate_derivative, heaviside, spike,
-    reset, lif_forward_step, lif_backward_step,
+    superspike_derivative, superspike_sj_primitive, superspike_sj_derivative,
+    triangle_primitive, triangle_derivative, surrogate_primitive, surrogate_derivative, heaviside, spike,
+    reset, lif_forward_step, lif_backward_step, fires, lif_forward_step_general,
+    lif_backward_step_general,
 )
