@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     _add_common(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..K-1)")
     p.add_argument("--modes", type=lambda s: s.split(","), default=["stl", "sl", "tl"])
-    p.add_argument("--max-workers", type=int, default=1,
+    p.add_argument("--max-workers", type=_positive_int, default=1,
                    help="train the runs on N Dask worker processes (1: here, one after the other; "
                         "the results are the same bit for bit)")
     p.add_argument("--scheduler", default="local", help="with --max-workers > 1: local (an embedded "

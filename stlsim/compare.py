@@ -111,6 +111,10 @@ def _claim(out_dir, identity: dict, force: bool):
     from ._checks import fail
 
     run_file = os.path.join(out_dir, RUN_NAME)
+    # Temporary files of writes cut short by SIGKILL: nobody else writes here while we hold the lock.
+    for name in glob.glob(os.path.join(out_dir, ".*.tmp")):
+        with contextlib.suppress(OSError):
+            os.remove(name)
     old = _old_run_files(out_dir)
     if old and not force:
         other = None

@@ -463,6 +463,10 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
             layer_fields[key] = [list(row) for row in rec["history"][key][:n]]
         start_epoch = ck["epoch"]
 
+    for split in ("train", "test"):
+        if len(getattr(data, f"y_{split}")) == 0:
+            raise fail("data", f"a data set with at least one {split}ing sample",
+                       f"an empty {split} split ({getattr(data, 'name', 'data')!r})", "train")
     frames = config.encoding == "frames"
     x_train = _shape_inputs(net, data.x_train, frames)
     x_test = _shape_inputs(net, data.x_test, frames)

@@ -1,0 +1,578 @@
+"""Hostile but realistic use, run as a table: bad flags, damaged files, signals, concurrent runs.
+
+Every try ends in one of: ``ok`` (the right result, checked), ``clear`` (one error line
+naming the problem: ``stlsim <command>: error: ...`` with exit 2 on the command line, a
+ValueError/TypeError/FileNotFoundError/FloatingPointError with such a message in Python),
+or a failure: ``traceback``, ``silent_wrong``, ``hang``, ``data_lost``. Each test asserts
+that its rows hold no failure; the counts of the whole module are printed at the end
+(run with ``-s`` to see them).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import stlsim
+from stlsim.cli import main as cli_main
+
+h5py = pytest.importorskip("h5py")
+
+FAILURES = ("traceback", "silent_wrong", "hang", "data_lost")
+TABLE: list = []          # (group, case, outcome, detail) of every try in this module
+HANGS_CAUGHT: list = []   # damaged files whose read the time limit stopped (reported as clear errors)
+ERROR_LINE = re.compile(r"^stlsim( [\w-]+)?: error: \S")
+TINY = ["--train-subset", "60", "--test-subset", "20", "--epochs", "1", "--hidden", "8", "-T", "2",
+        "-P", "1", "--dtype", "float64", "--backend", "numpy", "--quiet"]
+
+
+def record(group, case, outcome, detail=""):
+    TABLE.append((group, case, outcome, detail))
+    return outcome
+
+
+def failures(group):
+    return [row for row in TABLE if row[0] == group and row[2] in FAILURES]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_counts():
+    yield
+    counts = collections.Counter(row[2] for row in TABLE)
+    print("\n\nreliability table: tries / clear errors / correct results / tracebacks / silent wrong / "
+          "hangs / data lost")
+    print(f"  {len(TABLE)} / {counts['clear']} / {counts['ok']} / {counts['traceback']} / "
+          f"{counts['silent_wrong']} / {counts['hang']} / {counts['data_lost']}")
+    by_group = collections.defaultdict(collections.Counter)
+    for group, _, outcome, _ in TABLE:
+        by_group[group][outcome] += 1
+    for group, c in sorted(by_group.items()):
+        print(f"  {group:12} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    if HANGS_CAUGHT:
+        print(f"  of the clear errors, {len(HANGS_CAUGHT)} were reads stopped by the time limit: {HANGS_CAUGHT}")
+    for row in TABLE:
+        if row[2] in FAILURES:
+            print("  FAILED:", row)
+
+
+def run_cli(*argv):
+    """Run the CLI in this process; (outcome, rc, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli_main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+    except BaseException as exc:  # noqa: BLE001 - what escapes is a traceback for the user
+        return "traceback", None, f"{type(exc).__name__}: {exc}"
+    text = err.getvalue()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if rc == 0:
+        return "ok", rc, text
+    if rc == 2 and lines and ERROR_LINE.match(lines[-1]) and "Traceback" not in text:
+        return "clear", rc, lines[-1]
+    return "traceback", rc, text[-300:]
+
+
+def python_error(func, *args, **kwargs):
+    """'clear' if ``func`` raises one of the API's error types with a message, else what it did."""
+    try:
+        func(*args, **kwargs)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, KeyError) as err:
+        return ("clear" if str(err) else "traceback"), str(err)
+    except Exception as err:  # noqa: BLE001
+        return "traceback", f"{type(err).__name__}: {err}"
+    return "silent_wrong", "accepted"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "afile").write_text("a file, not a folder")
+    (root / "text.h5").write_text("not hdf5")
+    (root / "notanpz.npz").write_text("not an npz")
+    from stlsim.data import load_digits, save_npz_dataset
+
+    data = load_digits().subset(60, 20)
+    save_npz_dataset(root / "good.npz", data)
+    blob = (root / "good.npz").read_bytes()
+    (root / "truncated.npz").write_bytes(blob[: len(blob) // 2])
+    escaping = type(data)(**{**data.__dict__, "name": "x/../../../ESCAPED"})
+    save_npz_dataset(root / "escaping.npz", escaping)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(workdir):
+    """A tiny finished `stlsim train` run: its record (2 epochs)."""
+    out = workdir / "train"
+    outcome, rc, text = run_cli("train", *TINY, "--epochs", "2", "--out", out)
+    assert outcome == "ok", text
+    return out / "stl_seed0.h5"
+
+
+# ------------------------------------------------------------------------- bad flags --
+BAD_TRAIN_FLAGS = [
+    ["--hidden", ""], ["--hidden", "0"], ["--hidden", "a,b"], ["--hidden", "8,,8"],
+    ["--train-subset", "0"], ["--test-subset", "-1"], ["--train-subset", "999999"],
+    ["--epochs", "0"], ["--epochs", "-3"], ["--batch-size", "0"], ["--lr", "-1"], ["--lr", "nan"],
+    ["--timesteps", "0"], ["--population", "0"], ["--tau", "2"], ["--surrogate", "bogus"],
+    ["--theta-lr", "-1"], ["--optimizer", "rmsprop"], ["--backend", "bogus"], ["--encoding", "bogus"],
+    ["--weight-decay", "-1"], ["--lr-decay", "2"], ["--dtype", "float16"], ["--reset", "zero"],
+    ["--dataset", "missing.npz"], ["--dataset", "nmnist"], ["--dataset", "shd:/nonexistent"],
+    ["--dataset", "truncated.npz"], ["--dataset", "notanpz.npz"], ["--dataset", "text.h5"],
+    ["--out", "afile"], ["--out", "afile/sub"], ["--resume", "missing.h5"], ["--resume", "text.h5"],
+    ["--resume", "."], ["--override", "lr=0.1"], ["--seed", "-1"], ["--mode", "xl"], ["--bogus-flag"],
+]
+BAD_COMPARE_FLAGS = [["--seeds", "0"], ["--seeds", "-1"], ["--modes", "stl,xx"], ["--modes", ""],
+                     ["--modes", "stl,stl"], ["--out", "afile"], ["--epochs", "0"], ["--max-workers", "0"]]
+
+
+def test_bad_flags_give_one_error_line(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    for flags in BAD_TRAIN_FLAGS:
+        outcome, _, text = run_cli("train", *TINY, *flags)
+        record("flags", "train " + " ".join(flags), outcome if outcome != "ok" else "silent_wrong", text)
+    for flags in BAD_COMPARE_FLAGS:
+        outcome, _, text = run_cli("compare", *TINY, *flags)
+        record("flags", "compare " + " ".join(flags), outcome if outcome != "ok" else "silent_wrong", text)
+    assert not failures("flags")
+
+
+def test_cuda_without_gpu_is_one_line(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    outcome, rc, text = run_cli("train", *TINY, "--backend", "cuda", "--out", workdir / "cuda")
+    if outcome == "ok":                   # a machine with a GPU: the run is real
+        pytest.skip("a CUDA GPU is visible")
+    record("flags", "train --backend cuda (no GPU)", outcome, text)
+    assert outcome == "clear", text
+
+
+def test_debug_shows_the_traceback(workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    with pytest.raises(ValueError, match="afile"):
+        cli_main(["--debug", "compare", *TINY, "--out", "afile"])
+
+
+# ------------------------------------------------------------------------------ resume --
+MISMATCHES = [(["--mode", "sl"], "mode"), (["--seed", "5"], "seed"), (["--lr", "0.01"], "lr"),
+              (["--dtype", "float32"], "dtype"), (["-T", "3"], "timesteps"), (["--tau", "0.6"], "tau"),
+              (["--optimizer", "sgd"], "optimizer"), (["--hidden", "9"], "hidden"),
+              (["--theta-init", "1.5"], "theta_init"), (["--loss", "ce_rate"], "loss"),
+              (["--population", "2"], "population"), (["--reset", "soft"], "reset")]
+
+
+def test_resume_refuses_another_runs_record_naming_the_field(workdir, trained, monkeypatch):
+    monkeypatch.chdir(workdir)
+    before = trained.read_bytes()
+    for flags, field in MISMATCHES:
+        outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained,
+                                   "--out", workdir / "resumed", *flags)
+        if outcome == "clear" and field not in text:
+            outcome = "silent_wrong"       # refused, but the message does not name the field
+        record("resume", f"resume with {' '.join(flags)}", outcome if outcome != "ok" else "silent_wrong", text)
+    # the record itself is never touched by a refused resume
+    record("resume", "record unchanged", "ok" if trained.read_bytes() == before else "data_lost")
+    assert not failures("resume")
+
+
+def test_resume_override_is_allowed_and_logged(workdir, trained, monkeypatch):
+    from stlsim.train.records import load_record
+
+    monkeypatch.chdir(workdir)
+    out = workdir / "overridden"
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained, "--out", out,
+                               "--lr", "0.01", "--override", "lr=0.01")
+    rec = load_record(out / "stl_seed0.h5")
+    logged = rec["overrides"] == [{"field": "lr", "recorded": 0.001, "requested": 0.01, "at_epoch": 2}]
+    good = outcome == "ok" and logged and list(rec["history"]["epoch"]) == [1, 2, 3]
+    record("resume", "--override lr=0.01", "ok" if good else "silent_wrong", text)
+    assert good, (text, rec["overrides"])
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained, "--out", out,
+                               "--override", "lrr=0.01")
+    record("resume", "--override of an unknown field", outcome, text)
+    assert outcome == "clear" and "lrr" in text
+
+
+def test_resume_of_the_same_run_stays_bit_exact(workdir, trained, monkeypatch):
+    from stlsim.train.records import load_record
+
+    monkeypatch.chdir(workdir)
+    run_cli("train", *TINY, "--epochs", "3", "--out", workdir / "straight")
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained, "--out", workdir / "resumed3")
+    a = load_record(workdir / "straight" / "stl_seed0.h5")
+    b = load_record(workdir / "resumed3" / "stl_seed0.h5")
+    same = outcome == "ok" and all(np.array_equal(a["params"][k], b["params"][k]) for k in a["params"])
+    same = same and np.array_equal(a["history"]["test_loss"], b["history"]["test_loss"])
+    record("resume", "resume 2 -> 3 epochs equals 3 epochs", "ok" if same else "silent_wrong", text)
+    assert same
+
+
+def _edited_copy(src, dst, edit):
+    dst.write_bytes(src.read_bytes())
+    with h5py.File(dst, "a") as f:
+        edit(f)
+    return dst
+
+
+def test_edited_records_are_refused(workdir, trained, monkeypatch):
+    monkeypatch.chdir(workdir)
+    edits = {
+        "deleted checkpoint/params/1.theta": lambda f: f.__delitem__("checkpoint/params/1.theta"),
+        "deleted history/test_loss": lambda f: f.__delitem__("history/test_loss"),
+        "changed a weight": lambda f: f["checkpoint/params/0.weight"].__setitem__((0, 0), 1.0),
+        "changed config attr": lambda f: f.attrs.__setitem__("config", "{not json"),
+        "deleted digest": lambda f: f.attrs.__delitem__("digest"),
+        "deleted optimizer m/0.weight": lambda f: f.__delitem__("checkpoint/optimizer/m/0.weight"),
+        "deleted checkpoint": lambda f: f.__delitem__("checkpoint"),
+    }
+    for name, edit in edits.items():
+        path = _edited_copy(trained, workdir / "edited.h5", edit)
+        outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", path, "--out", workdir / "ed")
+        if outcome == "clear" and "edited.h5" not in text:
+            outcome = "silent_wrong"
+        record("records", name, outcome if outcome != "ok" else "silent_wrong", text)
+    assert not failures("records")
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return a == b
+
+
+def _zeroed_blocks(src, tmp, loader, reference, step, group, monkeypatch, block=512):
+    """Zero ``block`` bytes at every ``step`` offset; each load must fail clearly or be unchanged."""
+    from stlsim.train.records import load_record  # noqa: F401 - h5py warm
+
+    monkeypatch.setenv("STLSIM_HDF5_TIMEOUT", "4")      # a tiny file reads in well under a second
+    blob = src.read_bytes()
+    for offset in range(0, len(blob), step):
+        damaged = bytearray(blob)
+        damaged[offset:offset + block] = bytes(len(damaged[offset:offset + block]))
+        path = tmp / f"zeroed_{offset}.h5"
+        path.write_bytes(bytes(damaged))
+        t0 = time.perf_counter()
+        try:
+            got = loader(path)
+        except ValueError as err:
+            outcome = "clear" if str(path) in str(err) else "traceback"
+            detail = str(err)[:160]
+            if "did not finish" in detail:
+                HANGS_CAUGHT.append((group, offset))
+        except Exception as err:  # noqa: BLE001
+            outcome, detail = "traceback", f"{type(err).__name__}: {err}"
+        else:
+            outcome, detail = ("ok" if _same(reference, got) else "silent_wrong"), "loaded"
+        if time.perf_counter() - t0 > 60:
+            outcome = "hang"
+        record(group, f"zeroed {block} B at {offset}", outcome, detail)
+        path.unlink()
+
+
+def _slow_requested(request):
+    return "slow" in (request.config.getoption("markexpr") or "")
+
+
+@pytest.mark.parametrize("step", [4096, pytest.param(512, marks=pytest.mark.slow)])
+def test_damaged_records_fail_clearly_or_load_unchanged(workdir, trained, monkeypatch, tmp_path, step, request):
+    from stlsim.train.records import load_record
+
+    if step == 512 and not _slow_requested(request):
+        pytest.skip("slow: run with -m slow")
+
+    def loader(path):
+        rec = load_record(path)
+        rec["attrs"] = {k: rec["attrs"][k] for k in ("mode", "seed", "config", "digest")}
+        return rec
+    _zeroed_blocks(trained, tmp_path, loader, loader(trained), step, "records", monkeypatch)
+    assert not failures("records")
+
+
+@pytest.mark.parametrize("step", [2048, pytest.param(512, marks=pytest.mark.slow)])
+def test_damaged_shd_files_fail_clearly_or_load_unchanged(monkeypatch, tmp_path, step, request):
+    from stlsim.data.neuromorphic import make_unit_events, read_shd, write_shd
+
+    if step == 512 and not _slow_requested(request):
+        pytest.skip("slow: run with -m slow")
+    rng = np.random.default_rng(0)
+    events = [make_unit_events(np.sort(rng.integers(0, 900_000, 40)), rng.integers(0, 700, 40))
+              for _ in range(30)]
+    src = tmp_path / "shd.h5"
+    write_shd(src, events, rng.integers(0, 20, 30))
+
+    def loader(path):
+        ev, labels = read_shd(path)
+        return {"labels": labels, **{str(i): e for i, e in enumerate(ev)}}
+    _zeroed_blocks(src, tmp_path, loader, loader(src), step, "shd", monkeypatch)
+    assert not failures("shd")
+
+
+# ------------------------------------------------------------------- python API values --
+def test_api_refuses_what_it_used_to_take_silently():
+    from stlsim.data.encoding import encode
+    from stlsim.train import NetConfig, build_network
+
+    net = stlsim.Network([stlsim.Dense(4, 6), stlsim.Dense(6, 4)], neuron=stlsim.LIF(),
+                         surrogate=stlsim.surrogate.ATan(), population=2, seed=0)
+    x, y = np.ones((3, 2, 4)), np.array([0, 1])
+    cases = {
+        "smooth='yes'": lambda: net.loss_and_grad(x, y, smooth="yes"),
+        "training='no'": lambda: net.forward(x, training="no"),
+        "return_rates=1": lambda: net.loss_and_grad(x, y, return_rates=1),
+        "NetConfig(hidden='256')": lambda: build_network(NetConfig(hidden="256"), (64,), 10, 0),
+        "NetConfig(hidden=[])+[0]": lambda: build_network(NetConfig(hidden=[0]), (64,), 10, 0),
+        "encode('bogus')": lambda: encode(np.zeros((2, 3)), 2, "bogus", np.random.default_rng(0), np.float64),
+        "encode(NaN)": lambda: encode(np.full((2, 3), np.nan), 2, "direct", np.random.default_rng(0), np.float64),
+        "encode(T=0)": lambda: encode(np.zeros((2, 3)), 0, "rate", np.random.default_rng(0), np.float64),
+    }
+    for name, call in cases.items():
+        outcome, text = python_error(call)
+        record("api", name, outcome, text)
+
+    def misspelled():
+        net.params["0.wieght"] = net.params["0.weight"]
+        try:
+            net.forward(x)
+        finally:
+            del net.params["0.wieght"]
+    record("api", "misspelled parameter key", *python_error(misspelled))
+
+    def huge():
+        saved = net.params["0.weight"].copy()
+        net.params["0.weight"][...] = 1e308
+        try:
+            with np.errstate(all="ignore"):
+                net.loss_and_grad(x, y)
+        finally:
+            net.params["0.weight"][...] = saved
+    outcome, text = python_error(huge)
+    record("api", "weights 1e308 (non-finite gradient)", outcome if "non-finite" in text else "silent_wrong", text)
+    assert not failures("api")
+
+
+def test_training_stops_on_a_non_finite_gradient(workdir):
+    from stlsim.data import load_digits
+    from stlsim.train import NetConfig, TrainConfig, build_network, train
+
+    data = load_digits().subset(60, 20)
+    net = build_network(NetConfig(hidden=[8], population=1), data.input_shape, 10, seed=0, backend="numpy")
+    original = net.loss_and_grad
+
+    def poisoned(*args, **kwargs):
+        loss, grads, rates = original(*args, **kwargs)
+        grads["0.theta"] = grads["0.theta"] * np.inf
+        return loss, grads, rates
+    net.loss_and_grad = poisoned
+    config = TrainConfig(epochs=1, timesteps=2, backend="numpy")
+    before = {k: v.copy() for k, v in net.params.items()}
+    outcome, text = python_error(train, net, data, config, progress=False)
+    untouched = all(np.array_equal(before[k], net.params[k]) for k in before)
+    record("api", "train with an infinite gradient", outcome if untouched and "0.theta" in text else "silent_wrong",
+           text)
+    assert outcome == "clear" and untouched and "0.theta" in text
+    outcome, text = python_error(train, net, data.subset(0, 10), config, progress=False)
+    record("api", "train on an empty training split", outcome, text)
+    assert outcome == "clear"
+
+
+# ------------------------------------------------------------------------------- paths --
+def test_names_from_files_stay_inside_their_folder(workdir, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    outcome, _, text = run_cli("train", *TINY, "--dataset", workdir / "escaping.npz")
+    written = [os.path.relpath(os.path.join(d, f), tmp_path) for d, _, fs in os.walk(tmp_path) for f in fs]
+    escaped = os.path.exists(tmp_path.parent.parent / "ESCAPED") or any(p.startswith("..") for p in written)
+    good = outcome == "ok" and not escaped and all(p.startswith("runs" + os.sep) for p in written)
+    record("paths", "npz name x/../../../ESCAPED", "ok" if good else "silent_wrong", str(written))
+    assert good, written
+
+    from stlsim.data.event_datasets import load_dvsgesture
+
+    (tmp_path / "outside.aedat").write_bytes(b"")
+    dvs = tmp_path / "dvs"
+    dvs.mkdir()
+    for entry in ("../outside.aedat", str(tmp_path / "outside.aedat")):
+        (dvs / "trials_to_train.txt").write_text(entry + "\n")
+        (dvs / "trials_to_test.txt").write_text("")
+        outcome, text = python_error(load_dvsgesture, dvs)
+        record("paths", f"DVS trial list entry {entry!r}", outcome if "inside" in text else "silent_wrong", text)
+    assert not failures("paths")
+
+
+# ----------------------------------------------------------------- compare and report --
+@pytest.fixture(scope="module")
+def compared(workdir):
+    out = workdir / "cmp"
+    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", out)
+    assert outcome == "ok", text
+    return out
+
+
+def _snapshot(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))
+            if (folder / name).is_file()}
+
+
+def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
+    monkeypatch.chdir(workdir)
+    before = _snapshot(compared)
+    # another run into it: refused, nothing changed
+    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--lr", "0.01", "--out", compared)
+    unchanged = _snapshot(compared) == before
+    record("folders", "another run into a run folder", outcome if unchanged else "data_lost", text)
+    # a live lock: refused
+    (compared / ".stlsim.lock").write_text(str(os.getppid()))
+    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", compared)
+    record("folders", "a folder claimed by a live process", outcome if "claimed" in text else "silent_wrong", text)
+    (compared / ".stlsim.lock").write_text("999999999")     # stale: its process is gone
+    results = json.loads((compared / "results.json").read_text())
+    assert results["modes"], "fixture run is complete"
+    # --force replaces it cleanly: no file of the old run is left
+    forced = workdir / "forced"
+    run_cli("compare", *TINY, "--seeds", "2", "--modes", "stl", "--out", forced)
+    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--modes", "sl", "--out", forced, "--force")
+    names = sorted(os.listdir(forced))
+    clean = outcome == "ok" and not any(n.startswith("stl_") for n in names) and "sl_seed0.h5" in names
+    record("folders", "--force replaces another run", "ok" if clean else "silent_wrong", str(names))
+    # the same run again, interrupted: the old summary is kept apart, never beside new records
+    assert not failures("folders")
+
+
+def test_report_refuses_bad_run_folders(workdir, compared, monkeypatch, tmp_path):
+    monkeypatch.chdir(workdir)
+    good = json.loads((compared / "results.json").read_text())
+
+    def folder(name, content, drop=()):
+        d = tmp_path / name
+        d.mkdir()
+        if content is not None:
+            (d / "results.json").write_text(content if isinstance(content, str) else json.dumps(content))
+        for f in os.listdir(compared):
+            if f.endswith(".h5") and f not in drop:
+                (d / f).write_bytes((compared / f).read_bytes())
+        return d
+    bad = {
+        "empty folder": folder("empty", None),
+        "results.json = {}": folder("braces", {}),
+        "results.json = []": folder("list", []),
+        "invalid JSON": folder("invalid", "{\"modes\": "),
+        "mode key ../../evil": folder("evil", {**good, "modes": {"../../evil": good["modes"]["stl"]}}),
+        "seed '../x'": folder("seed", {**good, "modes": {"stl": {**good["modes"]["stl"], "seeds": ["../x"]}}}),
+        "history without epochs": folder("hist", {**good, "modes": {"stl": {**good["modes"]["stl"],
+                                                                            "history_per_seed": [{}]}}}),
+        "missing folder": tmp_path / "nowhere",
+    }
+    quick = ["--no-noise", "--no-energy", "--no-decisions", "--quiet"]
+    for name, d in bad.items():
+        outcome, _, text = run_cli("report", d, *quick)
+        record("report", name, outcome if outcome != "ok" else "silent_wrong", text)
+    missing = folder("missing_record", good, drop=("sl_seed0.h5",))
+    outcome, _, text = run_cli("report", missing, *quick)
+    noted = "missing" in (missing / "report.md").read_text() if outcome == "ok" else False
+    record("report", "a record missing", "ok" if noted else outcome if outcome != "ok" else "silent_wrong", text)
+    assert not failures("report")
+
+
+# ------------------------------------------------------------- signals and concurrency --
+def _cli_process(*argv, cwd):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(stlsim.__file__))))
+    return subprocess.Popen([sys.executable, "-m", "stlsim.cli", *map(str, argv)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _signal_tries(workdir, n, seed):
+    from stlsim.train.records import load_record
+
+    rng = np.random.default_rng(seed)
+    long_run = [a if a != "1" or i != TINY.index("--epochs") + 1 else "40" for i, a in enumerate(TINY)]
+    for k in range(n):
+        out = workdir / f"sig{seed}_{k}"
+        proc = _cli_process("train", *long_run, "--out", out, cwd=workdir)
+        # wait until the first record exists, then strike at a random moment of the next epochs
+        t0 = time.perf_counter()
+        while not (out / "stl_seed0.h5").exists() and proc.poll() is None and time.perf_counter() - t0 < 60:
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0, 0.3)))
+        sig = (signal.SIGINT, signal.SIGTERM)[k % 2]
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            record("signals", f"{sig.name} #{k}", "hang")
+            continue
+        try:
+            rec = load_record(out / "stl_seed0.h5")
+            complete = rec["checkpoint"] is not None and rec["checkpoint"]["epoch"] == len(rec["history"]["epoch"])
+        except (ValueError, FileNotFoundError) as exc:
+            record("signals", f"{sig.name} #{k}", "data_lost", str(exc))
+            continue
+        swallowed = "Exception ignored" in err or (proc.returncode == 0 and not rec["attrs"]["interrupted"]
+                                                   and len(rec["history"]["epoch"]) < 40)
+        if swallowed or not complete or "Traceback" in err:
+            record("signals", f"{sig.name} #{k}", "silent_wrong" if swallowed else "data_lost", err[-300:])
+        else:
+            record("signals", f"{sig.name} #{k} (exit {proc.returncode})", "ok")
+        leftovers = [n for n in os.listdir(out) if n.endswith(".tmp")]
+        if leftovers:
+            record("signals", f"{sig.name} #{k} temp files", "data_lost", str(leftovers))
+
+
+def test_signals_during_training_keep_a_complete_record(workdir):
+    _signal_tries(workdir, 4, seed=0)
+    assert not failures("signals")
+
+
+@pytest.mark.slow
+def test_many_signals_during_training(workdir, request):
+    if not _slow_requested(request):
+        pytest.skip("slow: run with -m slow")
+    _signal_tries(workdir, 24, seed=1)
+    assert not failures("signals")
+
+
+def test_concurrent_compares_into_one_folder(workdir):
+    out = workdir / "shared"
+    procs = [_cli_process("compare", *TINY, "--seeds", "1", "--modes", "stl", "--lr", lr, "--out", out,
+                          cwd=workdir) for lr in ("0.001", "0.002")]
+    done = [p.communicate(timeout=240) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    refused = [err for p, (_, err) in zip(procs, done) if p.returncode == 2]
+    clear = codes == [0, 2] and all(ERROR_LINE.match(e.strip().splitlines()[-1]) for e in refused)
+    results = json.loads((out / "results.json").read_text())
+    from stlsim.train.records import load_record
+
+    rec = load_record(out / "stl_seed0.h5")
+    consistent = results["config"]["training"]["lr"] == rec["config"]["lr"]
+    outcome = "clear" if clear and consistent else ("silent_wrong" if not consistent else "traceback")
+    record("concurrency", "two compares into one folder", outcome, str(codes) + str(refused)[-200:])
+    assert outcome == "clear"
+
+
+def test_interrupt_during_compare_writes_results_first(workdir):
+    out = workdir / "cmp_int"
+    proc = _cli_process("compare", *TINY, "--seeds", "2", "--out", out, cwd=workdir)
+    t0 = time.perf_counter()
+    while not (out / "stl_seed1.h5").exists() and proc.poll() is None and time.perf_counter() - t0 < 120:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    ok = (out / "results.json").exists() and "Traceback" not in err
+    if ok:
+        results = json.loads((out / "results.json").read_text())
+        ok = results["modes"] and (results["interrupted"] or proc.returncode == 0)
+    record("signals", "SIGINT during compare", "ok" if ok else "data_lost", err[-300:])
+    assert ok
