@@ -335,20 +335,25 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
                          surrogate="rectangular", dtype=dtype, backend="numpy", seed=4)
     x = (rng.random((40, 3, 19)) * (rng.random((40, 3, 19)) < 0.15)).astype(dtype)
     monkeypatch.setattr(event, "CHUNK_VALUES", steps * 3 * 37)  # steps per chunk
+    # _direct_rows (W read where the events point) too: always push, always gather,
+    # always direct.
     results = []
-    for ratio, path in ((0.0, "push"), (np.inf, "gather")):   # always push / always gather
+    for ratio, direct, path in ((0.0, 0.0, "push"), (np.inf, -1.0, "gather"),
+                                (np.inf, np.inf, "gather")):
         monkeypatch.setattr(event, "TRANSPOSE_RATIO", ratio)
         monkeypatch.setattr(event, "GRAD_TRANSPOSE_RATIO", ratio)
+        monkeypatch.setattr(event, "DIRECT_RATIO", direct)
         before = event.CALLS[path]
         rec = net.forward(x, engine="event")
         results.append((rec, net.loss_and_grad(x, [0, 1, 2], engine="event")[1]))
         assert event.CALLS[path] > before                          # that path ran
-    (a, grads_a), (b, grads_b) = results
+    a, grads_a = results[0]
     assert 0.01 < a.firing_rates[0] < 0.6
-    for u, v in zip(a.membrane + a.currents, b.membrane + b.currents):
-        np.testing.assert_array_equal(u, v)
-    for key in grads_a:
-        np.testing.assert_array_equal(grads_a[key], grads_b[key])
+    for b, grads_b in results[1:]:
+        for u, v in zip(a.membrane + a.currents, b.membrane + b.currents):
+            np.testing.assert_array_equal(u, v)
+        for key in grads_a:
+            np.testing.assert_array_equal(grads_a[key], grads_b[key])
     clock = net.forward(x, engine="clock")
     budget = 1e-12 if dtype == np.float64 else 1e-5
     for u, v in zip(clock.membrane, a.membrane):

@@ -73,6 +73,10 @@ __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
 # products, added in the same order).
 TRANSPOSE_RATIO = 2.0
 GRAD_TRANSPOSE_RATIO = 0.5
+# Without the copy, a chunk of steps with at most DIRECT_RATIO events per input neuron
+# (few events share a column) reads W where its events point (``_direct_rows``), a
+# busier one gathers; same sums either way.
+DIRECT_RATIO = 1.0
 
 LIF_DEFAULTS = LIF().settings()
 
@@ -209,26 +213,45 @@ def _chunk_steps(T, B, N):
 _VISIT = {"crossing": 0, "support": 1, "everything": 2}   # kernels.event_cpu.CROSSING, ...
 
 
-def _run_layer(kernels, record, T, B, visit, keep=0, dense=False):
+_EMPTIES = {}
+
+
+def _empties(dtype):
+    """Empty arrays of 3, 2 and 1 dimensions (the kernels' "none" arguments; nothing
+    can be written into an empty array, so one set serves every call)."""
+    empties = _EMPTIES.get(dtype.str)
+    if empties is None:
+        empties = _EMPTIES[dtype.str] = tuple(np.zeros((0,) * n, dtype=dtype) for n in (3, 2, 1))
+    return empties
+
+
+def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
     """One call of the forward kernel on a layer's stored input events. ``visit`` says
     which neurons a step without input must visit (``kernels.event_cpu.visit_fence``):
     "crossing" (those that can fire; the forward), "support" (also those whose
     membrane can be inside the rectangular surrogate's support; the backward's re-run)
-    or "everything" (a ``Record``, and surrogates of infinite support)."""
+    or "everything" (a ``Record``, and surrogates of infinite support). ``keep`` = 2
+    writes every membrane into a reused workspace array named by ``slot`` (a fresh one
+    when None): a fresh array of T B N membranes costs a page fault per 4 kB."""
     inputs, settings, dtype = record.inputs, record.settings, record.theta.dtype
     N = record.theta.shape[0]
-    empty = np.zeros((0, 0, 0), dtype=dtype)
-    rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty] * 3
+    empty3, empty2, empty1 = _empties(dtype)
+    m_dense = empty1
+    if keep == 2:
+        m_dense = (np.empty(T * B * N, dtype=dtype) if slot is None
+                   else _scratch(("kept", slot), (T * B * N,), dtype))
+    rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty3] * 3
     weight_t = _transposed_weight(record.weight, inputs.n_events)
     values, unit = kernel_values(inputs)
     CALLS["push" if weight_t is not None else "gather"] += 1
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.index, values, unit, record.weight,
-        weight_t if weight_t is not None else empty.reshape(0, 0), weight_t is not None,
-        record.bias if record.bias is not None else empty.reshape(0),
+        weight_t if weight_t is not None else empty2, weight_t is not None,
+        record.bias if record.bias is not None else empty1,
         record.bias is not None, record.theta, _VISIT[visit], keep, settings["half_width"],
         settings["tau"], settings["tau_pow"], settings["hard"], dense, rec[0], rec[1], rec[2],
-        _scratch("current", (_chunk_steps(T, B, N) * B, N), dtype), settings["eps"])
+        _scratch("current", (_chunk_steps(T, B, N) * B, N), dtype), settings["eps"],
+        DIRECT_RATIO, m_dense)
     return out, rec
 
 
@@ -241,12 +264,13 @@ def _rerun_recording(record, T, B):
     return tuple(a.reshape(shape) for a in rec)
 
 
-def _rerun_keeping(record, T, B):
+def _rerun_keeping(record, T, B, slot=None):
     """The membranes the backward needs, recomputed from the input events; checks that
-    the re-run reproduced the forward's spikes."""
+    the re-run reproduced the forward's spikes. ``slot``: see ``_run_layer``."""
     keep = record.settings["keep"]
     (spk_ptr, spk_idx, m_ptr, m_idx, m_val), _ = _run_layer(
-        _kernels(), record, T, B, "support" if keep == 1 else "everything", keep=keep)
+        _kernels(), record, T, B, "support" if keep == 1 else "everything", keep=keep,
+        slot=slot)
     same = (np.array_equal(spk_ptr, record.spikes.ptr)
             and np.array_equal(spk_idx, record.spikes.index))
     if not same:
@@ -361,8 +385,8 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
     CALLS["backward"] += 1
     kernels = _kernels()
     T, B, dtype = tape.T, tape.B, tape.dtype
-    kept = [_rerun_keeping(r, T, B) if isinstance(r, EventLayerTape) else None
-            for r in tape.layers]
+    kept = [_rerun_keeping(r, T, B, slot=i) if isinstance(r, EventLayerTape) else None
+            for i, r in enumerate(tape.layers)]
     grads = [None] * len(layers)
     grad_dense, grad_kept = grad_output, None         # e of the current layer: one of them
     for i in range(len(layers) - 1, -1, -1):
@@ -370,7 +394,7 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
         if isinstance(record, EventLayerTape):
             grads[i], grad_dense, grad_kept = _backward_dense(
                 kernels, layer, record, kept[i], grad_dense, grad_kept,
-                kept[i - 1] if i > 0 else False, T, B, dtype)
+                kept[i - 1] if i > 0 else False, T, B, dtype, i)
             kept[i] = None                            # free as we go
             continue
         local = {}
@@ -390,10 +414,12 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
     return grads
 
 
-def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, T, B, dtype):
-    """One event layer. ``below``: False (first layer), None (a clock layer below:
-    dense e), or the ``Kept`` of the event layer below. Returns (grads, dense e or
-    None, kept-aligned e or None) for the layer below."""
+def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, T, B, dtype,
+                    position):
+    """One event layer (at ``position`` in the network). ``below``: False (first
+    layer), None (a clock layer below: dense e), or the ``Kept`` of the event layer
+    below. Returns (grads, dense e or None, kept-aligned e or None) for the layer
+    below; a dense e lives in this thread's workspace (consumed within the call)."""
     s = record.settings
     N = record.theta.shape[0]
     n_in = record.weight.shape[1]
@@ -428,7 +454,9 @@ def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, 
         e_below, grad_input = np.zeros(below.idx.shape[0], dtype=dtype), no_grad_input
     else:                                             # dense e: a clock layer below, or an
         mode, below_ptr, below_idx = 2, empty_ptr, empty_idx   # event layer keeping every m
-        e_below, grad_input = none, np.zeros((T, B, n_in), dtype=dtype)
+        grad_input = _scratch(("grad_input", position), (T, B, n_in), dtype)
+        grad_input.fill(0)                            # (reused: no page faults)
+        e_below = none
     grad_theta = kernels.dense_layer_backward(
         T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta,
         kept.dense, e_dense, e_kept, kept.ptr, kept.idx, kept.m, record.spikes.ptr,

@@ -6,8 +6,8 @@ All serial and deterministic (fixed loop orders, no ``prange``):
   compressed rows (``ptr``, ``idx``, ``val``; row r = t * B + b holds the events of
   step t, sample b, in increasing neuron order), and back.
 * ``dense_layer_forward``: one ``Dense`` layer and its LIF neurons through time, driven
-  by input events: currents of a chunk of steps (``_gather_rows`` from W or
-  ``_push_rows`` from W.T, bit-identical), lazy leak, threshold tests only where a
+  by input events: currents of a chunk of steps (``_direct_rows`` or ``_gather_rows``
+  from W, ``_push_rows`` from W.T, bit-identical), lazy leak, threshold tests only where a
   neuron can cross (``visit_fence``); optionally keeps the membranes the backward
   needs, or records dense I, m, s for a ``Record``.
 * ``dense_layer_backward``: (B1)-(B6) for that layer in reverse time, from the spike
@@ -206,6 +206,65 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
             current[r - r0, i] = acc
 
 
+@numba.njit(cache=True)
+def _direct_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, zero_empty):
+    """(L1) for rows r0..r1-1 from W itself, reading each event's weights where they lie.
+
+    Eight rows of W (eight neurons) at a time; for each row with events, each event adds
+    W[i0:i0 + 8, j] into eight sums in registers. No copy and no column bookkeeping:
+    the cheapest way when few events share a column and W stays in cache between calls
+    (``_gather_rows`` reads W front to back instead, which the hardware prefetches
+    better when W has been evicted). The same products, added in the same order (event
+    by event, from 0), as ``_gather_rows`` and ``_push_rows``: bit-identical.
+    """
+    N = weight.shape[0]
+    zero = current.dtype.type(0)
+    full = N - N % 8
+    for i0 in range(0, full, 8):
+        w0, w1, w2, w3 = weight[i0], weight[i0 + 1], weight[i0 + 2], weight[i0 + 3]
+        w4, w5, w6, w7 = weight[i0 + 4], weight[i0 + 5], weight[i0 + 6], weight[i0 + 7]
+        for r in range(r0, r1):
+            first, stop = in_ptr[r], in_ptr[r + 1]
+            if stop == first and not zero_empty:
+                continue
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+            if unit_values:
+                for e in range(first, stop):
+                    j = in_idx[e]
+                    a0 += w0[j]
+                    a1 += w1[j]
+                    a2 += w2[j]
+                    a3 += w3[j]
+                    a4 += w4[j]
+                    a5 += w5[j]
+                    a6 += w6[j]
+                    a7 += w7[j]
+            else:
+                for e in range(first, stop):
+                    j, value = in_idx[e], in_val[e]
+                    a0 += w0[j] * value
+                    a1 += w1[j] * value
+                    a2 += w2[j] * value
+                    a3 += w3[j] * value
+                    a4 += w4[j] * value
+                    a5 += w5[j] * value
+                    a6 += w6[j] * value
+                    a7 += w7[j] * value
+            row = current[r - r0]
+            row[i0], row[i0 + 1], row[i0 + 2], row[i0 + 3] = a0, a1, a2, a3
+            row[i0 + 4], row[i0 + 5], row[i0 + 6], row[i0 + 7] = a4, a5, a6, a7
+    for i in range(full, N):                          # the last N % 8 neurons
+        w = weight[i]
+        for r in range(r0, r1):
+            first, stop = in_ptr[r], in_ptr[r + 1]
+            if stop == first and not zero_empty:
+                continue
+            acc = zero
+            for e in range(first, stop):
+                acc += w[in_idx[e]] if unit_values else w[in_idx[e]] * in_val[e]
+            current[r - r0, i] = acc
+
+
 CROSSING, SUPPORT, EVERYTHING = 0, 1, 2
 
 
@@ -292,7 +351,7 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
 def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t,
                         transposed, bias, has_bias, theta, visit, keep, half_width, tau,
                         tau_pow, hard, record, rec_current, rec_membrane, rec_spikes,
-                        current, eps):
+                        current, eps, direct_ratio, m_dense):
     """(L1)-(L4) of one Dense layer, event-driven. Returns the compressed spike rows
     ``(spk_ptr, spk_idx)`` and kept membranes ``(m_ptr, m_idx, m_val)``.
 
@@ -311,19 +370,32 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     theta can fire), SUPPORT (also |u - theta| < width/2, where sigma' != 0) or
     EVERYTHING (every neuron at every step).
     ``keep``: 0 no membrane, 1 m where |m - theta| < half_width (compressed rows), 2
-    every m (dense ``m_val`` of T * B * N; ``visit`` must be EVERYTHING). ``record``
+    every m (written into ``m_dense``, T * B * N entries, returned as ``m_val``;
+    ``visit`` must be EVERYTHING). ``record``
     (EVERYTHING too) also writes dense I, m and s. ``current`` is scratch space of shape (steps * B, N)
     for the currents of a chunk of ``steps`` steps (contents undefined on entry);
-    ``eps`` the machine epsilon of the storage dtype (``visit_fence``).
+    ``eps`` the machine epsilon of the storage dtype (``visit_fence``);
+    ``direct_ratio``: a chunk with at most that many events per input neuron reads W
+    where the events point (``_direct_rows``), a busier one gathers (``_gather_rows``).
 
     Work is done a chunk of steps at a time: first the currents (L1) of every row with
-    input (``_push_rows`` on W.T when ``transposed``, else ``_gather_rows`` on W), then
+    input (``_push_rows`` on W.T when ``transposed``, else ``_direct_rows`` or
+    ``_gather_rows`` on W), then
     one vectorizable pass over the neurons of each such row (``_input_row_membranes``),
     a second one only where it found something, and the candidates of the other rows.
     """
     N = theta.shape[0]
     dtype = tau_pow.dtype
     fence = visit_fence(theta, visit, half_width, eps)
+    # When every neuron is visited at every step (EVERYTHING, or no finite fence left)
+    # no candidate lists are kept: a row with input then looks only for spikes and kept
+    # membranes (``hit_fence`` = +inf), and a row without input visits all N in order.
+    every = True
+    for i in range(N):
+        if fence[i] != -np.inf:
+            every = False
+            break
+    hit_fence = np.full(N, np.inf) if every else fence
     v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
     anchor = np.full((B, N), -1, dtype=np.int64)
     full_at = np.full(B, -1, dtype=np.int64)
@@ -340,8 +412,10 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
     m_ptr = np.zeros(T * B + 1, dtype=np.int64)
     m_idx = np.empty(max(16, in_ptr[T * B]) if keep == 1 else 0, dtype=np.int32)
-    m_val = np.empty(T * B * N if keep == 2 else (max(16, in_ptr[T * B]) if keep == 1 else 0),
-                     dtype=dtype)
+    if keep == 2:
+        m_val = m_dense
+    else:
+        m_val = np.empty(max(16, in_ptr[T * B]) if keep == 1 else 0, dtype=dtype)
     n_spikes = 0
     n_kept = 0
     for t0 in range(0, T, steps_per_chunk):
@@ -354,6 +428,9 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                     for r in range(r0, r1):
                         if in_ptr[r + 1] == in_ptr[r]:
                             current[r - r0, :] = 0.0
+            elif in_ptr[r1] - in_ptr[r0] <= direct_ratio * weight.shape[1]:
+                _direct_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
+                             has_bias)
             else:
                 _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
                              has_bias)
@@ -373,7 +450,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                     row = current[r - r0]
                     hits = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
                                                 full_at[b], t, theta, tau, tau_pow, hard,
-                                                fence, keep, half_width)
+                                                hit_fence, keep, half_width)
                     full_at[b] = t
                     if hits:
                         for i in range(N):
@@ -385,7 +462,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                                 m_idx[n_kept] = i
                                 m_val[n_kept] = m
                                 n_kept += 1
-                            if tau * v_b[i] >= fence[i]:   # next membrane without input
+                            if tau * v_b[i] >= hit_fence[i]:   # next membrane, no input
                                 theirs[n_next] = i
                                 n_next += 1
                     if keep == 2:
@@ -399,8 +476,8 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                 else:
                     # No input: only the candidates can cross or enter the support.
                     todo = candidates[now, b]
-                    for c in range(n_candidates[now, b]):
-                        i = todo[c]
+                    for c in range(N if every else n_candidates[now, b]):
+                        i = c if every else todo[c]
                         a = max(anchor_b[i], full_at[b])
                         v_prev = tau_pow[t - 1 - a] * v_b[i]                 # lazy leak
                         m, s, v_new = _step_forward(0.0, v_prev, theta[i], tau, hard,
@@ -419,7 +496,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                         if record:
                             rec_membrane[t, b, i] = m
                             rec_spikes[t, b, i] = s
-                        if tau * (tau_pow[t - a] * v_b[i]) >= fence[i]:
+                        if not every and tau * (tau_pow[t - a] * v_b[i]) >= fence[i]:
                             theirs[n_next] = i
                             n_next += 1
                 n_candidates[after, b] = n_next
