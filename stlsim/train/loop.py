@@ -103,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     backend: str | None = None
     eval_batch_size: int = 500
+    engine: str | None = None           # "clock" or "event" (default: the network's)
 
     def validate(self):
         check_choice(self.mode, "mode", MODES, "TrainConfig")
@@ -119,6 +120,9 @@ class TrainConfig:
         check_real(self.lr_decay, "lr_decay", low=0.0, high=1.0, owner="TrainConfig")
         check_int(self.seed, "seed", low=0, owner="TrainConfig")
         check_int(self.eval_batch_size, "eval_batch_size", low=1, owner="TrainConfig")
+        if self.engine is not None:
+            from ..engines import ENGINES
+            check_choice(self.engine, "engine", tuple(ENGINES), "TrainConfig")
         return self
 
 
@@ -187,7 +191,9 @@ def evaluate(net, x, y, config: TrainConfig, rng, backend=None):
     for start in range(0, n, config.eval_batch_size):
         xb = x[start:start + config.eval_batch_size]
         yb = y[start:start + config.eval_batch_size]
-        rec = net.forward(encode(xb, config.timesteps, config.encoding, rng, net.dtype), backend=backend)
+        engine = config.engine or net.engine          # the event engine builds no dense m
+        rec = net.forward(encode(xb, config.timesteps, config.encoding, rng, net.dtype), backend=backend,
+                          engine=engine, record="spikes" if engine == "event" else "all")
         correct += int(np.sum(decide(rec.rates) == yb))
         loss_sum += loss_from_rates(rec.rates, yb, config.loss)[0] * len(yb)
         rate_sums += np.array(rec.firing_rates) * len(yb)
@@ -297,7 +303,7 @@ def interrupt_guard():
 
 
 # TrainConfig fields a resume may change freely: how far to train and where to compute.
-_RESUME_FREE = ("epochs", "backend", "eval_batch_size")
+_RESUME_FREE = ("epochs", "backend", "eval_batch_size", "engine")
 
 
 def _normal(value):
@@ -514,7 +520,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                     xb = encode(x_train[idx], config.timesteps, config.encoding, encode_rng, net.dtype)
                     yb = data.y_train[idx]
                     loss, grads, rates = net.loss_and_grad(xb, yb, loss=config.loss, backend=config.backend,
-                                                           training=True, return_rates=True)
+                                                           engine=config.engine, training=True,
+                                                           return_rates=True)
                     if not np.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1}, batch {k + 1}")
                     _check_gradients(grads, names, epoch, k)
