@@ -3,8 +3,8 @@
 Networks 784-800-10 and 700-128-20 (LIF tau 0.5, hard reset, atan surrogate unless
 stated, default weight init; theta 0.5 instead of the default 2.0, at which these
 untrained hidden layers stay silent at every density tested), T = 100 steps, batch 1
-and 128, Bernoulli input spikes of density 0.005, 0.02, 0.05, 0.2 (the fraction of
-input neurons spiking per step). For each point:
+and 128, Bernoulli input spikes of density 0.001, 0.005, 0.02, 0.05, 0.2 (the fraction
+of input neurons spiking per step). For each point:
 
 * ``engine_forward``: the engine's own forward, ``engine.run_forward`` (output spikes
   plus what its backward needs) on the dense input array. The clock engine runs with
@@ -13,7 +13,9 @@ input neurons spiking per step). For each point:
   fed the same input as a ``stlsim.SpikeEvents`` (``engine_forward_events``: no dense
   array to scan).
 * ``record_forward``: ``net.forward`` (a ``Record`` with dense I, m, s; includes the
-  Network's own argument checks, the same for both engines).
+  Network's own argument checks, the same for both engines); for the event engine also
+  ``spikes_forward``, ``net.forward(events, record="spikes")``: events in, each layer's
+  spikes out as events, no dense array but the output layer's.
 * ``forward_backward``: ``net.loss_and_grad`` (clock: its best backend, numba's fused
   step when available).
 
@@ -27,8 +29,11 @@ process, which counts the work done, not the waiting. ``--threads N`` lets the c
 engine use N cores; t is then the minimum wall time.
 
 The headline point (784-800-10, batch 1, density 0.005) is also measured
-in ``--rounds`` rounds (default 5), each timing the four forwards back to back (min of
-100 calls each), to show how much the ratio moves on this shared machine.
+in ``--rounds`` rounds (default 5), each timing the forwards back to back (min of 100
+calls each), to show how much the ratio moves on this shared machine; with them the
+plainest loop doing the event forward's work (``plain_event_forward``: per step, add
+the weight column W[:, j] of each event, then one LIF update of every neuron) and the
+costs of one column add from W.T (contiguous), from W (strided) and the engine's.
 
 Then: the slope of the event forward time against the number of input events (linear
 fit, ns per event, and log-log exponent), the crossover density where the clock
@@ -78,7 +83,7 @@ from stlsim.engines import clock, event, get_backend  # noqa: E402
 from stlsim.layers.base import Context  # noqa: E402
 
 NETWORKS = {"784-800-10": (784, 800, 10), "700-128-20": (700, 128, 20)}
-DENSITIES = (0.005, 0.02, 0.05, 0.2)
+DENSITIES = (0.001, 0.005, 0.02, 0.05, 0.2)
 BATCHES = (1, 128)
 T_STEPS = 100
 
@@ -151,7 +156,11 @@ def bench_point(net, x, y, repeats, backend_names):
             lambda: event.run_forward(layers, params, events, net.neuron, net.surrogate, ctx,
                                       get_backend("numpy")), repeats),
         "record_forward": timed(lambda: net.forward(x, engine="event"), repeats),
+        "spikes_forward": timed(lambda: net.forward(events, engine="event", record="spikes"),
+                                repeats),
         "forward_backward": timed(lambda: net.loss_and_grad(x, y, engine="event"), repeats),
+        "forward_backward_events": timed(lambda: net.loss_and_grad(events, y, engine="event"),
+                                         repeats),
     }
     with event.static_weights():
         point["event"]["engine_forward_static_weights"] = timed(engine_forward("event", "numpy"),
@@ -161,6 +170,73 @@ def bench_point(net, x, y, repeats, backend_names):
         point.setdefault("clock_best", {})[key] = point[f"clock_{best}"][key] + [best]
     point["load_after"] = load()
     return point
+
+
+_PLAIN = None
+
+
+def _plain_kernels():
+    """The plainest event forward and the one-column costs, compiled on first use."""
+    global _PLAIN
+    if _PLAIN is None:
+        import numba
+
+        @numba.njit(cache=True)
+        def plain_event_forward(ptr, index, weight, theta, tau, T):
+            """Per step: zero the currents, add W[:, j] for each event, then one LIF
+            update (L2)-(L4), hard reset, of every neuron. Returns the spike count."""
+            N = weight.shape[0]
+            v = np.zeros(N)
+            current = np.empty(N)
+            count = 0
+            for t in range(T):
+                current[:] = 0.0
+                for e in range(ptr[t], ptr[t + 1]):
+                    j = index[e]
+                    for i in range(N):
+                        current[i] += weight[i, j]
+                for i in range(N):
+                    m = tau * v[i] + current[i]
+                    s = 1.0 if m >= theta[i] else 0.0
+                    v[i] = (1.0 - s) * m
+                    count += s != 0.0
+            return count
+
+        @numba.njit(cache=True)
+        def column_adds(index, matrix, transposed, out):
+            """Add one weight column per event into ``out``: rows of W.T, or W[:, j]."""
+            for e in range(index.shape[0]):
+                j = index[e]
+                if transposed:
+                    row = matrix[j]
+                    for i in range(out.shape[0]):
+                        out[i] += row[i]
+                else:
+                    for i in range(out.shape[0]):
+                        out[i] += matrix[i, j]
+
+        _PLAIN = plain_event_forward, column_adds
+    return _PLAIN
+
+
+def column_costs(weight, events, calls=100):
+    """ns per event of adding one weight column, and the memory-bound cost of reading
+    one (N float64 from a stream at the measured bandwidth of copying W)."""
+    _, column_adds = _plain_kernels()
+    weight_t = np.ascontiguousarray(weight.T)
+    out = np.zeros(weight.shape[0])
+    n = events.n_events
+    index = np.ascontiguousarray(events.index)
+    copy = np.empty_like(weight)
+    result = {
+        "contiguous_ns": timed(lambda: column_adds(index, weight_t, True, out), calls)[0] / n * 1e9,
+        "strided_ns": timed(lambda: column_adds(index, weight, False, out), calls)[0] / n * 1e9,
+        "copy_W_ms": timed(lambda: np.copyto(copy, weight), calls)[0] * 1e3,
+    }
+    bandwidth = 2 * weight.nbytes / (result["copy_W_ms"] * 1e-3)        # read + write
+    result["bandwidth_GB_s"] = bandwidth / 1e9
+    result["memory_bound_ns"] = weight.shape[0] * weight.itemsize / bandwidth * 1e9
+    return result
 
 
 def headline_rounds(rounds, backend_names, calls=100):
@@ -176,10 +252,16 @@ def headline_rounds(rounds, backend_names, calls=100):
         return lambda: module.run_forward(layers, params, data, net.neuron, net.surrogate, ctx,
                                           get_backend(backend))
 
+    plain_event_forward, _ = _plain_kernels()
+    weight, theta = net.params["0.weight"], net.params["0.theta"]
+    plain = lambda: plain_event_forward(events.ptr, events.index, weight, theta, 0.5,  # noqa: E731
+                                        T_STEPS)
     # The engines must agree on what they compute before their times mean anything.
     reference = run("clock", x, backend_names[0])()[0]
     identical = all(np.array_equal(run(engine, data)()[0], reference)
                     for engine, data in (("event", x), ("event", events)))
+    _, tape = run("event", events)()
+    identical &= plain() == tape.layers[0].spikes.n_events
     out = []
     for _ in range(rounds):
         clock_times = {b: timed(run("clock", x, b), calls)[0] for b in backend_names}
@@ -189,7 +271,9 @@ def headline_rounds(rounds, backend_names, calls=100):
                  "event_spike_events": timed(run("event", events), calls)[0]}
         with event.static_weights():
             times["event_static_weights"] = timed(run("event", x), calls)[0]
-        for key in ("event", "event_spike_events", "event_static_weights"):
+        times["plain_loop_first_layer"] = timed(plain, calls)[0]
+        for key in ("event", "event_spike_events", "event_static_weights",
+                    "plain_loop_first_layer"):
             times["speedup_" + key] = times["clock_best"] / times[key]
         times["load"] = load()
         out.append(times)
@@ -198,13 +282,14 @@ def headline_rounds(rounds, backend_names, calls=100):
             else f"{k} {v * 1e3:.3f} ms" if isinstance(v, float) else f"{k} {v}"
             for k, v in times.items()), flush=True)
     summary = {}
-    for key in ("event", "event_spike_events", "event_static_weights"):
+    for key in ("event", "event_spike_events", "event_static_weights",
+                "plain_loop_first_layer"):
         ratios = [r["speedup_" + key] for r in out]
         summary["speedup_" + key] = {"median": float(np.median(ratios)), "min": min(ratios),
                                      "max": max(ratios)}
     summary["outputs_identical"] = bool(identical)
     return {"input_events": int(x.sum()), "calls_per_timing": calls, "rounds": out,
-            "summary": summary}
+            "summary": summary, "column_costs": column_costs(weight, events, calls)}
 
 
 def fit_slope(events, times):
@@ -303,7 +388,9 @@ def plot(results, path):
                      "C1:^"),
                     ("event forward, SpikeEvents input", "event", "engine_forward_events", "C2-v"),
                     ("clock forward+backward", "clock_best", "forward_backward", "C0--s"),
-                    ("event forward+backward", "event", "forward_backward", "C1--s")):
+                    ("event forward+backward", "event", "forward_backward", "C1--s"),
+                ("event forward+backward, SpikeEvents", "event", "forward_backward_events",
+                 "C2--v")):
                 ax.loglog(d, [p[engine][key][0] * 1e3 for p in points], style, label=label)
             ax.set_title(f"{name}, batch {batch}, T = {T_STEPS}")
             ax.set_xlabel("input spike density")
@@ -386,11 +473,24 @@ def main():
                 "speedup_record_forward": [p["clock_best"]["record_forward"][0]
                                            / p["event"]["record_forward"][0] for p in points],
                 "speedup_forward_backward": [c / e for c, e in zip(ckb, evb)],
+                "speedup_forward_backward_events": [
+                    c / p["event"]["forward_backward_events"][0] for c, p in zip(ckb, points)],
+                "speedup_spikes_forward": [p["clock_best"]["record_forward"][0]
+                                           / p["event"]["spikes_forward"][0] for p in points],
+                # backward alone: forward+backward minus the engine's forward
+                "speedup_backward": [
+                    (p["clock_best"]["forward_backward"][0] - p["clock_best"]["engine_forward"][0])
+                    / (p["event"]["forward_backward"][0] - p["event"]["engine_forward"][0])
+                    for p in points],
                 "forward_fit": fit,
                 "forward_fit_all_events": fit_all,
                 "hidden_firing_rate": [p["firing_rates"][0] for p in points],
                 "crossover_forward": crossover(d, ev, ck, fit, per_density),
                 "crossover_forward_backward": crossover(d, evb, ckb),
+                "crossover_forward_events": crossover(
+                    d, [p["event"]["engine_forward_events"][0] for p in points], ck),
+                "crossover_forward_backward_events": crossover(
+                    d, [p["event"]["forward_backward_events"][0] for p in points], ckb),
             }
     results["summary"] = summary
     results["headline"] = headline_rounds(args.rounds, backend_names, args.calls)
