@@ -10,13 +10,13 @@ imported when first used.
 """
 __version__ = "0.1.0"
 
-from . import surrogate
+from . import conventions, surrogate
 from .kernels import get_num_threads, set_num_threads
 from .layers import AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d
 from .network import Network, Record, StepTrace
 from .neurons import LIF
 from .spike_events import SpikeEvents
 
-__all__ = ["__version__", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer",
+__all__ = ["__version__", "conventions", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "SpikeEvents", "set_num_threads",
            "get_num_threads"]

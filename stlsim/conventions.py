@@ -124,15 +124,39 @@ PRESETS = {
                  "norse/torch/functional/superspike.py: grad / (|x| + 1)^2 (alpha is not used)"),
         notes="Norse 1.1's SuperSpike backward ignores alpha: 1 / (1 + |x|)^2, stlsim's "
               "SuperSpike(beta=1)."),
+    "snntorch.Synaptic": Convention(
+        "snntorch.Synaptic",
+        {"tau": 0.5, "alpha_syn": 0.5, "theta_init": 1.0, "reset": "subtract_after_leak",
+         "detach_reset": True, "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/synaptic.py: _base_state_function, syn = alpha.clamp(0, 1) * "
+                 "syn + input_; mem = beta.clamp(0, 1) * mem + syn; _base_sub subtracts "
+                 "reset * threshold (reset from the previous step, detached)",),
+        notes="alpha and beta have no defaults in snnTorch: pass alpha_syn=alpha, tau=beta; "
+              "learn_alpha / learn_beta are learn_alpha_syn=True / learn_tau='factor'.",
+        required=("tau", "alpha_syn")),
+    "norse.LIFCell": Convention(
+        "norse.LIFCell", {**from_norse(), "alpha_syn": 1.0 - 1e-3 * 200.0}, "superspike", 1.0,
+        sources=("norse/torch/functional/lif.py: lif_feed_forward_step, i_new = i + input; "
+                 "v_decayed = v + dt tau_mem_inv ((v_leak - v) + i_new); i = i_new (1 - dt "
+                 "tau_syn_inv); LIFParameters(tau_syn_inv=200, tau_mem_inv=100), dt=0.001",),
+        notes="The synaptic current J_t = (1 - dt/tau_syn) J_{t-1} + I_t feeds the membrane "
+              "of the same step."),
+    "spikingjelly.ParametricLIFNode": Convention(
+        "spikingjelly.ParametricLIFNode",
+        {**{k: v for k, v in from_spikingjelly().items() if k != "input_gain"},
+         "learn_tau": "sigmoid", "tie_gain": True},
+        "sigmoid", 4.0,
+        sources=("spikingjelly/activation_based/neuron/plif.py: ParametricLIFNode(init_tau=2.0, "
+                 "decay_input=True), w = -log(init_tau - 1)",
+                 "spikingjelly/_ops/plif/reference.py: h = v + (x - (v - v_reset)) * sigmoid(w)"),
+        notes="One trained w per layer: tau = 1 - sigmoid(w), input gain sigmoid(w) = 1 - tau "
+              "(tie_gain); the parameter is '{layer}.tau_w'."),
 }
 
 # Conventions that need a model stlsim does not have yet: named so that asking for one
 # is a clear error, not a silently different neuron.
-PENDING = {
-    "snntorch.Synaptic": "a current-based synapse (two states, alpha_syn)",
-    "norse.LIFCell": "a current-based synapse (two states, tau_syn)",
-    "spikingjelly.ParametricLIFNode": "a learnable decay (tau through a sigmoid, dL/dw)",
-}
+PENDING = {}
 
 
 def names() -> tuple:

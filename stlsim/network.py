@@ -27,7 +27,7 @@ from .engines.event_tape import spike_events_of
 from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.shape import resolve_shapes
-from .neurons import LIF, after_reset
+from .neurons import LIF, after_reset, replace_unchecked
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 from .spike_events import SpikeEvents
 
@@ -140,6 +140,9 @@ class Network:
             theta_init = self._neuron_of_layer(i).theta_init if layer.has_neurons else 0.0
             for name, value in layer.init_params(rng, self.dtype, theta_init).items():
                 self.params[f"{i}.{name}"] = value
+            if layer.has_neurons:                      # a trained decay or synapse (B7)-(B9)
+                for name, value in _neuron_init(self._neuron_of_layer(i), layer).items():
+                    self.params[f"{i}.{name}"] = value.astype(self.dtype)
         # Non-trainable state (BatchNorm running estimates); updated by training forwards.
         self.buffers = {}
         for i, layer in enumerate(self.layers):
@@ -206,11 +209,38 @@ class Network:
         return [i for i, layer in enumerate(self.layers) if layer.has_neurons]
 
     def param_groups(self) -> dict:
-        """{"synaptic": [...], "threshold": [...]} parameter names, for learning modes."""
-        groups = {"synaptic": [], "threshold": []}
+        """{"synaptic": [...], "threshold": [...], "decay": [...]} parameter names, for
+        learning modes ("decay": trained decays and synapses, ``LIF(learn_tau=...)``)."""
+        groups = {"synaptic": [], "threshold": [], "decay": []}
         for key in self.params:
-            groups["threshold" if key.endswith(".theta") else "synaptic"].append(key)
+            if key.endswith(".theta"):
+                groups["threshold"].append(key)
+            elif key.split(".", 1)[1] in NEURON_PARAMS:
+                groups["decay"].append(key)
+            else:
+                groups["synaptic"].append(key)
         return groups
+
+    def _param_shapes(self) -> dict:
+        """Every parameter's key and shape: the layers' and the trained neuron values."""
+        shapes = {}
+        for i, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                shapes[f"{i}.{name}"] = tuple(shape)
+            if layer.has_neurons:
+                for name, value in _neuron_init(self._neuron_of_layer(i), layer).items():
+                    shapes[f"{i}.{name}"] = value.shape
+        return shapes
+
+    def _call_neuron(self):
+        """What the engines get on this call: ``_engine_neuron``, with trained decays and
+        synapses taken from ``params`` (clamped or through the sigmoid, as the peers do)."""
+        if not any(n.learns or n.tie_gain for n in self.neurons):
+            return self._engine_neuron
+        per_layer = [None] * len(self.layers)
+        for i in self.spiking_layers:
+            per_layer[i] = _effective_neuron(self._neuron_of_layer(i), self.params, i)
+        return per_layer
 
     def _layer_params(self, params=None) -> list:
         params = self.params if params is None else params
@@ -225,26 +255,25 @@ class Network:
 
     # ------------------------------------------------------------------- validation --
     def _check_params(self):
-        expected = {f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.param_shapes()}
+        shapes = self._param_shapes()
+        expected = set(shapes)
         unknown = sorted(set(self.params) - expected)
         if unknown:
             raise fail(f"params[{unknown[0]!r}]", f"one of the network's parameters ({', '.join(sorted(expected))})",
                        "an unknown key", "Network")
-        for i, layer in enumerate(self.layers):
-            for name, shape in layer.param_shapes().items():
-                key = f"{i}.{name}"
-                value = self.params.get(key)
-                if value is None:
-                    raise fail(f"params[{key!r}]", f"an array of shape {tuple(shape)}", "no entry", "Network")
-                if not isinstance(value, np.ndarray) or value.shape != tuple(shape) or value.dtype != self.dtype:
-                    got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
-                           else type(value).__name__)
-                    raise fail(f"params[{key!r}]",
-                               f"a {self.dtype.name} array of shape {tuple(shape)}", got, "Network", TypeError)
-                if not np.all(np.isfinite(value)):
-                    raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
-                               f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
-                               "Network")
+        for key, shape in shapes.items():
+            value = self.params.get(key)
+            if value is None:
+                raise fail(f"params[{key!r}]", f"an array of shape {tuple(shape)}", "no entry", "Network")
+            if not isinstance(value, np.ndarray) or value.shape != tuple(shape) or value.dtype != self.dtype:
+                got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
+                       else type(value).__name__)
+                raise fail(f"params[{key!r}]",
+                           f"a {self.dtype.name} array of shape {tuple(shape)}", got, "Network", TypeError)
+            if not np.all(np.isfinite(value)):
+                raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
+                           f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
+                           "Network")
 
         for key, value in self.buffers.items():
             shape = self._buffer_shapes[key]
@@ -286,7 +315,7 @@ class Network:
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
         output, tape = engine_module.run_forward(
-            self.layers, self._layer_params(), x, self._engine_neuron, self.surrogate, ctx,
+            self.layers, self._layer_params(), x, self._call_neuron(), self.surrogate, ctx,
             get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes)
         rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
         return x, output, tape, rates, backend, engine
@@ -353,7 +382,7 @@ class Network:
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
         value, grad_rates = loss_from_rates(rates, y, loss)
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
-        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self._engine_neuron,
+        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
                              self.surrogate, get_backend(backend, "Network"))
         grads = self._flatten(per_layer)
         if return_record:
@@ -377,7 +406,7 @@ class Network:
         self._check_params()
         x = self._check_input(x)
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
-        result = fused(self.layers, self._layer_params(), x, y, self._engine_neuron, self.surrogate,
+        result = fused(self.layers, self._layer_params(), x, y, self._call_neuron(), self.surrogate,
                        self.population, loss, smooth)
         if result is None:
             return None
@@ -385,6 +414,10 @@ class Network:
         return (result.loss, grads, result.rates) if return_rates else (result.loss, grads)
 
     def _flatten(self, per_layer) -> dict:
+        for i in self.spiking_layers:                  # trained neuron values (B7)-(B9)
+            if per_layer[i] is not None and any(k.startswith("neuron:") for k in per_layer[i]):
+                per_layer[i].update(_neuron_param_grads(self._neuron_of_layer(i), self.params, i,
+                                                        per_layer[i]))
         grads = {}
         for key in self.params:
             index, name = key.split(".", 1)
@@ -410,7 +443,7 @@ class Network:
         probe = check_array(probe, "probe", shape=output.shape, dtype=self.dtype, owner="Network")
         value = float(np.sum(probe * output))
         per_layer = get_engine(engine, "Network").run_backward(
-            self.layers, self._layer_params(), tape, probe, self._engine_neuron, self.surrogate,
+            self.layers, self._layer_params(), tape, probe, self._call_neuron(), self.surrogate,
             get_backend(backend, "Network"))
         index = self.spiking_layers
         record = Record(spikes=[tape.spikes[i] for i in index],
@@ -434,7 +467,7 @@ class Network:
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
         traces = [None] * len(self.layers)
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output,
-                                      self._engine_neuron, self.surrogate, get_backend("numpy"),
+                                      self._call_neuron(), self.surrogate, get_backend("numpy"),
                                       traces=traces)
         index = self.spiking_layers
         forward, backward, thetas = [], [], []
@@ -446,3 +479,68 @@ class Network:
             thetas.append(np.array(theta))
         return StepTrace(forward=forward, backward=backward, theta=thetas, layer_index=index,
                          rates=rates, loss=value, grads=self._flatten(per_layer))
+
+
+# ------------------------------------------------------------- trained neuron values --
+NEURON_PARAMS = ("tau", "tau_w", "alpha_syn")
+
+
+def _neuron_init(neuron: LIF, layer) -> dict:
+    """Initial values of the trained neuron parameters of one layer (float64)."""
+    out = {}
+    tau = np.atleast_1d(np.asarray(neuron.tau, dtype=np.float64))
+    if neuron.learn_tau == "factor":
+        out["tau"] = tau.copy()
+    elif neuron.learn_tau == "sigmoid":
+        out["tau_w"] = np.log((1.0 - tau) / tau)          # tau = 1 - sigmoid(w)
+    if neuron.learn_alpha_syn:
+        out["alpha_syn"] = np.array([neuron.alpha_syn], dtype=np.float64)
+    return out
+
+
+def _sigmoid(w):
+    return 1.0 / (1.0 + np.exp(-w))
+
+
+def _effective_neuron(neuron: LIF, params, i) -> LIF:
+    """The neuron of layer ``i`` with this call's trained values."""
+    values = {}
+    tau = None
+    if neuron.learn_tau == "factor":
+        tau = np.clip(params[f"{i}.tau"].astype(np.float64), 0.0, 1.0)    # snnTorch: clamp(0, 1)
+    elif neuron.learn_tau == "sigmoid":
+        tau = 1.0 - _sigmoid(params[f"{i}.tau_w"].astype(np.float64))      # SpikingJelly PLIF
+    if tau is not None:
+        values["tau"] = float(tau[0]) if tau.size == 1 and not neuron.per_neuron_tau else tau
+    if neuron.tie_gain:
+        t = values.get("tau", neuron.tau)
+        values["input_gain"] = 1.0 - (float(t) if np.ndim(t) == 0 else np.asarray(t))
+    if neuron.learn_alpha_syn:
+        values["alpha_syn"] = float(np.clip(params[f"{i}.alpha_syn"][0], 0.0, 1.0))
+    return replace_unchecked(neuron, **values) if values else neuron
+
+
+def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
+    """dL/d(trained parameter) from the backward's dL/dtau, dL/dr and dL/dalpha_syn,
+    through the clamp or the sigmoid (chain rule of (B7)-(B9))."""
+    out = {}
+    grad_tau = local.pop("neuron:tau", None)
+    grad_gain = local.pop("neuron:gain", None)
+    grad_alpha = local.pop("neuron:alpha", None)
+    if grad_tau is not None:
+        if grad_gain is not None:
+            grad_tau = grad_tau - grad_gain                                 # r = 1 - tau
+        per_neuron = neuron.per_neuron_tau
+        if neuron.learn_tau == "factor":
+            raw = params[f"{i}.tau"]
+            grad = grad_tau.reshape(-1) if per_neuron else np.array([grad_tau.sum()])
+            out["tau"] = grad * ((raw >= 0) & (raw <= 1))                   # clamp's gradient
+        else:
+            w = params[f"{i}.tau_w"].astype(np.float64)
+            q = _sigmoid(w)
+            grad = grad_tau.reshape(-1) if per_neuron else np.array([grad_tau.sum()])
+            out["tau_w"] = -q * (1.0 - q) * grad                            # tau = 1 - sigmoid(w)
+    if grad_alpha is not None:
+        raw = params[f"{i}.alpha_syn"]
+        out["alpha_syn"] = np.array([grad_alpha.sum()]) * ((raw >= 0) & (raw <= 1))
+    return out

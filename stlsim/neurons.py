@@ -13,7 +13,8 @@ import numpy as np
 
 from ._checks import check_choice, check_real, fail
 
-__all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of"]
+__all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
+           "replace_unchecked", "synaptic_current"]
 
 RESETS = ("hard", "soft", "subtract_after_leak", "none")
 
@@ -69,6 +70,21 @@ class LIF:
     v_init : float
         v_0, the membrane before the first step. Default 0 (SpikingJelly starts at
         v_reset, Norse at v_leak).
+    alpha_syn : float in [0, 1], or None
+        A current-based synapse (L1s): J_t = alpha_syn J_{t-1} + I_t feeds (L2g) in place
+        of I_t (snnTorch ``Synaptic``, Norse ``LIFCell``, NIR ``CubaLIF``). None: none.
+    learn_tau : False, "factor" or "sigmoid"
+        Train the decay (B7): "factor" trains tau itself, clamped to [0, 1] in the
+        forward as snnTorch's ``learn_beta`` does (parameter ``"{layer}.tau"``);
+        "sigmoid" trains w with tau = 1 - sigmoid(w), SpikingJelly's ``ParametricLIFNode``
+        (parameter ``"{layer}.tau_w"``). ``tau`` gives the initial value and the shape
+        (one per layer, or one per neuron).
+    tie_gain : bool
+        The input gain follows the decay, r = 1 - tau (SpikingJelly's ``decay_input=True``;
+        with a fixed tau, ``input_gain`` can say the same). Needs ``input_gain`` left at 1.
+    learn_alpha_syn : bool
+        Train alpha_syn (B9), clamped to [0, 1] (snnTorch ``learn_alpha``); parameter
+        ``"{layer}.alpha_syn"``.
     """
 
     tau: object = 0.5
@@ -80,19 +96,39 @@ class LIF:
     v_leak: float = 0.0
     v_reset: float = 0.0
     v_init: float = 0.0
+    alpha_syn: object = None
+    learn_tau: object = False
+    tie_gain: bool = False
+    learn_alpha_syn: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "tau", _check_tau(self.tau))
         set_(self, "theta_init", check_real(self.theta_init, "theta_init", owner="LIF"))
         check_choice(self.reset, "reset", RESETS, owner="LIF")
-        for name in ("detach_reset", "spike_at_threshold"):
+        for name in ("detach_reset", "spike_at_threshold", "tie_gain", "learn_alpha_syn"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise fail(name, "True or False", repr(value), "LIF", TypeError)
             set_(self, name, bool(value))
         for name in ("input_gain", "v_leak", "v_reset", "v_init"):
             set_(self, name, check_real(getattr(self, name), name, owner="LIF"))
+        if self.alpha_syn is not None:
+            set_(self, "alpha_syn", check_real(self.alpha_syn, "alpha_syn", low=0.0, high=1.0,
+                                               owner="LIF"))
+        learn = {False: False, True: "factor"}.get(self.learn_tau, self.learn_tau) \
+            if isinstance(self.learn_tau, (bool, np.bool_)) else self.learn_tau
+        if learn not in (False, "factor", "sigmoid"):
+            raise fail("learn_tau", 'False, "factor" or "sigmoid"', repr(self.learn_tau), "LIF")
+        set_(self, "learn_tau", learn)
+        if learn == "sigmoid" and (np.any(np.asarray(self.tau) <= 0) or np.any(np.asarray(self.tau) >= 1)):
+            raise fail("tau", 'in (0, 1) with learn_tau="sigmoid" (tau = 1 - sigmoid(w))',
+                       repr(self.tau), "LIF")
+        if self.tie_gain and self.input_gain != 1.0:
+            raise fail("input_gain", "1 with tie_gain=True (the gain is then 1 - tau)",
+                       repr(self.input_gain), "LIF")
+        if self.learn_alpha_syn and self.alpha_syn is None:
+            raise fail("alpha_syn", "a value in [0, 1] with learn_alpha_syn=True", "None", "LIF")
 
     # ------------------------------------------------------------------ description --
     @classmethod
@@ -113,7 +149,17 @@ class LIF:
         kernel implements."""
         return (not self.per_neuron_tau and self.reset in ("hard", "soft")
                 and self.spike_at_threshold and self.input_gain == 1.0 and self.v_leak == 0.0
-                and self.v_reset == 0.0 and self.v_init == 0.0)
+                and self.v_reset == 0.0 and self.v_init == 0.0 and not self.has_synapse
+                and not self.learns and not self.tie_gain)
+
+    @property
+    def has_synapse(self) -> bool:
+        return self.alpha_syn is not None
+
+    @property
+    def learns(self) -> bool:
+        """True if the decay or the synapse is trained (extra parameters, (B7)-(B9))."""
+        return bool(self.learn_tau) or self.learn_alpha_syn
 
     def settings(self) -> dict:
         """Every field as a plain value (tau as a list when per neuron)."""
@@ -153,7 +199,8 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None):
     m = tau * v_prev                                                # (L2)
     if neuron.v_leak != 0.0:
         m = m + (1 - tau) * neuron.v_leak                           # (L2g) leak potential
-    m = m + (current if neuron.input_gain == 1.0 else neuron.input_gain * current)  # (L2g) gain
+    gain = neuron.input_gain
+    m = m + (current if np.ndim(gain) == 0 and gain == 1.0 else gain * current)  # (L2g) gain
     if neuron.reset == "subtract_after_leak" and s_prev is not None:
         m = m - s_prev * theta                                      # (L2a)
     s = spike_fn(m - theta)                                         # (L3), (L3')
@@ -199,3 +246,29 @@ def initial_spikes(v_init, theta, neuron: LIF):
     x = np.asarray(v_init - theta)
     dtype = x.dtype if x.dtype.kind == "f" else np.float64
     return ((x >= 0) if neuron.spike_at_threshold else (x > 0)).astype(dtype)
+
+
+def replace_unchecked(neuron: LIF, **values) -> LIF:
+    """A copy of ``neuron`` with fields replaced, without the checks of ``LIF`` (for the
+    values a ``Network`` computes from its parameters on each call: a trained decay, the
+    gain tied to it, a per-neuron array shaped like the layer)."""
+    copy = LIF.__new__(LIF)
+    for name, value in vars(neuron).items():
+        object.__setattr__(copy, name, value)
+    for name, value in values.items():
+        object.__setattr__(copy, name, value)
+    return copy
+
+
+def synaptic_current(current, neuron: LIF):
+    """J_t = alpha_syn J_{t-1} + I_t, J_0 = 0 (L1s), over the time axis 0; ``current``
+    itself without a synapse."""
+    if not neuron.has_synapse:
+        return current
+    alpha = neuron.alpha_syn
+    syn = np.empty_like(current)
+    j = np.zeros_like(current[0])
+    for t in range(current.shape[0]):
+        j = alpha * j + current[t]                                  # (L1s)
+        syn[t] = j
+    return syn

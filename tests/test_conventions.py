@@ -176,8 +176,8 @@ def test_presets_and_pending_names():
     assert stlsim.LIF.preset("snntorch.Leaky", tau=0.7).tau == 0.7
     with pytest.raises(TypeError, match="overrides"):
         stlsim.LIF.preset("snntorch.Leaky", beta=0.7)
-    with pytest.raises(NotImplementedError, match="current-based synapse"):
-        conventions.get("snntorch.Synaptic")
+    plif = stlsim.LIF.preset("spikingjelly.ParametricLIFNode")
+    assert plif.learn_tau == "sigmoid" and plif.tie_gain and plif.input_gain == 1.0
     with pytest.raises(ValueError, match="one of 'stl'"):
         conventions.get("brian2")
     assert stlsim.surrogate.get("fast_sigmoid") == stlsim.surrogate.SuperSpike(25.0)
@@ -410,3 +410,156 @@ def test_general_scalar_step_reduces_to_the_papers_form():
                         e, delta_next, m, s, theta, tau, 1.0, 0.0, reset, detach, False, False,
                         kind, 2.0)
                     assert old_b == (delta, term) and grad_current == delta
+
+
+# ------------------------------------------------- synapses and trained decays vs peers --
+
+def test_snntorch_synaptic_with_learned_decays_matches_the_peer():
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    alpha, beta = 0.6, 0.8
+    neuron = stlsim.LIF.preset("snntorch.Synaptic", tau=beta, alpha_syn=alpha, learn_tau="factor",
+                               learn_alpha_syn=True)
+    net = make_net(neuron, dtype=np.float32, theta=(0.3, 1.2))
+    x = spikes_in(dtype=np.float32)
+    probe = _probe(net, x)
+    linears = _torch_linear(net, torch, torch.float32)
+    cells = [snn.Synaptic(alpha=alpha, beta=beta, threshold=torch.tensor(net.params[f"{i}.theta"]),
+                          learn_alpha=True, learn_beta=True, learn_threshold=True,
+                          spike_grad=snn.surrogate.atan(alpha=2.0)) for i in range(len(linears))]
+    states = [cell.init_synaptic() for cell in cells]
+    spikes = [[] for _ in cells]
+    for t in range(x.shape[0]):
+        h = torch.as_tensor(x[t])
+        for i, (lin, cell) in enumerate(zip(linears, cells)):
+            syn, mem = states[i]
+            h, syn, mem = cell(lin(h), syn, mem)
+            states[i] = (syn, mem)
+            spikes[i].append(h)
+    out = [torch.stack(s) for s in spikes]
+    (out[-1] * torch.as_tensor(probe)).sum().backward()
+    grads = {}
+    for i, (lin, cell) in enumerate(zip(linears, cells)):
+        grads[f"{i}.weight"] = lin.weight.grad.double().numpy()
+        grads[f"{i}.theta"] = cell.threshold.grad.double().numpy()
+        grads[f"{i}.tau"] = cell.beta.grad.double().numpy().reshape(1)
+        grads[f"{i}.alpha_syn"] = cell.alpha.grad.double().numpy().reshape(1)
+    _compare(net, x, probe, [s.detach().numpy() for s in out], grads, rtol=2e-5)
+
+
+def test_spikingjelly_parametric_lif_matches_the_peer():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import neuron, surrogate
+    net = make_net(stlsim.LIF.preset("spikingjelly.ParametricLIFNode", tau=1 - 1 / 3.0),
+                   surrogate=stlsim.surrogate.Sigmoid(4.0), gain=4.0)
+    x = spikes_in()
+    probe = _probe(net, x)
+    linears = _torch_linear(net, torch, torch.float64)
+    nodes = [neuron.ParametricLIFNode(init_tau=3.0, decay_input=True, v_threshold=1.0,
+                                      v_reset=0.0, surrogate_function=surrogate.Sigmoid(alpha=4.0),
+                                      step_mode="m").to(torch.float64) for _ in linears]
+    for i, node in enumerate(nodes):                 # the same w, bit for bit
+        with torch.no_grad():
+            node.w.copy_(torch.as_tensor(net.params[f"{i}.tau_w"][0]))
+    h = torch.as_tensor(x)
+    spikes = []
+    for lin, node in zip(linears, nodes):
+        h = node(lin(h))
+        spikes.append(h)
+    (spikes[-1] * torch.as_tensor(probe)).sum().backward()
+    grads = {f"{i}.weight": lin.weight.grad.numpy() for i, lin in enumerate(linears)}
+    grads.update({f"{i}.tau_w": node.w.grad.numpy().reshape(1) for i, node in enumerate(nodes)})
+    _compare(net, x, probe, [s.detach().numpy() for s in spikes], grads, rtol=1e-10)
+
+
+def test_norse_lifcell_matches_the_peer():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("norse")
+    import norse.torch as norse
+    from norse.torch.functional.lif import LIFParameters
+    net = make_net(stlsim.LIF.preset("norse.LIFCell"),
+                   surrogate=conventions.get("norse.LIFCell").surrogate(), gain=15.0,
+                   theta=(0.3, 1.2))
+    x = spikes_in()
+    probe = _probe(net, x)
+    linears = _torch_linear(net, torch, torch.float64)
+    thresholds = [torch.tensor(net.params[f"{i}.theta"], requires_grad=True)
+                  for i in range(len(linears))]
+    f64 = {"dtype": torch.float64}
+    cells = [norse.LIFCell(p=LIFParameters(tau_syn_inv=torch.tensor(200.0, **f64),
+                                           tau_mem_inv=torch.tensor(100.0, **f64),
+                                           v_th=th)) for th in thresholds]
+    states = [None] * len(cells)
+    spikes = [[] for _ in cells]
+    for t in range(x.shape[0]):
+        h = torch.as_tensor(x[t])
+        for i, (lin, cell) in enumerate(zip(linears, cells)):
+            h, states[i] = cell(lin(h), states[i])
+            spikes[i].append(h)
+    out = [torch.stack(s) for s in spikes]
+    (out[-1] * torch.as_tensor(probe)).sum().backward()
+    grads = {}
+    for i, lin in enumerate(linears):
+        grads[f"{i}.weight"] = lin.weight.grad.numpy()
+        grads[f"{i}.theta"] = thresholds[i].grad.numpy()
+    _compare(net, x, probe, [s.detach().numpy() for s in out], grads, rtol=1e-10)
+
+
+def test_synapse_without_its_filter_is_measurably_different():
+    # The nearest wrong convention for Norse's LIFCell: no synapse (LIFBoxCell's neuron).
+    right = make_net(stlsim.LIF.preset("norse.LIFCell"), surrogate="superspike", gain=15.0,
+                     theta=(0.3, 1.2))
+    wrong = make_net(stlsim.LIF.preset("norse.LIFBoxCell"), surrogate="superspike", gain=15.0,
+                     theta=(0.3, 1.2))
+    x = spikes_in()
+    probe = _probe(right, x)
+    _, g_right, r_right = right.probe_grad(x, probe)
+    _, g_wrong, r_wrong = wrong.probe_grad(x, probe)
+    differs = any(not np.array_equal(a, b) for a, b in zip(r_right.spikes, r_wrong.spikes))
+    assert differs or max(np.abs(g_right[k] - g_wrong[k]).max() for k in g_right) > 1e-3
+
+
+@pytest.mark.parametrize("options", [
+    dict(alpha_syn=0.6, learn_alpha_syn=True),
+    dict(learn_tau="factor", tau=0.6),
+    dict(learn_tau="sigmoid", tau=0.6, tie_gain=True, v_leak=0.1, v_reset=0.1, v_init=0.1),
+    dict(learn_tau="factor", tau=np.linspace(0.2, 0.9, 9)),
+    dict(alpha_syn=0.8, learn_alpha_syn=True, learn_tau="factor", tau=0.9,
+         reset="subtract_after_leak"),
+], ids=lambda o: ",".join(o))
+def test_smooth_bptt_of_trained_decays_and_synapses_matches_finite_differences(options):
+    options = dict(options)
+    tau = options.pop("tau", 0.6)
+    first = stlsim.LIF(theta_init=0.4, tau=tau, **options)
+    second = stlsim.LIF(theta_init=0.4, tau=0.7 if np.ndim(tau) else tau, **options)
+    net = make_net([first, second], population=2, theta=(0.1, 0.8))
+    x, y = spikes_in(), np.array([0, 1, 1])
+    _, grads = net.loss_and_grad(x, y, smooth=True)
+    trained = [k for k in grads if k.split(".")[1] in ("tau", "tau_w", "alpha_syn")]
+    assert trained and set(trained) <= set(net.param_groups()["decay"])
+    fd = finite_difference_grads(net, x, y)
+    errors = compare(grads, fd)
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+    assert all(errors[k]["scale"] > 1e-5 for k in trained)
+
+
+def test_a_clamped_decay_gets_no_gradient_outside_its_range():
+    net = make_net(stlsim.LIF(theta_init=0.4, learn_tau="factor", tau=0.6), population=2)
+    net.params["0.tau"][:] = 1.2                     # snnTorch: beta.clamp(0, 1)
+    x, y = spikes_in(), np.array([0, 1, 1])
+    _, grads = net.loss_and_grad(x, y)
+    assert grads["0.tau"][0] == 0 and grads["1.tau"][0] != 0
+
+
+def test_synapse_runs_on_the_reference_in_the_numba_backend_and_says_so():
+    pytest.importorskip("numba")
+    backend = get_backend("numba")
+    net = make_net(stlsim.LIF.preset("norse.LIFCell"), surrogate="superspike", gain=15.0,
+                   population=2)
+    x, y = spikes_in(), np.array([0, 1, 0])
+    before = backend.calls.copy()
+    loss, grads = net.loss_and_grad(x, y, backend="numba")
+    assert backend.calls["fallback:numpy"] == before["fallback:numpy"] + 4   # 2 layers x 2
+    ref_loss, ref_grads = net.loss_and_grad(x, y, backend="numpy")
+    assert loss == ref_loss and all(np.array_equal(grads[k], ref_grads[k]) for k in grads)

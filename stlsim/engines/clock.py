@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..grad.bptt import run_backward
-from ..neurons import LIF, after_reset, initial_spikes, lif_step, neuron_of, tau_like
+from ..neurons import (LIF, after_reset, initial_spikes, lif_step, neuron_of, replace_unchecked,
+                       synaptic_current, tau_like)
 
 __all__ = ["lif_forward", "Tape", "run_forward", "run_backward"]
 
@@ -39,6 +40,7 @@ def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spik
     v = np.full_like(current[0], neuron.v_init)                          # v_0
     if neuron.per_neuron_tau:                                             # tau over the neurons
         neuron = _with_tau(neuron, tau_like(neuron, np.asarray(theta, dtype=current.dtype)))
+    current = synaptic_current(current, neuron)                          # (L1s) J_t, or I_t
     s = initial_spikes(v, theta, neuron)                                   # s_0 (L2a) or None
     for t in range(current.shape[0]):
         s_prev = s if reset_spikes is None or t == 0 else reset_spikes[t - 1]
@@ -59,13 +61,8 @@ def _heaviside_strict(x):
 
 
 def _with_tau(neuron, tau):
-    """The neuron with ``tau`` replaced by an array shaped like the layer (no checks:
-    the values were checked when the neuron was made)."""
-    copy = LIF.__new__(LIF)
-    for name, value in vars(neuron).items():
-        object.__setattr__(copy, name, value)
-    object.__setattr__(copy, "tau", tau)
-    return copy
+    """The neuron with ``tau`` replaced by an array shaped like the layer."""
+    return replace_unchecked(neuron, tau=tau)
 
 
 _reset = after_reset                                                     # (L4h), (L4s), (L4n)

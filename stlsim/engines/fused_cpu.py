@@ -46,7 +46,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     the adjoints e_t. Kernels never write an array they read.
     """
     spec = dense_only(layers, surrogate)
-    if spec is None:
+    if spec is None or any(neuron_of(neuron, i).has_synapse or neuron_of(neuron, i).learns
+                           or np.ndim(neuron_of(neuron, i).input_gain) for i in range(len(layers))):
         return None
     CALLS["fused_loss_and_grad"] += 1
     T, B = x.shape[:2]

@@ -5,8 +5,9 @@
   coerces and allocates, then runs one kernel over the whole layer and all T steps.
 * ``fused``: the whole training step of a Dense-only network (``engines.fused_cpu``).
 
-The kernels implement every neuron option of ``docs/model.md`` Section 8; a surrogate
-they do not compile runs on the NumPy reference (counted as "fallback:numpy").
+The kernels implement the neuron options of ``docs/model.md`` Section 8 but the
+synapse; a neuron or surrogate they do not compile runs on the NumPy reference (counted
+as "fallback:numpy"), and so does the backward of a trained decay or synapse.
 Importing this module imports Numba.
 """
 from __future__ import annotations
@@ -18,15 +19,21 @@ from ..kernels import cpu
 from . import clock, fused_cpu
 from .backend import Backend, kernel_surrogate, neuron_spec, theta_per_neuron
 
-__all__ = ["BACKEND", "lif_forward", "lif_backward"]
+__all__ = ["BACKEND", "lif_forward", "lif_backward", "compiled"]
 
 CALLS = cpu.CALLS
+
+
+def compiled(neuron) -> bool:
+    """Whether these kernels implement ``neuron``: every option of docs/model.md Section 8
+    but the synapse (L1s) and a per-neuron gain (a gain tied to a per-neuron decay)."""
+    return not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
 
 
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """Numba twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not compiled(neuron):
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -46,7 +53,7 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """Numba twin of ``grad.bptt.lif_backward``: returns ``(grad_current, grad_theta)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None:
+    if spec is None or not compiled(neuron):
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1

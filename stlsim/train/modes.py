@@ -3,6 +3,9 @@
 * ``stl``: synaptic parameters (weights, biases, BatchNorm affine) AND thresholds.
 * ``sl``:  synaptic parameters only; thresholds stay at their init.
 * ``tl``:  thresholds only; every synaptic parameter stays at its random init.
+
+A decay or synapse the neuron model trains (``LIF(learn_tau=...)``, ``learn_alpha_syn``)
+is trained in every mode: the model asked for it.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ def trainable_names(net, mode: str) -> list:
     """Names in ``net.params`` that ``mode`` trains."""
     mode = check_choice(mode, "mode", MODES)
     groups = net.param_groups()
+    decay = groups.get("decay", [])             # trained decays/synapses: asked for, so trained
     if mode == "stl":
-        return groups["synaptic"] + groups["threshold"]
+        return groups["synaptic"] + groups["threshold"] + decay
     if mode == "sl":
-        return list(groups["synaptic"])
-    return list(groups["threshold"])
+        return groups["synaptic"] + decay
+    return groups["threshold"] + decay
