@@ -48,7 +48,7 @@ def _add_common(p: argparse.ArgumentParser):
                         "(default: digits, bundled)")
     p.add_argument("--arch", default="mlp", help="mlp (dense; sizes from --hidden) or a preset of stlsim.architectures")
     p.add_argument("--hidden", type=_int_list, default=None, help="hidden layer sizes, e.g. 256 or 800,400 (mlp)")
-    p.add_argument("--epochs", type=_positive_int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--timesteps", "-T", type=int, default=None)
     p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
     p.add_argument("--encoding", choices=["rate", "direct"], default="rate",
@@ -70,8 +70,8 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--engine", choices=["clock", "event"], default=None,
                    help="clock, or event: work only where spikes are; faster at low input "
                         "density (docs/event_engine.md)")
-    p.add_argument("--train-subset", type=_positive_int, default=None, help="use only the first N training samples")
-    p.add_argument("--test-subset", type=_positive_int, default=None, help="use only the first N test samples")
+    p.add_argument("--train-subset", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--test-subset", type=int, default=None, help="use only the first N test samples")
     p.add_argument("--out", default=None, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -94,6 +94,10 @@ def _configs(args, mode="stl", seed=0):
     from .data.event_datasets import is_event_spec, load_event_dataset
     from .train import NetConfig, TrainConfig
 
+    for flag in ("epochs", "train_subset", "test_subset"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer; got {value}")
     if is_event_spec(args.dataset):
         data = load_event_dataset(args.dataset, args.timesteps, args.train_subset, args.test_subset)
         args.encoding, args.timesteps = "frames", data.timesteps

@@ -100,6 +100,20 @@ def _first_difference(a, b, prefix=""):
     return None if a == b else prefix.rstrip(".") or "(whole)"
 
 
+def _identity_of_results(path):
+    """The identity of a run from its results.json (folders written before run.json); None if unknown."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        training = {k: v for k, v in old["config"]["training"].items() if k not in ("backend", "eval_batch_size")}
+        return json.loads(json.dumps({
+            "dataset": {k: old["dataset"][k] for k in ("name", "n_train", "n_test")},
+            "network": old["config"]["network"], "training": training,
+            "seeds": old["config"]["seeds"], "modes": old["config"]["modes"]}, sort_keys=True, default=str))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _old_run_files(out_dir) -> list:
     names = [os.path.join(out_dir, n) for n in ("results.json", "results.previous.json", RUN_NAME) + _FIGURES]
     names += glob.glob(os.path.join(out_dir, "*_seed*.h5"))
@@ -122,7 +136,7 @@ def _claim(out_dir, identity: dict, force: bool):
             with open(run_file) as f:
                 other = json.load(f)
         except FileNotFoundError:
-            other = None
+            other = _identity_of_results(os.path.join(out_dir, "results.json"))
         except (OSError, ValueError):
             other = {"unreadable": run_file}
         if other is None:
@@ -279,6 +293,9 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
                 json.dump(results, f, indent=1, default=float)
 
     write_results()                      # before the figures: an interrupt there loses nothing
+    if not interrupted:                  # the rerun is complete: its older summary has been replaced
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out_dir, "results.previous.json"))
     if plots and runs_by_mode and not signals.requested:
         from . import plot
 

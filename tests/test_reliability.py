@@ -447,7 +447,29 @@ def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
     names = sorted(os.listdir(forced))
     clean = outcome == "ok" and not any(n.startswith("stl_") for n in names) and "sl_seed0.h5" in names
     record("folders", "--force replaces another run", "ok" if clean else "silent_wrong", str(names))
-    # the same run again, interrupted: the old summary is kept apart, never beside new records
+    # --seeds 0 / --epochs 0 into a complete run: refused, nothing changed
+    before = _snapshot(compared)
+    for flags in (["--seeds", "0"], ["--epochs", "0"]):
+        outcome, _, text = run_cli("compare", *TINY, *flags, "--out", compared)
+        record("folders", f"compare {' '.join(flags)} into a complete run",
+               outcome if _snapshot(compared) == before else "data_lost", text)
+    # the same run again, interrupted at once: the old summary is kept apart, never beside new records
+    import stlsim.compare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+        yield                                                        # a generator, like the real one
+    import shutil
+
+    rerun = workdir / "rerun"
+    shutil.copytree(compared, rerun)
+    old_results = (rerun / "results.json").read_bytes()
+    monkeypatch.setattr(stlsim.compare, "_train_here", interrupted)
+    outcome, rc, text = run_cli("compare", *TINY, "--seeds", "1", "--out", rerun)
+    kept = (rerun / "results.previous.json").read_bytes() == old_results
+    now = json.loads((rerun / "results.json").read_text())
+    good = rc == 130 and kept and now["interrupted"] and not now["modes"]
+    record("folders", "an interrupted rerun of the same run", "ok" if good else "data_lost", f"{rc} {text[-200:]}")
     assert not failures("folders")
 
 
