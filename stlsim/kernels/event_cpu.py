@@ -297,8 +297,8 @@ def visit_fence(theta, visit, half_width, eps):
 
 
 @numba.njit(cache=True)
-def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, t, theta,
-                         tau, tau_pow, hard, fence, keep, half_width):
+def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, late, t,
+                         theta, tau, tau_pow, hard, fence, keep, half_width):
     """(L1)-(L4) for every neuron of a sample at a step with input (vectorizable).
 
     Writes m_t into ``membrane`` and v_t into ``v_b``; returns how many neurons need a
@@ -306,15 +306,19 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
     the common row with none of these costs one pass. Lazy leak: a neuron's anchor is
     max(``anchor_b[i]``, ``full_at``), where ``full_at`` is the last step at which every
     neuron of the sample was visited; after a visit at t - 1, tau^0 v = v exactly.
+    ``late``: some neuron spiked without input after ``full_at`` (its own anchor is
+    later); otherwise every neuron's anchor is ``full_at`` and the leak is one factor.
     """
     N = membrane.shape[0]
     hits = 0
     fast = full_at == t - 1
-    if fast and not has_bias and keep != 1:
-        # The common case, as branch-free loops that vectorize (same arithmetic).
+    if not late and not has_bias and keep != 1:
+        # The common case, as branch-free loops that vectorize (same arithmetic: the
+        # factor is tau^0 = 1 after a step with input, exactly).
+        factor = tau_pow[t - 1 - full_at]                                    # lazy leak
         if hard:
             for i in range(N):
-                m = tau * v_b[i] + row[i]                                    # (L2)
+                m = tau * (factor * v_b[i]) + row[i]                         # (L2)
                 membrane[i] = m
                 s = _heaviside(m - theta[i])                                 # (L3)
                 v = (1 - s) * m                                              # (L4h)
@@ -322,7 +326,7 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
                 hits += (s != 0) | (tau * v >= fence[i])
         else:
             for i in range(N):
-                m = tau * v_b[i] + row[i]                                    # (L2)
+                m = tau * (factor * v_b[i]) + row[i]                         # (L2)
                 membrane[i] = m
                 s = _heaviside(m - theta[i])                                 # (L3)
                 v = m - s * theta[i]                                         # (L4s)
@@ -399,6 +403,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
     anchor = np.full((B, N), -1, dtype=np.int64)
     full_at = np.full(B, -1, dtype=np.int64)
+    late = np.zeros(B, dtype=np.bool_)                # an anchor later than full_at[b]
     candidates = np.empty((2, B, N), dtype=np.int32)
     n_candidates = np.zeros((2, B), dtype=np.int64)
     for b in range(B):                                # at t = 0 the silent membrane is 0
@@ -449,9 +454,10 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                     # Every neuron of the sample gets input.
                     row = current[r - r0]
                     hits = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
-                                                full_at[b], t, theta, tau, tau_pow, hard,
-                                                hit_fence, keep, half_width)
+                                                full_at[b], late[b], t, theta, tau, tau_pow,
+                                                hard, hit_fence, keep, half_width)
                     full_at[b] = t
+                    late[b] = False
                     if hits:
                         for i in range(N):
                             m = membrane[i]
@@ -487,6 +493,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                             n_spikes += 1
                             v_b[i] = v_new                 # a spike moves the anchor
                             anchor_b[i] = a = t
+                            late[b] = True
                         if keep == 1 and abs(m - theta[i]) < half_width:
                             m_idx[n_kept] = i
                             m_val[n_kept] = m
