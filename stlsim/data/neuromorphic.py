@@ -412,6 +412,12 @@ def _read_shd_open(handle, path):
     if labels_ds.ndim != 1:
         raise _bad_file(path, f"has '/labels' of shape {labels_ds.shape}; it must be 1-D")
     labels = np.asarray(labels_ds[()])
+    stored = handle.attrs.get("stlsim_digest")
+    if stored is not None:              # files written by write_shd: check every value
+        if isinstance(stored, bytes):
+            stored = stored.decode(errors="replace")
+        if _shd_digest(times, units, labels) != stored:
+            raise _bad_file(path, "does not match the digest stlsim stored in it (the file is damaged)")
     if labels.dtype.kind not in "iu":
         raise _bad_file(path, f"has '/labels' of dtype {labels.dtype}; it must hold integers")
     if not (len(times) == len(units) == labels.size):
@@ -430,12 +436,26 @@ def _read_shd_open(handle, path):
     return events_list, labels.astype(np.int64)
 
 
+def _shd_digest(times, units, labels) -> str:
+    """sha256 over the stored times (float16), units and labels, sample by sample."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t_sec, unit in zip(times, units):
+        for arr in (np.asarray(t_sec, dtype=np.float16), np.asarray(unit, dtype=np.uint16)):
+            h.update(len(arr).to_bytes(8, "little"))
+            h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(labels, dtype=np.uint16)).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
 def write_shd(path, events_list, labels, speaker=None) -> None:
     """Write unit events in the SHD layout, atomically.
 
     Times go to ``/spikes/times`` as float16 seconds (lossy: float16 keeps 11 significant
     bits, about 0.5 ms at 1 s), units to ``/spikes/units`` as uint16, labels to ``/labels``
-    as uint16 and, when given, ``speaker`` to ``/extra/speaker``. The root carries
+    as uint16 and, when given, ``speaker`` to ``/extra/speaker``. The root carries a digest of
+    the times, units and labels (``read_shd`` checks it; files from elsewhere have none) and
     provenance attributes.
     """
     import h5py
@@ -470,9 +490,13 @@ def write_shd(path, events_list, labels, speaker=None) -> None:
                 handle.attrs[key] = value
             times = handle.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.float16))
             units = handle.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.uint16))
+            stored_times, stored_units = [], []
             for i, ev in enumerate(events_list):
-                times[i] = (np.asarray(ev["t"], dtype=np.float64) / 1e6).astype(np.float16)
-                units[i] = np.asarray(ev["unit"]).astype(np.uint16)
+                stored_times.append((np.asarray(ev["t"], dtype=np.float64) / 1e6).astype(np.float16))
+                stored_units.append(np.asarray(ev["unit"]).astype(np.uint16))
+                times[i] = stored_times[-1]
+                units[i] = stored_units[-1]
             handle.create_dataset("labels", data=labels.astype(np.uint16))
+            handle.attrs["stlsim_digest"] = _shd_digest(stored_times, stored_units, labels)
             if speaker is not None:
                 handle.create_dataset("extra/speaker", data=speaker.astype(np.uint16))
