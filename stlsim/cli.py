@@ -271,7 +271,13 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default="sl", help="the mode STL is paired against (default: sl)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_report)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    commands = [i for i, a in enumerate(argv) if not a.startswith("-")]
+    if commands and argv[commands[0]] == "bench":     # everything after `bench` is the benchmarks'
+        args = parser.parse_args(argv[:commands[0] + 1])
+        args.rest = argv[commands[0] + 1:]
+    else:
+        args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("STLSIM_DEBUG"))
     try:
         return args.func(args)

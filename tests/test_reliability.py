@@ -598,3 +598,13 @@ def test_interrupt_during_compare_writes_results_first(workdir):
         ok = results["modes"] and (results["interrupted"] or proc.returncode == 0)
     record("signals", "SIGINT during compare", "ok" if ok else "data_lost", err[-300:])
     assert ok
+
+
+def test_bench_passes_its_options_through(capsys):
+    pytest.importorskip("benchmarks.__main__")
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["bench", "--quick", "--help"])
+    text = capsys.readouterr().out
+    good = exc.value.code == 0 and "--workloads" in text
+    record("flags", "bench --quick --help reaches the benchmarks", "ok" if good else "silent_wrong", text[-200:])
+    assert good
