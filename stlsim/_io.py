@@ -168,7 +168,7 @@ def read_hdf5(path, reader: str, *, timeout: float | None = None, in_process: bo
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-c", "from stlsim._io import _child_main; _child_main()", reader, path]
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
         raise damaged_file_error(path, f"reading it did not finish within {timeout:.0f} s "
                                        "(damaged HDF5 metadata?)") from None

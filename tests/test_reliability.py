@@ -256,8 +256,6 @@ def _same(a, b):
 
 def _zeroed_blocks(src, tmp, loader, reference, step, group, monkeypatch, block=512):
     """Zero ``block`` bytes at every ``step`` offset; each load must fail clearly or be unchanged."""
-    from stlsim.train.records import load_record  # noqa: F401 - h5py warm
-
     monkeypatch.setenv("STLSIM_HDF5_TIMEOUT", "4")      # a tiny file reads in well under a second
     blob = src.read_bytes()
     for offset in range(0, len(blob), step):
