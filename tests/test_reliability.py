@@ -606,3 +606,15 @@ def test_bench_passes_its_options_through(capsys):
     good = exc.value.code == 0 and "--workloads" in text
     record("flags", "bench --quick --help reaches the benchmarks", "ok" if good else "silent_wrong", text[-200:])
     assert good
+
+
+def test_errors_in_event_files_name_the_file(tmp_path):
+    from stlsim.data.event_datasets import load_nmnist
+
+    for split in ("Train", "Test"):
+        (tmp_path / split / "3").mkdir(parents=True)
+        # one event at x = 200 on a 34 x 34 sensor: byte0 x, byte1 y, then polarity and time
+        (tmp_path / split / "3" / "00001.bin").write_bytes(bytes([200, 5, 0x80, 0x00, 0x10]))
+    outcome, text = python_error(load_nmnist, tmp_path, timesteps=2)
+    record("paths", "N-MNIST event outside the sensor", outcome if "00001.bin" in text else "silent_wrong", text)
+    assert outcome == "clear" and "00001.bin" in text, text

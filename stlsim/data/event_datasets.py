@@ -37,14 +37,20 @@ def is_event_spec(spec) -> bool:
     return isinstance(spec, str) and spec.split(":", 1)[0].lower() in EVENT_SPECS
 
 
-def _frames(events_list, T, sensor_size, downsample=1, windows=None, t_window=(0, 300_000)):
+def _frames(events_list, T, sensor_size, downsample=1, windows=None, t_window=(0, 300_000), sources=None):
+    """Binned frames of each recording; ``sources`` (one file name per recording) name errors."""
     from .events import events_to_frames
 
     out = []
     for k, events in enumerate(events_list):
         t_start, t_stop = windows[k] if windows is not None else t_window
-        frames = events_to_frames(events, T, sensor_size, mode="time", polarity_channels=True,
-                                  downsample=downsample, t_start=t_start, t_stop=t_stop)
+        try:
+            frames = events_to_frames(events, T, sensor_size, mode="time", polarity_channels=True,
+                                      downsample=downsample, t_start=t_start, t_stop=t_stop)
+        except ValueError as err:
+            if sources is None:
+                raise
+            raise ValueError(f"File {sources[k]!r}: {err}") from None
         out.append(np.minimum(frames, 1.0).reshape(T, -1))
     return np.stack(out).astype(np.float32) if out else np.zeros((0, T, 1), np.float32)
 
@@ -89,7 +95,7 @@ def load_nmnist(directory, timesteps: int = 20, max_per_split: int | None = None
         if max_per_split:
             files = files[:: max(1, len(files) // max_per_split)][:max_per_split]
         labels = np.array([int(os.path.basename(os.path.dirname(f))) for f in files], dtype=np.int64)
-        parts.append((_frames([read_nmnist(f) for f in files], timesteps, (34, 34)), labels))
+        parts.append((_frames([read_nmnist(f) for f in files], timesteps, (34, 34), sources=files), labels))
     return _dataset("nmnist", parts[0][0], parts[0][1], parts[1][0], parts[1][1], 10, timesteps,
                     os.path.abspath(directory), "see the N-MNIST licence")
 
@@ -103,7 +109,7 @@ def load_dvsgesture(directory, timesteps: int = 20, downsample: int = 4):
         trial_file = os.path.join(directory, f"trials_to_{split}.txt")
         if not os.path.exists(trial_file):
             raise FileNotFoundError(f"DVS128 Gesture: {trial_file!r} is missing")
-        events_list, windows, labels = [], [], []
+        events_list, windows, labels, sources = [], [], [], []
         for name in read_trial_list(trial_file):
             path = inside(directory, name, f"the recording listed in {trial_file!r}")
             csv = path[: -len(".aedat")] + "_labels.csv"
@@ -111,9 +117,10 @@ def load_dvsgesture(directory, timesteps: int = 20, downsample: int = 4):
                 if len(events) == 0:
                     continue
                 events_list.append(events)
+                sources.append(path)
                 windows.append((int(events["t"][0]), int(events["t"][-1]) + 1))
                 labels.append(label)
-        parts.append((_frames(events_list, timesteps, (128, 128), downsample, windows),
+        parts.append((_frames(events_list, timesteps, (128, 128), downsample, windows, sources=sources),
                       np.array(labels, dtype=np.int64)))
     return _dataset("dvsgesture", parts[0][0], parts[0][1], parts[1][0], parts[1][1], 11, timesteps,
                     os.path.abspath(directory), "see the DVS128 Gesture licence")
@@ -130,7 +137,10 @@ def load_shd_dataset(path, timesteps: int = 100, t_max_us: int = 1_400_000):
         if not os.path.exists(file):
             raise FileNotFoundError(f"SHD: {file!r} is missing")
         events_list, labels = read_shd(file)
-        frames = np.stack([np.minimum(units_to_frames(ev, timesteps, 700, t_max_us), 1.0) for ev in events_list])
+        try:
+            frames = np.stack([np.minimum(units_to_frames(ev, timesteps, 700, t_max_us), 1.0) for ev in events_list])
+        except ValueError as err:
+            raise ValueError(f"File {file!r}: {err}") from None
         parts.append((frames.astype(np.float32), labels))
     return _dataset("shd", parts[0][0], parts[0][1], parts[1][0], parts[1][1], 20, timesteps,
                     os.path.abspath(path), "CC BY 4.0 (SHD)")
