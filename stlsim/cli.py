@@ -173,6 +173,7 @@ def cmd_train(args) -> int:
     out = args.out or os.path.join("runs", f"train-{path_component(data.name)}")
     os.makedirs(out, exist_ok=True)
     record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
+    _remove_stale_temp_files(record)
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)
     override = [name for name, _ in args.override or []]
     if override and args.resume is None:
@@ -183,6 +184,20 @@ def cmd_train(args) -> int:
     print(f"{args.mode.upper()} seed {args.seed}: final test accuracy "
           f"{acc[-1] if acc else float('nan'):.4f} in {result.wall_time:.1f}s; record: {record}")
     return 130 if result.interrupted else 0
+
+
+def _remove_stale_temp_files(path, older_than_s: float = 600.0):
+    """Remove temp files of ``path`` left by a killed save (none younger than ``older_than_s``)."""
+    import glob
+    import time
+
+    pattern = os.path.join(os.path.dirname(path) or ".", "." + glob.escape(os.path.basename(path)) + ".*.tmp")
+    for name in glob.glob(pattern):
+        try:
+            if time.time() - os.path.getmtime(name) > older_than_s:
+                os.remove(name)
+        except OSError:
+            pass
 
 
 def cmd_bench(args) -> int:

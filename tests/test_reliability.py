@@ -618,3 +618,32 @@ def test_errors_in_event_files_name_the_file(tmp_path):
     outcome, text = python_error(load_nmnist, tmp_path, timesteps=2)
     record("paths", "N-MNIST event outside the sensor", outcome if "00001.bin" in text else "silent_wrong", text)
     assert outcome == "clear" and "00001.bin" in text, text
+
+
+def test_disk_full_and_killed_saves(workdir, monkeypatch, tmp_path):
+    import errno
+
+    import stlsim._io
+
+    monkeypatch.chdir(workdir)
+    out = tmp_path / "full"
+
+    def no_space(directory, prefix, suffix):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(directory, prefix + suffix))
+    with monkeypatch.context() as m:
+        m.setattr(stlsim._io, "_new_temp_file", no_space)
+        outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", out)
+    record("folders", "disk full during compare", outcome if "No space" in text else "silent_wrong", text)
+    assert outcome == "clear" and "No space" in text
+    assert not (out / ".stlsim.lock").exists()           # the claim is released on the way out
+    # a save killed midway leaves a temp file: the next run of that record removes it once it is stale
+    train_out = tmp_path / "killed"
+    train_out.mkdir()
+    stale = train_out / ".stl_seed0.h5.abcdef.h5.tmp"
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    outcome, _, text = run_cli("train", *TINY, "--out", train_out)
+    left = sorted(os.listdir(train_out))
+    record("folders", "stale temp file of a killed save", "ok" if left == ["stl_seed0.h5"] else "silent_wrong",
+           str(left))
+    assert left == ["stl_seed0.h5"], left

@@ -283,7 +283,11 @@ def interrupt_guard():
     def handler(signum, frame):
         first = state.requested is None
         state.requested = signal.Signals(signum).name
-        if not first and not state.saving:
+        if first:
+            sys.stderr.write(f"\n{state.requested}: stopping after this batch, once the finished epochs "
+                             "are saved (again to stop at once)\n")
+            sys.stderr.flush()
+        elif not state.saving:
             raise KeyboardInterrupt(state.requested)
 
     previous = {}
