@@ -342,32 +342,35 @@ def check_resume(record: dict, source, config: TrainConfig, net, netcfg=None, ov
     record; each change is returned as {field, recorded, requested, at_epoch}.
     """
     override = set(override or ())
+    if not isinstance(record.get("config"), dict) or not isinstance(record.get("conventions"), dict):
+        raise fail("resume", "a stlsim run record with its config and conventions",
+                   f"the record {source} without them", "train")
     requested = _run_fields(dataclasses.asdict(config), dataclasses.asdict(netcfg) if netcfg else None,
                             conventions_of(net))
-    known = {_leaf(name) for name, _ in requested}
+    known = {_leaf(name) for name, _ in requested} | set(_RESUME_FREE)
     unknown = sorted(override - known)
     if unknown:
         raise fail("override", f"names of run fields ({', '.join(sorted(known))})", repr(unknown[0]), "train")
-    recorded = dict(_run_fields(record["config"], record.get("network"), record["conventions"]))
-    network_recorded = record.get("network") is not None and "repr" not in record.get("network", {})
+    # Fields added to stlsim after a record was written take their defaults there.
+    network_recorded = isinstance(record.get("network"), dict) and "repr" not in record["network"]
+    recorded_config = {**dataclasses.asdict(TrainConfig()), **record["config"]}
+    recorded_network = {**dataclasses.asdict(NetConfig()), **record["network"]} if network_recorded else None
+    recorded = dict(_run_fields(recorded_config, recorded_network, record["conventions"]))
     epoch = record["checkpoint"]["epoch"] if record.get("checkpoint") else 0
     changes = []
     for name, value in requested:
         if name.startswith("network.") and not network_recorded:
             continue
-        if name not in recorded:
-            if name.startswith("network."):
-                continue
-            raise fail("resume", f"a record of this run (with field {name!r})",
-                       f"the record {source} without it", "train")
-        if recorded[name] == value:
+        if name.startswith("conventions.") and name[len("conventions."):] not in record["conventions"]:
+            continue                     # a convention recorded only by later versions
+        if recorded.get(name) == value:
             continue
         if _leaf(name) in override:
-            changes.append({"field": name, "recorded": recorded[name], "requested": value, "at_epoch": epoch})
+            changes.append({"field": name, "recorded": recorded.get(name), "requested": value, "at_epoch": epoch})
             continue
         hint = f" (to continue it anyway with the new value, pass --override {_leaf(name)}=VALUE)"
         raise fail("resume", f"a record of this run ({name} {value!r})",
-                   f"the record {source} of another run, whose {name} is {recorded[name]!r}{hint}", "train")
+                   f"the record {source} of another run, whose {name} is {recorded.get(name)!r}{hint}", "train")
     return changes
 
 
