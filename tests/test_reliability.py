@@ -647,3 +647,15 @@ def test_disk_full_and_killed_saves(workdir, monkeypatch, tmp_path):
     record("folders", "stale temp file of a killed save", "ok" if left == ["stl_seed0.h5"] else "silent_wrong",
            str(left))
     assert left == ["stl_seed0.h5"], left
+
+
+def test_version_1_records_still_resume(workdir, trained, monkeypatch):
+    def as_version_1(f):
+        f.attrs["schema_version"] = 1
+        del f.attrs["digest"]
+        del f.attrs["overrides"]
+    path = _edited_copy(trained, workdir / "v1.h5", as_version_1)
+    monkeypatch.chdir(workdir)
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", path, "--out", workdir / "v1out")
+    record("records", "a version-1 record (no digest) resumes", outcome, text)
+    assert outcome == "ok", text
