@@ -556,3 +556,22 @@ def test_record_spikes_with_a_clock_path_layer_and_bad_values():
         assert np.array_equal(b.to_dense(), a)
     with pytest.raises(ValueError, match="record"):
         net.forward(x, record="membrane")
+
+
+def test_the_backward_rerun_reuses_the_forwards_copy_of_w_t(monkeypatch):
+    monkeypatch.setattr(event, "TRANSPOSE_RATIO", 0.0)            # always push from W.T
+    rng = np.random.default_rng(13)
+    net = make_net((20, 30, 5), surrogate="rectangular")
+    x = sparse_input(rng, 30, 2, 20, 0.2)
+
+    def forward():
+        return net._forward(x, smooth=False, backend="numpy", engine="event", training=False)[2]
+
+    record = forward().layers[0]
+    buffer, serial = record.weight_t
+    event._rerun_keeping(record, 30, 2)
+    assert record.weight_t[0] is buffer and record.weight_t[1] == serial   # no new copy
+    forward()                          # another call writes the same scratch buffer
+    event._rerun_keeping(record, 30, 2)                          # copies again, same spikes
+    assert record.weight_t[1] != serial
+    assert_same_gradients(net, x, [0, 4])

@@ -44,6 +44,7 @@ never builds them.
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import numpy as np
 
@@ -141,20 +142,35 @@ def _is_event_layer(layer) -> bool:
     return type(layer) is Dense
 
 
-def _transposed_weight(weight, n_events):
+_WRITTEN = {}                       # id(W.T scratch buffer) -> serial of its last copy
+_SERIAL = itertools.count(1)
+
+
+def _transposed_weight(record, n_events):
     """W.T contiguous, or None when gathering from W itself is cheaper.
 
     Inside ``static_weights()`` the copy is cached per weight array; otherwise it is
-    written into a scratch buffer right before each kernel call that uses it.
+    written into a scratch buffer right before a kernel call that uses it, and the
+    layer's tape remembers which copy that was: the backward's re-run of the same layer
+    reuses it if no other call has written the buffer since (``_WRITTEN``), instead of
+    copying W.T again.
     """
+    weight = record.weight
     if _static_cache is not None:
         hit = _static_cache.get(id(weight))
         if hit is None or hit[0] is not weight:
             hit = _static_cache[id(weight)] = (weight, np.ascontiguousarray(weight.T))
         return hit[1]
     if n_events > TRANSPOSE_RATIO * weight.shape[1]:
+        mine = record.weight_t
+        if mine is not None and _WRITTEN.get(id(mine[0])) == mine[1]:
+            return mine[0]                            # still this layer's copy
         buffer = _scratch("weight_t", weight.shape[::-1], weight.dtype)
         np.copyto(buffer, weight.T)
+        if len(_WRITTEN) > 256:
+            _WRITTEN.clear()
+        serial = _WRITTEN[id(buffer)] = next(_SERIAL)
+        record.weight_t = (buffer, serial)
         return buffer
     return None
 
@@ -241,7 +257,7 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
         m_dense = (np.empty(T * B * N, dtype=dtype) if slot is None
                    else _scratch(("kept", slot), (T * B * N,), dtype))
     rec = [np.zeros((T, B, N), dtype=dtype) for _ in range(3)] if dense else [empty3] * 3
-    weight_t = _transposed_weight(record.weight, inputs.n_events)
+    weight_t = _transposed_weight(record, inputs.n_events)
     values, unit = kernel_values(inputs)
     CALLS["push" if weight_t is not None else "gather"] += 1
     out = kernels.dense_layer_forward(

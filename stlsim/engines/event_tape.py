@@ -33,6 +33,7 @@ class EventLayerTape:
     settings: dict           # kernel arguments shared by forward, re-runs and backward
     out_shape: tuple
     dense: tuple | None = None   # (I, m, s) once rebuilt for a Record
+    weight_t: tuple | None = None   # (W.T buffer, serial) of the last copy for this layer
 
     @property
     def nbytes(self) -> int:
