@@ -180,7 +180,11 @@ class LIF:
         return hash((tau,) + tuple(getattr(self, f.name) for f in fields(self)[1:]))
 
     def __repr__(self):
-        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+        def text(value):
+            if isinstance(value, np.ndarray) and value.size > 4:
+                return f"<{value.size} values in [{value.min():.3g}, {value.max():.3g}]>"
+            return repr(value.tolist() if isinstance(value, np.ndarray) else value)
+        shown = [f"{f.name}={text(getattr(self, f.name))}" for f in fields(self)
                  if f.name in ("tau", "theta_init", "reset", "detach_reset")
                  or not np.array_equal(getattr(self, f.name), f.default)]
         return f"LIF({', '.join(shown)})"
