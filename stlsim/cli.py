@@ -234,6 +234,16 @@ def cmd_sweep_report(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .nir import check
+
+    options = {} if args.preset is None else {"preset": args.preset}
+    report = check(args.model, against=args.against, dt=args.dt, timesteps=args.timesteps,
+                   batch=args.batch, seed=args.seed, **options)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="stlsim", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -286,6 +296,16 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default="sl", help="the mode STL is paired against (default: sl)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_report)
+    p = sub.add_parser("check", help="stlsim's gradients of a NIR file, or against a peer's own importer")
+    p.add_argument("model", help="a NIR file (HDF5), e.g. written by stlsim.nir.write or a peer's exporter")
+    p.add_argument("--against", choices=["snntorch", "norse", "spikingjelly"], default=None,
+                   help="import the file with that framework's own NIR importer and compare")
+    p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the file's)")
+    p.add_argument("--preset", default=None, help="a stlsim.conventions name for what NIR does not carry")
+    p.add_argument("--timesteps", type=_positive_int, default=8)
+    p.add_argument("--batch", type=_positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_check)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     commands = [i for i, a in enumerate(argv) if not a.startswith("-")]
     if commands and argv[commands[0]] == "bench":     # everything after `bench` is the benchmarks'
