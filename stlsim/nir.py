@@ -97,18 +97,17 @@ def _effective(net, i):
 
 def _neuron_node(nir, net, i, layer, dt, owner):
     """The NIR neuron node of spiking layer ``i`` and its stlsim record."""
+    from .network import NEURON_PARAMS
     neuron = net.neurons[net.spiking_layers.index(i)]
     eff = _effective(net, i)
     shape = tuple(layer.out_shape)
     theta = np.array(layer.expand_theta(net.params[f"{i}.theta"]), dtype=net.dtype)
     tau = np.broadcast_to(np.asarray(tau_like(eff, theta), dtype=np.float64), shape)
-    gain = float(eff.input_gain)
+    gain = np.broadcast_to(np.asarray(eff.input_gain, dtype=np.float64), shape)
     full = lambda value: np.full(shape, value, dtype=np.float64)   # noqa: E731
     record = {"settings": neuron.settings(), "threshold_sharing": layer.threshold_sharing,
-              "trained": {name.split(".", 1)[1]: net.params[name].tolist()
-                          for name in net.params
-                          if name.startswith(f"{i}.") and name.split(".", 1)[1] in
-                          ("tau", "tau_w", "alpha_syn")}}
+              "trained": {key: net.params[f"{i}.{key}"].tolist() for key in NEURON_PARAMS
+                          if f"{i}.{key}" in net.params}}
     if not eff.has_synapse and np.all(tau == 1.0):
         return nir.IF(r=full(gain / dt), v_threshold=theta, v_reset=full(eff.v_reset),
                       metadata=_meta(record)), record
@@ -326,11 +325,10 @@ def _neuron_from_node(node, name, dt, shape, record, owner):
         return np.broadcast_to(a.reshape(-1) if a.size == n else a.reshape(()), (n,))
 
     theta = arr(node.v_threshold, "v_threshold").reshape(shape)
-    values = {"v_reset": _uniform(arr(node.v_reset, "v_reset"), "v_reset", name, owner)}
+    per_neuron = {"v_reset": arr(node.v_reset, "v_reset")}        # arrays first, (n,) each
     if isinstance(node, nir.IF):
         tau = np.ones(n)
-        gain = arr(node.r, "r") * dt
-        values["v_leak"] = 0.0
+        gain = arr(node.r, "r") * dt                                # a = 1, g = r dt
     else:
         tau_mem = arr(node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau, "tau")
         if np.any(tau_mem < dt) or not np.all(np.isfinite(tau_mem)):
@@ -339,27 +337,32 @@ def _neuron_from_node(node, name, dt, shape, record, owner):
                        repr(dt), owner)
         tau = 1.0 - dt / tau_mem                                    # a = 1 - dt/tau
         gain = arr(node.r, "r") * dt / tau_mem                      # g = r dt/tau
-        values["v_leak"] = _uniform(arr(node.v_leak, "v_leak"), "v_leak", name, owner)
+        per_neuron["v_leak"] = arr(node.v_leak, "v_leak")
         if isinstance(node, nir.CubaLIF):
             tau_syn = arr(node.tau_syn, "tau_syn")
             if np.any(tau_syn < dt) or not np.all(np.isfinite(tau_syn)):
                 raise fail("dt", f"at most the smallest tau_syn of node {name!r} "
                            f"({tau_syn.min()!r} s)", repr(dt), owner)
-            values["alpha_syn"] = _uniform(1.0 - dt / tau_syn, "1 - dt/tau_syn", name, owner)
-            gain = gain * arr(node.w_in, "w_in") * dt / tau_syn
-    values["input_gain"] = _uniform(gain, "the input gain r dt/tau", name, owner)
+            per_neuron["alpha_syn"] = 1.0 - dt / tau_syn            # c = 1 - dt/tau_syn
+            gain = gain * arr(node.w_in, "w_in") * dt / tau_syn     # (L1s) input weight
+    per_neuron["input_gain"] = gain
+    per_neuron["tau"] = tau
+    if record and isinstance(record.get("settings"), dict):
+        saved = record["settings"]
+        if _consistent(saved, per_neuron, record.get("trained", {})):
+            return dict(saved), theta, record.get("trained", {})    # exact values, conventions
+    labels = {"v_reset": "v_reset", "v_leak": "v_leak", "alpha_syn": "1 - dt/tau_syn",
+              "input_gain": "the input gain r dt/tau"}
+    values = {key: _uniform(per_neuron[key], label, name, owner) for key, label in labels.items()
+              if key in per_neuron}
+    values.setdefault("v_leak", 0.0)                              # IF: no leak term
     values["tau"] = float(tau[0]) if np.all(tau == tau[0]) else tau
     settings = {"reset": "hard", "spike_at_threshold": False, "detach_reset": False,
                 "v_init": values["v_leak"], "theta_init": float(theta.flat[0]), **values}
+    if record and isinstance(record.get("settings"), dict):      # the node's values win
+        settings.update({k: record["settings"][k] for k in ("reset", "detach_reset",
+                         "spike_at_threshold", "v_init") if k in record["settings"]})
     trained = {}
-    if record and isinstance(record.get("settings"), dict):
-        saved = record["settings"]
-        if _consistent(saved, values, record.get("trained", {})):
-            settings = {k: v for k, v in saved.items()}       # exact values, every convention
-            trained = record.get("trained", {})
-        else:                                                 # the node's values win
-            settings.update({k: saved[k] for k in ("reset", "detach_reset",
-                                                    "spike_at_threshold", "v_init") if k in saved})
     return settings, theta, trained
 
 
@@ -376,6 +379,8 @@ def _consistent(saved, values, trained) -> bool:
         if saved.get("tie_gain"):
             eff["input_gain"] = 1.0 - np.asarray(eff["tau"], dtype=np.float64)
         for key in _NUMERIC:
+            if key == "v_leak" and key not in values:                # IF: (1 - tau) v_leak = 0
+                continue
             mine, theirs = eff.get(key), values.get(key)
             if (mine is None) != (theirs is None):
                 return False

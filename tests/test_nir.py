@@ -92,9 +92,18 @@ def sigmoid_tau():
     return net
 
 
+def sigmoid_tau_per_neuron():
+    neuron = stlsim.LIF.preset("spikingjelly.ParametricLIFNode", tau=np.linspace(0.3, 0.8, 7))
+    net = stlsim.Network([stlsim.Dense(6, 7, init_gain=3.0), stlsim.Dense(7, 4, init_gain=3.0)],
+                         neuron=[neuron, stlsim.LIF(tau=0.5, theta_init=0.3)], seed=9,
+                         backend="numpy")
+    _set_thetas(net, 0.1, 0.5)
+    return net
+
+
 NETS = {"dense_mixed": dense_mixed, "dense_float32": lambda: dense_mixed(np.float32),
         "conv": conv_net, "synaptic_learned": synaptic_learned, "if_after_leak": if_and_after_leak,
-        "plif": sigmoid_tau}
+        "plif": sigmoid_tau, "plif_per_neuron": sigmoid_tau_per_neuron}
 
 
 def _same_run(a, b, x, probe):
