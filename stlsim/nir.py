@@ -32,6 +32,7 @@ only when a function here is called.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -42,8 +43,17 @@ from ._checks import check_bool, check_dtype, check_real, fail
 from .layers import AvgPool2d, Conv2d, Dense, Dropout, Flatten, MaxPool2d
 from .neurons import LIF, tau_like
 
-__all__ = ["write", "read", "to_nir", "from_nir", "check", "CheckReport", "CONVENTIONS", "PEERS",
-           "SCHEMA"]
+__all__ = [
+    "CONVENTIONS",
+    "PEERS",
+    "SCHEMA",
+    "CheckReport",
+    "check",
+    "from_nir",
+    "read",
+    "to_nir",
+    "write",
+]
 
 #: Version of the ``metadata["stlsim"]`` records this module writes.
 SCHEMA = 1
@@ -104,7 +114,7 @@ def _neuron_node(nir, net, i, layer, dt, owner):
     theta = np.array(layer.expand_theta(net.params[f"{i}.theta"]), dtype=net.dtype)
     tau = np.broadcast_to(np.asarray(tau_like(eff, theta), dtype=np.float64), shape)
     gain = np.broadcast_to(np.asarray(eff.input_gain, dtype=np.float64), shape)
-    full = lambda value: np.full(shape, value, dtype=np.float64)   # noqa: E731
+    full = lambda value: np.full(shape, value, dtype=np.float64)
     record = {"settings": neuron.settings(), "threshold_sharing": layer.threshold_sharing,
               "trained": {key: net.params[f"{i}.{key}"].tolist() for key in NEURON_PARAMS
                           if f"{i}.{key}" in net.params}}
@@ -195,7 +205,7 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
             node.metadata = _meta({"layer": "Conv2d", "index": i,
                                    "bias": layer.bias or layer.batchnorm, **before})
             add(f"conv{i}", node)
-        elif isinstance(layer, AvgPool2d) or isinstance(layer, MaxPool2d):
+        elif isinstance(layer, (AvgPool2d, MaxPool2d)):
             if isinstance(layer, MaxPool2d):
                 refuse(i, repr(layer), "NIR has no max pooling: other readers get an "
                        "AvgPool2d of the same window (stlsim restores the MaxPool2d from "
@@ -231,7 +241,7 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
     out_shape = np.array(net.layers[-1].out_shape)
     nodes["output"] = nir.Output(output_type={"output": out_shape})
     order.append("output")
-    edges = list(zip(order[:-1], order[1:]))
+    edges = list(itertools.pairwise(order))
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=_meta(graph_record), type_check=True)
     return graph, losses
 
@@ -423,9 +433,9 @@ def _pair_of(value, name, what, owner):
 def from_nir(graph, dt=None, *, surrogate=None, population=None, dtype=None, backend="auto",
              preset=None, **conventions):
     """A ``stlsim.Network`` from a ``nir.NIRGraph`` (see ``read``)."""
-    from .network import Network
     from . import surrogate as _surrogate
     from .conventions import get as get_convention
+    from .network import Network
     owner = "stlsim.nir.read"
     nir = _nir()
     if not isinstance(graph, nir.NIRGraph):
@@ -670,7 +680,7 @@ class CheckReport:
         for name, shape, size, diff, rel in self.rows:
             d = "" if diff is None else f"{diff:.3e}"
             r = "" if rel is None else f"{rel:.3e}"
-            lines.append(f"{name:<12} {str(shape):<16} {size:>11.3e} {d:>11} {r:>10}")
+            lines.append(f"{name:<12} {shape!s:<16} {size:>11.3e} {d:>11} {r:>10}")
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -680,10 +690,11 @@ def _run_peer(peer, graph, dt, x, probe, nodes_of_layer):
     import torch
     torch_dtype = torch.float32 if PEERS[peer]["dtype"] == np.float32 else torch.float64
     if peer == "snntorch":
-        from snntorch import utils
-        from snntorch.import_nir import import_from_nir
         import contextlib
         import io
+
+        from snntorch import utils
+        from snntorch.import_nir import import_from_nir
         with contextlib.redirect_stdout(io.StringIO()):       # it prints as it imports
             model = import_from_nir(graph)
         utils.reset(model)
@@ -694,6 +705,7 @@ def _run_peer(peer, graph, dt, x, probe, nodes_of_layer):
         output = torch.stack(outs)
     elif peer == "norse":
         import logging
+
         import norse.torch as norse
         logging.getLogger().setLevel(logging.ERROR)
         model = norse.from_nir(graph, dt=dt, ignore_warnings=True)
@@ -726,8 +738,8 @@ def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4, se
     importer, run it on the same input and compare spikes and gradients
     (``docs/howto_nir.md``; the command ``stlsim check``). ``read_options`` go to ``read``.
     """
-    from ._checks import check_choice, check_int
     from . import surrogate as _surrogate
+    from ._checks import check_choice, check_int
     owner = "stlsim.nir.check"
     timesteps = check_int(timesteps, "timesteps", low=1, owner=owner)
     batch = check_int(batch, "batch", low=1, owner=owner)
@@ -747,8 +759,8 @@ def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4, se
         read_options.setdefault("surrogate", _surrogate.get(*peer["surrogate"]))
         read_options.setdefault("detach_reset", peer["detach_reset"])
         read_options.setdefault("dtype", peer["dtype"])
-        if dt is None and against == "snntorch":
-            dt = 1e-4                    # its importer's fixed step
+        if dt is None and against == "snntorch" and "dt" not in head:
+            dt = 1e-4                    # its importer's fixed step (used whatever the file says)
         notes.append(f"{against}'s importer: {peer['source']}.")
     dt = head.get("dt") if dt is None else dt
     net = from_nir(graph, dt, **read_options)
@@ -801,6 +813,6 @@ def _load(path):
         raise ValueError(f"File {os.fspath(path)!r} is not a NIR graph stlsim can read "
                          f"({type(err).__name__}: {err}).") from None
     if not isinstance(graph, nir.NIRGraph):
-        raise ValueError(f"File {os.fspath(path)!r} holds a single {type(graph).__name__} "
+        raise ValueError(f"File {os.fspath(path)!r} holds a single {type(graph).__name__} "  # noqa: TRY004
                          "node, not a NIR graph.")
     return graph
