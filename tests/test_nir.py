@@ -443,3 +443,45 @@ def test_import_stlsim_does_not_import_nir():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          check=False)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr
+
+
+def test_a_conv_file_written_by_spikingjelly_matches_the_spikingjelly_model(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("nirtorch")
+    from spikingjelly.activation_based import functional, layer, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        layer.Conv2d(1, 3, 3, padding=1), neuron.LIFNode(tau=2.0, v_threshold=0.3),
+        layer.AvgPool2d(2), layer.Conv2d(3, 4, 3, stride=2),
+        neuron.LIFNode(tau=3.0, decay_input=False, v_threshold=0.3),
+        layer.Flatten(), layer.Linear(4, 5), neuron.LIFNode(tau=2.0, v_threshold=0.2)).double()
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.weight.data *= 3.0
+    functional.set_step_mode(model, "m")
+    x = torch.as_tensor(_spikes((12, 3, 1, 8, 8)))
+    path = tmp_path / "sj.nir"
+    nir.write(path, export_to_nir(model, x[:, :1], dt=1e-4))   # SpikingJelly's own exporter
+    functional.reset_net(model)
+    spikes = model(x)
+    probe = torch.as_tensor(np.random.default_rng(3).standard_normal(tuple(spikes.shape)))
+    (spikes * probe).sum().backward()
+    # SpikingJelly's LIFNode(tau, decay_input) is (L2g) with a = 1 - 1/tau and g = 1/tau
+    # (or 1): its exporter writes tau_NIR = tau dt and r = 1 (or tau), which read back at the
+    # same dt as exactly those. What NIR does not carry is the preset's: H(0) = 1, Sigmoid(4).
+    net = snir.read(path, dt=1e-4, preset="spikingjelly.LIFNode", backend="numpy")
+    assert [type(layer).__name__ for layer in net.layers] == ["Conv2d", "AvgPool2d", "Conv2d",
+                                                              "Flatten", "Dense"]
+    assert net.neurons[1].tau == pytest.approx(2 / 3, rel=1e-15)
+    assert net.neurons[1].input_gain == pytest.approx(1.0, rel=1e-15)
+    _, grads, record = net.probe_grad(x.numpy(), probe.numpy())
+    assert np.array_equal(record.spikes[-1], spikes.detach().numpy())
+    assert all(s.mean() > 0.01 for s in record.spikes)
+    named = dict(model.named_parameters())
+    for ours, theirs in ((0, 0), (2, 3), (4, 6)):
+        for part in ("weight", "bias"):
+            ref = named[f"{theirs}.{part}"].grad.numpy()
+            err = np.max(np.abs(grads[f"{ours}.{part}"] - ref)) / np.max(np.abs(ref))
+            assert np.max(np.abs(ref)) > 1e-6 and err <= 1e-12, (ours, part, err)
