@@ -397,6 +397,8 @@ def test_check_against_the_peers_own_importers(tmp_path):
         # its neurons get 0.3 of the current stlsim's do.
         rep = snir.check(path, against="norse", timesteps=10)
         assert not rep.ok and rep.worst is not None
+        from stlsim import cli
+        assert cli.main(["check", str(path), "--against", "norse"]) == 1    # a failed check
         gain = stlsim.LIF(tau=0.7, theta_init=0.1, input_gain=0.3)    # r = 1: Norse's case
         norse_net = stlsim.Network([stlsim.Dense(6, 8, bias=True, init_gain=3.0),
                                     stlsim.Dense(8, 4, bias=True, init_gain=3.0)],
