@@ -58,6 +58,8 @@ def test_simulator_parity_with_numpy_reference(tmp_path):
                         assert (f"neuron {dtype} {reset} {surrogate} detach={detach} smooth={smooth}"
                                 in names)
     assert any(name.startswith("dense network") and "float32" in name for name in names)
+    for label in ("after_leak", "none", "leak_gain_vreset", "per_neuron_tau", "strict"):
+        assert f"convention float64 {label} smooth=False" in names     # Section 8 on the GPU
     assert any(name.startswith("deterministic") for name in names)
     # The budgets were the (1e-12 in float64, 1e-5 in float32), spikes identical.
     for check in result["checks"]:

@@ -120,6 +120,43 @@ def main(argv=None) -> int:
         record(f"neuron {dtype.name} {reset} {name} detach={detach} smooth={smooth}", errors,
                same, tolerance[dtype])
 
+    # --- 1b. the neuron conventions of docs/model.md Section 8, per-layer protocol ----------
+    conventions = {
+        "after_leak": dict(reset="subtract_after_leak", detach_reset=True, spike_at_threshold=False,
+                           v_init=0.6),
+        "after_leak_attached": dict(reset="subtract_after_leak"),
+        "none": dict(reset="none", input_gain=0.5),
+        "leak_gain_vreset": dict(input_gain=0.1, v_leak=0.2, v_reset=0.1, v_init=0.2, tau=0.9),
+        "per_neuron_tau": dict(tau=np.linspace(0.1, 0.95, N), reset="soft"),
+        "strict": dict(spike_at_threshold=False),
+    }
+    for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
+        for label, options in conventions.items():
+            options = dict(options)
+            neuron = stlsim.LIF(tau=options.pop("tau", 0.6), **options)
+            theta = rng.uniform(-0.3, 1.2, N).astype(dtype)
+            current = rng.uniform(-1.0, 2.5, (T, B, N)).astype(dtype)
+            grad_spikes = rng.normal(size=(T, B, N)).astype(dtype)
+            surrogate = surrogates["atan"]
+            before = backend.CALLS["fallback:numpy"]
+            for smooth in (False, True):
+                spikes_ref, membrane_ref = reference_forward(current, theta, neuron, surrogate,
+                                                             smooth)
+                spikes, membrane = backend.lif_forward(current, theta, neuron, surrogate, smooth)
+                delta_ref, theta_ref = reference_backward(grad_spikes, membrane_ref, spikes_ref,
+                                                          theta, neuron, surrogate)
+                delta, grad_theta = backend.lif_backward(grad_spikes, membrane_ref, spikes_ref,
+                                                         theta, neuron, surrogate)
+                errors = {"membrane": error(membrane, membrane_ref),
+                          "grad_current": error(delta, delta_ref),
+                          "grad_theta": error(grad_theta, theta_ref)}
+                same = True if smooth else np.array_equal(spikes, spikes_ref)
+                if smooth:
+                    errors["spikes (smooth)"] = error(spikes, spikes_ref)
+                ran = backend.CALLS["fallback:numpy"] == before
+                record(f"convention {dtype.name} {label} smooth={smooth}", errors, same and ran,
+                       tolerance[dtype])
+
     # --- 2. the device-resident Dense path ---------------------------------------------------
     def dense_net(sizes, dtype, reset="hard", surrogate="atan", detach=False, bias=False,
                   sharing="neuron", population=2, tau=0.5):
@@ -200,6 +237,24 @@ def main(argv=None) -> int:
     record("Network.forward per-layer path", {f"membrane {i}": error(a, b) for i, (a, b) in
                                               enumerate(zip(got.membrane, ref.membrane))},
            all(np.array_equal(a, b) for a, b in zip(got.spikes, ref.spikes)), 1e-12)
+
+    # --- 2b. the device-resident path with other frameworks' neurons ------------------------
+    for preset in ("snntorch.Leaky", "norse.LIFBoxCell", "spikingjelly.LIFNode"):
+        net = dense_net(sizes, np.float64)
+        net = stlsim.Network(net.layers, neuron=stlsim.LIF.preset(preset, theta_init=0.3),
+                             surrogate="atan", population=2, seed=3, backend="numpy")
+        for key in net.params:
+            if key.endswith(".weight"):
+                net.params[key] *= 4.0
+        x = np.random.default_rng(6).random((T, B, sizes[0]))
+        y = np.arange(B) % net.n_classes
+        loss_ref, grads_ref = net.loss_and_grad(x, y, backend="numpy")
+        before = backend.CALLS["fused_loss_and_grad"]
+        loss, grads = net.loss_and_grad(x, y, backend="cuda")
+        used_fused = backend.CALLS["fused_loss_and_grad"] == before + 1
+        errors = {"loss": error(loss, loss_ref)}
+        errors.update({f"grad {k}": error(grads[k], grads_ref[k]) for k in grads_ref})
+        record(f"dense network {preset} float64", errors, used_fused, 1e-12)
 
     # --- 3. a conv network: per-layer protocol, GEMMs on the host ----------------------------
     conv = stlsim.Network([stlsim.Conv2d(1, 2, 3, padding=1, init_gain=3.0), stlsim.Flatten(),

@@ -33,7 +33,8 @@ import numpy as np
 
 from ..layers.dense import Dense
 
-__all__ = ["Backend", "FusedResult", "kernel_surrogate", "kernel_neuron", "dense_only",
+__all__ = ["Backend", "FusedResult", "kernel_surrogate", "kernel_neuron", "compiled_neuron",
+           "dense_only",
            "neuron_spec", "theta_per_neuron"]
 
 
@@ -80,9 +81,17 @@ def kernel_surrogate(surrogate):
 
 def kernel_neuron(neuron) -> bool:
     """True if ``neuron`` (one LIF shared by every layer) has only the paper's options
-    (``LIF.is_paper_form``), the form the CUDA and event kernels implement; the Numba CPU
-    kernels implement every option of ``docs/model.md`` Section 8."""
+    (``LIF.is_paper_form``), the form the event kernels implement; the Numba CPU and CUDA
+    kernels implement more (``compiled_neuron``)."""
     return not isinstance(neuron, (list, tuple)) and neuron.is_paper_form
+
+
+def compiled_neuron(neuron) -> bool:
+    """Whether the Numba CPU and CUDA kernels implement ``neuron`` (one layer's LIF): every
+    option of docs/model.md Section 8 but the synapse (L1s) and a per-neuron gain (a gain
+    tied to a per-neuron decay). The backward of a trained decay or synapse runs on the
+    NumPy reference (``grad.bptt.run_backward``)."""
+    return not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
 
 
 def dense_only(layers, surrogate):

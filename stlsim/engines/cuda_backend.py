@@ -20,7 +20,7 @@ from ..grad import bptt
 from ..kernels import cuda_gemm, cuda_neurons
 from ..kernels.cuda_device import CALLS, SIMULATOR, cuda, device_name
 from . import clock, fused_cuda
-from .backend import Backend, kernel_neuron, kernel_surrogate, theta_per_neuron
+from .backend import Backend, compiled_neuron, kernel_surrogate, neuron_spec, theta_per_neuron
 
 __all__ = ["BACKEND", "lif_forward", "lif_backward", "info", "set_gemm", "clear_workspace",
            "CALLS", "GEMMS"]
@@ -36,19 +36,20 @@ def _spike_dtype(dtype, smooth):
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """CUDA twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not kernel_neuron(neuron):
+    if spec is None or not compiled_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
     shape = current.shape
     T, B = shape[:2]
     flat = np.ascontiguousarray(current).reshape(T, B, -1)
+    theta_flat = theta_per_neuron(theta, shape[2:], flat.dtype)
     device_current = cuda.to_device(flat)
     device_spikes = cuda.device_array(flat.shape, dtype=_spike_dtype(flat.dtype, smooth))
-    device_theta = cuda.to_device(theta_per_neuron(theta, shape[2:], flat.dtype))
+    device_theta = cuda.to_device(theta_flat)
     cuda_neurons.forward(device_current, device_theta, False, device_theta, device_current,
-                         device_spikes, flat.dtype.type(neuron.tau), neuron.reset == "hard",
-                         bool(smooth), *spec)                             # membrane in place
+                         device_spikes, neuron_spec(neuron, theta_flat, flat.dtype), bool(smooth),
+                         *spec)                                           # membrane in place
     spikes = device_spikes.copy_to_host().astype(flat.dtype, copy=False)
     return spikes.reshape(shape), device_current.copy_to_host().reshape(shape)
 
@@ -56,7 +57,7 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """CUDA twin of ``grad.bptt.lif_backward``: returns ``(grad_membrane, grad_theta)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not kernel_neuron(neuron):
+    if spec is None or not compiled_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1
@@ -68,9 +69,9 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     N = grad.shape[2]
     theta_partial = cuda.device_array((B, N), dtype=dtype)
     grad_theta = cuda.device_array(N, dtype=dtype)
-    cuda_neurons.backward(grad, m, s, cuda.to_device(theta_per_neuron(theta, shape[2:], dtype)),
-                          grad, theta_partial, dtype.type(neuron.tau), neuron.reset == "hard",
-                          neuron.detach_reset, *spec)                     # delta over e in place
+    theta_flat = theta_per_neuron(theta, shape[2:], dtype)
+    cuda_neurons.backward(grad, m, s, cuda.to_device(theta_flat), grad, theta_partial,
+                          neuron_spec(neuron, theta_flat, dtype), *spec)  # dL/dI over e in place
     cuda_neurons.column_sum(theta_partial, grad_theta)                    # (B5) over b
     return grad.copy_to_host().reshape(shape), grad_theta.copy_to_host().reshape(shape[2:])
 

@@ -16,7 +16,7 @@ from .. import _workspace as workspace
 from ..kernels import cpu
 from ..readout import loss_from_rates, population_rates, rates_backward
 from ..neurons import neuron_of
-from .backend import FusedResult, dense_only, neuron_spec, theta_per_neuron
+from .backend import FusedResult, compiled_neuron, dense_only, neuron_spec, theta_per_neuron
 
 __all__ = ["loss_and_grad"]
 
@@ -46,8 +46,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     the adjoints e_t. Kernels never write an array they read.
     """
     spec = dense_only(layers, surrogate)
-    if spec is None or any(neuron_of(neuron, i).has_synapse or neuron_of(neuron, i).learns
-                           or np.ndim(neuron_of(neuron, i).input_gain) for i in range(len(layers))):
+    if spec is None or any(not compiled_neuron(neuron_of(neuron, i)) or neuron_of(neuron, i).learns
+                           for i in range(len(layers))):
         return None
     CALLS["fused_loss_and_grad"] += 1
     T, B = x.shape[:2]

@@ -15,9 +15,16 @@ from .. import _workspace as workspace
 from ..kernels import cuda_gemm, cuda_neurons
 from ..kernels.cuda_device import CALLS, cuda
 from ..readout import loss_from_rates, population_rates
-from .backend import FusedResult, dense_only, kernel_neuron, theta_per_neuron
+from ..neurons import neuron_of
+from .backend import FusedResult, compiled_neuron, dense_only, neuron_spec, theta_per_neuron
 
 __all__ = ["loss_and_grad", "forward"]
+
+
+def _takes(layers, neuron) -> bool:
+    """Every layer's neuron is one the CUDA kernels compile and none trains its decay."""
+    return all(compiled_neuron(neuron_of(neuron, i)) and not neuron_of(neuron, i).learns
+               for i in range(len(layers)))
 
 
 def _buffer(name, shape, dtype):
@@ -38,27 +45,28 @@ def _forward_on_device(layers, params_per_layer, x, neuron, spec, smooth):
     T, B = x.shape[:2]
     rows = T * B
     dtype = np.dtype(x.dtype)
-    tau = dtype.type(neuron.tau)
-    hard = neuron.reset == "hard"
     spike_dtype = _spike_dtype(dtype, smooth)
     if isinstance(x, np.ndarray):
         h = cuda.to_device(np.ascontiguousarray(x).reshape(rows, -1))         # upload x
     else:
         h = x.reshape(rows, -1)                                              # already there
-    state = {"inputs": [], "weights": [], "thetas": [], "membranes": [], "spikes": []}
+    state = {"inputs": [], "weights": [], "thetas": [], "membranes": [], "spikes": [],
+             "neurons": []}
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
         weight = cuda.to_device(np.ascontiguousarray(params["weight"]))
-        theta = cuda.to_device(theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,),
-                                                dtype))
+        theta_host = theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
+        layer_neuron = neuron_spec(neuron_of(neuron, i), theta_host, dtype)
+        theta = cuda.to_device(theta_host)
         bias = cuda.to_device(params["bias"]) if layer.bias else theta  # unread without bias
         membrane = _buffer(("m", i), (rows, n_out), dtype)
         cuda_gemm.matmul(h, weight, membrane, trans_b=True)              # (L1) I = s W^T
         spikes = _buffer(("s", i), (rows, n_out), spike_dtype)
         membrane_3d = membrane.reshape(T, B, n_out)
         cuda_neurons.forward(membrane_3d, bias, layer.bias, theta, membrane_3d,
-                             spikes.reshape(T, B, n_out), tau, hard, bool(smooth),
+                             spikes.reshape(T, B, n_out), layer_neuron, bool(smooth),
                              *spec)                                       # (L2)-(L4) in place
+        state["neurons"].append(layer_neuron)
         for key, value in zip(state, (h, weight, theta, membrane, spikes)):
             state[key].append(value)
         h = spikes
@@ -83,7 +91,7 @@ def forward(layers, params_per_layer, x, neuron, surrogate, smooth=False):
     ``Network``; ``x`` may also be a C-contiguous CUDA array (no upload then).
     """
     spec = dense_only(layers, surrogate)
-    if spec is None or not kernel_neuron(neuron):      # the paper's form only
+    if spec is None or not _takes(layers, neuron):
         return None
     CALLS["fused_forward"] += 1
     x = _input(x)
@@ -106,15 +114,13 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     ``benchmarks/gpu_bench.py``).
     """
     spec = dense_only(layers, surrogate)
-    if spec is None or not kernel_neuron(neuron):      # the paper's form only
+    if spec is None or not _takes(layers, neuron):
         return None
     CALLS["fused_loss_and_grad"] += 1
     x = _input(x)
     T, B = x.shape[:2]
     rows = T * B
     dtype = np.dtype(x.dtype)
-    tau = dtype.type(neuron.tau)
-    hard = neuron.reset == "hard"
     state = _forward_on_device(layers, params_per_layer, x, neuron, spec, smooth)
     # The readout on the host: C * P output spikes per (t, b) come back, dL/dr goes down.
     output = state["spikes"][-1].copy_to_host().astype(dtype, copy=False)
@@ -133,8 +139,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
         view = grad.reshape(T, B, n_out)
         cuda_neurons.backward(view, state["membranes"][i].reshape(T, B, n_out),
                               state["spikes"][i].reshape(T, B, n_out), state["thetas"][i], view,
-                              theta_partial, tau, hard, neuron.detach_reset,
-                              *spec)                                      # (B1)-(B3), delta over e
+                              theta_partial, state["neurons"][i],
+                              *spec)                                      # (B1)-(B3), dL/dI over e
         local = {"theta": cuda.device_array(n_out, dtype=dtype)}
         cuda_neurons.column_sum(theta_partial, local["theta"])            # (B5) over b
         local["weight"] = cuda.device_array(state["weights"][i].shape, dtype=dtype)

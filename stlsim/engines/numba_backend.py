@@ -17,23 +17,17 @@ import numpy as np
 from ..grad import bptt
 from ..kernels import cpu
 from . import clock, fused_cpu
-from .backend import Backend, kernel_surrogate, neuron_spec, theta_per_neuron
+from .backend import Backend, compiled_neuron, kernel_surrogate, neuron_spec, theta_per_neuron
 
-__all__ = ["BACKEND", "lif_forward", "lif_backward", "compiled"]
+__all__ = ["BACKEND", "lif_forward", "lif_backward"]
 
 CALLS = cpu.CALLS
-
-
-def compiled(neuron) -> bool:
-    """Whether these kernels implement ``neuron``: every option of docs/model.md Section 8
-    but the synapse (L1s) and a per-neuron gain (a gain tied to a per-neuron decay)."""
-    return not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
 
 
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """Numba twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled(neuron):
+    if spec is None or not compiled_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -53,7 +47,7 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """Numba twin of ``grad.bptt.lif_backward``: returns ``(grad_current, grad_theta)``."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled(neuron):
+    if spec is None or not compiled_neuron(neuron):
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1

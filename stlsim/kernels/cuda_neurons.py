@@ -1,8 +1,9 @@
 """numba.cuda kernels of the LIF neurons: one GPU thread per (sample b, neuron i).
 
 Each thread runs that neuron's whole time recursion: (L2)-(L4) forward, (B1)-(B5)
-backward (``docs/model.md``), with the per-neuron math of ``stlsim.kernels.scalar``
-(the same functions the CPU kernels compile). Arrays are time-major ``(T, B, N)``
+backward, with the options of ``docs/model.md`` Section 8 (the synapse aside), by the
+per-neuron math of ``stlsim.kernels.scalar`` (the same general step the CPU kernels
+compile; options are run-time arguments here: a warp takes one branch). Arrays are time-major ``(T, B, N)``
 device arrays; thread ``b * N + i`` touches element ``[t, b, i]``, so at each step a
 warp reads and writes consecutive addresses (coalesced). Spikes are ``uint8`` (the
 float dtype only in smooth mode, where they are P(m - theta)).
@@ -24,8 +25,8 @@ from .cuda_device import CALLS, THREADS, blocks, cuda
 __all__ = ["forward", "backward", "column_sum", "spread_rates"]
 
 register_scalar()          # the scalar functions become callable from CUDA kernels
-_step_forward = scalar.lif_forward_step
-_step_backward = scalar.lif_backward_step
+_step_forward = scalar.lif_forward_step_general
+_step_backward = scalar.lif_backward_step_general
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -35,10 +36,11 @@ _step_backward = scalar.lif_backward_step
 # float64 by the surrogate math.
 
 @cuda.jit
-def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, hard, smooth,
-                        kind, param):
-    """(L2)-(L4) through time for neuron (b, i) = divmod(thread, N). ``membrane`` may be
-    ``current`` itself (overwritten in place)."""
+def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, leak, s_init, gain,
+                        v_reset, v_init, reset, strict, has_leak, has_gain, has_reset_potential,
+                        per_tau, smooth, kind, param):
+    """(L2)-(L4) and docs/model.md Section 8's options through time for neuron (b, i) =
+    divmod(thread, N). ``membrane`` may be ``current`` itself (overwritten in place)."""
     lane = cuda.grid(1)
     n_neurons = current.shape[2]
     if lane >= current.shape[1] * n_neurons:
@@ -46,23 +48,30 @@ def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, h
     b = lane // n_neurons
     i = lane - b * n_neurons
     v = cuda.local.array(1, membrane.dtype)
-    v[0] = 0                                                                # v_0 = 0
+    s_prev = cuda.local.array(1, membrane.dtype)
+    v[0] = v_init                                                           # v_0
+    s_prev[0] = s_init[i] if reset == scalar.AFTER_LEAK else 0              # s_0 (L2a)
+    tau_i = tau[i] if per_tau else tau[0]
+    leak_i = leak[i] if has_leak else leak[0]
     for t in range(current.shape[0]):
         current_t = current[t, b, i]
         if has_bias:
             current_t += bias[i]                                            # (L1) + bias
-        m, s, v_new = _step_forward(current_t, v[0], theta[i], tau, hard, smooth, kind,
-                                    param)                                  # (L2)-(L4)
+        m, s, v_new = _step_forward(current_t, v[0], s_prev[0], theta[i], tau_i, leak_i, gain,
+                                    v_reset, reset, strict, has_leak, has_gain,
+                                    has_reset_potential, smooth, kind, param)  # (L2)-(L4)
         membrane[t, b, i] = m
         spikes[t, b, i] = s
         v[0] = v_new
+        s_prev[0] = s
 
 
 @cuda.jit
 def _lif_backward_kernel(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial,
-                         tau, hard, detach, kind, param):
-    """(B1)-(B3) in reverse time for neuron (b, i); ``theta_partial[b, i]`` receives its
-    (B5) sum over t. ``grad_membrane`` may be ``grad_spikes`` itself."""
+                         tau, s_init, gain, v_reset, reset, detach, has_gain, has_reset_potential,
+                         per_tau, kind, param):
+    """(B1)-(B3) in reverse time for neuron (b, i); ``grad_membrane`` receives dL/dI_t and
+    may be ``grad_spikes`` itself; ``theta_partial[b, i]`` its (B5) sum over t."""
     lane = cuda.grid(1)
     n_neurons = grad_spikes.shape[2]
     if lane >= grad_spikes.shape[1] * n_neurons:
@@ -73,13 +82,17 @@ def _lif_backward_kernel(grad_spikes, membrane, spikes, theta, grad_membrane, th
     grad_theta = cuda.local.array(1, grad_membrane.dtype)
     delta_next[0] = 0                                                       # delta_{T+1} = 0
     grad_theta[0] = 0
+    tau_i = tau[i] if per_tau else tau[0]
     for t in range(grad_spikes.shape[0] - 1, -1, -1):
-        delta, theta_term = _step_backward(grad_spikes[t, b, i], delta_next[0],
-                                           membrane[t, b, i], spikes[t, b, i], theta[i],
-                                           tau, hard, detach, kind, param)  # (B1)-(B3)
-        grad_membrane[t, b, i] = delta
+        delta, grad_current, theta_term = _step_backward(
+            grad_spikes[t, b, i], delta_next[0], membrane[t, b, i], spikes[t, b, i], theta[i],
+            tau_i, gain, v_reset, reset, detach, has_gain, has_reset_potential, kind,
+            param)                                                          # (B1)-(B3)
+        grad_membrane[t, b, i] = grad_current
         delta_next[0] = delta
         grad_theta[0] -= theta_term                                         # (B5) over t
+    if reset == scalar.AFTER_LEAK:
+        grad_theta[0] -= s_init[i] * delta_next[0]                          # (B5a) at t = 1
     theta_partial[b, i] = grad_theta[0]
 
 
@@ -113,24 +126,30 @@ def _spread_rates_kernel(grad_rates, population, denominator, grad_spikes):
 
 # --- launches --------------------------------------------------------------------------------
 
-def forward(current, bias, has_bias, theta, membrane, spikes, tau, hard, smooth, kind, param):
+def forward(current, bias, has_bias, theta, membrane, spikes, neuron, smooth, kind, param):
     """(L2)-(L4) for device arrays (T, B, N); ``membrane`` may be ``current`` (in place);
-    ``bias`` (N,) is added to the currents when ``has_bias``; ``tau`` of the dtype."""
+    ``bias`` (N,) is added to the currents when ``has_bias``; ``neuron`` a
+    ``kernels.spec.NeuronSpec`` (its arrays uploaded here)."""
     T, B, N = current.shape
     CALLS["kernel:lif_forward"] += 1
-    _lif_forward_kernel[blocks(B * N), THREADS](current, bias, has_bias, theta, membrane, spikes,
-                                                tau, hard, smooth, kind, param)
+    _lif_forward_kernel[blocks(B * N), THREADS](
+        current, bias, has_bias, theta, membrane, spikes, cuda.to_device(neuron.tau),
+        cuda.to_device(neuron.leak), cuda.to_device(neuron.s_init), neuron.gain, neuron.v_reset,
+        neuron.v_init, neuron.reset, neuron.strict, neuron.has_leak, neuron.has_gain,
+        neuron.has_reset_potential, neuron.per_tau, smooth, kind, param)
 
 
-def backward(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial, tau, hard,
-             detach, kind, param):
-    """(B1)-(B3) in reverse time into ``grad_membrane`` (may be ``grad_spikes``), and each
-    lane's (B5) sum over t into ``theta_partial`` (B, N)."""
+def backward(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial, neuron, kind,
+             param):
+    """(B1)-(B3) in reverse time into ``grad_membrane`` (dL/dI_t; may be ``grad_spikes``),
+    and each lane's (B5) sum over t into ``theta_partial`` (B, N)."""
     T, B, N = grad_spikes.shape
     CALLS["kernel:lif_backward"] += 1
-    _lif_backward_kernel[blocks(B * N), THREADS](grad_spikes, membrane, spikes, theta,
-                                                 grad_membrane, theta_partial, tau, hard, detach,
-                                                 kind, param)
+    _lif_backward_kernel[blocks(B * N), THREADS](
+        grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial,
+        cuda.to_device(neuron.tau), cuda.to_device(neuron.s_init), neuron.gain, neuron.v_reset,
+        neuron.reset, neuron.detach, neuron.has_gain, neuron.has_reset_potential,
+        neuron.per_tau, kind, param)
 
 
 def column_sum(rows, out):
