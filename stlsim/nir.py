@@ -85,7 +85,8 @@ def _meta(record: dict) -> dict:
 
 def _record_of(node) -> dict | None:
     """The stlsim record in a node's metadata, or None (a file from another writer)."""
-    text = (getattr(node, "metadata", None) or {}).get("stlsim")
+    meta = getattr(node, "metadata", None)
+    text = meta.get("stlsim") if isinstance(meta, dict) else None
     if isinstance(text, bytes):
         text = text.decode("utf8")
     if not isinstance(text, str):
@@ -549,10 +550,9 @@ def from_nir(graph, dt=None, *, surrogate=None, population=None, dtype=None, bac
     if pending_neuron is not None:
         raise fail("graph", "a neuron node after the last synapse", f"{pending_neuron!r} last",
                    owner)
-    # Shapes: a throwaway Network passes the input shape along the layers.
+    # Each layer learns its shape from the one before it (the neuron nodes need them).
     from .layers.shape import resolve_shapes
     resolve_shapes(layers, shape)
-    sharing_of = {}
     trained_of = {}
     for i, (layer, vals) in enumerate(zip(layers, values)):
         if not layer.has_neurons:
@@ -573,7 +573,7 @@ def from_nir(graph, dt=None, *, surrogate=None, population=None, dtype=None, bac
         else:
             sharing, vals["theta"] = "neuron", theta
         layer.threshold_sharing = sharing
-        sharing_of[i], trained_of[i] = sharing, trained
+        trained_of[i] = trained
         neurons.append(neuron)
     net = Network(layers, neuron=neurons, surrogate=surrogate, population=population, dtype=dtype,
                   backend=backend, input_shape=shape)
