@@ -514,6 +514,21 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     return spk_ptr, spk_idx[:n_spikes], m_ptr, m_idx[:n_kept], m_val[:n_kept]
 
 
+_ATAN, _SIGMOID = scalar.ATAN, scalar.SIGMOID
+
+
+@numba.njit(cache=True, inline="always")
+def _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau, hard, detach, kind,
+              param):
+    """(B1)-(B3), (B5) for every neuron of a row whose membranes were all kept."""
+    for i in range(d.shape[0]):
+        delta_i, theta_term = _step_backward(
+            e_row[i], delta_next[i], m_row[i], float(spiking[i]), theta[i], tau, hard,
+            detach, kind, param)                                         # (B1)-(B3)
+        d[i] = delta_i
+        theta_b[i] -= theta_term                                         # (B5)
+
+
 @numba.njit(cache=True)
 def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, e_dense, e_kept,
                          m_ptr, m_idx, m_val, spk_ptr, spk_idx, in_ptr, in_idx, in_val,
@@ -546,13 +561,18 @@ def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, 
             for e in range(spk_ptr[r], spk_ptr[r + 1]):
                 spiking[spk_idx[e]] = 1
             if all_kept:
-                e_row = e_dense[t, b]
-                for i in range(N):
-                    delta_i, theta_term = _step_backward(
-                        e_row[i], delta_next[i], m_val[r * N + i], float(spiking[i]),
-                        theta[i], tau, hard, detach, kind, param)        # (B1)-(B3)
-                    d[i] = delta_i
-                    theta_b[i] -= theta_term                             # (B5)
+                # One loop per surrogate code, so that the compiler sees a constant
+                # code and can vectorize the row (same arithmetic).
+                e_row, m_row = e_dense[t, b], m_val[r * N:(r + 1) * N]
+                if kind == _ATAN:
+                    _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
+                              hard, detach, _ATAN, param)
+                elif kind == _SIGMOID:
+                    _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
+                              hard, detach, _SIGMOID, param)
+                else:
+                    _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
+                              hard, detach, kind, param)
                 for e in range(spk_ptr[r], spk_ptr[r + 1]):
                     spiking[spk_idx[e]] = 0
             else:
