@@ -571,11 +571,18 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
 
 def conventions_of(net) -> dict:
     """The conventions a record must carry to be interpreted."""
-    return {"tau": net.neuron.tau, "theta_init": net.neuron.theta_init, "reset": net.neuron.reset,
-            "detach_reset": net.neuron.detach_reset, "heaviside_at_zero": 1,
-            "surrogate": net.surrogate.name, "surrogate_params": net.surrogate.params,
-            "population": net.population, "n_classes": net.n_classes, "dtype": net.dtype.name,
-            "layout": "time-major (T, B, ...)", "architecture": repr(net)}
+    neuron = net.neuron
+    out = {"tau": neuron.tau if not neuron.per_neuron_tau else neuron.tau.tolist(),
+           "theta_init": neuron.theta_init, "reset": neuron.reset,
+           "detach_reset": neuron.detach_reset,
+           "heaviside_at_zero": int(neuron.spike_at_threshold),
+           "surrogate": net.surrogate.name, "surrogate_params": net.surrogate.params,
+           "population": net.population, "n_classes": net.n_classes, "dtype": net.dtype.name,
+           "layout": "time-major (T, B, ...)", "architecture": repr(net)}
+    neurons = getattr(net, "neurons", [neuron])
+    if any(not n.is_paper_form for n in neurons) or any(n != neuron for n in neurons):
+        out["neurons"] = [n.settings() for n in neurons]     # docs/model.md section 8
+    return out
 
 
 def dumps(obj) -> str:
