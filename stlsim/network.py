@@ -177,8 +177,8 @@ class Network:
                     try:
                         np.broadcast_to(n.tau, shape)
                     except ValueError:
-                        raise fail("tau", f"a float or {int(np.prod(shape))} values (one per neuron "
-                                   f"of layer {i}, shape {shape})", f"{n.tau.size} values",
+                        raise fail("tau", f"a float or {int(np.prod(shape))} values (one per "
+                                   f"neuron of layer {i}, shape {shape})", f"{n.tau.size} values",
                                    "Network") from None
         self._spiking_index = {i: k for k, i in enumerate(spiking)}
         # What the engines get: the LIF itself when shared, else one entry per layer.
@@ -382,8 +382,9 @@ class Network:
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
         value, grad_rates = loss_from_rates(rates, y, loss)
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
-        per_layer = get_engine(engine, "Network").run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
-                             self.surrogate, get_backend(backend, "Network"))
+        per_layer = get_engine(engine, "Network").run_backward(
+            self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
+            self.surrogate, get_backend(backend, "Network"))
         grads = self._flatten(per_layer)
         if return_record:
             index = self.spiking_layers

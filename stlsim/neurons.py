@@ -121,7 +121,8 @@ class LIF:
         if learn not in (False, "factor", "sigmoid"):
             raise fail("learn_tau", 'False, "factor" or "sigmoid"', repr(self.learn_tau), "LIF")
         set_(self, "learn_tau", learn)
-        if learn == "sigmoid" and (np.any(np.asarray(self.tau) <= 0) or np.any(np.asarray(self.tau) >= 1)):
+        tau = np.asarray(self.tau)
+        if learn == "sigmoid" and (np.any(tau <= 0) or np.any(tau >= 1)):
             raise fail("tau", 'in (0, 1) with learn_tau="sigmoid" (tau = 1 - sigmoid(w))',
                        repr(self.tau), "LIF")
         if self.tie_gain and self.input_gain != 1.0:

@@ -16,7 +16,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import stlsim  # noqa: E402
 import stlsim.interop as interop  # noqa: E402
 
 

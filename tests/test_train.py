@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import stlsim
-from stlsim.data import Dataset, load_digits
+from stlsim.data import load_digits
 from stlsim.train import Adam, SGD, NetConfig, TrainConfig, build_network, train, trainable_names
 from stlsim.train.records import load_record
 
