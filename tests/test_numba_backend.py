@@ -199,3 +199,22 @@ def test_lazy_import_auto_backend_and_threads():
     assert stlsim.Network([stlsim.Dense(3, 2)], backend="auto").backend == "numba"
     with pytest.raises(ValueError, match="`n` of `set_num_threads`"):
         stlsim.set_num_threads(0)
+
+
+def test_a_threading_layer_started_before_stlsim_is_reported():
+    # numba.get_num_threads() starts Numba's threads with its default layer (OpenMP here);
+    # stlsim can then not select workqueue, and says so instead of running slower silently.
+    code = ("import warnings, numba\n"
+            "numba.get_num_threads()\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import stlsim.kernels.cpu\n"
+            "print(numba.threading_layer(), any('threading layer' in str(w.message) for w in caught))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k != "NUMBA_THREADING_LAYER"})
+    layer, warned = out.stdout.split()
+    assert warned == ("True" if layer != "workqueue" else "False")
+    code = "import stlsim, numba; stlsim.get_num_threads(); print(numba.threading_layer())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "workqueue"

@@ -49,9 +49,20 @@ CALLS = collections.Counter()
 # --- set-up: threading layer, thread count, cache hygiene ----------------------------------
 
 def _configure_threading():
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        # workqueue threads sleep between launches; OpenMP's spin and starve BLAS.
-        numba.config.THREADING_LAYER = "workqueue"
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    # workqueue threads sleep between launches; OpenMP's spin and starve BLAS.
+    numba.config.THREADING_LAYER = "workqueue"
+    from numba.np.ufunc import parallel
+    if getattr(parallel, "_is_initialized", False) and numba.threading_layer() != "workqueue":
+        # Too late: something launched Numba's threads first (even numba.get_num_threads()
+        # does). The layer cannot change now; the fused steps then run up to 2x slower.
+        import warnings
+        warnings.warn(f"Numba's threading layer was started ({numba.threading_layer()!r}) before "
+                      "stlsim's kernels loaded, so stlsim cannot select 'workqueue'; its idle "
+                      "threads may starve BLAS (slower training steps). Import or use stlsim "
+                      "first, or set NUMBA_THREADING_LAYER (docs/performance.md).",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _apply_num_threads() -> int:
