@@ -229,7 +229,8 @@ def cmd_sweep(args) -> int:
 def cmd_sweep_report(args) -> int:
     from .sweep.report import write_sweep_report
 
-    path = write_sweep_report(args.sweep_dir, args.out, baseline=args.baseline, log=None if args.quiet else print)
+    path = write_sweep_report(args.sweep_dir, args.out, baseline=args.baseline, epoch=args.epoch,
+                              log=None if args.quiet else print)
     print(f"sweep report: {path}")
     return 0
 
@@ -294,6 +295,8 @@ def main(argv=None) -> int:
     p.add_argument("sweep_dir", help="directory written by `stlsim sweep` (table.csv, sweep.json)")
     p.add_argument("--out", default=None, help="output directory (default: SWEEP_DIR/report)")
     p.add_argument("--baseline", default="sl", help="the mode STL is paired against (default: sl)")
+    p.add_argument("--epoch", type=int, default=None, help="compare the test accuracies after this epoch "
+                   "(default: the final ones)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_report)
     p = sub.add_parser("check", help="stlsim's gradients of a NIR file, or against a peer's own importer")

@@ -358,6 +358,18 @@ def test_sweep_report_command(tmp_path, capsys):
     for fig in ("heatmap.png", "forest.png", "difference_vs_epoch.png"):
         assert os.path.getsize(os.path.join(out, "report", fig)) > 5000
     assert cli.main(["sweep-report", str(tmp_path / "nothing")]) == 2
+    early = str(tmp_path / "early")
+    assert cli.main(["sweep-report", out, "--epoch", "1", "--out", early, "--quiet"]) == 0
+    assert "test accuracy after epoch 1" in open(os.path.join(early, "report.md")).read()
+    history = read_csv(os.path.join(out, "history.csv"))
+    first = {(h["task_id"]): float(h["test_accuracy"]) for h in history if h["epoch"] == "1"}
+    table = read_csv(os.path.join(out, "table.csv"))
+    stl = {(r["theta_init"], r["timesteps"], r["seed"]): first[r["task_id"]] for r in table if r["mode"] == "stl"}
+    sl = {(r["theta_init"], r["timesteps"], r["seed"]): first[r["task_id"]] for r in table if r["mode"] == "sl"}
+    (cell,) = [c for c in read_csv(os.path.join(early, "cells.csv")) if (c["theta_init"], c["timesteps"]) == ("1.0", "2")]
+    assert float(cell["difference"]) == pytest.approx(np.mean([stl[("1.0", "2", s)] - sl[("1.0", "2", s)]
+                                                                for s in ("0", "1")]))
+    assert cli.main(["sweep-report", out, "--epoch", "5"]) == 2            # the runs had 2 epochs
 
 
 def _has_distributed():

@@ -293,7 +293,7 @@ def forest(cells, path, mode="stl", baseline="sl"):
         ax.text(1.01, i, f"{c['won']}/{c['n']}", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(order)), [_label(c["cell"]) for c in order], fontsize=7)
-    ax.set_xlabel(f"{mode.upper()} - {baseline.upper()} final test accuracy (percentage points), 95% CI")
+    ax.set_xlabel(f"{mode.upper()} - {baseline.upper()} test accuracy (percentage points), 95% CI")
     ax.set_title(f"All cells (blue: {mode.upper()} better, red: {baseline.upper()} better; right: seeds won)",
                  fontsize=9)
     ax.set_ylim(-0.8, len(order) - 0.2)
@@ -352,9 +352,28 @@ def _axes_of(sweep_dir, rows):
     return cols[2:end], {}
 
 
-def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str = "sl", log=print) -> str:
-    """Write report.md, cells.csv and the figures of a sweep folder; return report.md's path."""
+def _at_epoch(rows, history, epoch):
+    """``rows`` with ``final_test_accuracy`` replaced by the test accuracy after ``epoch``."""
+    acc = {r["task_id"]: r["test_accuracy"] for r in history if r["epoch"] == epoch}
+    out = []
+    for r in rows:
+        if r.get("status") == "ok" and r["task_id"] not in acc:
+            raise fail("epoch", f"an epoch every run reached (run {r['task_id']} has no epoch {epoch})",
+                       repr(epoch), "stlsim sweep-report")
+        out.append({**r, _METRIC: acc.get(r["task_id"])})
+    return out
+
+
+def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str = "sl", epoch=None,
+                       log=print) -> str:
+    """Write report.md, cells.csv and the figures of a sweep folder; return report.md's path.
+
+    ``epoch``: compare the test accuracies after that epoch (from ``history.csv``) instead of
+    the final ones.
+    """
     rows = read_table(sweep_dir)
+    if epoch is not None:
+        rows = _at_epoch(rows, read_table(os.path.join(sweep_dir, "history.csv")), epoch)
     axes, meta = _axes_of(sweep_dir, rows)
     modes = {r["mode"] for r in rows if r.get("status") == "ok"}
     for m in (mode, baseline):
@@ -385,6 +404,8 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, table_rows))
     text = _markdown(cells, claims(rows, axes, mode, baseline), axes, rows, meta, figures, mode, baseline, out)
+    if epoch is not None:
+        text = text.replace("final test accuracy", f"test accuracy after epoch {epoch}", 1)
     path = os.path.join(out, "report.md")
     with _atomic(path, ".md.tmp") as tmp:
         with open(tmp, "w") as f:
