@@ -218,3 +218,17 @@ def test_a_threading_layer_started_before_stlsim_is_reported():
     code = "import stlsim, numba; stlsim.get_num_threads(); print(numba.threading_layer())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "workqueue"
+
+
+def test_stale_cache_policy_follows_numbas_cache_directory(tmp_path):
+    # kernels._jit.prepare_cache stamps (and, after an edit of scalar.py, clears) the
+    # directory Numba really caches in: NUMBA_CACHE_DIR when set, not only __pycache__.
+    env = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", "import stlsim.kernels.cpu"], check=True, env=env)
+    stamps = list(tmp_path.glob("*/cpu.deps.sha256"))
+    assert len(stamps) == 1 and len(stamps[0].read_text()) == 64
+    stale = stamps[0].parent / "cpu.forward_stale.nbi"
+    stale.write_text("x")
+    stamps[0].write_text("0" * 64)                   # as if scalar.py had changed
+    subprocess.run([sys.executable, "-c", "import stlsim.kernels.cpu"], check=True, env=env)
+    assert not stale.exists() and stamps[0].read_text() != "0" * 64

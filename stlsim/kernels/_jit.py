@@ -42,11 +42,30 @@ def register_scalar() -> None:
     _registered = True
 
 
+def _cache_dir(module_file: str) -> pathlib.Path:
+    """Where Numba caches the kernels of ``module_file``: the first of its cache locators
+    that accepts the file (``NUMBA_CACHE_DIR``, the in-tree ``__pycache__``, or the
+    user-wide cache of a read-only install), as Numba itself picks it."""
+    try:
+        from numba.core import caching
+        for locator in caching.CacheImpl._locator_classes:
+            found = locator.from_function(_probe, module_file)
+            if found is not None:
+                return pathlib.Path(found.get_cache_path())
+    except Exception:  # a Numba without these internals: the in-tree default
+        pass
+    return _HERE / "__pycache__"
+
+
+def _probe():
+    """A function of this file, for asking Numba's cache locators where they would cache."""
+
+
 def prepare_cache(module_file: str) -> None:
     """Drop the Numba cache files of ``module_file`` if a dependency changed (best effort:
     a read-only install simply keeps its cache, which was built from the same sources)."""
     stem = pathlib.Path(module_file).stem
-    cache = _HERE / "__pycache__"
+    cache = _cache_dir(module_file)
     try:
         digest = hashlib.sha256(b"".join((_HERE / name).read_bytes()
                                          for name in _DEPENDENCIES)).hexdigest()
