@@ -215,6 +215,15 @@ def _compare(net, x, probe, peer_spikes, peer_grads, rtol):
     return grads
 
 
+def _measurably_different(net, x, probe, peer_spikes, peer_grads):
+    """A wrong convention shows: other spikes, or a gradient off by > 1 % of its scale."""
+    _, ours, record = net.probe_grad(x, probe)
+    if any(not np.array_equal(a, b) for a, b in zip(record.spikes, peer_spikes)):
+        return True
+    return max(float(np.max(np.abs(ours[k] - peer_grads[k])) / np.max(np.abs(peer_grads[k])))
+               for k in peer_grads) > 1e-2
+
+
 def snntorch_run(net, x, probe, tau, reset_mechanism="subtract"):
     torch = pytest.importorskip("torch")
     snn = pytest.importorskip("snntorch")
@@ -270,11 +279,7 @@ def test_snntorch_subtract_before_leak_is_measurably_different():
     x = spikes_in(dtype=np.float32)
     probe = _probe(net, x)
     spikes, grads = snntorch_run(net, x, probe, tau)
-    _, ours, record = net.probe_grad(x, probe)
-    differs = any(not np.array_equal(a, b) for a, b in zip(record.spikes, spikes))
-    worst = max(float(np.max(np.abs(ours[k] - grads[k])) / np.max(np.abs(grads[k])))
-                for k in grads)
-    assert differs or worst > 1e-2
+    assert _measurably_different(net, x, probe, spikes, grads)
 
 
 def spikingjelly_run(net, x, probe, tau_sj=2.0, decay_input=True, v_reset=0.0):
@@ -322,23 +327,17 @@ def test_spikingjelly_without_the_input_gain_is_measurably_different():
     x = spikes_in()
     probe = _probe(net, x)
     spikes, grads = spikingjelly_run(net, x, probe)
-    _, ours, record = net.probe_grad(x, probe)
-    differs = any(not np.array_equal(a, b) for a, b in zip(record.spikes, spikes))
-    worst = max(float(np.max(np.abs(ours[k] - grads[k])) / np.max(np.abs(grads[k])))
-                for k in grads)
-    assert differs or worst > 1e-2
+    assert _measurably_different(net, x, probe, spikes, grads)
 
 
-def norse_run(net, x, probe, tau_mem_inv=100.0, dt=1e-3):
+def _norse_cells_run(net, x, probe, make_cell):
+    """Run a Norse chain Linear -> cell -> ... step by step (cells from ``make_cell(v_th)``,
+    with stlsim's thresholds as tensors that collect gradients); probe-loss backward."""
     torch = pytest.importorskip("torch")
-    pytest.importorskip("norse")
-    import norse.torch as norse
-    from norse.torch.functional.lif_box import LIFBoxParameters
     linears = _torch_linear(net, torch, torch.float64)
     thresholds = [torch.tensor(net.params[f"{i}.theta"], requires_grad=True)
                   for i in range(len(linears))]
-    cells = [norse.LIFBoxCell(p=LIFBoxParameters(tau_mem_inv=torch.tensor(tau_mem_inv, dtype=torch.float64),
-                                                 v_th=th), dt=dt) for th in thresholds]
+    cells = [make_cell(th) for th in thresholds]
     states = [None] * len(cells)
     spikes = [[] for _ in cells]
     for t in range(x.shape[0]):
@@ -353,6 +352,16 @@ def norse_run(net, x, probe, tau_mem_inv=100.0, dt=1e-3):
         grads[f"{i}.weight"] = lin.weight.grad.numpy()
         grads[f"{i}.theta"] = thresholds[i].grad.numpy()
     return [s.detach().numpy() for s in out], grads
+
+
+def norse_run(net, x, probe, tau_mem_inv=100.0, dt=1e-3):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("norse")
+    import norse.torch as norse
+    from norse.torch.functional.lif_box import LIFBoxParameters
+    rate = torch.tensor(tau_mem_inv, dtype=torch.float64)
+    return _norse_cells_run(net, x, probe, lambda th: norse.LIFBoxCell(
+        p=LIFBoxParameters(tau_mem_inv=rate, v_th=th), dt=dt))
 
 
 def test_norse_lifboxcell_matches_the_peer():
@@ -483,27 +492,11 @@ def test_norse_lifcell_matches_the_peer():
                    theta=(0.3, 1.2))
     x = spikes_in()
     probe = _probe(net, x)
-    linears = _torch_linear(net, torch, torch.float64)
-    thresholds = [torch.tensor(net.params[f"{i}.theta"], requires_grad=True)
-                  for i in range(len(linears))]
     f64 = {"dtype": torch.float64}
-    cells = [norse.LIFCell(p=LIFParameters(tau_syn_inv=torch.tensor(200.0, **f64),
-                                           tau_mem_inv=torch.tensor(100.0, **f64),
-                                           v_th=th)) for th in thresholds]
-    states = [None] * len(cells)
-    spikes = [[] for _ in cells]
-    for t in range(x.shape[0]):
-        h = torch.as_tensor(x[t])
-        for i, (lin, cell) in enumerate(zip(linears, cells)):
-            h, states[i] = cell(lin(h), states[i])
-            spikes[i].append(h)
-    out = [torch.stack(s) for s in spikes]
-    (out[-1] * torch.as_tensor(probe)).sum().backward()
-    grads = {}
-    for i, lin in enumerate(linears):
-        grads[f"{i}.weight"] = lin.weight.grad.numpy()
-        grads[f"{i}.theta"] = thresholds[i].grad.numpy()
-    _compare(net, x, probe, [s.detach().numpy() for s in out], grads, rtol=1e-10)
+    spikes, grads = _norse_cells_run(net, x, probe, lambda th: norse.LIFCell(
+        p=LIFParameters(tau_syn_inv=torch.tensor(200.0, **f64),
+                        tau_mem_inv=torch.tensor(100.0, **f64), v_th=th)))
+    _compare(net, x, probe, spikes, grads, rtol=1e-10)
 
 
 def test_synapse_without_its_filter_is_measurably_different():

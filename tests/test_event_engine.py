@@ -1,4 +1,4 @@
-"""The event-driven engine agrees with the clock engine (issue 5).
+"""The event-driven engine agrees with the clock engine.
 
 Error budgets (float64): identical spike trains; membranes and currents within 1e-12
 absolute (lazy leak tau^k vs k multiplications, and a different order of the synaptic
