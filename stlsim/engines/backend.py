@@ -34,8 +34,7 @@ import numpy as np
 from ..layers.dense import Dense
 
 __all__ = ["Backend", "FusedResult", "kernel_surrogate", "kernel_neuron", "compiled_neuron",
-           "dense_only",
-           "neuron_spec", "theta_per_neuron"]
+           "compiled_spec", "dense_only", "neuron_spec", "theta_per_neuron"]
 
 
 class FusedResult(NamedTuple):
@@ -92,6 +91,14 @@ def compiled_neuron(neuron) -> bool:
     tied to a per-neuron decay). The backward of a trained decay or synapse runs on the
     NumPy reference (``grad.bptt.run_backward``)."""
     return not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
+
+
+def compiled_spec(neuron, surrogate):
+    """``kernel_surrogate(surrogate)`` when the Numba and CUDA kernels implement both the
+    neuron and the surrogate (``compiled_neuron``), else None: the per-layer backends'
+    one test for running their kernels or the NumPy reference."""
+    spec = kernel_surrogate(surrogate)
+    return spec if spec is not None and compiled_neuron(neuron) else None
 
 
 def dense_only(layers, surrogate):

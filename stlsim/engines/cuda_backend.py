@@ -20,7 +20,8 @@ from ..grad import bptt
 from ..kernels import cuda_gemm, cuda_neurons
 from ..kernels.cuda_device import CALLS, SIMULATOR, cuda, device_name
 from . import clock, fused_cuda
-from .backend import Backend, compiled_neuron, kernel_surrogate, neuron_spec, theta_per_neuron
+from .backend import Backend, compiled_spec, neuron_spec, theta_per_neuron
+from .fused_cuda import spike_dtype as _spike_dtype
 
 __all__ = ["BACKEND", "lif_forward", "lif_backward", "info", "set_gemm", "clear_workspace",
            "CALLS", "GEMMS"]
@@ -29,14 +30,10 @@ GEMMS = cuda_gemm.GEMMS
 set_gemm = cuda_gemm.set_gemm
 
 
-def _spike_dtype(dtype, smooth):
-    return np.dtype(dtype) if smooth else np.dtype(np.uint8)   # 0/1 spikes: one byte each
-
-
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """CUDA twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
-    spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled_neuron(neuron):
+    spec = compiled_spec(neuron, surrogate)
+    if spec is None:
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -56,8 +53,8 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """CUDA twin of ``grad.bptt.lif_backward``: returns ``(grad_membrane, grad_theta)``."""
-    spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled_neuron(neuron):
+    spec = compiled_spec(neuron, surrogate)
+    if spec is None:
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1

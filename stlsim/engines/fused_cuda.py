@@ -32,7 +32,8 @@ def _buffer(name, shape, dtype):
     return workspace.buffer(("cuda", name), shape, dtype, cuda.device_array)
 
 
-def _spike_dtype(dtype, smooth):
+def spike_dtype(dtype, smooth):
+    """The dtype spikes are stored in on the device: uint8, or ``dtype`` in smooth mode."""
     return np.dtype(dtype) if smooth else np.dtype(np.uint8)   # 0/1 spikes: one byte each
 
 
@@ -45,7 +46,7 @@ def _forward_on_device(layers, params_per_layer, x, neuron, spec, smooth):
     T, B = x.shape[:2]
     rows = T * B
     dtype = np.dtype(x.dtype)
-    spike_dtype = _spike_dtype(dtype, smooth)
+    stored_spikes = spike_dtype(dtype, smooth)
     if isinstance(x, np.ndarray):
         h = cuda.to_device(np.ascontiguousarray(x).reshape(rows, -1))         # upload x
     else:
@@ -61,7 +62,7 @@ def _forward_on_device(layers, params_per_layer, x, neuron, spec, smooth):
         bias = cuda.to_device(params["bias"]) if layer.bias else theta  # unread without bias
         membrane = _buffer(("m", i), (rows, n_out), dtype)
         cuda_gemm.matmul(h, weight, membrane, trans_b=True)              # (L1) I = s W^T
-        spikes = _buffer(("s", i), (rows, n_out), spike_dtype)
+        spikes = _buffer(("s", i), (rows, n_out), stored_spikes)
         membrane_3d = membrane.reshape(T, B, n_out)
         cuda_neurons.forward(membrane_3d, bias, layer.bias, theta, membrane_3d,
                              spikes.reshape(T, B, n_out), layer_neuron, bool(smooth),

@@ -17,7 +17,7 @@ import numpy as np
 from ..grad import bptt
 from ..kernels import cpu
 from . import clock, fused_cpu
-from .backend import Backend, compiled_neuron, kernel_surrogate, neuron_spec, theta_per_neuron
+from .backend import Backend, compiled_spec, neuron_spec, theta_per_neuron
 
 __all__ = ["BACKEND", "lif_forward", "lif_backward"]
 
@@ -26,8 +26,8 @@ CALLS = cpu.CALLS
 
 def lif_forward(current, theta, neuron, surrogate, smooth=False):
     """Numba twin of ``engines.clock.lif_forward``: returns ``(spikes, membrane)``."""
-    spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled_neuron(neuron):
+    spec = compiled_spec(neuron, surrogate)
+    if spec is None:
         CALLS["fallback:numpy"] += 1
         return clock.lif_forward(current, theta, neuron, surrogate, smooth)
     CALLS["lif_forward"] += 1
@@ -46,8 +46,8 @@ def lif_forward(current, theta, neuron, surrogate, smooth=False):
 
 def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
     """Numba twin of ``grad.bptt.lif_backward``: returns ``(grad_current, grad_theta)``."""
-    spec = kernel_surrogate(surrogate)
-    if spec is None or not compiled_neuron(neuron):
+    spec = compiled_spec(neuron, surrogate)
+    if spec is None:
         CALLS["fallback:numpy"] += 1
         return bptt.lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate)
     CALLS["lif_backward"] += 1
