@@ -1,4 +1,4 @@
-"""Command line: ``stlsim compare | train | bench | report | sweep | sweep-report``.
+"""Command line: ``stlsim compare | train | bench | report | sweep | sweep-report | sweep-noise``.
 
 ``stlsim compare`` is the main job: STL, SL and TL trained side by side on the same
 data, network and seeds (defaults: the bundled UCI digits, sized for a laptop).
@@ -65,6 +65,9 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--init-gain", type=float, default=None, help="weight init bound = gain / sqrt(fan_in)")
     p.add_argument("--reset", choices=["hard", "soft"], default="hard")
     p.add_argument("--surrogate", default="atan")
+    p.add_argument("--threshold-sharing", choices=["neuron", "channel", "layer"], default="neuron",
+                   help="one threshold per neuron (default; per position in a conv layer), per conv channel, "
+                        "or one per layer")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float32")
     p.add_argument("--backend", default=None, help="numpy | numba | ... (default: the network's)")
     p.add_argument("--engine", choices=["clock", "event"], default=None,
@@ -113,7 +116,8 @@ def _configs(args, mode="stl", seed=0):
     pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
     netcfg = NetConfig(arch=args.arch, hidden=pick(args.hidden, "hidden"), population=args.population,
                        tau=args.tau, theta_init=pick(args.theta_init, "theta_init"), reset=args.reset,
-                       surrogate=args.surrogate, init_gain=pick(args.init_gain, "init_gain"), dtype=args.dtype)
+                       surrogate=args.surrogate, init_gain=pick(args.init_gain, "init_gain"), dtype=args.dtype,
+                       threshold_sharing=getattr(args, "threshold_sharing", "neuron"))
     config = TrainConfig(mode=mode, epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size,
                          timesteps=pick(args.timesteps, "timesteps"), encoding=args.encoding, loss=args.loss,
                          optimizer=args.optimizer, lr=args.lr, theta_lr=args.theta_lr,
@@ -226,6 +230,32 @@ def cmd_sweep(args) -> int:
     return run_from_args(args)
 
 
+def _noise_spec(text: str) -> dict:
+    """``"gaussian=0.2,0.4 spike_delete=0.4"`` -> {kind: levels}."""
+    spec = {}
+    for item in text.split():
+        kind, sep, values = item.partition("=")
+        if not sep or not values:
+            raise argparse.ArgumentTypeError(f"expected KIND=LEVEL[,LEVEL...] items, got {item!r}")
+        try:
+            spec[kind.strip()] = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"noise levels must be numbers, got {item!r}") from None
+    if not spec:
+        raise argparse.ArgumentTypeError("expected at least one KIND=LEVELS item")
+    return spec
+
+
+def cmd_sweep_noise(args) -> int:
+    from .sweep.robustness import write_noise_report
+
+    path = write_noise_report(args.sweep_dir, args.out, noise=args.noise, baseline=args.baseline,
+                              acc_tol=args.acc_tol, rate_tol=args.rate_tol, min_accuracy=args.min_accuracy,
+                              max_test=args.max_test, log=None if args.quiet else print)
+    print(f"noise report: {path}")
+    return 0
+
+
 def cmd_sweep_report(args) -> int:
     from .sweep.report import write_sweep_report
 
@@ -299,6 +329,19 @@ def main(argv=None) -> int:
                    "(default: the final ones)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_report)
+    p = sub.add_parser("sweep-noise", help="noise robustness of a sweep's runs, STL vs SL at matched clean "
+                       "accuracy and firing rate")
+    p.add_argument("sweep_dir", help="directory written by `stlsim sweep` (its records are read)")
+    p.add_argument("--out", default=None, help="output directory (default: SWEEP_DIR/report)")
+    p.add_argument("--noise", type=_noise_spec, default=None, metavar='"KIND=L1,L2 ..."',
+                   help="noise kinds and levels (default: gaussian=0.2,0.4 spike_delete=0.4 spike_insert=0.05)")
+    p.add_argument("--baseline", default="sl", help="the mode STL is matched against (default: sl)")
+    p.add_argument("--acc-tol", type=float, default=0.01, help="largest clean accuracy difference of a pair")
+    p.add_argument("--rate-tol", type=float, default=0.10, help="largest relative hidden-rate difference")
+    p.add_argument("--min-accuracy", type=float, default=0.5, help="leave out runs below this clean accuracy")
+    p.add_argument("--max-test", type=_positive_int, default=None, help="first N test samples only")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep_noise)
     p = sub.add_parser("check", help="stlsim's gradients of a NIR file, or against a peer's own importer")
     p.add_argument("model", help="a NIR file (HDF5), e.g. written by stlsim.nir.write or a peer's exporter")
     p.add_argument("--against", choices=["snntorch", "norse", "spikingjelly"], default=None,

@@ -292,8 +292,14 @@ def resolve_options(options: dict) -> dict:
     return opts
 
 
+# Options added to `stlsim train` after the first sweeps were recorded: at their default they
+# are left out of the hash, so the task ids (and the skip-on-rerun) of earlier sweeps stay.
+_LATER_OPTIONS = {"threshold_sharing": "neuron"}
+
+
 def task_id(options: dict, mode: str, seed: int) -> str:
     """Hash of a task's resolved options, mode and seed (hex, 16 characters)."""
+    options = {k: v for k, v in options.items() if k not in _LATER_OPTIONS or v != _LATER_OPTIONS[k]}
     blob = json.dumps({"options": options, "mode": mode, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

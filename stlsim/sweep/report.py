@@ -21,7 +21,10 @@ Writes into ``DIR/report`` (or ``--out``): ``report.md`` (tables), ``cells.csv``
 ``heatmap.png`` (difference with interval and seeds won, colour centred on 0,
 significant cells framed; beside it the baseline's accuracy, the initial firing rate and
 how far STL moved the thresholds), ``forest.png`` (every cell's interval) and
-``difference_vs_epoch.png`` (the paired difference after each epoch, from ``history.csv``).
+``difference_vs_epoch.png`` (the paired difference after each epoch, from ``history.csv``)
+and ``fronts.png`` (energy: synaptic operations per test sample against test accuracy, per
+run and per cell (means over seeds), with each mode's Pareto front of the cells: those no
+other cell of that mode beats on both).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import numpy as np
 from .._checks import fail
 from .table import _atomic, _csv_text, read_table
 
-__all__ = ["paired_differences", "claims", "write_sweep_report"]
+__all__ = ["paired_differences", "claims", "pareto_front", "write_sweep_report"]
 
 _METRIC = "final_test_accuracy"
 
@@ -339,6 +342,94 @@ def difference_vs_epoch(history, axes, path, mode="stl", baseline="sl"):
     return _save(fig, path)
 
 
+def pareto_front(points) -> list:
+    """The (cost, accuracy, ...) tuples no other point beats on both: fewer or equal cost AND
+    higher or equal accuracy, better in one. Sorted by cost; accuracy rises along the front."""
+    front, best = [], -math.inf
+    for p in sorted(points, key=lambda p: (p[0], -p[1])):
+        if p[1] > best:
+            front.append(p)
+            best = p[1]
+    return front
+
+
+def _sops_points(rows, mode, axes):
+    """Per run (sops, accuracy), and per cell the means over its seeds (sops, accuracy, cell, n)."""
+    runs, by_cell = [], {}
+    for r in rows:
+        sops, acc = r.get("sops_per_sample"), r.get(_METRIC)
+        if r.get("status") == "ok" and r["mode"] == mode and isinstance(sops, (int, float)) \
+                and isinstance(acc, (int, float)) and math.isfinite(sops) and sops > 0:
+            runs.append((float(sops), float(acc)))
+            cell = tuple((a, _key(r.get(a))) for a in axes)
+            by_cell.setdefault(cell, []).append((float(sops), float(acc)))
+    cells = [(float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v])), dict(c), len(v))
+             for c, v in by_cell.items()]
+    return runs, cells
+
+
+_MODE_COLOURS = {"stl": "#2166ac", "sl": "#b2182b", "tl": "#4d9221", "ann": "0.3"}
+
+
+def sops_fronts(rows, axes, path, modes):
+    """Every run's SOPs per test sample against its test accuracy; each mode's Pareto front."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    fronts = {}
+    for mode in modes:
+        runs, cells = _sops_points(rows, mode, axes)
+        if not runs:
+            continue
+        colour = _MODE_COLOURS.get(mode, None)
+        ax.scatter([p[0] for p in runs], [100 * p[1] for p in runs], s=5, alpha=0.2, color=colour,
+                   label=f"{mode.upper()} runs ({len(runs)})")
+        ax.scatter([p[0] for p in cells], [100 * p[1] for p in cells], s=16, color=colour, marker="D",
+                   label=f"{mode.upper()} cells, mean over seeds ({len(cells)})")
+        front = pareto_front(cells)
+        fronts[mode] = front
+        ax.step([p[0] for p in front], [100 * p[1] for p in front], where="post", color=colour, lw=1.6,
+                label=f"{mode.upper()} front of the cells")
+    ax.set_xscale("log")
+    ax.set_xlabel("synaptic operations per test sample (trained network)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Energy: accuracy against SOPs per cell (front: no cell of that mode is cheaper and better)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path), fronts
+
+
+def _front_table(fronts, axes, M, B, mode, baseline):
+    """Markdown: the cheapest run of each mode reaching each accuracy level both fronts reach."""
+    lines = ["", "## Energy: SOPs-accuracy fronts", "",
+             "For each accuracy level, the fewest synaptic operations per test sample with which a cell of "
+             "the mode reached it, SOPs and accuracy each the mean over the cell's seeds (read off the "
+             "mode's Pareto front of the cells, `fronts.png`; a front of single runs would favour the mode "
+             "with the larger seed spread).", ""]
+    if mode not in fronts or baseline not in fronts:
+        return lines + ["(no SOP counts for both modes)"]
+    top = min(fronts[mode][-1][1], fronts[baseline][-1][1])
+    levels = [top - 0.10, top - 0.05, top - 0.02, top]     # up to the best accuracy both fronts reach
+    lines += [f"| accuracy >= | {M} SOPs | {B} SOPs | {M}/{B} | {M} cell | {B} cell |", "|---|---|---|---|---|---|"]
+
+    def cheapest(front, level):
+        for p in front:
+            if p[1] >= level - 1e-12:
+                return p
+        return None
+
+    for level in levels:
+        if level <= 0:
+            continue
+        a, b = cheapest(fronts[mode], level), cheapest(fronts[baseline], level)
+        if a is None or b is None:
+            continue
+        where = lambda p: ", ".join(f"{k}={_show(v)}" for k, v in p[2].items()) + f" ({p[3]} seeds)"  # noqa: E731
+        lines.append(f"| {100 * level:.1f} % | {a[0]:,.0f} | {b[0]:,.0f} | {a[0] / b[0]:.2f} | {where(a)} | "
+                     f"{where(b)} |")
+    return lines
+
+
 # ---------------------------------------------------------------------------- report --
 def _axes_of(sweep_dir, rows):
     meta_path = os.path.join(sweep_dir, "sweep.json")
@@ -393,6 +484,10 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
         history = [r for r in read_table(hist_path)]
         figures["difference_vs_epoch"] = difference_vs_epoch(history, axes, os.path.join(out, "difference_vs_epoch.png"),
                                                              mode, baseline)
+    fronts = None
+    if epoch is None:      # the SOPs are the trained network's: pair them with the final accuracies only
+        figures["fronts"], fronts = sops_fronts(rows, axes, os.path.join(out, "fronts.png"),
+                                                [m for m in ("stl", "sl", "tl") if m in modes])
     header = [*axes, "n_seeds", f"{mode}_accuracy", f"{baseline}_accuracy", "difference", "ci_low", "ci_high",
               "won", "lost", "tied", "verdict", "initial_rate_hidden", "theta_shift_hidden", "sops_ratio"]
     table_rows = [{**c["cell"], "n_seeds": c["n"], f"{mode}_accuracy": c[f"{mode}_mean"],
@@ -403,7 +498,8 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
     with _atomic(os.path.join(out, "cells.csv"), ".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, table_rows))
-    text = _markdown(cells, claims(rows, axes, mode, baseline), axes, rows, meta, figures, mode, baseline, out)
+    text = _markdown(cells, claims(rows, axes, mode, baseline), axes, rows, meta, figures, mode, baseline, out,
+                     fronts)
     if epoch is not None:
         text = text.replace("final test accuracy", f"test accuracy after epoch {epoch}", 1)
     path = os.path.join(out, "report.md")
@@ -418,7 +514,7 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
     return path
 
 
-def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out):
+def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out, fronts=None):
     M, B = mode.upper(), baseline.upper()
     n_ok = sum(r.get("status") == "ok" for r in rows)
     lines = [f"# Sweep report: {M} vs {B}", ""]
@@ -451,6 +547,7 @@ def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out)
         lines.append(f"| {cell} | {c['n']} | {_pct(c[f'{mode}_mean'], False)} | {_pct(c[f'{baseline}_mean'], False)} | "
                      f"{_pct(c['mean'])} | {ci} | {c['won']}/{c['lost']}/{c['tied']} | {c['init_rate']:.3f} | "
                      f"{c['theta_shift']:.3g} | {c['sops_ratio']:.2f} | {c['verdict']} |")
+    lines += _front_table(fronts or {}, axes, M, B, mode, baseline)
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["", f"## Tasks not ok ({len(failed)})", ""]

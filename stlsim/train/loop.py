@@ -63,6 +63,7 @@ class NetConfig:
     surrogate_param: float | None = None
     init_gain: float = 1.0
     dtype: str = "float64"
+    threshold_sharing: str = "neuron"
 
     def validate(self):
         """Check the fields a network is built from (``build_network`` calls this)."""
@@ -81,6 +82,10 @@ class NetConfig:
         if not isinstance(self.detach_reset, bool):
             raise fail("detach_reset", "True or False", repr(self.detach_reset), "NetConfig", TypeError)
         check_choice(self.dtype, "dtype", ("float32", "float64"), "NetConfig")
+        check_choice(self.threshold_sharing, "threshold_sharing", ("neuron", "channel", "layer"), "NetConfig")
+        if self.arch == "mlp" and self.threshold_sharing == "channel":
+            raise fail("threshold_sharing", "'neuron' or 'layer' for the dense 'mlp' (a dense layer has no "
+                       "channels; 'channel' needs a convolutional arch)", repr(self.threshold_sharing), "NetConfig")
         return self
 
 
@@ -151,14 +156,15 @@ def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, bac
     n_out = n_classes * netcfg.population
     if netcfg.arch == "mlp":
         sizes = [int(np.prod(input_shape))] + [int(h) for h in netcfg.hidden] + [n_out]
-        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain) for a, b in zip(sizes[:-1], sizes[1:])]
+        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain, threshold_sharing=netcfg.threshold_sharing)
+                  for a, b in zip(sizes[:-1], sizes[1:])]
     else:
         try:
             from .. import architectures
         except ImportError:  # pragma: no cover - convolutional presets not installed
             raise fail("arch", "'mlp'", repr(netcfg.arch), "NetConfig") from None
         layers = architectures.build(netcfg.arch, input_shape=tuple(input_shape), n_classes=n_classes,
-                                     population=netcfg.population)
+                                     population=netcfg.population, threshold_sharing=netcfg.threshold_sharing)
     kwargs = {} if backend is None else {"backend": backend}
     return stlsim.Network(layers, neuron=neuron, surrogate=surrogate, population=netcfg.population,
                           seed=seed, dtype=np.dtype(netcfg.dtype), **kwargs)
