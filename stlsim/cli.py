@@ -34,6 +34,19 @@ def _positive_int(text):
     return value
 
 
+def _compare_modes(text):
+    """``--modes`` of compare: distinct names of ``compare.COMPARE_MODES``, comma-separated."""
+    from .compare import COMPARE_MODES
+
+    modes = [m.strip() for m in text.split(",")]
+    unknown = [m for m in modes if m not in COMPARE_MODES]
+    if unknown or len(set(modes)) != len(modes):
+        problem = f"unknown mode {unknown[0]!r}" if unknown else "a mode given twice"
+        raise argparse.ArgumentTypeError(f"expected distinct modes among {', '.join(COMPARE_MODES)}, "
+                                         f"comma-separated; got {text!r} ({problem})")
+    return modes
+
+
 def _override(text):
     field, sep, value = text.partition("=")
     if not sep or not field.strip():
@@ -151,16 +164,28 @@ def _apply_overrides(pairs, netcfg, config):
 
 def cmd_compare(args) -> int:
     from ._io import path_component
-    from .compare import format_table, run_comparison
+    from .compare import format_table, run_comparison, usable_cores
 
     data, netcfg, config = _configs(args)
     out = args.out or os.path.join("runs", f"compare-{path_component(data.name)}")
     seeds = list(range(args.seeds))
+    runs = len(args.modes) * len(seeds)
+    workers = args.max_workers
+    if workers is None:                # every usable core, or the runs of a cluster's scheduler
+        workers = runs if args.scheduler != "local" else min(usable_cores(), runs)
+    if workers > 1 and runs > 1 and args.scheduler == "local":
+        from .sweep.runner import _dask_available
+
+        if not _dask_available():
+            print('stlsim compare: dask.distributed is not installed, so the runs train one after the other '
+                  'on one core (pip install "stlsim[sweep]" to train them on every core)', flush=True)
+            workers = 1
+    where = f"on {min(workers, runs)} worker processes" if workers > 1 and runs > 1 else "here, one after the other"
     print(f"stlsim compare: {data.name} ({len(data.y_train)} train / {len(data.y_test)} test), "
           f"arch {netcfg.arch} {netcfg.hidden}, T={config.timesteps}, P={netcfg.population}, "
-          f"{config.epochs} epochs, seeds {seeds}, modes {args.modes} -> {out}", flush=True)
+          f"{config.epochs} epochs, seeds {seeds}, modes {args.modes}, {runs} runs {where} -> {out}", flush=True)
     results = run_comparison(data, netcfg, config, modes=args.modes, seeds=seeds, out_dir=out,
-                             progress=not args.quiet, max_workers=args.max_workers, scheduler=args.scheduler,
+                             progress=not args.quiet, max_workers=workers, scheduler=args.scheduler,
                              force=args.force)
     print()
     print(format_table(results))
@@ -279,14 +304,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="stlsim", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("compare", help="train STL, SL and TL side by side (the main job)")
+    p = sub.add_parser("compare", help="train STL, SL and TL (and the ANN) side by side (the main job)")
     _add_common(p)
     p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..K-1)")
-    p.add_argument("--modes", type=lambda s: s.split(","), default=["stl", "sl", "tl"])
-    p.add_argument("--max-workers", type=_positive_int, default=1,
-                   help="train the runs on N Dask worker processes (1: here, one after the other; "
-                        "the results are the same bit for bit)")
-    p.add_argument("--scheduler", default="local", help="with --max-workers > 1: local (an embedded "
+    p.add_argument("--modes", type=_compare_modes, default=["stl", "sl", "tl"],
+                   help="comma-separated, of stl (weights and thresholds), sl (weights), tl (thresholds), "
+                        "ann (the ReLU network of the same dense shape; --arch mlp only) (default: stl,sl,tl)")
+    p.add_argument("--max-workers", type=_positive_int, default=None,
+                   help="train the runs on N Dask worker processes, one thread each (default: every usable "
+                        "core, at most one per run; 1: here, one after the other; the results are the same "
+                        "bit for bit)")
+    p.add_argument("--scheduler", default="local", help="with more than one worker: local (an embedded "
                    "LocalCluster) or the address of a running Dask scheduler")
     p.add_argument("--force", action="store_true",
                    help="replace another run's files in --out (otherwise such a folder is refused)")

@@ -2,6 +2,10 @@
 
 ``run_comparison`` trains every (mode, seed), writes one HDF5 record per run,
 ``results.json`` (schema in ``docs/results.md``) and then the plots, and returns the results.
+Besides the learning modes, ``"ann"`` trains the ReLU network of the same dense shape with
+the same optimiser, data order and seed (``stlsim.sweep.ann``): the accuracy the spiking
+constraint is measured against. The runs may train on Dask worker processes
+(``max_workers``; ``stlsim compare`` uses every usable core); the results are the same.
 
 A run folder holds one run. ``run.json`` in it names the run (data set, network,
 training configuration, seeds, modes); a rerun of the same run may write there again,
@@ -9,7 +13,10 @@ another run is refused unless ``force=True``, which first removes the old run's 
 While a run trains, ``.stlsim.lock`` (holding the process id) claims the folder, so a
 second concurrent run into it is refused. Ctrl-C or SIGTERM stops between batches; the
 finished runs are summarised in ``results.json`` (``"interrupted": true``) before any
-figure is drawn.
+figure is drawn. With worker processes the same holds: the workers ignore the terminal's
+signals, and on the first one this process asks each of them to stop after its batch and
+save its finished epochs (runs not yet begun are not begun); a second signal stops at
+once, and the runs still training then keep only the epochs their records already hold.
 """
 from __future__ import annotations
 
@@ -18,18 +25,29 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
 from ._io import atomic_path, provenance
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "format_table", "run_comparison"]
+__all__ = ["COMPARE_MODES", "RESULTS_SCHEMA_VERSION", "format_table", "run_comparison", "usable_cores"]
+
+COMPARE_MODES = ("stl", "sl", "tl", "ann")   # the learning modes (stlsim.train.modes) and the ANN baseline
 
 RESULTS_SCHEMA_VERSION = 1
 LOCK_NAME = ".stlsim.lock"
 RUN_NAME = "run.json"
 _FIGURES = ("curves.png", "firing_rates.png", "thresholds.png", "raster_stl.png")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):     # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -161,24 +179,30 @@ def _claim(out_dir, identity: dict, force: bool):
 
 
 def _mode_summary(runs) -> dict:
+    """One mode's summary over its seeds; the ANN's lacks the spiking fields (no spikes, no thresholds)."""
     final_acc = [run["history"]["test_accuracy"][-1] for run in runs]
     best_acc = [max(run["history"]["test_accuracy"]) for run in runs]
-    rates = np.array([run["history"]["firing_rate"][-1] for run in runs], dtype=float)
-    theta_mean = np.array([run["history"]["theta_mean"][-1] for run in runs], dtype=float)
-    theta_std = np.array([run["history"]["theta_std"][-1] for run in runs], dtype=float)
-    return {
+    summary = {
         "test_accuracy_mean": float(np.mean(final_acc)),
         "test_accuracy_std": float(np.std(final_acc)),
         "test_accuracy_per_seed": [float(a) for a in final_acc],
         "best_test_accuracy_per_seed": [float(a) for a in best_acc],
-        "firing_rate_per_layer": rates.mean(axis=0).tolist(),
-        "theta_mean_per_layer": theta_mean.mean(axis=0).tolist(),
-        "theta_std_per_layer": theta_std.mean(axis=0).tolist(),
+    }
+    if runs[0]["mode"] != "ann":
+        rates = np.array([run["history"]["firing_rate"][-1] for run in runs], dtype=float)
+        theta_mean = np.array([run["history"]["theta_mean"][-1] for run in runs], dtype=float)
+        theta_std = np.array([run["history"]["theta_std"][-1] for run in runs], dtype=float)
+        summary.update({
+            "firing_rate_per_layer": rates.mean(axis=0).tolist(),
+            "theta_mean_per_layer": theta_mean.mean(axis=0).tolist(),
+            "theta_std_per_layer": theta_std.mean(axis=0).tolist()})
+    summary.update({
         "wall_time_s_per_seed": [float(run["wall_time"]) for run in runs],
         "seeds": [int(run["seed"]) for run in runs],
         "interrupted": any(run["interrupted"] for run in runs),
         "history_per_seed": [run["history"] for run in runs],
-    }
+    })
+    return summary
 
 
 def format_table(results: dict) -> str:
@@ -187,24 +211,62 @@ def format_table(results: dict) -> str:
             "-----|----------------------------|----------|-----------------------|----------------------|----------"]
     for mode, m in results["modes"].items():
         per_seed = " ".join(f"{a:.3f}" for a in m["test_accuracy_per_seed"])
-        rates = " ".join(f"{r:.3f}" for r in m["firing_rate_per_layer"])
-        thetas = " ".join(f"{t:.2f}" for t in m["theta_mean_per_layer"])
+        rates = " ".join(f"{r:.3f}" for r in m.get("firing_rate_per_layer", [])) or "- (ReLU)"
+        thetas = " ".join(f"{t:.2f}" for t in m.get("theta_mean_per_layer", [])) or "- (none)"
         wall = np.mean(m["wall_time_s_per_seed"])
         rows.append(f"{mode.upper():4} | {m['test_accuracy_mean']:.4f} +- {m['test_accuracy_std']:.4f}"
                     f"        | {per_seed} | {rates} | {thetas} | {wall:.1f}s")
     return "\n".join(rows)
 
 
-def _train_here(data, netcfg, trainconfig, jobs, out_dir, progress):
-    """(mode, seed, net, result) for each job, trained one after the other in this process."""
+def run_line(mode, seed, result, epochs) -> str:
+    """One line about a finished run (the progress of the worker path and of the ANN runs)."""
+    acc = result.history["test_accuracy"]
+    done = f"interrupted after {len(acc)} of {epochs} epochs" if result.interrupted else f"{len(acc)} epochs"
+    what = f"test acc {acc[-1]:.4f}" if acc else "no epoch finished"
+    return f"{mode.upper()} seed {seed}: {what} ({done}, {result.wall_time:.1f}s)"
+
+
+def train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress=False):
+    """One run of a comparison, here: (net, result); ``net`` is None for the ANN baseline.
+
+    The spiking modes train with ``stlsim.train.train``; ``"ann"`` with
+    ``stlsim.sweep.ann.train_ann`` (no checkpoints: a first interrupt lets it finish).
+    The record is ``out_dir/<mode>_seed<seed>.h5``. Serial and worker runs both call this.
+    """
     from .train import build_network, train
 
-    for mode, seed in jobs:
-        net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
-        config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
-        record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
-        result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
-        yield mode, seed, net, result
+    record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
+    if mode == "ann":
+        from .sweep.ann import train_ann
+        from .train.loop import RunResult
+
+        history, _, _, wall = train_ann(data, netcfg, dataclasses.replace(trainconfig, seed=seed),
+                                        record_path=record_path)
+        result = RunResult(mode="ann", seed=seed, history=history, wall_time=wall, interrupted=False,
+                           theta_init={}, record_path=record_path)
+        if progress:                             # train_ann reports nothing per epoch: one line per run
+            print(run_line(mode, seed, result, trainconfig.epochs), file=sys.stderr, flush=True)
+        return None, result
+    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
+    config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
+    result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
+    return net, result
+
+
+def _train_here(data, netcfg, trainconfig, jobs, out_dir, progress):
+    """(mode, seed, net, result) for each job, trained one after the other in this process.
+
+    After an interrupt (the caller's ``interrupt_guard``) no further run begins.
+    """
+    from .train.loop import interrupt_guard
+
+    with interrupt_guard() as signals:
+        for mode, seed in jobs:
+            if signals.requested:
+                return
+            net, result = train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress)
+            yield mode, seed, net, result
 
 
 def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
@@ -212,18 +274,23 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
                    force: bool = False) -> dict:
     """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
 
-    ``max_workers`` > 1 trains the runs on that many Dask worker processes (``scheduler``:
-    "local" for an embedded LocalCluster, or a scheduler's address; ``stlsim.sweep.runner``);
+    ``modes``: any of ``COMPARE_MODES`` ("stl", "sl", "tl", and "ann", the ReLU baseline of a
+    dense ("mlp") network). ``max_workers`` > 1 trains the runs on that many Dask worker
+    processes (``scheduler``: "local" for an embedded LocalCluster, or a scheduler's address;
+    ``stlsim.sweep.runner``; serial, with one line saying so, without dask.distributed);
     each run depends on its seed only, so the results equal the serial ones bit for bit.
     ``force``: replace another run's files in ``out_dir`` (otherwise refused).
     """
-    from ._checks import check_choice, fail
+    from ._checks import check_choice, check_int, fail
     from .train.loop import interrupt_guard
-    from .train.modes import MODES
 
-    modes = [check_choice(m, "modes", MODES, "run_comparison") for m in modes]
+    modes = [check_choice(m, "modes", COMPARE_MODES, "run_comparison") for m in modes]
     if not modes or len(set(modes)) != len(modes):
         raise fail("modes", "a non-empty list of distinct learning modes", repr(list(modes)), "run_comparison")
+    if "ann" in modes and netcfg.arch != "mlp":
+        raise fail("arch", "'mlp' (a dense network) when the modes include ann (the ReLU baseline has "
+                   "the dense shape only)", repr(netcfg.arch), "run_comparison")
+    max_workers = check_int(max_workers, "max_workers", low=1, owner="run_comparison")
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise fail("seeds", "a non-empty list of distinct seeds >= 0", repr(seeds), "run_comparison")
@@ -254,21 +321,21 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     else:
         trained = _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
     try:
+        # After an interrupt the trainers begin no new run; what they yield has finished (or stopped).
         for mode, seed, net, result in trained:
-            if result is None:                   # interrupted before this run finished
+            if result is None:                   # a run the interrupt kept from beginning (workers)
                 interrupted = True
-                break
+                continue
             runs_by_mode[mode].append(dataclasses.asdict(result))
-            if seed == seeds[0]:
+            if seed == seeds[0] and net is not None:
                 thetas_by_mode[mode] = {
                     "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
                     "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
                 last_net[mode] = net
-            if result.interrupted or signals.requested:
-                interrupted = True
-                break
+            interrupted = interrupted or result.interrupted
     except KeyboardInterrupt:
         interrupted = True
+    interrupted = interrupted or bool(signals.requested)
     runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
     runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
     results = {
@@ -301,10 +368,14 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
 
         figs = results["figures"]
         figs["curves"] = plot.training_curves(runs_by_mode, os.path.join(out_dir, "curves.png"),
-                                              title=f"STL vs SL vs TL on {data.name}")
-        figs["firing_rates"] = plot.firing_rates(runs_by_mode, os.path.join(out_dir, "firing_rates.png"))
-        thetas = {m: t for m, t in thetas_by_mode.items() if m in runs_by_mode}
-        figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"))
+                                              title=" vs ".join(m.upper() for m in runs_by_mode)
+                                              + f" on {data.name}")
+        spiking = {m: runs for m, runs in runs_by_mode.items() if m != "ann"}   # an ANN has no spikes
+        if spiking:
+            figs["firing_rates"] = plot.firing_rates(spiking, os.path.join(out_dir, "firing_rates.png"))
+        thetas = {m: t for m, t in thetas_by_mode.items() if m in spiking}
+        if thetas:
+            figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"))
         if "stl" in last_net:
             from .data.encoding import encode
             from .train.loop import _shape_inputs

@@ -9,6 +9,10 @@ the figures next to each other (default: into RUN_DIR).
 
 Verdict words: "holds" (every seed agrees), "mixed" (the mean agrees, not every seed),
 "does not hold", "not measured".
+
+A run with ANN baselines (``stlsim compare --modes ...,ann``) shows them in the accuracy
+table only: firing rates, thresholds, energy, noise and decisions are spiking analyses, and
+skip the ANN (the report says so in a note).
 """
 from __future__ import annotations
 
@@ -61,6 +65,9 @@ def _per_seed_mean(values):
 _SUMMARY_FIELDS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_per_seed", "seeds",
                    "history_per_seed")
 _HISTORY_FIELDS = ("epoch", "test_accuracy", "firing_rate", "theta_mean", "theta_std")
+_ANN_HISTORY_FIELDS = ("epoch", "test_accuracy")     # the ReLU baseline has no spikes and no thresholds
+ANN_NOTE = ("ann: the ReLU baseline of the same dense shape is in the accuracy table and nowhere else; "
+            "firing rates, thresholds, energy, noise and decisions are spiking analyses and skip it")
 
 
 def check_run_dir(run_dir) -> dict:
@@ -71,7 +78,7 @@ def check_run_dir(run_dir) -> dict:
     must have the fields the report reads.
     """
     from ._io import inside
-    from .train.modes import MODES
+    from .compare import COMPARE_MODES
 
     path = os.path.join(os.fspath(run_dir), "results.json")
     if not os.path.isdir(run_dir) or not os.path.isfile(path):
@@ -97,8 +104,9 @@ def check_run_dir(run_dir) -> dict:
     if not results["modes"]:
         raise bad("modes", "a non-empty object (no run finished an epoch?)", "{}")
     for mode, summary in results["modes"].items():
-        if mode not in MODES:
-            raise bad("modes", f"keyed by learning modes ({', '.join(MODES)})", f"the key {mode!r}")
+        if mode not in COMPARE_MODES:
+            raise bad("modes", f"keyed by the modes of stlsim compare ({', '.join(COMPARE_MODES)})",
+                      f"the key {mode!r}")
         if not isinstance(summary, dict):
             raise bad(f"modes.{mode}", "an object", type(summary).__name__)
         for key in _SUMMARY_FIELDS:
@@ -114,7 +122,7 @@ def check_run_dir(run_dir) -> dict:
             raise bad(f"modes.{mode}.history_per_seed", f"a list of {len(seeds)} histories",
                       repr(summary["history_per_seed"])[:80])
         for i, history in enumerate(summary["history_per_seed"]):
-            for key in _HISTORY_FIELDS:
+            for key in _ANN_HISTORY_FIELDS if mode == "ann" else _HISTORY_FIELDS:
                 if not isinstance(history, dict) or not isinstance(history.get(key), list) or not history[key]:
                     raise bad(f"modes.{mode}.history_per_seed[{i}].{key}", "a non-empty list", "no such list")
     return results
@@ -141,6 +149,11 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
     for mode, summary in results["modes"].items():
         out["accuracy"][mode] = {"mean": summary["test_accuracy_mean"], "std": summary["test_accuracy_std"],
                                  "per_seed": summary["test_accuracy_per_seed"]}
+    if "ann" in results["modes"]:          # from here on: the spiking modes only
+        log(f"report: {ANN_NOTE}")
+        out["notes"].append(ANN_NOTE)
+        results = {**results, "modes": {m: v for m, v in results["modes"].items() if m != "ann"}}
+        run = {**run, "results": results, "records": {m: p for m, p in run["records"].items() if m != "ann"}}
     rates = dynamics.rates_over_training(results)
     thetas = dynamics.thresholds_over_training(results)
     for mode in rates:

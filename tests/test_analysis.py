@@ -222,7 +222,8 @@ def test_report_on_a_tiny_compare_run(tmp_path):
 
     run = str(tmp_path / "run")
     assert main(["compare", "--epochs", "1", "--seeds", "1", "--train-subset", "100", "--test-subset", "50",
-                 "--hidden", "16", "--population", "2", "--backend", "numpy", "--out", run, "--quiet"]) == 0
+                 "--hidden", "16", "--population", "2", "--backend", "numpy", "--out", run, "--quiet",
+                 "--max-workers", "1"]) == 0
     assert main(["report", run, "--quiet", "--max-test", "30"]) == 0
     text = open(os.path.join(run, "report.md")).read()
     for heading in ("## Claims", "## Accuracy", "## Firing rates", "## Energy", "## Noise robustness",

@@ -54,7 +54,7 @@ def test_compare_on_synthetic_saccade_digits(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "stlsim", "compare", "--dataset", "saccade-digits",
                            "--epochs", "1", "--seeds", "1", "--timesteps", "6", "--train-subset", "200",
                            "--test-subset", "100", "--hidden", "32", "--population", "2",
-                           "--backend", "numpy", "--out", str(out), "--quiet"],
+                           "--backend", "numpy", "--out", str(out), "--quiet", "--max-workers", "1"],
                           capture_output=True, text=True, env=dict(os.environ, MPLBACKEND="Agg"), timeout=600)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())

@@ -34,6 +34,7 @@ HANGS_CAUGHT: list = []   # damaged files whose read the time limit stopped (rep
 ERROR_LINE = re.compile(r"^stlsim( [\w-]+)?: error: \S")
 TINY = ["--train-subset", "60", "--test-subset", "20", "--epochs", "1", "--hidden", "8", "-T", "2",
         "-P", "1", "--dtype", "float64", "--backend", "numpy", "--quiet"]
+TINY_COMPARE = [*TINY, "--max-workers", "1"]     # compare's runs here, one after the other
 
 
 def record(group, case, outcome, detail=""):
@@ -144,7 +145,7 @@ def test_bad_flags_give_one_error_line(workdir, monkeypatch):
         outcome, _, text = run_cli("train", *TINY, *flags)
         record("flags", "train " + " ".join(flags), outcome if outcome != "ok" else "silent_wrong", text)
     for flags in BAD_COMPARE_FLAGS:
-        outcome, _, text = run_cli("compare", *TINY, *flags)
+        outcome, _, text = run_cli("compare", *TINY_COMPARE, *flags)
         record("flags", "compare " + " ".join(flags), outcome if outcome != "ok" else "silent_wrong", text)
     assert not failures("flags")
 
@@ -162,7 +163,7 @@ def test_cuda_without_gpu_is_one_line(workdir, monkeypatch):
 def test_debug_shows_the_traceback(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     with pytest.raises(ValueError, match="afile"):
-        cli_main(["--debug", "compare", *TINY, "--out", "afile"])
+        cli_main(["--debug", "compare", *TINY_COMPARE, "--out", "afile"])
 
 
 # ------------------------------------------------------------------------------ resume --
@@ -414,7 +415,7 @@ def test_names_from_files_stay_inside_their_folder(workdir, monkeypatch, tmp_pat
 @pytest.fixture(scope="module")
 def compared(workdir):
     out = workdir / "cmp"
-    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", out)
+    outcome, _, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--out", out)
     assert outcome == "ok", text
     return out
 
@@ -428,27 +429,27 @@ def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
     monkeypatch.chdir(workdir)
     before = _snapshot(compared)
     # another run into it: refused, nothing changed
-    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--lr", "0.01", "--out", compared)
+    outcome, _, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--lr", "0.01", "--out", compared)
     unchanged = _snapshot(compared) == before
     record("folders", "another run into a run folder", outcome if unchanged else "data_lost", text)
     # a live lock: refused
     (compared / ".stlsim.lock").write_text(str(os.getppid()))
-    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", compared)
+    outcome, _, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--out", compared)
     record("folders", "a folder claimed by a live process", outcome if "claimed" in text else "silent_wrong", text)
     (compared / ".stlsim.lock").write_text("999999999")     # stale: its process is gone
     results = json.loads((compared / "results.json").read_text())
     assert results["modes"], "fixture run is complete"
     # --force replaces it cleanly: no file of the old run is left
     forced = workdir / "forced"
-    run_cli("compare", *TINY, "--seeds", "2", "--modes", "stl", "--out", forced)
-    outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--modes", "sl", "--out", forced, "--force")
+    run_cli("compare", *TINY_COMPARE, "--seeds", "2", "--modes", "stl", "--out", forced)
+    outcome, _, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--modes", "sl", "--out", forced, "--force")
     names = sorted(os.listdir(forced))
     clean = outcome == "ok" and not any(n.startswith("stl_") for n in names) and "sl_seed0.h5" in names
     record("folders", "--force replaces another run", "ok" if clean else "silent_wrong", str(names))
     # --seeds 0 / --epochs 0 into a complete run: refused, nothing changed
     before = _snapshot(compared)
     for flags in (["--seeds", "0"], ["--epochs", "0"]):
-        outcome, _, text = run_cli("compare", *TINY, *flags, "--out", compared)
+        outcome, _, text = run_cli("compare", *TINY_COMPARE, *flags, "--out", compared)
         record("folders", f"compare {' '.join(flags)} into a complete run",
                outcome if _snapshot(compared) == before else "data_lost", text)
     # the same run again, interrupted at once: the old summary is kept apart, never beside new records
@@ -463,7 +464,7 @@ def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
     shutil.copytree(compared, rerun)
     old_results = (rerun / "results.json").read_bytes()
     monkeypatch.setattr(stlsim.compare, "_train_here", interrupted)
-    outcome, rc, text = run_cli("compare", *TINY, "--seeds", "1", "--out", rerun)
+    outcome, rc, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--out", rerun)
     kept = (rerun / "results.previous.json").read_bytes() == old_results
     now = json.loads((rerun / "results.json").read_text())
     good = rc == 130 and kept and now["interrupted"] and not now["modes"]
@@ -566,7 +567,7 @@ def test_many_signals_during_training(workdir, request):
 
 def test_concurrent_compares_into_one_folder(workdir):
     out = workdir / "shared"
-    procs = [_cli_process("compare", *TINY, "--seeds", "1", "--modes", "stl", "--lr", lr, "--out", out,
+    procs = [_cli_process("compare", *TINY_COMPARE, "--seeds", "1", "--modes", "stl", "--lr", lr, "--out", out,
                           cwd=workdir) for lr in ("0.001", "0.002")]
     done = [p.communicate(timeout=240) for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -584,7 +585,7 @@ def test_concurrent_compares_into_one_folder(workdir):
 
 def test_interrupt_during_compare_writes_results_first(workdir):
     out = workdir / "cmp_int"
-    proc = _cli_process("compare", *TINY, "--seeds", "2", "--out", out, cwd=workdir)
+    proc = _cli_process("compare", *TINY_COMPARE, "--seeds", "2", "--out", out, cwd=workdir)
     t0 = time.perf_counter()
     while not (out / "stl_seed1.h5").exists() and proc.poll() is None and time.perf_counter() - t0 < 120:
         time.sleep(0.02)
@@ -632,7 +633,7 @@ def test_disk_full_and_killed_saves(workdir, monkeypatch, tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(directory, prefix + suffix))
     with monkeypatch.context() as m:
         m.setattr(stlsim._io, "_new_temp_file", no_space)
-        outcome, _, text = run_cli("compare", *TINY, "--seeds", "1", "--out", out)
+        outcome, _, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--out", out)
     record("folders", "disk full during compare", outcome if "No space" in text else "silent_wrong", text)
     assert outcome == "clear" and "No space" in text
     assert not (out / ".stlsim.lock").exists()           # the claim is released on the way out

@@ -158,7 +158,8 @@ def run_cli(*args, cwd=None):
 def test_compare_writes_results_json_and_figures(tmp_path):
     out = tmp_path / "cmp"
     proc = run_cli("compare", "--epochs", "2", "--seeds", "2", "--train-subset", "150", "--test-subset", "60",
-                   "--hidden", "32", "--population", "2", "--out", str(out), "--quiet", "--backend", "numpy")
+                   "--hidden", "32", "--population", "2", "--out", str(out), "--quiet", "--backend", "numpy",
+                   "--max-workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert "STL" in proc.stdout and "TL" in proc.stdout
     results = json.loads((out / "results.json").read_text())

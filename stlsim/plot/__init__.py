@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["training_curves", "firing_rates", "threshold_distributions", "spike_raster"]
 
-MODE_COLORS = {"stl": "#c0392b", "sl": "#2471a3", "tl": "#229954"}
+MODE_COLORS = {"stl": "#c0392b", "sl": "#2471a3", "tl": "#229954", "ann": "#7d3c98"}
 
 
 def _pyplot():
@@ -30,7 +30,7 @@ def _save(fig, path):
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    fig.clf()
+    _pyplot().close(fig)          # a long-lived process draws many: pyplot keeps every open figure
     return str(path)
 
 
@@ -40,7 +40,7 @@ def _mean_std(runs, key):
 
 
 def training_curves(runs_by_mode: dict, path, title="STL vs SL vs TL"):
-    """Test accuracy and training loss per epoch, mean +- std over seeds, per mode."""
+    """Test accuracy and training loss per epoch, mean +- std over seeds, per mode (the ANN too)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for mode, runs in runs_by_mode.items():
@@ -59,7 +59,7 @@ def training_curves(runs_by_mode: dict, path, title="STL vs SL vs TL"):
 
 
 def firing_rates(runs_by_mode: dict, path, title="Firing rate per layer (test set)"):
-    """Per-layer firing rate over epochs, one panel per mode."""
+    """Per-layer firing rate over epochs, one panel per spiking mode (pass no "ann" runs)."""
     plt = _pyplot()
     modes = list(runs_by_mode)
     fig, axes = plt.subplots(1, len(modes), figsize=(4 * len(modes), 3.4), sharey=True, squeeze=False)

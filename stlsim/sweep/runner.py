@@ -191,7 +191,9 @@ def _dask_available() -> bool:
 
 
 @contextlib.contextmanager
-def _client(scheduler, n_workers, log):
+def _client(scheduler, n_workers, log, preload=None):
+    """A Dask client: of ``scheduler``'s address, or of a LocalCluster (``preload``: modules
+    each local worker runs at its start, Dask's ``dask_setup`` preloads)."""
     from distributed import Client
 
     if scheduler not in (None, "local"):
@@ -204,7 +206,7 @@ def _client(scheduler, n_workers, log):
     saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
     os.environ.update(SINGLE_THREAD_ENV)       # inherited by the worker processes from their start
     try:
-        with _local_client(n_workers, log) as client:
+        with _local_client(n_workers, log, preload) as client:
             yield client
     finally:
         for key, value in saved.items():
@@ -215,11 +217,13 @@ def _client(scheduler, n_workers, log):
 
 
 @contextlib.contextmanager
-def _local_client(n_workers, log):
+def _local_client(n_workers, log, preload=None):
     from distributed import Client, LocalCluster
 
+    extra = {} if not preload else {"preload": list(preload)}
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      env=dict(SINGLE_THREAD_ENV), silence_logs=40) as cluster, Client(cluster) as client:
+                      env=dict(SINGLE_THREAD_ENV), silence_logs=40, **extra) as cluster, \
+            Client(cluster) as client:
         if log:
             try:
                 import bokeh  # noqa: F401
@@ -312,12 +316,58 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
     return summary
 
 
-def _train_compare_run(data, netcfg, config, record_path, progress):
-    """One run of ``stlsim compare`` on a worker: the result and the final parameters."""
-    from ..train import build_network, train
+def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Dask preload)
+    """Preload of ``stlsim compare``'s local workers: they ignore SIGINT and SIGTERM.
 
-    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=config.seed, backend=config.backend)
-    result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
+    A Ctrl-C in the terminal reaches every process of the group; the compare process alone
+    decides what it means (``train_on_workers``), and the LocalCluster stops its workers
+    itself (a stop message, then SIGKILL).
+    """
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):      # not the main thread: leave it
+            signal.signal(sig, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _stop_on_event(stop, signals, poll_s=1.0):
+    """While the block runs, a thread sets ``signals.requested`` once the Dask Event ``stop`` is set."""
+    import threading
+
+    finished = threading.Event()
+
+    def watch():
+        while not finished.is_set():
+            try:
+                if stop.wait(timeout=poll_s):
+                    signals.requested = "stop (the compare process was interrupted)"
+                    return
+            except Exception:   # noqa: BLE001 - the scheduler went away: the run is being torn down anyway
+                return
+
+    thread = threading.Thread(target=watch, name="stlsim-compare-stop-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join(timeout=2 * poll_s)
+
+
+def _train_compare_run(data, netcfg, trainconfig, mode, seed, out_dir, stop):
+    """One run of ``stlsim compare`` on a worker: (result, final parameters, buffers), or None
+    when ``stop`` (a Dask Event) was set before it began."""
+    from ..compare import train_one
+    from ..train.loop import interrupt_guard
+
+    if stop.is_set():
+        return None
+    # In a worker thread the guard only keeps the flag; the watcher sets it, train() stops after its batch.
+    with interrupt_guard() as signals, _stop_on_event(stop, signals):
+        net, result = train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress=False)
+    if net is None:                               # the ANN baseline: its parameters stay in its record
+        return result, {}, {}
     return result, {k: v.copy() for k, v in net.params.items()}, \
         {k: v.copy() for k, v in getattr(net, "buffers", {}).items()}
 
@@ -326,43 +376,96 @@ def train_on_workers(data, netcfg, trainconfig, jobs, out_dir, *, progress=True,
                      log=print):
     """``stlsim compare``'s (mode, seed) runs on Dask workers; yields (mode, seed, net, result) in job order.
 
-    The data set is sent to every worker once. The network of each run is rebuilt here with
-    the worker's final parameters. On Ctrl-C the runs not finished yield ``result = None``.
+    The data set is sent to every worker once; each run is ``compare.train_one`` there, so it
+    equals the serial run bit for bit. At most ``max_workers`` runs are out at a time, in job
+    order. The network of each run is rebuilt here with the worker's final parameters (``net``
+    is None for the ANN). With ``progress``, one line per finished run goes to ``log``.
+
+    Interrupts (the caller's ``interrupt_guard``): local workers ignore SIGINT and SIGTERM
+    (``dask_setup``). On the first signal every worker is asked to stop after its batch and
+    save its finished epochs (a Dask Event); runs not begun yield ``result = None``. A second
+    signal cancels everything at once: the runs not finished by then yield ``result = None``.
+    An error in a run is raised here, as in the serial path.
     Without dask.distributed the runs are trained here, one after the other.
     """
-    import dataclasses
+    import uuid
 
     from ..train import build_network
+    from ..train.loop import interrupt_guard
 
     if scheduler == "local" and not _dask_available():
         if log:
-            log("dask.distributed is not installed (pip install 'stlsim[sweep]'): training the runs serially")
+            log('dask.distributed is not installed (pip install "stlsim[sweep]"): training the runs serially, '
+                "in this process")
         from ..compare import _train_here
 
         yield from _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
         return
-    from distributed import as_completed
+    from distributed import Event
+
+    from ..compare import run_line
 
     done = {}
-    with _client(scheduler, min(max_workers, len(jobs)), log) as client:
+    tag = uuid.uuid4().hex[:12]
+    slots = min(max_workers, len(jobs))
+    preload = ["stlsim.sweep.runner"] if scheduler in (None, "local") else None
+    with interrupt_guard() as signals, _client(scheduler, slots, log, preload=preload) as client:
+        stop = Event(f"stlsim-compare-stop-{tag}", client=client)
         shared = client.scatter(data, broadcast=True)
-        futures = {}
-        for mode, seed in jobs:
-            config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
-            record = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
-            future = client.submit(_train_compare_run, shared, netcfg, config, record, progress, pure=False,
-                                   key=f"stlsim-compare-{mode}-{seed}-{os.getpid()}-{id(jobs)}")
-            futures[future] = (mode, seed)
+        waiting = list(jobs)
+        running = {}
+
+        def submit_next():
+            mode, seed = waiting.pop(0)
+            future = client.submit(_train_compare_run, shared, netcfg, trainconfig, mode, seed, out_dir, stop,
+                                   pure=False, key=f"stlsim-compare-{tag}-{mode}-{seed}")
+            running[future] = (mode, seed)
+
+        # At most `slots` runs are out (one per local worker), the next when one ends: Dask then puts
+        # it on the free worker (submitted all at once, runs of unequal length queued up on one worker).
+        while waiting and len(running) < slots:
+            submit_next()
+        stop_sent = False
         try:
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
-        except KeyboardInterrupt:
-            client.cancel(list(futures))
+            while running:
+                if signals.requested and not stop_sent:
+                    stop.set()                         # the workers stop after their batch
+                    stop_sent = True
+                    waiting.clear()                    # and no run begins
+                ready = [f for f in running if f.done()]
+                if not ready:
+                    time.sleep(0.1)
+                    continue
+                for future in ready:
+                    job = running.pop(future)
+                    try:
+                        value = future.result()        # a run's error is raised here, as in serial
+                    except Exception:
+                        if not signals.requested:
+                            raise
+                        value = None                   # lost while stopping: the run did not finish
+                    done[job] = value
+                    if waiting and not signals.requested:
+                        submit_next()
+                    if value is not None and progress and log:
+                        finished = sum(v is not None for v in done.values())
+                        log(f"[{finished}/{len(jobs)}] {run_line(*job, value[0], trainconfig.epochs)}")
+        except KeyboardInterrupt:                      # the second signal: stop at once
+            with contextlib.suppress(Exception):
+                stop.set()
+            client.cancel(list(running))
+        except BaseException:
+            client.cancel(list(running))
+            raise
     for mode, seed in jobs:
-        if (mode, seed) not in done:
+        value = done.get((mode, seed))
+        if value is None:
             yield mode, seed, None, None
-            return
-        result, params, buffers = done[(mode, seed)]
+            continue
+        result, params, buffers = value
+        if mode == "ann":
+            yield mode, seed, None, result
+            continue
         net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
         for key, value in params.items():
             net.params[key][...] = value
