@@ -276,7 +276,7 @@ def cmd_sweep_noise(args) -> int:
 
     path = write_noise_report(args.sweep_dir, args.out, noise=args.noise, baseline=args.baseline,
                               acc_tol=args.acc_tol, rate_tol=args.rate_tol, min_accuracy=args.min_accuracy,
-                              max_test=args.max_test, log=None if args.quiet else print)
+                              max_test=args.max_test, split=args.split, log=None if args.quiet else print)
     print(f"noise report: {path}")
     return 0
 
@@ -368,6 +368,8 @@ def main(argv=None) -> int:
     p.add_argument("--rate-tol", type=float, default=0.10, help="largest relative hidden-rate difference")
     p.add_argument("--min-accuracy", type=float, default=0.5, help="leave out runs below this clean accuracy")
     p.add_argument("--max-test", type=_positive_int, default=None, help="first N test samples only")
+    p.add_argument("--split", default=None, help="an axis whose values get a table each (default: theta_lr "
+                   "when it is an axis; '' for one table)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sweep_noise)
     p = sub.add_parser("check", help="stlsim's gradients of a NIR file, or against a peer's own importer")

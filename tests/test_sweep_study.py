@@ -171,3 +171,12 @@ def test_sweep_noise_refuses_bad_noise(tiny_sweep, capsys):
     with pytest.raises(SystemExit):
         cli.main(["sweep-noise", tiny_sweep, "--noise", "gaussian=a"])
     assert "numbers" in capsys.readouterr().err
+
+
+def test_sweep_noise_splits_on_an_axis_and_refuses_an_unknown_one(tiny_sweep, capsys):
+    assert cli.main(["sweep-noise", tiny_sweep, "--noise", "gaussian=0.3", "--split", "gain_ratio",
+                     "--min-accuracy", "0", "--quiet", "--out", os.path.join(tiny_sweep, "split")]) == 0
+    text = open(os.path.join(tiny_sweep, "split", "noise.md")).read()
+    assert "## gain_ratio = 2" in text and "## gain_ratio = 4" in text
+    assert cli.main(["sweep-noise", tiny_sweep, "--split", "theta_lr", "--quiet"]) == 2
+    assert "split" in capsys.readouterr().err

@@ -195,9 +195,17 @@ def _verdict(low, high, mode, baseline):
 
 
 def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline="sl", acc_tol=0.01,
-                       rate_tol=0.10, min_accuracy=0.5, max_test=None, seed=0, log=print) -> str:
-    """Evaluate the runs under noise, match them, write noise.csv, noise_matched.csv, noise.md."""
+                       rate_tol=0.10, min_accuracy=0.5, max_test=None, seed=0, split=None, log=print) -> str:
+    """Evaluate the runs under noise, match them, write noise.csv, noise_matched.csv, noise.md.
+
+    ``split``: an axis whose values get a table each (default: ``theta_lr`` when it is an axis, so
+    STL with each threshold learning rate is matched on its own); ``""``: one table."""
     noise = dict(DEFAULT_NOISE if noise is None else noise)
+    axes = _axes(sweep_dir)
+    if split is None:
+        split = "theta_lr" if "theta_lr" in axes else ""
+    if split and split not in axes:
+        raise fail("split", f"an axis of the sweep ({', '.join(axes) or 'none'})", repr(split), "stlsim sweep-noise")
     rows = noise_rows(sweep_dir, noise=noise, modes=(mode, baseline), max_test=max_test, seed=seed, log=log)
     out = out or os.path.join(sweep_dir, "report")
     os.makedirs(out, exist_ok=True)
@@ -206,52 +214,62 @@ def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline=
     with _atomic(os.path.join(out, "noise.csv"), ".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, rows))
-    pairs = matched_pairs(rows, mode=mode, baseline=baseline, acc_tol=acc_tol, rate_tol=rate_tol,
-                          min_accuracy=min_accuracy)
-    pair_rows = [{f"{mode}_task": a["task_id"], f"{baseline}_task": b["task_id"],
-                  f"{mode}_clean": a["clean_accuracy"], f"{baseline}_clean": b["clean_accuracy"],
-                  f"{mode}_rate": a["hidden_rate"], f"{baseline}_rate": b["hidden_rate"],
-                  **{f"diff {c}": a[c] - b[c] for c in columns}} for a, b in pairs]
+    groups = sorted({r.get(split) for r in rows}, key=str) if split else [None]
+    M, B = mode.upper(), baseline.upper()
+    lines = [f"# Noise robustness: {M} vs {B} at matched clean accuracy and firing rate", "",
+             f"{len(rows)} runs evaluated on {rows[0]['n_test']} test samples (clean and noisy inputs from the "
+             f"same encoding draws, seed {seed}). Runs below {100 * min_accuracy:.0f} % clean accuracy are left "
+             f"out. Matched: one-to-one pairs of the same structure "
+             f"({', '.join(a for a in axes if a in STRUCTURAL) or 'one'}) with |clean accuracy difference| <= "
+             f"{100 * acc_tol:.1f} pp and hidden firing rates within {100 * rate_tol:.0f} %. Difference = "
+             f"{M} - {B} noisy accuracy (pp), mean over pairs, 95 % t-interval; regression = the {M} "
+             f"coefficient of noisy ~ structure + clean + rate + [{M}] over all learned runs."
+             + (f" One table per value of {split} (each {M} on its own, with the {B} runs of its cells)."
+                if split else ""), ""]
+    pair_rows = []
+    for group in groups:
+        part = [r for r in rows if not split or r.get(split) == group]
+        pairs = matched_pairs(part, mode=mode, baseline=baseline, acc_tol=acc_tol, rate_tol=rate_tol,
+                              min_accuracy=min_accuracy)
+        pair_rows += [{**({split: group} if split else {}), f"{mode}_task": a["task_id"], f"{baseline}_task": b["task_id"],
+                       f"{mode}_clean": a["clean_accuracy"], f"{baseline}_clean": b["clean_accuracy"],
+                       f"{mode}_rate": a["hidden_rate"], f"{baseline}_rate": b["hidden_rate"],
+                       **{f"diff {c}": a[c] - b[c] for c in columns}} for a, b in pairs]
+        n_learned = {m: len(_learned(part, m, min_accuracy)) for m in (mode, baseline)}
+        if split:
+            lines += [f"## {split} = {group}", ""]
+        lines += [f"Learned runs: {M} {n_learned[mode]}, {B} {n_learned[baseline]}; matched pairs: {len(pairs)}."]
+        if pairs:
+            gaps = [abs(a["clean_accuracy"] - b["clean_accuracy"]) for a, b in pairs]
+            rgap = [abs(a["hidden_rate"] - b["hidden_rate"]) / max(a["hidden_rate"], b["hidden_rate"])
+                    for a, b in pairs]
+            clean = np.mean([a["clean_accuracy"] - b["clean_accuracy"] for a, b in pairs])
+            lines[-1] += (f" Mean |clean difference| {100 * np.mean(gaps):.2f} pp, mean relative rate difference "
+                          f"{100 * np.mean(rgap):.1f} %; clean {M} - {B} {100 * clean:+.2f} pp.")
+        lines += ["", "| noise | matched pairs | difference (pp) | 95% CI | won/lost/tied | verdict | "
+                  "regression (pp) | 95% CI | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in columns:
+            diffs = [a[c] - b[c] for a, b in pairs]
+            mean, low, high = _interval(diffs)
+            won = sum(d > 0 for d in diffs)
+            lost = sum(d < 0 for d in diffs)
+            fit = stl_effect(part, c, mode=mode, baseline=baseline, min_accuracy=min_accuracy)
+            fmt = lambda v: "-" if math.isnan(v) else f"{100 * v:+.2f}"  # noqa: E731
+            lines.append(f"| {c} | {len(diffs)} | {fmt(mean)} | [{fmt(low)}, {fmt(high)}] | {won}/{lost}/"
+                         f"{len(diffs) - won - lost} | {_verdict(low, high, mode, baseline)} | "
+                         f"{fmt(fit['effect'])} | [{fmt(fit['ci_low'])}, {fmt(fit['ci_high'])}] | "
+                         f"{_verdict(fit['ci_low'], fit['ci_high'], mode, baseline)} |")
+        lines.append("")
     if pair_rows:
         with _atomic(os.path.join(out, "noise_matched.csv"), ".csv.tmp") as tmp:
             with open(tmp, "w", newline="") as f:
                 f.write(_csv_text(list(pair_rows[0]), pair_rows))
-    M, B = mode.upper(), baseline.upper()
-    n_learned = {m: len(_learned(rows, m, min_accuracy)) for m in (mode, baseline)}
-    lines = [f"# Noise robustness: {M} vs {B} at matched clean accuracy and firing rate", "",
-             f"{len(rows)} runs evaluated on {rows[0]['n_test']} test samples (clean and noisy inputs from the "
-             f"same encoding draws, seed {seed}); learned (clean accuracy >= {100 * min_accuracy:.0f} %): "
-             f"{M} {n_learned[mode]}, {B} {n_learned[baseline]}. Matched: {len(pairs)} one-to-one pairs "
-             f"of the same structure ({', '.join(a for a in _axes(sweep_dir) if a in STRUCTURAL) or 'one'}) "
-             f"with |clean accuracy difference| <= {100 * acc_tol:.1f} pp and hidden firing rates within "
-             f"{100 * rate_tol:.0f} %. Difference = {M} - {B} noisy accuracy (pp), mean over pairs, 95 % "
-             "t-interval; regression = the STL coefficient of noisy ~ structure + clean + rate + [STL] over "
-             "all learned runs.", ""]
-    if pairs:
-        gaps = [abs(a["clean_accuracy"] - b["clean_accuracy"]) for a, b in pairs]
-        rgap = [abs(a["hidden_rate"] - b["hidden_rate"]) / max(a["hidden_rate"], b["hidden_rate"]) for a, b in pairs]
-        lines += [f"Matched pairs: mean |clean difference| {100 * np.mean(gaps):.2f} pp, mean relative rate "
-                  f"difference {100 * np.mean(rgap):.1f} %; clean {M} - {B} "
-                  f"{100 * np.mean([a['clean_accuracy'] - b['clean_accuracy'] for a, b in pairs]):+.2f} pp.", ""]
-    lines += ["| noise | matched pairs | difference (pp) | 95% CI | won/lost/tied | verdict | regression (pp) | "
-              "95% CI | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    for c in columns:
-        diffs = [a[c] - b[c] for a, b in pairs]
-        mean, low, high = _interval(diffs)
-        won = sum(d > 0 for d in diffs)
-        lost = sum(d < 0 for d in diffs)
-        fit = stl_effect(rows, c, mode=mode, baseline=baseline, min_accuracy=min_accuracy)
-        fmt = lambda v: "-" if math.isnan(v) else f"{100 * v:+.2f}"  # noqa: E731
-        lines.append(f"| {c} | {len(diffs)} | {fmt(mean)} | [{fmt(low)}, {fmt(high)}] | {won}/{lost}/"
-                     f"{len(diffs) - won - lost} | {_verdict(low, high, mode, baseline)} | {fmt(fit['effect'])} | "
-                     f"[{fmt(fit['ci_low'])}, {fmt(fit['ci_high'])}] | "
-                     f"{_verdict(fit['ci_low'], fit['ci_high'], mode, baseline)} |")
-    lines += ["", "Pairs come from different cells and seeds, so they are not independent draws of one "
+    lines += ["Pairs come from different cells and seeds, so they are not independent draws of one "
               "setting; read the interval as a summary of this sweep, not a test of one network."]
     path = os.path.join(out, "noise.md")
     with _atomic(path, ".md.tmp") as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
     if log:
-        log(f"noise report: {path} ({len(pairs)} matched pairs)")
+        log(f"noise report: {path} ({len(pair_rows)} matched pairs)")
     return path
