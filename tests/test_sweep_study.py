@@ -180,3 +180,15 @@ def test_sweep_noise_splits_on_an_axis_and_refuses_an_unknown_one(tiny_sweep, ca
     assert "## gain_ratio = 2" in text and "## gain_ratio = 4" in text
     assert cli.main(["sweep-noise", tiny_sweep, "--split", "theta_lr", "--quiet"]) == 2
     assert "split" in capsys.readouterr().err
+
+
+def test_read_table_keeps_task_ids_that_look_like_numbers(tmp_path):
+    from stlsim.sweep.table import read_table
+
+    path = tmp_path / "table.csv"
+    path.write_text("task_id,status,mode,seed,final_test_accuracy,record\n"
+                    "751068e520533285,ok,stl,0,0.5,records/751068e520533285.h5\n"
+                    "0123456789012345,ok,sl,1,0.25,records/0123456789012345.h5\n")
+    rows = read_table(str(path))
+    assert [r["task_id"] for r in rows] == ["751068e520533285", "0123456789012345"]
+    assert rows[1]["seed"] == 1 and rows[1]["final_test_accuracy"] == 0.25

@@ -187,11 +187,17 @@ def _parse(text):
     return text
 
 
+# Columns that hold text even when it reads as a number: a hex task id such as "751068e520533285"
+# would parse as the float inf, "0123456789012345" as an int without its leading 0.
+_TEXT_COLUMNS = frozenset({"task_id", "record", "worker", "status", "error", "mode"})
+
+
 def read_table(path) -> list:
-    """``table.csv`` (or ``history.csv``) as a list of dicts; numbers parsed, empty fields None."""
+    """``table.csv`` (or ``history.csv``) as a list of dicts; numbers parsed (but never in
+    ``_TEXT_COLUMNS``, such as ``task_id``), empty fields None."""
     if os.path.isdir(path):
         path = os.path.join(path, "table.csv")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"sweep table {path!r} does not exist (run `stlsim sweep` first)")
     with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (v if k in _TEXT_COLUMNS else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
