@@ -64,8 +64,10 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--timesteps", "-T", type=int, default=None)
     p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
-    p.add_argument("--encoding", choices=["rate", "direct"], default="rate",
-                   help="static images only; event data sets are fed as their frames")
+    p.add_argument("--encoding", choices=["rate", "direct"], default=None,
+                   help="static inputs only (event data sets are fed as their frames); default: rate for the "
+                        "named image data sets, direct for a .npz (docs/sweep.md: rate coding lost 1.4-15 points "
+                        "on the npz data sets tried)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--theta-lr", type=float, default=None, help="threshold learning rate (default: --lr)")
@@ -94,15 +96,45 @@ def _add_common(p: argparse.ArgumentParser):
 
 # Defaults per dataset: small enough for 2 cores, as stated in the README.
 _DATASET_DEFAULTS = {
-    "digits": {"hidden": [256], "epochs": 30, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0},
-    "fashion-mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
-    "mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0},
-    "cifar10": {"hidden": [1024], "epochs": 5, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0},
-    "saccade-digits": {"hidden": [256], "epochs": 15, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
-    "nmnist": {"hidden": [800], "epochs": 5, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
-    "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0},
-    "shd": {"hidden": [256], "epochs": 10, "timesteps": 100, "theta_init": 1.0, "init_gain": 4.0},
+    "digits": {"hidden": [256], "epochs": 30, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "fashion-mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "mnist": {"hidden": [800], "epochs": 5, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "cifar10": {"hidden": [1024], "epochs": 5, "timesteps": 8, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "saccade-digits": {"hidden": [256], "epochs": 15, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "nmnist": {"hidden": [800], "epochs": 5, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    "shd": {"hidden": [256], "epochs": 10, "timesteps": 100, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
+    # a user's own .npz: any features in [0, 1]; the analog values go straight in (direct), as rate
+    # coding lost 4 points on the digits, 1.4 on Fashion-MNIST and 15 on MNIST-1D (docs/sweep.md);
+    # epochs by size (None: see `dataset_defaults`)
+    "npz": {"hidden": [800], "epochs": None, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0, "encoding": "direct"},
 }
+NPZ_SAMPLES_SEEN = 50_000      # an .npz trains for about this many samples: 5 to 30 epochs
+
+
+def npz_epochs(n_train: int) -> int:
+    """Epochs for an .npz of ``n_train`` training samples: enough to see ``NPZ_SAMPLES_SEEN``, 5 to 30."""
+    return int(min(30, max(5, -(-NPZ_SAMPLES_SEEN // max(int(n_train), 1)))))
+
+
+def dataset_defaults(dataset: str, train_subset=None, n_train=None) -> dict:
+    """The defaults of ``stlsim train`` / ``compare`` for ``dataset`` (a copy); for an .npz the epochs
+    follow its size (``n_train``, else read from the file's ``y_train``; 5 if it cannot be read)."""
+    key = dataset.split(":")[0] if not dataset.endswith(".npz") else "npz"
+    defaults = dict(_DATASET_DEFAULTS.get(key, _DATASET_DEFAULTS["mnist"]))
+    if defaults["epochs"] is None:
+        if n_train is None:
+            try:
+                import numpy as np
+
+                with np.load(dataset) as archive:
+                    n_train = int(archive["y_train"].shape[0])
+            except (OSError, KeyError, ValueError):
+                n_train = NPZ_SAMPLES_SEEN // 5
+            if train_subset is not None:
+                n_train = min(n_train, int(train_subset))
+        defaults["epochs"] = npz_epochs(n_train)
+    return defaults
 
 
 def _configs(args, mode="stl", seed=0):
@@ -124,15 +156,14 @@ def _configs(args, mode="stl", seed=0):
     if len(data.y_train) == 0 or len(data.y_test) == 0:
         raise ValueError(f"data set {data.name!r} has {len(data.y_train)} training and {len(data.y_test)} "
                          "test samples; both splits must be non-empty")
-    key = args.dataset.split(":")[0] if not args.dataset.endswith(".npz") else "npz"
-    defaults = _DATASET_DEFAULTS.get(key, _DATASET_DEFAULTS["mnist"])
+    defaults = dataset_defaults(args.dataset, n_train=len(data.y_train))
     pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
     netcfg = NetConfig(arch=args.arch, hidden=pick(args.hidden, "hidden"), population=args.population,
                        tau=args.tau, theta_init=pick(args.theta_init, "theta_init"), reset=args.reset,
                        surrogate=args.surrogate, init_gain=pick(args.init_gain, "init_gain"), dtype=args.dtype,
                        threshold_sharing=getattr(args, "threshold_sharing", "neuron"))
     config = TrainConfig(mode=mode, epochs=pick(args.epochs, "epochs"), batch_size=args.batch_size,
-                         timesteps=pick(args.timesteps, "timesteps"), encoding=args.encoding, loss=args.loss,
+                         timesteps=pick(args.timesteps, "timesteps"), encoding=pick(args.encoding, "encoding"), loss=args.loss,
                          optimizer=args.optimizer, lr=args.lr, theta_lr=args.theta_lr,
                          weight_decay=args.weight_decay, lr_decay=args.lr_decay, seed=seed, backend=args.backend,
                          engine=getattr(args, "engine", None))

@@ -275,10 +275,8 @@ def resolve_options(options: dict) -> dict:
     from .. import cli
 
     opts = dict(options)
-    dataset = opts["dataset"]
-    key = dataset.split(":")[0] if not dataset.endswith(".npz") else "npz"
-    defaults = cli._DATASET_DEFAULTS.get(key, cli._DATASET_DEFAULTS["mnist"])
-    for name in ("hidden", "epochs", "timesteps", "theta_init", "init_gain"):
+    defaults = cli.dataset_defaults(opts["dataset"], opts.get("train_subset"))
+    for name in ("hidden", "epochs", "timesteps", "theta_init", "init_gain", "encoding"):
         if opts.get(name) is None:
             opts[name] = defaults[name]
     ratio = opts.pop("gain_ratio", None)

@@ -152,8 +152,13 @@ def claims(rows, axes, mode="stl", baseline="sl", metric=_METRIC) -> list:
 
 
 def _show(value):
+    """A cell value as the report prints it: 2.0 -> "2", layer sizes "128+128+128" -> "3x128"."""
     if isinstance(value, float) and value == int(value):
         return str(int(value))
+    if isinstance(value, str) and "+" in value:
+        parts = value.split("+")
+        if len(set(parts)) == 1:
+            return f"{len(parts)}x{parts[0]}"
     return str(value)
 
 
