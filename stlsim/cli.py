@@ -66,7 +66,7 @@ def _add_common(p: argparse.ArgumentParser):
     p.add_argument("--population", "-P", type=int, default=10, help="output neurons per class (GJDF); 1 = plain")
     p.add_argument("--encoding", choices=["rate", "direct"], default=None,
                    help="static inputs only (event data sets are fed as their frames); default: rate for the "
-                        "named image data sets, direct for a .npz (docs/sweep.md: rate coding lost 1.4-15 points "
+                        "named image data sets, direct for a .npz (docs/sweep.md: rate coding lost 1.4-18 points "
                         "on the npz data sets tried)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -105,7 +105,7 @@ _DATASET_DEFAULTS = {
     "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
     "shd": {"hidden": [256], "epochs": 10, "timesteps": 100, "theta_init": 1.0, "init_gain": 4.0, "encoding": "rate"},
     # a user's own .npz: any features in [0, 1]; the analog values go straight in (direct), as rate
-    # coding lost 4 points on the digits, 1.4 on Fashion-MNIST and 15 on MNIST-1D (docs/sweep.md);
+    # coding lost 4 points on the digits, 1.4 on Fashion-MNIST and 18 on MNIST-1D (docs/sweep.md);
     # epochs by size (None: see `dataset_defaults`)
     "npz": {"hidden": [800], "epochs": None, "timesteps": 4, "theta_init": 1.0, "init_gain": 4.0, "encoding": "direct"},
 }

@@ -195,7 +195,7 @@ def test_read_table_keeps_task_ids_that_look_like_numbers(tmp_path):
 
 
 def test_a_users_npz_defaults_to_direct_input_and_the_named_image_sets_to_rate(tmp_path):
-    """compare / train / sweep on a .npz feed the analog values (rate coding lost 1.4-15 points on the
+    """compare / train / sweep on a .npz feed the analog values (rate coding lost 1.4-18 points on the
     npz data sets of docs/sweep.md); the named image sets keep rate coding; --encoding still wins."""
     import argparse
 

@@ -1,11 +1,12 @@
 """What `stlsim compare --dataset X.npz` reaches with its defaults, against the ANN of the same shape.
 
     python -m validation.npz_defaults.make_data            # runs/npz/{digits,fashion10k,mnist1d}.npz
-    python -m validation.npz_defaults.run [--encodings rate,direct] [--seeds 3]
+    python -m validation.npz_defaults.run [--encodings rate,direct,default] [--seeds 3] [--only digits,...]
 
 For every npz in ``--data`` (default runs/npz) and every encoding asked, runs
 ``stlsim compare --dataset X.npz --modes stl,sl,ann --seeds K --encoding E`` (everything else
-at compare's npz defaults) into ``runs/npz_defaults/<name>_<encoding>/`` and writes
+at compare's npz defaults; ``default``: no --encoding, and the epochs compare picks by size; the
+other rows fix --epochs 5) into ``runs/npz_defaults/<name>_<encoding>/`` and writes
 ``validation/results/npz_defaults/summary.md`` and ``summary.json``: per data set, encoding and
 mode the mean and spread of the final test accuracy over the seeds, and the wall time.
 """
@@ -26,7 +27,8 @@ from stlsim._io import atomic_path, provenance
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="runs/npz")
-    parser.add_argument("--encodings", default="rate,direct")
+    parser.add_argument("--encodings", default="rate,direct,default")
+    parser.add_argument("--only", default=None, help="comma-separated npz names (default: all)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--runs", default="runs/npz_defaults")
     parser.add_argument("--results", default="validation/results/npz_defaults")
@@ -34,13 +36,22 @@ def main(argv=None) -> int:
     paths = sorted(glob.glob(os.path.join(args.data, "*.npz")))
     if not paths:
         raise SystemExit(f"no .npz files in {args.data!r}: run python -m validation.npz_defaults.make_data first")
-    summary = {"provenance": provenance(schema="stlsim.npz_defaults/1"), "runs": []}
+    summary_path = os.path.join(args.results, "summary.json")
+    summary = {"runs": []}
+    if os.path.isfile(summary_path):            # keep the rows of other data sets / encodings
+        with open(summary_path) as f:
+            summary = json.load(f)
+    summary["provenance"] = provenance(schema="stlsim.npz_defaults/1")
+    only = set(args.only.split(",")) if args.only else None
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0]
+        if only is not None and name not in only:
+            continue
         for encoding in args.encodings.split(","):
             out = os.path.join(args.runs, f"{name}_{encoding}")
             argv = ["compare", "--dataset", path, "--modes", "stl,sl,ann", "--seeds", str(args.seeds),
-                    "--encoding", encoding, "--out", out, "--force"]
+                    "--out", out, "--force"]
+            argv += [] if encoding == "default" else ["--encoding", encoding, "--epochs", "5"]
             started = time.perf_counter()
             code = cli.main(argv)
             wall = time.perf_counter() - started
@@ -48,6 +59,7 @@ def main(argv=None) -> int:
                 raise SystemExit(f"stlsim {' '.join(argv)} exited with {code}")
             with open(os.path.join(out, "results.json")) as f:
                 results = json.load(f)
+            summary["runs"] = [e for e in summary["runs"] if (e["data"], e["encoding"]) != (name, encoding)]
             entry = {"data": name, "encoding": encoding, "command": "stlsim " + " ".join(argv), "wall_s": wall,
                      "n_train": results["dataset"]["n_train"], "n_test": results["dataset"]["n_test"],
                      "network": results["config"]["network"], "training": results["config"]["training"],
@@ -59,7 +71,9 @@ def main(argv=None) -> int:
             print(f"{name} {encoding}: " + ", ".join(f"{m.upper()} {100 * v['mean']:.1f} %"
                                                     for m, v in entry["modes"].items()) + f" ({wall:.0f} s)")
     os.makedirs(args.results, exist_ok=True)
-    with atomic_path(os.path.join(args.results, "summary.json")) as tmp:
+    summary["runs"].sort(key=lambda e: (e["data"], ("rate", "direct", "default").index(e["encoding"])
+                                        if e["encoding"] in ("rate", "direct", "default") else 9))
+    with atomic_path(summary_path) as tmp:
         with open(tmp, "w") as f:
             json.dump(summary, f, indent=1)
     lines = ["# `stlsim compare --dataset X.npz`: the defaults against the ANN", "",
@@ -70,7 +84,8 @@ def main(argv=None) -> int:
     for e in summary["runs"]:
         acc = lambda m: (f"{100 * e['modes'][m]['mean']:.1f} +- {100 * e['modes'][m]['std']:.1f}"  # noqa: E731
                          if m in e["modes"] else "-")
-        lines.append(f"| {e['data']} | {e['n_train']} / {e['n_test']} | {e['encoding']} | "
+        encoding = e["encoding"] if e["encoding"] != "default" else f"default ({e['training']['encoding']})"
+        lines.append(f"| {e['data']} | {e['n_train']} / {e['n_test']} | {encoding} | "
                      f"{e['training']['timesteps']} | {e['training']['epochs']} | "
                      f"{'+'.join(map(str, e['network']['hidden']))} | {acc('stl')} | {acc('sl')} | {acc('ann')} | "
                      f"{e['wall_s']:.0f} |")
