@@ -124,12 +124,14 @@ def dataset_defaults(dataset: str, train_subset=None, n_train=None) -> dict:
     defaults = dict(_DATASET_DEFAULTS.get(key, _DATASET_DEFAULTS["mnist"]))
     if defaults["epochs"] is None:
         if n_train is None:
-            try:
-                import numpy as np
+            import zipfile
 
+            import numpy as np
+
+            try:
                 with np.load(dataset) as archive:
                     n_train = int(archive["y_train"].shape[0])
-            except (OSError, KeyError, ValueError):
+            except (OSError, KeyError, ValueError, zipfile.BadZipFile):   # the loader says what is wrong
                 n_train = NPZ_SAMPLES_SEEN // 5
             if train_subset is not None:
                 n_train = min(n_train, int(train_subset))
