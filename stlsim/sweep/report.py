@@ -405,7 +405,9 @@ def sops_fronts(rows, axes, path, modes):
 
 
 def _front_table(fronts, axes, M, B, mode, baseline):
-    """Markdown: the cheapest run of each mode reaching each accuracy level both fronts reach."""
+    """Markdown: the cheapest cell of each mode reaching each accuracy level both fronts reach."""
+    if fronts is None:          # a report at an earlier epoch: the SOPs are the final network's
+        return []
     lines = ["", "## Energy: SOPs-accuracy fronts", "",
              "For each accuracy level, the fewest synaptic operations per test sample with which a cell of "
              "the mode reached it, SOPs and accuracy each the mean over the cell's seeds (read off the "
@@ -552,7 +554,7 @@ def _markdown(cells, claim_rows, axes, rows, meta, figures, mode, baseline, out,
         lines.append(f"| {cell} | {c['n']} | {_pct(c[f'{mode}_mean'], False)} | {_pct(c[f'{baseline}_mean'], False)} | "
                      f"{_pct(c['mean'])} | {ci} | {c['won']}/{c['lost']}/{c['tied']} | {c['init_rate']:.3f} | "
                      f"{c['theta_shift']:.3g} | {c['sops_ratio']:.2f} | {c['verdict']} |")
-    lines += _front_table(fronts or {}, axes, M, B, mode, baseline)
+    lines += _front_table(fronts, axes, M, B, mode, baseline)
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["", f"## Tasks not ok ({len(failed)})", ""]
