@@ -37,7 +37,7 @@ import os
 import numpy as np
 
 from .._checks import check_real, fail
-from .report import _t975
+from .report import _axes_of, _stats, _t975
 from .table import _atomic, _csv_text, read_table
 
 __all__ = ["DEFAULT_NOISE", "noise_rows", "matched_pairs", "stl_effect", "write_noise_report"]
@@ -118,12 +118,7 @@ def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, see
 
 
 def _axes(sweep_dir) -> list:
-    path = os.path.join(sweep_dir, "sweep.json")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        meta = json.load(f)
-    return [a[0] if isinstance(a, list) else a for a in meta.get("axes", [])]
+    return _axes_of(sweep_dir, read_table(sweep_dir))[0]
 
 
 def _learned(rows, mode, min_accuracy):
@@ -152,16 +147,6 @@ def matched_pairs(rows, *, mode="stl", baseline="sl", acc_tol=0.01, rate_tol=0.1
         used_b.add(j)
         pairs.append((a_runs[i], b_runs[j]))
     return pairs
-
-
-def _interval(diffs):
-    d = np.asarray(diffs, dtype=float)
-    n = len(d)
-    mean = float(d.mean()) if n else float("nan")
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = _t975(n) * float(d.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def stl_effect(rows, column, *, mode="stl", baseline="sl", min_accuracy=0.5) -> dict:
@@ -250,13 +235,12 @@ def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline=
                   "regression (pp) | 95% CI | verdict |", "|---|---|---|---|---|---|---|---|---|"]
         for c in columns:
             diffs = [a[c] - b[c] for a, b in pairs]
-            mean, low, high = _interval(diffs)
-            won = sum(d > 0 for d in diffs)
-            lost = sum(d < 0 for d in diffs)
+            st = _stats(diffs)
+            mean, low, high = st["mean"], st["ci_low"], st["ci_high"]
             fit = stl_effect(part, c, mode=mode, baseline=baseline, min_accuracy=min_accuracy)
             fmt = lambda v: "-" if math.isnan(v) else f"{100 * v:+.2f}"  # noqa: E731
-            lines.append(f"| {c} | {len(diffs)} | {fmt(mean)} | [{fmt(low)}, {fmt(high)}] | {won}/{lost}/"
-                         f"{len(diffs) - won - lost} | {_verdict(low, high, mode, baseline)} | "
+            lines.append(f"| {c} | {len(diffs)} | {fmt(mean)} | [{fmt(low)}, {fmt(high)}] | {st['won']}/"
+                         f"{st['lost']}/{st['tied']} | {_verdict(low, high, mode, baseline)} | "
                          f"{fmt(fit['effect'])} | [{fmt(fit['ci_low'])}, {fmt(fit['ci_high'])}] | "
                          f"{_verdict(fit['ci_low'], fit['ci_high'], mode, baseline)} |")
         lines.append("")
