@@ -248,7 +248,7 @@ def test_import_is_lean():
 
 
 def test_gjdf_gain_pairs_runs_by_seed_and_checks_them():
-    from stlsim.report import check_claims, gjdf_gain
+    from stlsim.experiment.report import check_claims, gjdf_gain
 
     def run(population, accs, seeds=(0, 1)):
         return {"config": {"network": {"population": population}, "seeds": list(seeds)},

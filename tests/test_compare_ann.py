@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import stlsim
-import stlsim.compare
-import stlsim.sweep.runner
+import stlsim.experiment.compare
+import stlsim.experiment.executor
 from stlsim.cli import main as cli_main
-from stlsim.compare import format_table, run_comparison
+from stlsim.experiment.compare import format_table, run_comparison
 from stlsim.data import load_digits
 from stlsim.train import NetConfig, TrainConfig
 from stlsim.train.records import load_record
@@ -84,10 +84,10 @@ def test_ann_runs_are_summarised_recorded_and_tabled(with_ann, tiny):
 
 
 def test_the_ann_run_is_the_sweeps_baseline(with_ann, tiny):
-    """compare trains exactly ``stlsim.sweep.ann.train_ann`` with the run's config and seed."""
+    """compare trains exactly ``stlsim.train.ann.train_ann`` with the run's config and seed."""
     import dataclasses
 
-    from stlsim.sweep.ann import train_ann
+    from stlsim.train.ann import train_ann
 
     data, netcfg, config = tiny
     results, out = with_ann
@@ -133,7 +133,7 @@ def test_cli_names_the_allowed_modes(tmp_path, capsys, monkeypatch):
 
 
 def test_report_skips_the_ann_where_it_measures_spikes(with_ann, tmp_path):
-    from stlsim.report import ANN_NOTE, write_report
+    from stlsim.experiment.report import ANN_NOTE, write_report
 
     _, run = with_ann
     lines = []
@@ -169,7 +169,7 @@ def test_workers_equal_serial_with_the_ann(tiny, with_ann, tmp_path):
 
 def test_without_dask_the_runs_train_here_with_one_line(tiny, with_ann, tmp_path, monkeypatch):
     data, netcfg, config = tiny
-    monkeypatch.setattr(stlsim.sweep.runner, "_dask_available", lambda: False)
+    monkeypatch.setattr(stlsim.experiment.executor, "dask_available", lambda: False)
     lines = []
     results = run_comparison(data, netcfg, config, modes=("stl", "ann"), seeds=(0, 1), out_dir=str(tmp_path),
                              max_workers=2, plots=False, progress=False, log=lines.append)
@@ -186,20 +186,20 @@ def _fake_comparison(calls):
 
 def test_cli_default_is_every_usable_core_at_most_one_per_run(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(stlsim.compare, "run_comparison", _fake_comparison(calls))
-    monkeypatch.setattr(stlsim.sweep.runner, "_dask_available", lambda: True)
+    monkeypatch.setattr(stlsim.experiment.compare, "run_comparison", _fake_comparison(calls))
+    monkeypatch.setattr(stlsim.experiment.executor, "dask_available", lambda: True)
     base = ["compare", "--epochs", "1", "--train-subset", "20", "--test-subset", "10", "--quiet",
             "--out", str(tmp_path / "x")]
     for cores, flags, expected in ((8, [], 6), (4, [], 4), (1, [], 1), (8, ["--max-workers", "1"], 1),
                                    (2, ["--max-workers", "3"], 3), (8, ["--seeds", "1", "--modes", "stl"], 1),
                                    (1, ["--scheduler", "tcp://127.0.0.1:1"], 6)):
-        monkeypatch.setattr(stlsim.compare, "usable_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(stlsim.experiment.executor, "usable_cores", lambda cores=cores: cores)
         assert cli_main(base + ["--seeds", "2"] + flags) == 0
         assert calls[-1]["max_workers"] == expected, (cores, flags)
     assert "6 runs on 6 worker processes" in capsys.readouterr().out
     # without dask.distributed: one line, then the serial path
-    monkeypatch.setattr(stlsim.sweep.runner, "_dask_available", lambda: False)
-    monkeypatch.setattr(stlsim.compare, "usable_cores", lambda: 2)
+    monkeypatch.setattr(stlsim.experiment.executor, "dask_available", lambda: False)
+    monkeypatch.setattr(stlsim.experiment.executor, "usable_cores", lambda: 2)
     assert cli_main(base + ["--seeds", "2"]) == 0
     out = capsys.readouterr().out
     assert calls[-1]["max_workers"] == 1
@@ -209,11 +209,11 @@ def test_cli_default_is_every_usable_core_at_most_one_per_run(tmp_path, monkeypa
 
 
 def test_usable_cores_follows_the_affinity(monkeypatch):
-    assert 1 <= stlsim.compare.usable_cores() <= (os.cpu_count() or 1)
+    assert 1 <= stlsim.experiment.executor.usable_cores() <= (os.cpu_count() or 1)
     if hasattr(os, "sched_getaffinity"):
-        assert stlsim.compare.usable_cores() == len(os.sched_getaffinity(0))
+        assert stlsim.experiment.executor.usable_cores() == len(os.sched_getaffinity(0))
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
-    assert stlsim.compare.usable_cores() == max(1, os.cpu_count() or 1)
+    assert stlsim.experiment.executor.usable_cores() == max(1, os.cpu_count() or 1)
 
 
 def test_ctrl_c_on_workers_keeps_the_finished_epochs(tmp_path):

@@ -453,7 +453,7 @@ def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
         record("folders", f"compare {' '.join(flags)} into a complete run",
                outcome if _snapshot(compared) == before else "data_lost", text)
     # the same run again, interrupted at once: the old summary is kept apart, never beside new records
-    import stlsim.compare
+    import stlsim.experiment.executor
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -463,7 +463,7 @@ def test_a_folder_holds_one_run(workdir, compared, monkeypatch):
     rerun = workdir / "rerun"
     shutil.copytree(compared, rerun)
     old_results = (rerun / "results.json").read_bytes()
-    monkeypatch.setattr(stlsim.compare, "_train_here", interrupted)
+    monkeypatch.setattr(stlsim.experiment.executor.Executor, "run", interrupted)
     outcome, rc, text = run_cli("compare", *TINY_COMPARE, "--seeds", "1", "--out", rerun)
     kept = (rerun / "results.previous.json").read_bytes() == old_results
     now = json.loads((rerun / "results.json").read_text())

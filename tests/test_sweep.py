@@ -9,8 +9,9 @@ import pytest
 
 import stlsim
 from stlsim import cli
-from stlsim.sweep import expand, make_grid, parse_grid_text, run_sweep, run_task, task_id
-from stlsim.sweep.grid import load_grid_file, preflight, resolve_options, train_options
+from stlsim.experiment.spec import RunSpec
+from stlsim.experiment.sweep import expand, make_grid, parse_grid_text, run_sweep, run_task, task_id
+from stlsim.experiment.sweep.grid import load_grid_file, preflight, resolve_options, train_options
 from stlsim.train import NetConfig, build_network
 
 # Tiny tasks: 60 training and 30 test digits, one hidden layer of 16, one epoch.
@@ -21,7 +22,7 @@ VOLATILE = ("wall_time_s", "train_wall_time_s", "worker")
 
 
 def base_options(**overrides):
-    opts = {name: action.default for name, action in train_options().items()}
+    opts = {name: option.default for name, option in train_options().items()}
     opts.update(TINY)
     opts.update(overrides)
     return opts
@@ -301,7 +302,7 @@ def test_weight_threshold_scaling_symmetry(dtype, backend):
 def test_import_stays_light():
     import subprocess
 
-    code = ("import sys, stlsim, stlsim.sweep; bad = [m for m in ('distributed', 'dask', 'matplotlib', 'h5py') "
+    code = ("import sys, stlsim, stlsim.experiment.sweep; bad = [m for m in ('distributed', 'dask', 'matplotlib', 'h5py') "
             "if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
@@ -320,7 +321,7 @@ def _rows(diffs, cell_value=1.0):
 
 
 def test_paired_differences_and_verdicts():
-    from stlsim.sweep.report import claims, paired_differences
+    from stlsim.experiment.sweep.report import claims, paired_differences
 
     (tie,) = paired_differences(_rows([0.01, 0.02, 0.03]), ["theta_init"])
     assert tie["n"] == 3 and tie["won"] == 3 and tie["mean"] == pytest.approx(0.02)
@@ -401,8 +402,7 @@ def test_an_interrupted_task_continues_from_its_checkpoint(tmp_path):
     run_task(task, whole)
     # The same task stopped after its first epoch: a record with a checkpoint at epoch 1.
     part = str(tmp_path / "part")
-    data, netcfg, config = cli._configs(__import__("argparse").Namespace(**task.option_dict, quiet=True, out=None),
-                                        mode="stl", seed=task.seed)
+    data, netcfg, config = RunSpec.from_options(task.option_dict, mode="stl", seed=task.seed).load()
     import dataclasses
 
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=task.seed, backend=config.backend)
@@ -422,7 +422,7 @@ def test_an_interrupted_task_continues_from_its_checkpoint(tmp_path):
 
 def test_compare_on_two_workers_equals_serial(tmp_path):
     pytest.importorskip("distributed")
-    from stlsim.compare import run_comparison
+    from stlsim.experiment.compare import run_comparison
     from stlsim.data import load_digits
     from stlsim.train import TrainConfig
 
@@ -448,7 +448,7 @@ def test_compare_on_two_workers_equals_serial(tmp_path):
 # --------------------------------------------------------------------- ANN baseline --
 def test_ann_gradient_matches_finite_differences():
     from stlsim.readout import loss_from_rates
-    from stlsim.sweep.ann import _backward, _forward, _init
+    from stlsim.train.ann import _backward, _forward, _init
 
     rng = np.random.default_rng(1)
     sizes, C, P = [7, 5, 4, 6], 3, 2
@@ -483,7 +483,7 @@ def test_ann_mode_in_a_sweep_and_the_report_against_it(tmp_path):
     ann = [r for r in rows if r["mode"] == "ann"]
     assert all(float(r["final_test_accuracy"]) > 0.3 for r in ann)          # chance is 0.1
     assert all(r["macs_per_sample"] == str(64 * 32 + 32 * 20) and r["firing_rate_l0"] == "" for r in ann)
-    from stlsim.sweep.report import write_sweep_report
+    from stlsim.experiment.sweep.report import write_sweep_report
 
     path = write_sweep_report(out, baseline="ann", log=None)
     assert "STL vs ANN" in open(path).read()
@@ -508,7 +508,7 @@ def test_ctrl_c_keeps_the_finished_tasks(tmp_path):
 
 
 def test_identical_differences_do_not_make_a_zero_width_interval():
-    from stlsim.sweep.report import paired_differences
+    from stlsim.experiment.sweep.report import paired_differences
 
     rows = _rows([-0.01, -0.01, -0.01])
     (bare,) = paired_differences(rows, ["theta_init"])

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from stlsim import cli
-from stlsim.sweep import expand, parse_grid_text, run_sweep, task_id
-from stlsim.sweep.grid import resolve_options, train_options
-from stlsim.sweep.report import pareto_front
-from stlsim.sweep.robustness import matched_pairs, stl_effect, write_noise_report
+from stlsim.experiment.sweep import expand, parse_grid_text, run_sweep, task_id
+from stlsim.experiment.sweep.grid import resolve_options, train_options
+from stlsim.experiment.sweep.report import pareto_front
+from stlsim.experiment.sweep.robustness import matched_pairs, stl_effect, write_noise_report
+from stlsim.experiment.spec import RunSpec, dataset_defaults, npz_epochs
 from stlsim.train import NetConfig, build_network
 
 TINY = {"hidden": [16], "epochs": 2, "timesteps": 3, "population": 2, "train_subset": 60, "test_subset": 30,
@@ -19,10 +20,16 @@ TINY = {"hidden": [16], "epochs": 2, "timesteps": 3, "population": 2, "train_sub
 
 
 def base_options(**overrides):
-    opts = {name: action.default for name, action in train_options().items()}
+    opts = {name: option.default for name, option in train_options().items()}
     opts.update(TINY)
     opts.update(overrides)
     return opts
+
+
+def run_of(argv):
+    """The RunSpec that ``stlsim train ARGV`` trains (its parser, then the option table)."""
+    args = cli.build_parser().parse_args(["train", *argv])
+    return RunSpec.from_options(cli._given(args))
 
 
 def read_csv(path):
@@ -45,7 +52,7 @@ def test_threshold_sharing_builds_the_asked_threshold_shapes():
 
 
 def test_threshold_sharing_on_the_command_line_and_as_a_grid_axis():
-    assert train_options()["threshold_sharing"].choices == ["neuron", "channel", "layer"]
+    assert train_options()["threshold_sharing"].choices == ("neuron", "channel", "layer")
     tasks = expand(parse_grid_text("threshold_sharing=neuron,layer"), base_options(), [0], ["sl"])
     assert [dict(t.cell)["threshold_sharing"] for t in tasks] == ["neuron", "layer"]
     with pytest.raises(ValueError, match="threshold_sharing"):
@@ -183,7 +190,7 @@ def test_sweep_noise_splits_on_an_axis_and_refuses_an_unknown_one(tiny_sweep, ca
 
 
 def test_read_table_keeps_task_ids_that_look_like_numbers(tmp_path):
-    from stlsim.sweep.table import read_table
+    from stlsim.experiment.sweep.table import read_table
 
     path = tmp_path / "table.csv"
     path.write_text("task_id,status,mode,seed,final_test_accuracy,record\n"
@@ -197,34 +204,26 @@ def test_read_table_keeps_task_ids_that_look_like_numbers(tmp_path):
 def test_a_users_npz_defaults_to_direct_input_and_the_named_image_sets_to_rate(tmp_path):
     """compare / train / sweep on a .npz feed the analog values (rate coding lost 1.4-18 points on the
     npz data sets of docs/sweep.md); the named image sets keep rate coding; --encoding still wins."""
-    import argparse
-
     from stlsim.data import load_dataset, save_npz_dataset
 
     path = str(tmp_path / "small.npz")
     save_npz_dataset(path, load_dataset("digits").subset(40, 20))
-    parser = argparse.ArgumentParser()
-    cli._add_common(parser)
     for argv, expected in ((["--dataset", path], "direct"), (["--dataset", path, "--encoding", "rate"], "rate"),
                            (["--dataset", "digits"], "rate")):
-        _, _, config = cli._configs(parser.parse_args(argv))
+        _, _, config = run_of(argv).load()
         assert config.encoding == expected, argv
     assert resolve_options(base_options(dataset=path, encoding=None))["encoding"] == "direct"
     assert resolve_options(base_options(encoding=None))["encoding"] == "rate"
 
 
 def test_npz_epochs_follow_the_size_of_the_data_set(tmp_path):
-    import argparse
-
     from stlsim.data import load_dataset, save_npz_dataset
 
-    assert [cli.npz_epochs(n) for n in (40, 1347, 4000, 10000, 60000)] == [30, 30, 13, 5, 5]
+    assert [npz_epochs(n) for n in (40, 1347, 4000, 10000, 60000)] == [30, 30, 13, 5, 5]
     path = str(tmp_path / "small.npz")
     save_npz_dataset(path, load_dataset("digits").subset(None, 20))      # all 1347 training digits
-    parser = argparse.ArgumentParser()
-    cli._add_common(parser)
-    assert cli._configs(parser.parse_args(["--dataset", path]))[2].epochs == 30
-    assert cli._configs(parser.parse_args(["--dataset", path, "--epochs", "2"]))[2].epochs == 2
+    assert run_of(["--dataset", path]).load()[2].epochs == 30
+    assert run_of(["--dataset", path, "--epochs", "2"]).load()[2].epochs == 2
     assert resolve_options(base_options(dataset=path, epochs=None, train_subset=None))["epochs"] == 30
     assert resolve_options(base_options(dataset="digits", epochs=None))["epochs"] == 30    # digits' own default
-    assert cli.dataset_defaults("fashion-mnist")["epochs"] == 5
+    assert dataset_defaults("fashion-mnist")["epochs"] == 5

@@ -111,7 +111,7 @@ def log(*parts):
 
 def compare_stage(data, netcfg, config, modes, seeds, run_dir, progress):
     """Train (or reuse) a comparison; returns results.json's dict."""
-    from stlsim.compare import run_comparison
+    from stlsim.experiment.compare import run_comparison
 
     path = os.path.join(run_dir, "results.json")
     want = {"network": dataclasses.asdict(netcfg), "seeds": list(seeds), "modes": list(modes),
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     from stlsim.analysis import propagation_depth
     from stlsim.plot import analysis as plots
     from stlsim._io import atomic_path
-    from stlsim.report import analyze_run, write_report
+    from stlsim.experiment.report import analyze_run, write_report
     from stlsim.data import load_dataset
     from stlsim.train import NetConfig, TrainConfig
 

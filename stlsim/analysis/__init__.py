@@ -2,7 +2,7 @@
 
 ``import stlsim.analysis`` needs numpy only; h5py (run records) and the data loaders are
 imported when first used. The figures are in ``stlsim.plot.analysis``; the report that
-puts measurements, claims and figures together is ``stlsim.report``.
+puts measurements, claims and figures together is ``stlsim.experiment.report``.
 
 * ``synaptic_operations(net, x)``, ``energy(net, x, e_ac, e_mac)``: SOPs counted from the
   spikes that actually reach each synaptic layer x fan-out, and E_AC * SOP vs the

@@ -142,7 +142,7 @@ def propagation_depth(data, *, depths=range(2, 9), modes=("stl", "sl", "tl"), se
     from ..readout import decide
     from ..train import NetConfig, TrainConfig, build_network, train
     from ..data.encoding import encode
-    from ..train.loop import _shape_inputs
+    from ..data.encoding import shape_inputs
 
     netcfg = NetConfig() if netcfg is None else netcfg
     trainconfig = TrainConfig() if trainconfig is None else trainconfig
@@ -156,7 +156,7 @@ def propagation_depth(data, *, depths=range(2, 9), modes=("stl", "sl", "tl"), se
                       "training": dataclasses.asdict(trainconfig)}, "modes": {}}
 
     def layer_rates(net, seed):
-        x = _shape_inputs(net, x_test)
+        x = shape_inputs(net, x_test)
         rec = net.forward(encode(x, trainconfig.timesteps, trainconfig.encoding,
                                  np.random.default_rng([seed, 7]), net.dtype), backend=trainconfig.backend)
         silent = float(np.mean(rec.spikes[-1].reshape(rec.spikes[-1].shape[0], x.shape[0], -1).sum(axis=(0, 2)) == 0))

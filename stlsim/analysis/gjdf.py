@@ -78,12 +78,12 @@ def decision_accuracy(net, x, y, *, timesteps: int, encoding: str = "rate", seed
     ``rules``: name -> ``joint_decision`` keyword arguments (default ``decision_rules``).
     """
     from ..data.encoding import encode
-    from ..train.loop import _shape_inputs
+    from ..data.encoding import shape_inputs
 
     owner = "decision_accuracy"
     timesteps = check_int(timesteps, "timesteps", low=1, owner=owner)
     rules = decision_rules(timesteps, net.population) if rules is None else dict(rules)
-    x = _shape_inputs(net, np.asarray(x))
+    x = shape_inputs(net, np.asarray(x))
     y = np.asarray(y)
     rng = np.random.default_rng([seed, 6])
     correct = {name: 0 for name in rules}

@@ -128,7 +128,7 @@ def noise_accuracy(net, x, y, kind: str, levels=None, *, timesteps: int, encodin
     for each noise level of ``kind`` (see the module docstring). Returns (len(levels),)."""
     from ..readout import decide
     from ..data.encoding import encode
-    from ..train.loop import _shape_inputs
+    from ..data.encoding import shape_inputs
 
     owner = "noise_accuracy"
     kind = check_choice(kind, "kind", NOISE_KINDS, owner)
@@ -139,7 +139,7 @@ def noise_accuracy(net, x, y, kind: str, levels=None, *, timesteps: int, encodin
     if kind.startswith("spike") and encoding != "rate":
         raise fail("kind", "an image noise ('gaussian', 'salt_pepper') for direct encoding",
                    repr(kind), owner)
-    x = _shape_inputs(net, np.asarray(x))
+    x = shape_inputs(net, np.asarray(x))
     y = np.asarray(y)
     accuracy = np.zeros(len(levels))
     for k, level in enumerate(levels):

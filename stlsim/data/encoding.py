@@ -9,7 +9,7 @@ import numpy as np
 
 from .._checks import check_array, check_choice, check_dtype, check_int, fail
 
-__all__ = ["encode", "rate_encode", "direct_encode", "iterate_minibatches"]
+__all__ = ["encode", "rate_encode", "direct_encode", "iterate_minibatches", "shape_inputs"]
 
 
 def _check_generator(rng, owner: str) -> np.random.Generator:
@@ -90,3 +90,12 @@ def encode(x, timesteps: int, encoding: str, rng, dtype):
     if encoding == "rate":
         return (rng.random((timesteps,) + x.shape) < x).astype(dtype)    # Bernoulli rate coding
     return np.broadcast_to(x.astype(dtype), (timesteps,) + x.shape).copy()  # direct (analog) input
+
+
+def shape_inputs(net, x, frames: bool = False):
+    """``x`` as ``net`` takes it: images flattened (per frame, for frame data ``(B, T, ...)``)
+    when the network's first layer is dense; unchanged otherwise."""
+    lead = 2 if frames else 1
+    if len(net.input_shape) == 1 and x.ndim > lead + 1:
+        return x.reshape(x.shape[:lead] + (-1,))
+    return x

@@ -1,6 +1,7 @@
-"""Training: learning modes STL/SL/TL, optimizers, the loop, run records."""
+"""Training: learning modes STL/SL/TL (and the ANN baseline), optimizers, the loop, run records."""
 from ..data.encoding import encode
-from .loop import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network, evaluate, train
+from .config import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network
+from .loop import evaluate, train
 from .modes import MODES, trainable_names
 from .optim import SGD, Adam, ExponentialDecay
 

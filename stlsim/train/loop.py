@@ -23,160 +23,25 @@ are saved and ``RunResult.interrupted`` is True. A save in progress is never cut
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
-import signal
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_real, fail
-from ..data.encoding import encode
-from ..neurons import LIF
+from .._checks import fail
+from ..data.encoding import encode, shape_inputs
 from ..readout import decide, loss_from_rates
-from .modes import MODES, trainable_names
+from .config import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network
+from .modes import trainable_names
 from .optim import ExponentialDecay, make_optimizer
+from .signals import interrupt_guard
 
-__all__ = ["NetConfig", "TrainConfig", "RunResult", "build_network", "train", "evaluate",
-           "ENCODINGS", "interrupt_guard"]
-
-ENCODINGS = ("rate", "direct", "frames")
-
-
-@dataclass
-class NetConfig:
-    """How to build a network for a dataset (JSON-serialisable; stored in records)."""
-
-    arch: str = "mlp"
-    hidden: list = field(default_factory=lambda: [256])
-    population: int = 10
-    tau: float = 0.5
-    theta_init: float = 2.0
-    reset: str = "hard"
-    detach_reset: bool = False
-    surrogate: str = "atan"
-    surrogate_param: float | None = None
-    init_gain: float = 1.0
-    dtype: str = "float64"
-    threshold_sharing: str = "neuron"
-
-    def validate(self):
-        """Check the fields a network is built from (``build_network`` calls this)."""
-        if not isinstance(self.arch, str) or not self.arch:
-            raise fail("arch", "a non-empty string", repr(self.arch), "NetConfig", TypeError)
-        hidden = self.hidden
-        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
-            raise fail("hidden", "a list of positive layer sizes such as [256]",
-                       f"{type(hidden).__name__} {hidden!r}", "NetConfig", TypeError)
-        for i, size in enumerate(hidden):
-            check_int(size, f"hidden[{i}]", low=1, owner="NetConfig")
-        check_int(self.population, "population", low=1, owner="NetConfig")
-        check_real(self.tau, "tau", low=0.0, high=1.0, owner="NetConfig")
-        check_real(self.theta_init, "theta_init", owner="NetConfig")
-        check_real(self.init_gain, "init_gain", low=0.0, low_open=True, owner="NetConfig")
-        if not isinstance(self.detach_reset, bool):
-            raise fail("detach_reset", "True or False", repr(self.detach_reset), "NetConfig", TypeError)
-        check_choice(self.dtype, "dtype", ("float32", "float64"), "NetConfig")
-        check_choice(self.threshold_sharing, "threshold_sharing", ("neuron", "channel", "layer"), "NetConfig")
-        if self.arch == "mlp" and self.threshold_sharing == "channel":
-            raise fail("threshold_sharing", "'neuron' or 'layer' for the dense 'mlp' (a dense layer has no "
-                       "channels; 'channel' needs a convolutional arch)", repr(self.threshold_sharing), "NetConfig")
-        return self
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters; defaults are the paper's reference code's (spec)."""
-
-    mode: str = "stl"
-    epochs: int = 20
-    batch_size: int = 50
-    timesteps: int = 4
-    encoding: str = "rate"
-    loss: str = "mse_rate"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    theta_lr: float | None = None
-    weight_decay: float = 1e-6
-    lr_decay: float = 0.93
-    momentum: float = 0.9
-    seed: int = 0
-    backend: str | None = None
-    eval_batch_size: int = 500
-    engine: str | None = None           # "clock" or "event" (default: the network's)
-
-    def validate(self):
-        check_choice(self.mode, "mode", MODES, "TrainConfig")
-        check_int(self.epochs, "epochs", low=0, owner="TrainConfig")
-        check_int(self.batch_size, "batch_size", low=1, owner="TrainConfig")
-        check_int(self.timesteps, "timesteps", low=1, owner="TrainConfig")
-        check_choice(self.encoding, "encoding", ENCODINGS, "TrainConfig")
-        check_choice(self.loss, "loss", ("mse_rate", "ce_rate"), "TrainConfig")
-        check_choice(self.optimizer, "optimizer", ("adam", "sgd"), "TrainConfig")
-        check_real(self.lr, "lr", low=0.0, owner="TrainConfig")
-        if self.theta_lr is not None:
-            check_real(self.theta_lr, "theta_lr", low=0.0, owner="TrainConfig")
-        check_real(self.weight_decay, "weight_decay", low=0.0, owner="TrainConfig")
-        check_real(self.lr_decay, "lr_decay", low=0.0, high=1.0, owner="TrainConfig")
-        check_int(self.seed, "seed", low=0, owner="TrainConfig")
-        check_int(self.eval_batch_size, "eval_batch_size", low=1, owner="TrainConfig")
-        if self.engine is not None:
-            from ..engines import ENGINES
-            check_choice(self.engine, "engine", tuple(ENGINES), "TrainConfig")
-        return self
-
-
-@dataclass
-class RunResult:
-    """What ``train`` returns."""
-
-    mode: str
-    seed: int
-    history: dict
-    wall_time: float
-    interrupted: bool
-    theta_init: dict
-    record_path: str | None = None
-
-
-def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, backend=None):
-    """Build the ``Network`` that ``netcfg`` describes for inputs of ``input_shape``."""
-    import stlsim
-
-    if isinstance(netcfg, NetConfig):
-        netcfg.validate()
-    neuron = LIF(tau=netcfg.tau, theta_init=netcfg.theta_init, reset=netcfg.reset,
-                 detach_reset=netcfg.detach_reset)
-    surrogate = stlsim.surrogate.get(netcfg.surrogate, netcfg.surrogate_param)
-    n_out = n_classes * netcfg.population
-    if netcfg.arch == "mlp":
-        sizes = [int(np.prod(input_shape))] + [int(h) for h in netcfg.hidden] + [n_out]
-        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain, threshold_sharing=netcfg.threshold_sharing)
-                  for a, b in zip(sizes[:-1], sizes[1:])]
-    else:
-        try:
-            from .. import architectures
-        except ImportError:  # pragma: no cover - convolutional presets not installed
-            raise fail("arch", "'mlp'", repr(netcfg.arch), "NetConfig") from None
-        layers = architectures.build(netcfg.arch, input_shape=tuple(input_shape), n_classes=n_classes,
-                                     population=netcfg.population, threshold_sharing=netcfg.threshold_sharing)
-    kwargs = {} if backend is None else {"backend": backend}
-    return stlsim.Network(layers, neuron=neuron, surrogate=surrogate, population=netcfg.population,
-                          seed=seed, dtype=np.dtype(netcfg.dtype), **kwargs)
-
-
-def _shape_inputs(net, x, frames: bool = False):
-    """Flatten images (per frame, for frame data) for a network whose first layer is dense."""
-    lead = 2 if frames else 1
-    if len(net.input_shape) == 1 and x.ndim > lead + 1:
-        return x.reshape(x.shape[:lead] + (-1,))
-    return x
-
+__all__ = ["train", "evaluate", "theta_stats", "check_resume", "conventions_of",
+           # defined in config.py and signals.py; kept importable from here
+           "NetConfig", "TrainConfig", "RunResult", "build_network", "ENCODINGS", "interrupt_guard"]
 
 def theta_stats(net) -> tuple:
     """Per spiking layer: mean and std of its thresholds."""
@@ -190,7 +55,7 @@ def theta_stats(net) -> tuple:
 
 def evaluate(net, x, y, config: TrainConfig, rng, backend=None):
     """Test accuracy, loss and per-layer firing rates (mean spikes per neuron per step)."""
-    x = _shape_inputs(net, x, config.encoding == "frames")
+    x = shape_inputs(net, x, config.encoding == "frames")
     n = x.shape[0]
     correct, loss_sum = 0, 0.0
     rate_sums = np.zeros(len(net.spiking_layers))
@@ -244,72 +109,6 @@ def _rng_state(gen) -> dict:
 
 def _set_rng_state(gen, state):
     gen.bit_generator.state = state
-
-
-class _Interrupts:
-    """SIGINT/SIGTERM state of the innermost ``interrupt_guard``."""
-
-    def __init__(self):
-        self.requested = None          # the signal's name once one arrived
-        self.saving = 0                # > 0 while a file is being written
-
-    def check(self):
-        """Raise KeyboardInterrupt if a signal arrived (call between batches)."""
-        if self.requested:
-            raise KeyboardInterrupt(self.requested)
-
-    @contextlib.contextmanager
-    def protect(self):
-        """A block no signal interrupts (a save); a pending signal is acted on after it."""
-        self.saving += 1
-        try:
-            yield
-        finally:
-            self.saving -= 1
-
-
-_ACTIVE: list = []
-
-
-@contextlib.contextmanager
-def interrupt_guard():
-    """Turn SIGINT/SIGTERM into a flag for the duration of the block (main thread only).
-
-    Yields an object with ``requested`` (the signal's name or None), ``check()`` (raises
-    KeyboardInterrupt once a signal arrived) and ``protect()`` (a block, such as a save,
-    that no signal interrupts). A second signal outside a protected block raises
-    KeyboardInterrupt at once, so a stuck batch can still be stopped. Nested guards share
-    the outer one; outside the main thread the guard only keeps the flag.
-    """
-    if _ACTIVE:
-        yield _ACTIVE[-1]
-        return
-    state = _Interrupts()
-
-    def handler(signum, frame):
-        first = state.requested is None
-        state.requested = signal.Signals(signum).name
-        if first:
-            sys.stderr.write(f"\n{state.requested}: stopping after this batch, once the finished epochs "
-                             "are saved (again to stop at once)\n")
-            sys.stderr.flush()
-        elif not state.saving:
-            raise KeyboardInterrupt(state.requested)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except (ValueError, OSError):  # pragma: no cover - embedded interpreters
-                pass
-    _ACTIVE.append(state)
-    try:
-        yield state
-    finally:
-        _ACTIVE.pop()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 # TrainConfig fields a resume may change freely: how far to train and where to compute.
@@ -487,8 +286,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
             raise fail("data", f"a data set with at least one {split}ing sample",
                        f"an empty {split} split ({getattr(data, 'name', 'data')!r})", "train")
     frames = config.encoding == "frames"
-    x_train = _shape_inputs(net, data.x_train, frames)
-    x_test = _shape_inputs(net, data.x_test, frames)
+    x_train = shape_inputs(net, data.x_train, frames)
+    x_test = shape_inputs(net, data.x_test, frames)
     n_batches = -(-x_train.shape[0] // config.batch_size)
     label = label or f"{config.mode.upper()} seed {config.seed}"
     bar = Progress(label, n_batches, enabled=progress)

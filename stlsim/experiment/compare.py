@@ -3,9 +3,12 @@
 ``run_comparison`` trains every (mode, seed), writes one HDF5 record per run,
 ``results.json`` (schema in ``docs/results.md``) and then the plots, and returns the results.
 Besides the learning modes, ``"ann"`` trains the ReLU network of the same dense shape with
-the same optimiser, data order and seed (``stlsim.sweep.ann``): the accuracy the spiking
+the same optimiser, data order and seed (``stlsim.train.ann``): the accuracy the spiking
 constraint is measured against. The runs may train on Dask worker processes
-(``max_workers``; ``stlsim compare`` uses every usable core); the results are the same.
+(``max_workers``; ``stlsim compare`` uses every usable core), through the one job runner
+``stlsim.experiment.executor``, whose thread policy makes the results the same bit for bit.
+``compare(spec, ...)`` is the run of a ``RunSpec``: it loads the data and calls
+``run_comparison``.
 
 A run folder holds one run. ``run.json`` in it names the run (data set, network,
 training configuration, seeds, modes); a rerun of the same run may write there again,
@@ -25,29 +28,23 @@ import dataclasses
 import glob
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-from ._io import atomic_path, provenance
+from .._checks import check_choice, fail
+from .._io import atomic_path, provenance
+from ..train.signals import interrupt_guard
+from .executor import Executor, usable_cores
+from .spec import MODES as COMPARE_MODES
 
-__all__ = ["COMPARE_MODES", "RESULTS_SCHEMA_VERSION", "format_table", "run_comparison", "usable_cores"]
-
-COMPARE_MODES = ("stl", "sl", "tl", "ann")   # the learning modes (stlsim.train.modes) and the ANN baseline
+__all__ = ["COMPARE_MODES", "RESULTS_SCHEMA_VERSION", "compare", "format_table", "run_comparison",
+           "usable_cores", "train_one"]
 
 RESULTS_SCHEMA_VERSION = 1
 LOCK_NAME = ".stlsim.lock"
 RUN_NAME = "run.json"
 _FIGURES = ("curves.png", "firing_rates.png", "thresholds.png", "raster_stl.png")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):     # no sched_getaffinity (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,8 +62,6 @@ def _pid_alive(pid: int) -> bool:
 @contextlib.contextmanager
 def _lock(out_dir):
     """Hold ``out_dir/.stlsim.lock`` (created exclusively) for the block."""
-    from ._checks import fail
-
     path = os.path.join(out_dir, LOCK_NAME)
     for _ in range(2):
         try:
@@ -140,8 +135,6 @@ def _old_run_files(out_dir) -> list:
 
 def _claim(out_dir, identity: dict, force: bool):
     """Refuse (or with ``force`` clear) a folder holding another run; write run.json."""
-    from ._checks import fail
-
     run_file = os.path.join(out_dir, RUN_NAME)
     # Temporary files of writes cut short by SIGKILL: nobody else writes here while we hold the lock.
     for name in glob.glob(os.path.join(out_dir, ".*.tmp")):
@@ -227,112 +220,144 @@ def run_line(mode, seed, result, epochs) -> str:
     return f"{mode.upper()} seed {seed}: {what} ({done}, {result.wall_time:.1f}s)"
 
 
-def train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress=False):
+def train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress=False, label=None):
     """One run of a comparison, here: (net, result); ``net`` is None for the ANN baseline.
 
     The spiking modes train with ``stlsim.train.train``; ``"ann"`` with
-    ``stlsim.sweep.ann.train_ann`` (no checkpoints: a first interrupt lets it finish).
+    ``stlsim.train.ann.train_ann`` (no checkpoints: a first interrupt lets it finish).
     The record is ``out_dir/<mode>_seed<seed>.h5``. Serial and worker runs both call this.
     """
-    from .train import build_network, train
+    from ..train import build_network, train
 
     record_path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
     if mode == "ann":
-        from .sweep.ann import train_ann
-        from .train.loop import RunResult
+        from ..train.ann import train_ann
+        from ..train.config import RunResult
 
         history, _, _, wall = train_ann(data, netcfg, dataclasses.replace(trainconfig, seed=seed),
                                         record_path=record_path)
         result = RunResult(mode="ann", seed=seed, history=history, wall_time=wall, interrupted=False,
                            theta_init={}, record_path=record_path)
-        if progress:                             # train_ann reports nothing per epoch: one line per run
-            print(run_line(mode, seed, result, trainconfig.epochs), file=sys.stderr, flush=True)
         return None, result
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
     config = dataclasses.replace(trainconfig, mode=mode, seed=seed)
-    result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg)
+    result = train(net, data, config, record_path=record_path, progress=progress, netcfg=netcfg, label=label)
     return net, result
 
 
-def _train_here(data, netcfg, trainconfig, jobs, out_dir, progress):
-    """(mode, seed, net, result) for each job, trained one after the other in this process.
+def _compare_job(shared, job):
+    """One (mode, seed) run as an executor job: (result, final parameters, buffers).
 
-    After an interrupt (the caller's ``interrupt_guard``) no further run begins.
+    ``shared`` = (data, netcfg, trainconfig, out_dir, progress); ``job`` = (mode, seed, label).
     """
-    from .train.loop import interrupt_guard
+    data, netcfg, trainconfig, out_dir, progress = shared
+    mode, seed, label = job
+    net, result = train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress=progress, label=label)
+    if net is None:                               # the ANN baseline: its parameters stay in its record
+        return result, {}, {}
+    return result, {k: v.copy() for k, v in net.params.items()}, \
+        {k: v.copy() for k, v in getattr(net, "buffers", {}).items()}
 
-    with interrupt_guard() as signals:
-        for mode, seed in jobs:
-            if signals.requested:
-                return
-            net, result = train_one(data, netcfg, trainconfig, mode, seed, out_dir, progress)
-            yield mode, seed, net, result
+
+def _rebuilt(data, netcfg, trainconfig, seed, params, buffers):
+    """The network of a finished run, from its final parameters."""
+    from ..train import build_network
+
+    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=seed, backend=trainconfig.backend)
+    for key, value in params.items():
+        net.params[key][...] = value
+    for key, value in buffers.items():
+        net.buffers[key][...] = value
+    return net
+
+
+def compare(spec, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir=None, progress=True, plots=True,
+            log=print, max_workers=None, scheduler: str = "local", force: bool = False) -> dict:
+    """``run_comparison`` of a ``RunSpec`` (``stlsim.experiment.spec``): loads its data, then trains
+    every mode on every seed. ``out_dir`` defaults to ``runs/compare-<data set>``; ``max_workers``
+    to every usable core (``executor.worker_count``)."""
+    from .._io import path_component
+
+    data, netcfg, trainconfig = spec.load()
+    if out_dir is None:
+        out_dir = os.path.join("runs", f"compare-{path_component(data.name)}")
+    return run_comparison(data, netcfg, trainconfig, modes=modes, seeds=seeds, out_dir=out_dir, progress=progress,
+                          plots=plots, log=log, max_workers=max_workers, scheduler=scheduler, force=force)
 
 
 def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
-                   progress=True, plots=True, log=print, max_workers: int = 1, scheduler: str = "local",
+                   progress=True, plots=True, log=print, max_workers: int | None = 1, scheduler: str = "local",
                    force: bool = False) -> dict:
     """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
 
     ``modes``: any of ``COMPARE_MODES`` ("stl", "sl", "tl", and "ann", the ReLU baseline of a
-    dense ("mlp") network). ``max_workers`` > 1 trains the runs on that many Dask worker
-    processes (``scheduler``: "local" for an embedded LocalCluster, or a scheduler's address;
-    ``stlsim.sweep.runner``; serial, with one line saying so, without dask.distributed);
-    each run depends on its seed only, so the results equal the serial ones bit for bit.
-    ``force``: replace another run's files in ``out_dir`` (otherwise refused).
+    dense ("mlp") network). ``max_workers`` > 1 (None: every usable core) trains the runs on
+    that many Dask worker processes (``scheduler``: "local" for an embedded LocalCluster,
+    "serial" for this process, or a scheduler's address; serial, with one line saying so,
+    without dask.distributed). Every run trains under the executor's one thread policy, so
+    the results equal the serial ones bit for bit. ``force``: replace another run's files in
+    ``out_dir`` (otherwise refused). ``log``: a callable taking one line of progress (None: quiet).
     """
-    from ._checks import check_choice, check_int, fail
-    from .train.loop import interrupt_guard
-
     modes = [check_choice(m, "modes", COMPARE_MODES, "run_comparison") for m in modes]
     if not modes or len(set(modes)) != len(modes):
         raise fail("modes", "a non-empty list of distinct learning modes", repr(list(modes)), "run_comparison")
     if "ann" in modes and netcfg.arch != "mlp":
         raise fail("arch", "'mlp' (a dense network) when the modes include ann (the ReLU baseline has "
                    "the dense shape only)", repr(netcfg.arch), "run_comparison")
-    max_workers = check_int(max_workers, "max_workers", low=1, owner="run_comparison")
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise fail("seeds", "a non-empty list of distinct seeds >= 0", repr(seeds), "run_comparison")
     if trainconfig.epochs < 1:
         raise fail("epochs", "at least 1 for a comparison", repr(trainconfig.epochs), "run_comparison")
+    jobs = [(mode, seed) for mode in modes for seed in seeds]
+    executor = Executor(scheduler, max_workers, n_jobs=len(jobs), log=log, owner="stlsim compare")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise fail("out", "a folder", f"{out_dir!r}, which is a file", "run_comparison")
     os.makedirs(out_dir, exist_ok=True)
     with _lock(out_dir), interrupt_guard() as signals:
         _claim(out_dir, _identity(data, netcfg, trainconfig, modes, seeds), force)
         return _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log,
-                            max_workers, scheduler, signals)
+                            executor, signals)
 
 
-def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log, max_workers,
-                 scheduler, signals):
+def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log, executor, signals):
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
     interrupted = False
     last_net = {}
-    jobs = [(mode, seed) for mode in modes for seed in seeds]
-    if max_workers > 1 and len(jobs) > 1:
-        from .sweep.runner import train_on_workers
+    n = len(modes) * len(seeds)
+    jobs = [(mode, seed, f"[run {k + 1}/{n}] {mode.upper()} seed {seed}")
+            for k, (mode, seed) in enumerate((m, s) for m in modes for s in seeds)]
+    finished = [0]
 
-        trained = train_on_workers(data, netcfg, trainconfig, jobs, out_dir, progress=progress,
-                                   max_workers=max_workers, scheduler=scheduler, log=log)
-    else:
-        trained = _train_here(data, netcfg, trainconfig, jobs, out_dir, progress)
+    def on_done(job, value):
+        if value is None:
+            return
+        finished[0] += 1
+        mode, seed, _ = job
+        result = value[0]
+        if log and progress and (not executor.serial or mode == "ann"):   # a serial run has its own lines
+            log(f"[{finished[0]}/{n}] {run_line(mode, seed, result, trainconfig.epochs)}")
+
+    shared = (data, netcfg, trainconfig, out_dir, progress and executor.serial)
     try:
-        # After an interrupt the trainers begin no new run; what they yield has finished (or stopped).
-        for mode, seed, net, result in trained:
-            if result is None:                   # a run the interrupt kept from beginning (workers)
-                interrupted = True
-                continue
-            runs_by_mode[mode].append(dataclasses.asdict(result))
-            if seed == seeds[0] and net is not None:
-                thetas_by_mode[mode] = {
-                    "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
-                    "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
-                last_net[mode] = net
-            interrupted = interrupted or result.interrupted
+        with executor:
+            # After an interrupt no run begins; what is yielded has finished (or stopped after its batch).
+            for (mode, seed, _), value in executor.run(_compare_job, jobs, shared=shared, on_done=on_done,
+                                                       key="compare", scatter=True):
+                if value is None:                    # a run the interrupt kept from beginning or finishing
+                    interrupted = True
+                    continue
+                result, params, buffers = value
+                runs_by_mode[mode].append(dataclasses.asdict(result))
+                if mode != "ann" and seed == seeds[0]:
+                    net = _rebuilt(data, netcfg, trainconfig, seed, params, buffers)
+                    thetas_by_mode[mode] = {
+                        "init": [result.theta_init[f"{i}.theta"] for i in net.spiking_layers],
+                        "final": [net.params[f"{i}.theta"].copy() for i in net.spiking_layers]}
+                    last_net[mode] = net
+                interrupted = interrupted or result.interrupted
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or bool(signals.requested)
@@ -364,7 +389,7 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(out_dir, "results.previous.json"))
     if plots and runs_by_mode and not signals.requested:
-        from . import plot
+        from .. import plot
 
         figs = results["figures"]
         figs["curves"] = plot.training_curves(runs_by_mode, os.path.join(out_dir, "curves.png"),
@@ -377,11 +402,10 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
         if thetas:
             figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"))
         if "stl" in last_net:
-            from .data.encoding import encode
-            from .train.loop import _shape_inputs
+            from ..data.encoding import encode, shape_inputs
 
             net = last_net["stl"]
-            x = _shape_inputs(net, data.x_test[:1], trainconfig.encoding == "frames")
+            x = shape_inputs(net, data.x_test[:1], trainconfig.encoding == "frames")
             rec = net.forward(encode(x, trainconfig.timesteps, trainconfig.encoding,
                                      np.random.default_rng(0), net.dtype))
             figs["raster"] = plot.spike_raster(rec, os.path.join(out_dir, "raster_stl.png"),

@@ -36,9 +36,10 @@ import os
 
 import numpy as np
 
-from .._checks import check_real, fail
+from ..._checks import check_real, fail
+from ..._io import atomic_path
 from .report import _axes_of, _stats, _t975
-from .table import _atomic, _csv_text, read_table
+from .table import _csv_text, read_table
 
 __all__ = ["DEFAULT_NOISE", "noise_rows", "matched_pairs", "stl_effect", "write_noise_report"]
 
@@ -67,10 +68,9 @@ def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, see
     Returns one dict per run: ``task_id``, the cell's axes, ``mode``, ``seed``, ``clean_accuracy``,
     ``hidden_rate``, ``final_test_accuracy`` (the table's) and one column ``kind@level`` per level.
     """
-    from .. import cli
-    from ..analysis.dynamics import network_from_record
-    from ..analysis.noise import NOISE_KINDS, noise_accuracy
-    from .runner import _namespace
+    from ...analysis.dynamics import network_from_record
+    from ...analysis.noise import NOISE_KINDS, noise_accuracy
+    from ..spec import DataSpec
 
     owner = "stlsim sweep-noise"
     noise = dict(DEFAULT_NOISE if noise is None else noise)
@@ -91,7 +91,7 @@ def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, see
             options = json.load(f)["options"]
         data_key = (options["dataset"], options.get("train_subset"), options.get("test_subset"))
         if data_key not in data_cache:          # one data set in memory at a time
-            data_cache = {data_key: cli._configs(_namespace(options), mode=row["mode"], seed=row["seed"])[0]}
+            data_cache = {data_key: DataSpec(*data_key).load(options.get("timesteps"))}
         data = data_cache[data_key]
         if data.timesteps:
             raise fail("sweep", "runs on static images (noise is added to images or their rate code)",
@@ -196,7 +196,7 @@ def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline=
     os.makedirs(out, exist_ok=True)
     columns = [_column(k, float(v)) for k, levels in noise.items() for v in levels]
     header = list(rows[0])
-    with _atomic(os.path.join(out, "noise.csv"), ".csv.tmp") as tmp:
+    with atomic_path(os.path.join(out, "noise.csv"), suffix=".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, rows))
     groups = sorted({r.get(split) for r in rows}, key=str) if split else [None]
@@ -245,13 +245,13 @@ def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline=
                          f"{_verdict(fit['ci_low'], fit['ci_high'], mode, baseline)} |")
         lines.append("")
     if pair_rows:
-        with _atomic(os.path.join(out, "noise_matched.csv"), ".csv.tmp") as tmp:
+        with atomic_path(os.path.join(out, "noise_matched.csv"), suffix=".csv.tmp") as tmp:
             with open(tmp, "w", newline="") as f:
                 f.write(_csv_text(list(pair_rows[0]), pair_rows))
     lines += ["Pairs come from different cells and seeds, so they are not independent draws of one "
               "setting; read the interval as a summary of this sweep, not a test of one network."]
     path = os.path.join(out, "noise.md")
-    with _atomic(path, ".md.tmp") as tmp:
+    with atomic_path(path, suffix=".md.tmp") as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
     if log:

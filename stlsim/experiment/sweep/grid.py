@@ -30,121 +30,75 @@ and its seed, so a task is recognised however the grid spelled it.
 """
 from __future__ import annotations
 
-import argparse
-import difflib
 import hashlib
 import itertools
 import json
-import math
 import numbers
 import os
 from dataclasses import dataclass
 
-from .._checks import fail
+from ..._checks import fail
+from ..spec import LATER_OPTIONS, MODES, OPTIONS, RunSpec, coerce_option, option
 
 __all__ = ["Task", "GridSpec", "train_options", "parse_grid_text", "load_grid_file", "make_grid", "expand",
-           "task_id", "resolve_options", "DERIVED"]
+           "task_id", "resolve_options", "check_modes", "preflight", "DERIVED"]
 
 DERIVED = ("gain_ratio",)
-_NOT_OPTIONS = ("out", "quiet")     # options of `stlsim train` that do not change a run
 
 
 def train_options() -> dict:
-    """The options of ``stlsim train`` a grid may vary: name -> argparse action."""
-    from .. import cli
-
-    parser = argparse.ArgumentParser(add_help=False)
-    cli._add_common(parser)
-    return {a.dest: a for a in parser._actions if a.dest not in _NOT_OPTIONS and a.dest != "help"}
+    """The options a grid may vary: name -> ``stlsim.experiment.spec.Option`` (the one option table)."""
+    return dict(OPTIONS)
 
 
 def _norm(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
-def _aliases(known) -> dict:
-    """Every spelling of an option (``-T``, ``--timesteps``, ``timesteps``) -> its name."""
-    table = {}
-    for name, action in known.items():
-        table[name] = name
-        for flag in action.option_strings:
-            table[_norm(flag.lstrip("-"))] = name
-    return table
+def _check_name(name: str, owner: str) -> str:
+    raw = name.strip()
+    if _norm(raw.lstrip("-")) in ("seed", "seeds", "mode", "modes"):
+        raise fail(f"grid option {_norm(raw.lstrip('-'))!r}", "an option of `stlsim train` (seeds and modes have "
+                   "their own settings: --seeds K / --modes stl,sl, or `seeds` / `modes` at a grid file's top level)",
+                   repr(_norm(raw.lstrip("-"))), owner)
+    if _norm(raw.lstrip("-")) in DERIVED:
+        return _norm(raw.lstrip("-"))
+    try:
+        return option(raw, owner).name
+    except ValueError:
+        import difflib
 
-
-def _check_name(name: str, known, owner: str) -> str:
-    name = _norm(name.strip().lstrip("-"))
-    name = _aliases(known).get(name, name)
-    if name in ("seed", "seeds", "mode", "modes"):
-        raise fail(f"grid option {name!r}", "an option of `stlsim train` (seeds and modes have their own "
-                   "settings: --seeds K / --modes stl,sl, or `seeds` / `modes` at a grid file's top level)",
-                   repr(name), owner)
-    if name not in known:
-        close = difflib.get_close_matches(name, list(known), n=3)
+        key = _norm(raw.lstrip("-"))
+        close = difflib.get_close_matches(key, list(OPTIONS) + list(DERIVED), n=3)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise fail("grid option", "an option of `stlsim train` or 'gain_ratio'",
-                   f"{name!r}{hint}", owner)
-    return name
+        raise fail("grid option", "an option of `stlsim train` or 'gain_ratio'", f"{key!r}{hint}", owner) from None
 
 
-def _coerce(name: str, value, action, owner: str, from_text: bool):
+def _coerce(name: str, value, owner: str, from_text: bool):
     """One grid value of option ``name``, typed like ``stlsim train`` types it."""
-    if name in DERIVED:
-        kind = float
-    else:
-        kind = action.type
     where = f"grid value of {name!r}"
-    if action is not None and action.nargs == 0:       # store_true flags
-        raise fail(f"grid option {name!r}", "an option that takes a value", "a flag", owner)
-    if getattr(kind, "__name__", "") == "_int_list":  # hidden: one list of layer sizes per value
-        if from_text:
-            parts = [p for p in str(value).split("+")]
-            try:
-                layers = [int(p) for p in parts]
-            except ValueError:
-                raise fail(where, "layer sizes joined by '+' (e.g. 256 or 128+128)", repr(value), owner,
-                           TypeError) from None
-        elif isinstance(value, bool):
-            raise fail(where, "an integer or a list of integers", repr(value), owner, TypeError)
-        elif isinstance(value, numbers.Integral):
-            layers = [int(value)]
-        elif isinstance(value, list) and value and all(
-                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-            layers = [int(v) for v in value]
-        else:
-            raise fail(where, "an integer or a non-empty list of integers", repr(value), owner, TypeError)
-        if any(v < 1 for v in layers):
-            raise fail(where, "layer sizes >= 1", repr(value), owner)
-        return layers
-    if kind in (float, int):
+    if name in DERIVED:
         if from_text:
             try:
-                value = kind(value)
+                value = float(value)
             except ValueError:
-                word = "a real number" if kind is float else "an integer"
-                raise fail(where, word, repr(value), owner, TypeError) from None
-        elif isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-                kind is int and not isinstance(value, numbers.Integral)):
-            word = "a real number" if kind is float else "an integer"
-            raise fail(where, word, f"{type(value).__name__} {value!r}", owner, TypeError)
-        value = kind(value)
-        if kind is float and not math.isfinite(value):
+                raise fail(where, "a real number", repr(value), owner, TypeError) from None
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise fail(where, "a real number", f"{type(value).__name__} {value!r}", owner, TypeError)
+        value = float(value)
+        if not value == value or value in (float("inf"), float("-inf")):
             raise fail(where, "a finite real number", repr(value), owner)
-    elif not isinstance(value, str):
-        raise fail(where, "a string", f"{type(value).__name__} {value!r}", owner, TypeError)
-    if action is not None and action.choices is not None and value not in action.choices:
-        listed = ", ".join(repr(c) for c in action.choices)
-        raise fail(where, f"one of {listed}", repr(value), owner)
-    return value
+        return value
+    return coerce_option(name, value, owner, from_text=from_text, where=where)
 
 
-def _check_values(name, values, action, owner, from_text):
+def _check_values(name, values, owner, from_text):
     if not isinstance(values, list):
         raise fail(f"grid option {name!r}", "a list of values", f"{type(values).__name__} {values!r}", owner,
                    TypeError)
     if not values:
         raise fail(f"grid option {name!r}", "a non-empty list of values", "an empty list", owner)
-    out = [_coerce(name, v, action, owner, from_text) for v in values]
+    out = [_coerce(name, v, owner, from_text) for v in values]
     if len({json.dumps(v) for v in out}) != len(out):
         raise fail(f"grid option {name!r}", "a list without repeated values", repr(values), owner)
     return out
@@ -163,21 +117,20 @@ class GridSpec:
 def make_grid(axes: dict, fixed: dict | None = None, seeds=None, modes=None, owner: str = "stlsim sweep",
               from_text: bool = False) -> GridSpec:
     """Check and type a grid given as Python values (the TOML form)."""
-    known = train_options()
     names = {}
     for raw, values in axes.items():
-        name = raw if raw in DERIVED else _check_name(raw, known, owner)
+        name = _check_name(raw, owner)
         if name in names:
             raise fail("grid option", "named once", f"{raw!r} twice", owner)
-        names[name] = _check_values(name, values, known.get(name), owner, from_text)
+        names[name] = _check_values(name, values, owner, from_text)
     if "gain_ratio" in names and "init_gain" in names:
         raise fail("grid", "either 'gain_ratio' or 'init_gain' (gain_ratio sets init_gain)", "both", owner)
     fixed_checked = {}
     for raw, value in (fixed or {}).items():
-        name = raw if raw in DERIVED else _check_name(raw, known, owner)
+        name = _check_name(raw, owner)
         if name in names:
             raise fail(f"option {name!r}", "either fixed or in the grid", "both", owner)
-        fixed_checked[name] = _coerce(name, value, known.get(name), owner, False)
+        fixed_checked[name] = _coerce(name, value, owner, False)
     if seeds is not None:
         seeds = _check_seeds(seeds, owner)
     if modes is not None:
@@ -200,10 +153,7 @@ def _check_seeds(seeds, owner):
 
 
 def check_modes(modes, owner: str = "stlsim sweep") -> list:
-    """A non-empty list of distinct learning modes."""
-    from ..train.modes import MODES
-
-    MODES = (*MODES, "ann")          # the ReLU baseline of the same shape (stlsim.sweep.ann)
+    """A non-empty list of distinct learning modes (the ReLU baseline "ann" included)."""
     if isinstance(modes, str):
         modes = [m.strip() for m in modes.split(",") if m.strip()]
     if not isinstance(modes, list) or not modes:
@@ -271,33 +221,13 @@ class Task:
 
 
 def resolve_options(options: dict) -> dict:
-    """Fill the dataset-dependent defaults of ``stlsim train`` and apply ``gain_ratio``."""
-    from .. import cli
-
-    opts = dict(options)
-    defaults = cli.dataset_defaults(opts["dataset"], opts.get("train_subset"))
-    for name in ("hidden", "epochs", "timesteps", "theta_init", "init_gain", "encoding"):
-        if opts.get(name) is None:
-            opts[name] = defaults[name]
-    ratio = opts.pop("gain_ratio", None)
-    if ratio is not None:
-        opts["init_gain"] = float(ratio) * float(opts["theta_init"])
-    opts["hidden"] = [int(h) for h in opts["hidden"]]
-    for name in ("theta_init", "init_gain", "lr", "tau", "weight_decay", "lr_decay"):
-        opts[name] = float(opts[name])
-    if opts.get("theta_lr") is not None:
-        opts["theta_lr"] = float(opts["theta_lr"])
-    return opts
-
-
-# Options added to `stlsim train` after the first sweeps were recorded: at their default they
-# are left out of the hash, so the task ids (and the skip-on-rerun) of earlier sweeps stay.
-_LATER_OPTIONS = {"threshold_sharing": "neuron"}
+    """Every option of a run, typed, with the data set's defaults filled in and ``gain_ratio`` applied."""
+    return RunSpec.from_options(options, owner="stlsim sweep").options()
 
 
 def task_id(options: dict, mode: str, seed: int) -> str:
     """Hash of a task's resolved options, mode and seed (hex, 16 characters)."""
-    options = {k: v for k, v in options.items() if k not in _LATER_OPTIONS or v != _LATER_OPTIONS[k]}
+    options = {k: v for k, v in options.items() if k not in LATER_OPTIONS or v != LATER_OPTIONS[k]}
     blob = json.dumps({"options": options, "mode": mode, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -311,7 +241,11 @@ def expand(spec: GridSpec, base: dict, seeds, modes) -> list:
         options = dict(base)
         options.update(spec.fixed)
         options.update(dict(cell))
-        resolved = resolve_options(options)
+        try:
+            resolved = resolve_options(options)
+        except (ValueError, TypeError) as err:
+            where = " ".join(f"{k}={v}" for k, v in cell)
+            raise type(err)(f"{err} (grid cell {where or 'fixed options'})") from None
         for seed in seeds:
             for mode in modes:
                 tid = task_id(resolved, mode, seed)
@@ -328,8 +262,7 @@ def preflight(tasks, owner: str = "stlsim sweep"):
     """Check every distinct configuration before any task runs (no data is loaded)."""
     import stlsim
 
-    from ..neurons import LIF
-    from ..train import TrainConfig
+    from ...neurons import LIF
 
     seen = set()
     for task in tasks:
@@ -340,18 +273,11 @@ def preflight(tasks, owner: str = "stlsim sweep"):
         seen.add(key)
         where = " ".join(f"{k}={v}" for k, v in task.cell)
         try:
-            if opts["epochs"] < 1:
-                raise fail("epochs", "at least 1 for a sweep", repr(opts["epochs"]), owner)
             if task.mode == "ann" and opts["arch"] != "mlp":
                 raise fail("arch", "'mlp' for the ANN baseline (mode 'ann')", repr(opts["arch"]), owner)
-            TrainConfig(mode="sl" if task.mode == "ann" else task.mode, epochs=opts["epochs"], batch_size=opts["batch_size"],
-                        timesteps=opts["timesteps"], encoding=opts["encoding"], loss=opts["loss"],
-                        optimizer=opts["optimizer"], lr=opts["lr"], theta_lr=opts["theta_lr"],
-                        weight_decay=opts["weight_decay"], lr_decay=opts["lr_decay"], seed=task.seed,
-                        backend=opts["backend"]).validate()
-            LIF(tau=opts["tau"], theta_init=opts["theta_init"], reset=opts["reset"])
-            stlsim.surrogate.get(opts["surrogate"], None, owner)
-            if not opts["init_gain"] > 0:
-                raise fail("init_gain", "a positive number", repr(opts["init_gain"]), owner)
+            spec = RunSpec.from_options(opts, mode=task.mode, seed=task.seed, owner=owner)
+            LIF(tau=spec.net.tau, theta_init=spec.net.theta_init, reset=spec.net.reset,
+                detach_reset=spec.net.detach_reset)
+            stlsim.surrogate.get(spec.net.surrogate, spec.net.surrogate_param, owner)
         except (ValueError, TypeError) as err:
             raise type(err)(f"{err} (grid cell {where or 'fixed options'})") from None

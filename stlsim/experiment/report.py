@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ._checks import check_int, fail
+from .._checks import check_int, fail
 
 __all__ = ["analyze_run", "check_claims", "write_report", "load_run_data", "gjdf_gain"]
 
@@ -29,7 +29,7 @@ __all__ = ["analyze_run", "check_claims", "write_report", "load_run_data", "gjdf
 # --------------------------------------------------------------------------- inputs --
 def load_run_data(results: dict, spec: str | None = None):
     """The data set of a compare run, cut to the run's train/test sizes."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     info = results["dataset"]
     if spec is None:
@@ -49,10 +49,9 @@ def load_run_data(results: dict, spec: str | None = None):
 
 
 def _encoded_test(net, data, n, timesteps, encoding, seed=8):
-    from .data.encoding import encode
-    from .train.loop import _shape_inputs
+    from ..data.encoding import encode, shape_inputs
 
-    x = _shape_inputs(net, data.x_test[:n])
+    x = shape_inputs(net, data.x_test[:n])
     return encode(x, timesteps, encoding, np.random.default_rng([seed]), net.dtype)
 
 
@@ -77,7 +76,7 @@ def check_run_dir(run_dir) -> dict:
     built from them and must stay inside ``run_dir``); every summary and per-seed history
     must have the fields the report reads.
     """
-    from ._io import inside
+    from .._io import inside
     from .compare import COMPARE_MODES
 
     path = os.path.join(os.fspath(run_dir), "results.json")
@@ -132,9 +131,9 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
                 noise: bool = True, noise_kinds=None, noise_levels=None, energy: bool = True,
                 decisions: bool = True, energy_batch: int = 200, backend=None, log=None) -> dict:
     """Measure everything the report shows; returns a JSON-serialisable dict."""
-    from .analysis import dynamics, gjdf
-    from .analysis import noise as noise_mod
-    from .analysis.energy import energy as measure_energy
+    from ..analysis import dynamics, gjdf
+    from ..analysis import noise as noise_mod
+    from ..analysis.energy import energy as measure_energy
 
     log = log or (lambda *_: None)
     max_test = check_int(max_test, "max_test", low=1, owner="analyze_run")
@@ -346,7 +345,7 @@ def check_claims(analysis: dict, population_gain: dict | None = None) -> list:
 
 # --------------------------------------------------------------------------- report --
 def _figures(analysis, out_dir, population_gain=None) -> dict:
-    from .plot import analysis as plots
+    from ..plot import analysis as plots
 
     figs = {}
     if population_gain:
@@ -492,7 +491,7 @@ def write_report(run_dir, out_dir=None, *, analysis=None, population_gain=None, 
     (``max_test``, ``noise``, ``energy``, ``decisions``, ``dataset``, ``backend``, ...)
     unless ``analysis`` is given.
     """
-    from ._io import atomic_path
+    from .._io import atomic_path
 
     if not os.path.isdir(run_dir):
         raise fail("run_dir", "a directory written by `stlsim compare`", repr(str(run_dir)), "write_report",
@@ -501,7 +500,7 @@ def write_report(run_dir, out_dir=None, *, analysis=None, population_gain=None, 
     os.makedirs(out_dir, exist_ok=True)
     analysis = analyze_run(run_dir, **kwargs) if analysis is None else analysis
     if baseline_dir is not None and population_gain is None:
-        from .analysis.dynamics import load_run
+        from ..analysis.dynamics import load_run
 
         check_run_dir(baseline_dir)
         population_gain = gjdf_gain(load_run(run_dir)["results"], load_run(baseline_dir)["results"])

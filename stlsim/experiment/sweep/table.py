@@ -32,7 +32,7 @@ import json
 import math
 import os
 
-from .._io import atomic_path
+from ..._io import atomic_path
 
 __all__ = ["write_json", "read_row", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
 
@@ -43,22 +43,9 @@ _TAIL = ("sops_per_sample", "macs_per_sample", "wall_time_s", "train_wall_time_s
 _LAST = ("error", "record", "worker")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def _atomic(path, suffix):
-    with atomic_path(path, suffix=suffix) as tmp:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp made it 0600
-
-
 def write_json(path, doc):
     """Write ``doc`` as JSON atomically with the user's umask."""
-    with _atomic(path, ".json.tmp") as tmp:
+    with atomic_path(path, suffix=".json.tmp") as tmp:
         with open(tmp, "w") as f:
             json.dump(doc, f, indent=1, sort_keys=True, allow_nan=True)
 
@@ -153,13 +140,13 @@ def write_tables(out_dir, ids, docs=None) -> str:
     header = ["task_id", "status", *axes, "seed", "mode", *METRIC_COLUMNS, *layer_cols, *_TAIL, *options,
               *_LAST]
     path = os.path.join(out_dir, "table.csv")
-    with _atomic(path, ".csv.tmp") as tmp:
+    with atomic_path(path, suffix=".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, rows))
     hist_header = ["task_id", *axes, "seed", "mode", "epoch", "train_loss", "train_accuracy", "test_loss",
                    "test_accuracy", *_layer_columns(long_rows, "firing_rate_l"),
                    *_layer_columns(long_rows, "theta_mean_l")]
-    with _atomic(os.path.join(out_dir, "history.csv"), ".csv.tmp") as tmp:
+    with atomic_path(os.path.join(out_dir, "history.csv"), suffix=".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(hist_header, long_rows))
     try:
@@ -170,7 +157,7 @@ def write_tables(out_dir, ids, docs=None) -> str:
         pass
     else:   # pragma: no cover - pyarrow is optional
         table = pacsv.read_csv(path)
-        with _atomic(os.path.join(out_dir, "table.parquet"), ".parquet.tmp") as tmp:
+        with atomic_path(os.path.join(out_dir, "table.parquet"), suffix=".parquet.tmp") as tmp:
             pq.write_table(table, tmp)
         del pa
     return path

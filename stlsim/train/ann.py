@@ -124,7 +124,7 @@ def train_ann(data, netcfg, config, *, record_path=None):
 
         save_record(record_path, config={**dataclasses.asdict(config), "mode": "ann"},
                     network=dataclasses.asdict(netcfg),
-                    conventions={"model": "ReLU ANN baseline (stlsim.sweep.ann)", "layers": sizes,
+                    conventions={"model": "ReLU ANN baseline (stlsim.train.ann)", "layers": sizes,
                                  "output": "mean over the population of sigmoid(o)", "dtype": dtype.name},
                     history=history, params=params, theta_init={}, checkpoint=None, interrupted=False)
     return history, params, sizes, wall

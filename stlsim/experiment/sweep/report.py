@@ -35,8 +35,9 @@ import os
 
 import numpy as np
 
-from .._checks import fail
-from .table import _atomic, _csv_text, read_table
+from ..._checks import fail
+from ..._io import atomic_path
+from .table import _csv_text, read_table
 
 __all__ = ["paired_differences", "claims", "pareto_front", "write_sweep_report"]
 
@@ -183,7 +184,7 @@ def _pyplot():
 
 
 def _save(fig, path):
-    with _atomic(path, ".png.tmp") as tmp:
+    with atomic_path(path, suffix=".png.tmp") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _pyplot().close(fig)
     return path
@@ -502,7 +503,7 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
                    "ci_high": c["ci_high"], "won": c["won"], "lost": c["lost"], "tied": c["tied"],
                    "verdict": c["verdict"], "initial_rate_hidden": c["init_rate"],
                    "theta_shift_hidden": c["theta_shift"], "sops_ratio": c["sops_ratio"]} for c in cells]
-    with _atomic(os.path.join(out, "cells.csv"), ".csv.tmp") as tmp:
+    with atomic_path(os.path.join(out, "cells.csv"), suffix=".csv.tmp") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(_csv_text(header, table_rows))
     text = _markdown(cells, claims(rows, axes, mode, baseline), axes, rows, meta, figures, mode, baseline, out,
@@ -510,7 +511,7 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
     if epoch is not None:
         text = text.replace("final test accuracy", f"test accuracy after epoch {epoch}", 1)
     path = os.path.join(out, "report.md")
-    with _atomic(path, ".md.tmp") as tmp:
+    with atomic_path(path, suffix=".md.tmp") as tmp:
         with open(tmp, "w") as f:
             f.write(text)
     if log:

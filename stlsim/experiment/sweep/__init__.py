@@ -1,6 +1,6 @@
 """Sweeps: a grid over the options of ``stlsim train``, x seeds x modes, run on Dask or serially.
 
-``import stlsim.sweep`` needs numpy only; dask.distributed (the ``sweep`` extra) is imported
+``import stlsim.experiment.sweep`` needs numpy only; dask.distributed (the ``sweep`` extra) is imported
 when a sweep runs on it, matplotlib when ``stlsim sweep-report`` draws.
 
 * ``parse_grid_text``, ``load_grid_file``, ``make_grid``, ``expand``, ``task_id``: the grid
@@ -12,7 +12,15 @@ when a sweep runs on it, matplotlib when ``stlsim sweep-report`` draws.
 
 See docs/sweep.md.
 """
-from .grid import GridSpec, Task, expand, load_grid_file, make_grid, parse_grid_text, task_id
+from .grid import (
+           GridSpec,
+           Task,
+           expand,
+           load_grid_file,
+           make_grid,
+           parse_grid_text,
+           task_id,
+)
 from .runner import run_sweep, run_task
 from .table import read_table
 

@@ -1,0 +1,249 @@
+"""Run a sweep's tasks: serially, on an embedded Dask ``LocalCluster``, or on any Dask cluster.
+
+One task is one ``stlsim train`` run (same options, same seed: the same record bit for bit)
+with its own HDF5 record ``OUT/records/<id>.h5``. When a task ends, its worker writes its
+row ``OUT/tasks/<id>.json`` (atomically), and the runner rewrites ``OUT/table.csv`` and
+``OUT/history.csv`` from all rows (atomically), so:
+
+* a rerun skips every task whose row says ``ok`` (rows are keyed by the task id, a hash
+  of the task's resolved options, mode and seed); failed tasks are tried again;
+* a task that raises gets a row with ``status = "error"`` and its error; the rest go on;
+* a worker that dies mid-task (killed, out of memory) has its task run again by the Dask
+  scheduler on another worker (up to ``distributed.scheduler.allowed-failures`` times;
+  after that the row says ``killed``); a task whose record holds a checkpoint continues
+  from it, which reproduces the uninterrupted run (``stlsim.train``'s resume);
+* each task's random draws come from its own seed only, and every task runs under the one
+  thread policy of ``stlsim.experiment.executor`` (BLAS and Numba at one thread, serially
+  and on workers alike), so the results do not depend on the scheduler: a Dask run equals
+  the serial run bit for bit (tested, with a LocalCluster and with a named scheduler).
+
+On a cluster of several machines ``OUT`` must be a folder every worker can write to.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+import numpy as np
+
+from ..._checks import fail
+from ..executor import Executor
+from ..spec import RunSpec
+from .table import read_row, read_rows, write_tables
+
+__all__ = ["run_task", "run_sweep"]
+
+_TABLE_EVERY_S = 5.0   # rewrite the tables at most this often while tasks finish (and at the end)
+_SOP_SAMPLES = 200     # test samples the synaptic operations are counted on
+
+
+def task_spec(task) -> RunSpec:
+    """The ``RunSpec`` of a sweep task (its resolved options, mode and seed)."""
+    return RunSpec.from_options(task.option_dict, mode=task.mode, seed=task.seed, owner="stlsim sweep")
+
+
+def _initial_rates(net, data, config):
+    """Firing rates per layer of the untrained network on the test set (its own encoder draws)."""
+    from ...train import evaluate
+
+    test = evaluate(net, data.x_test, data.y_test, config, np.random.default_rng([config.seed, 6]),
+                    backend=config.backend)
+    return test["firing_rate"]
+
+
+def _sops_per_sample(net, data, config):
+    """Mean synaptic operations per test sample of the trained network (first samples)."""
+    from ...analysis.energy import synaptic_operations
+    from ...data.encoding import encode, shape_inputs
+
+    x = shape_inputs(net, data.x_test[:_SOP_SAMPLES], config.encoding == "frames")
+    x = encode(x, config.timesteps, config.encoding, np.random.default_rng([config.seed, 7]), net.dtype)
+    ops = synaptic_operations(net, x, backend=config.backend)
+    return float(ops.total / x.shape[1])
+
+
+def run_task(task, out_dir: str) -> dict | None:
+    """Train one task; write its record and row; return the row (never raises on a failed run).
+
+    None: the task was interrupted (its record keeps the finished epochs; a rerun continues it).
+    """
+    from ...train import build_network, train
+
+    started = time.perf_counter()
+    record = os.path.join(out_dir, "records", f"{task.id}.h5")
+    row = {"task_id": task.id, "status": "error", "error": "", "mode": task.mode, "seed": task.seed,
+           "record": os.path.relpath(record, out_dir), "worker": f"{os.uname().nodename}:{os.getpid()}"}
+    history = {}
+    try:
+        os.makedirs(os.path.dirname(record), exist_ok=True)
+        if task.mode == "ann":
+            history = _run_ann(task, record, row)
+            row["status"] = "ok"
+            row["wall_time_s"] = time.perf_counter() - started
+            _write_row(out_dir, task, row, history)
+            return row
+        data, netcfg, config = task_spec(task).load()
+        net = build_network(netcfg, data.sample_shape, data.n_classes, seed=task.seed, backend=config.backend)
+        rates0 = _initial_rates(net, data, config)
+        resume = record if os.path.exists(record) else None
+        result = train(net, data, config, record_path=record, resume=resume, progress=False, netcfg=netcfg)
+        if result.interrupted:
+            return None
+        history = result.history
+        acc = history["test_accuracy"]
+        if not acc:
+            raise fail("epochs", "at least 1 for a sweep task", repr(config.epochs), "stlsim sweep")
+        row.update(final_test_accuracy=float(acc[-1]), best_test_accuracy=float(max(acc)),
+                   best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
+                   final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
+                   train_wall_time_s=float(result.wall_time), n_test=int(len(data.y_test)))
+        for layer, rate in enumerate(rates0):
+            row[f"firing_rate_init_l{layer}"] = float(rate)
+        for layer, rate in enumerate(history["firing_rate"][-1]):
+            row[f"firing_rate_l{layer}"] = float(rate)
+        for layer, i in enumerate(net.spiking_layers):
+            theta = net.params[f"{i}.theta"].astype(np.float64)
+            theta0 = np.asarray(result.theta_init[f"{i}.theta"], dtype=np.float64)
+            row[f"theta_mean_l{layer}"] = float(theta.mean())
+            row[f"theta_shift_l{layer}"] = float(np.mean(np.abs(theta - theta0)))
+        try:
+            row["sops_per_sample"] = _sops_per_sample(net, data, config)
+        except ImportError:  # pragma: no cover - analysis package unavailable
+            row["sops_per_sample"] = float("nan")
+        row["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:   # a failed task is a row, not the end of the sweep
+        row["error"] = f"{type(err).__name__}: {err}"
+        row["traceback"] = traceback.format_exc(limit=8)
+    row["wall_time_s"] = time.perf_counter() - started
+    _write_row(out_dir, task, row, history)
+    return row
+
+
+def _run_ann(task, record, row) -> dict:
+    """The ANN baseline of a task's configuration (``stlsim.train.ann``); fills ``row``."""
+    from ...train.ann import ann_macs_per_sample, train_ann
+
+    data, netcfg, config = task_spec(task).load()
+    history, _, sizes, wall = train_ann(data, netcfg, config, record_path=record)
+    acc = history["test_accuracy"]
+    row.update(final_test_accuracy=float(acc[-1]), best_test_accuracy=float(max(acc)),
+               best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
+               final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
+               train_wall_time_s=float(wall), macs_per_sample=ann_macs_per_sample(sizes),
+               n_test=int(len(data.y_test)))
+    return history
+
+
+def _write_row(out_dir, task, row, history):
+    from .table import write_json
+
+    doc = {"row": row, "options": task.option_dict, "cell": [[k, v] for k, v in task.cell],
+           "history": {k: np.asarray(v).tolist() for k, v in history.items()}}
+    write_json(os.path.join(out_dir, "tasks", f"{task.id}.json"), doc)
+
+
+def _killed_row(task, out_dir, err) -> dict:
+    row = {"task_id": task.id, "status": "killed", "error": f"{type(err).__name__}: {err}",
+           "mode": task.mode, "seed": task.seed, "record": os.path.join("records", f"{task.id}.h5")}
+    _write_row(out_dir, task, row, {})
+    return row
+
+
+class _Progress:
+    def __init__(self, total, skipped, log):
+        self.total, self.done, self.failed, self.log = total, 0, 0, log
+        self.start = time.perf_counter()
+        if log and skipped:
+            log(f"{skipped} finished task(s) found, skipped")
+
+    def task_done(self, task, row):
+        self.done += 1
+        self.failed += row["status"] != "ok"
+        if not self.log:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        cell = " ".join(f"{k}={'+'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in task.cell)
+        if row["status"] == "ok":
+            what = f"test acc {row['final_test_accuracy']:.4f} ({row['wall_time_s']:.1f}s)"
+        else:
+            what = f"{row['status'].upper()}: {row['error'][:200]}"
+        self.log(f"[{self.done}/{self.total}{f', {self.failed} failed' if self.failed else ''}, "
+                 f"eta {eta:.0f}s] {task.mode.upper()} seed {task.seed} {cell}: {what}")
+
+
+def _sweep_job(shared, task):
+    """An executor job: ``task_fn(task, out_dir)``."""
+    task_fn, out_dir = shared
+    return task_fn(task, out_dir)
+
+
+def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None, task_fn=None,
+              log=print) -> dict:
+    """Run ``tasks`` (from ``grid.expand``) into ``out_dir``; return a summary.
+
+    ``scheduler``: "local" (an embedded LocalCluster, one single-threaded worker process per
+    usable core, at most ``max_workers``), "serial" (this process, no Dask), or the address of
+    a running Dask scheduler ("tcp://host:8786"); ``stlsim.experiment.executor`` runs them.
+    Without dask.distributed installed, "local" falls back to serial. ``task_fn(task, out_dir)
+    -> row`` replaces ``run_task`` (tests; a module-level function). ``meta`` is stored in
+    ``OUT/sweep.json``.
+    """
+    from .table import write_json
+
+    task_fn = run_task if task_fn is None else task_fn
+    if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
+                                    or max_workers < 1):
+        raise fail("max_workers", "an integer >= 1", repr(max_workers), "run_sweep")
+    os.makedirs(os.path.join(out_dir, "tasks"), exist_ok=True)
+    started = time.perf_counter()
+    if meta is not None:
+        from ..._io import provenance
+
+        write_json(os.path.join(out_dir, "sweep.json"), {**meta, "provenance": provenance(),
+                                                          "task_ids": [t.id for t in tasks]})
+    ids = [t.id for t in tasks]
+    docs = {tid: doc for tid, doc in read_rows(out_dir).items() if tid in set(ids)}
+    todo = [t for t in tasks if docs.get(t.id, {}).get("row", {}).get("status") != "ok"]
+    progress = _Progress(len(todo), len(tasks) - len(todo), log)
+    last_write = [0.0]
+
+    def finish(task, row):
+        if row is None:                           # interrupted: the task did not finish
+            return
+        if isinstance(row, BaseException):        # KilledWorker: the task killed every worker it ran on
+            row = _killed_row(task, out_dir, row)
+        doc = read_row(out_dir, task.id)          # the worker wrote it; the row alone if it could not
+        docs[task.id] = doc if doc is not None and doc.get("row", {}).get("status") == row["status"] else {
+            "row": row, "cell": [list(kv) for kv in task.cell], "options": task.option_dict}
+        progress.task_done(task, row)
+        if time.perf_counter() - last_write[0] > _TABLE_EVERY_S:
+            write_tables(out_dir, ids, docs)
+            last_write[0] = time.perf_counter()
+
+    executor = Executor(scheduler, max_workers, n_jobs=len(todo), log=log, owner="stlsim sweep")
+    interrupted = False
+    if todo:
+        try:
+            with executor:
+                for _task, row in executor.run(_sweep_job, todo, shared=(task_fn, out_dir), on_done=finish,
+                                               key="task", errors="return"):
+                    interrupted = interrupted or row is None
+                interrupted = interrupted or bool(executor.signals.requested)
+        except KeyboardInterrupt:
+            interrupted = True
+    table = write_tables(out_dir, ids, docs)
+    statuses = [docs.get(i, {}).get("row", {}).get("status", "missing") for i in ids]
+    summary = {"tasks": len(tasks), "ran": progress.done, "skipped": len(tasks) - len(todo),
+               "ok": statuses.count("ok"), "failed": statuses.count("error") + statuses.count("killed"),
+               "not_run": statuses.count("missing"),
+               "wall_time_s": time.perf_counter() - started, "table": table, "interrupted": interrupted,
+               "workers": 0 if executor.serial else executor.workers}
+    if log:
+        log(f"sweep: {summary['ok']}/{summary['tasks']} tasks ok, {summary['failed']} failed, "
+            f"{summary['not_run']} not run, {summary['skipped']} skipped, {summary['wall_time_s']:.1f}s; "
+            f"table: {table}")
+    return summary

@@ -1,0 +1,147 @@
+"""What a training run is: the network's and the training's configuration, and the factory.
+
+``NetConfig`` and ``TrainConfig`` are plain, JSON-serialisable dataclasses (records store
+them); their defaults are what ``stlsim compare`` runs with no flags on the bundled digits
+(``stlsim.experiment.spec`` is the option table of a run and fills the data set's defaults).
+``build_network`` builds the ``Network`` a ``NetConfig`` describes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._checks import check_choice, check_int, check_real, fail
+from ..neurons import LIF
+from .modes import MODES
+
+__all__ = ["ENCODINGS", "NetConfig", "TrainConfig", "RunResult", "build_network"]
+
+ENCODINGS = ("rate", "direct", "frames")
+
+
+@dataclass
+class NetConfig:
+    """How to build a network for a dataset (JSON-serialisable; stored in records).
+
+    The defaults are those of ``stlsim compare`` with no flags (the bundled digits;
+    ``stlsim.experiment.spec`` holds the option table they come from).
+    """
+
+    arch: str = "mlp"
+    hidden: list = field(default_factory=lambda: [256])
+    population: int = 10
+    tau: float = 0.5
+    theta_init: float = 1.0
+    reset: str = "hard"
+    detach_reset: bool = False
+    surrogate: str = "atan"
+    surrogate_param: float | None = None
+    init_gain: float = 4.0
+    dtype: str = "float32"
+    threshold_sharing: str = "neuron"
+
+    def validate(self):
+        """Check the fields a network is built from (``build_network`` calls this)."""
+        if not isinstance(self.arch, str) or not self.arch:
+            raise fail("arch", "a non-empty string", repr(self.arch), "NetConfig", TypeError)
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (list, tuple)):
+            raise fail("hidden", "a list of positive layer sizes such as [256]",
+                       f"{type(hidden).__name__} {hidden!r}", "NetConfig", TypeError)
+        for i, size in enumerate(hidden):
+            check_int(size, f"hidden[{i}]", low=1, owner="NetConfig")
+        check_int(self.population, "population", low=1, owner="NetConfig")
+        check_real(self.tau, "tau", low=0.0, high=1.0, owner="NetConfig")
+        check_real(self.theta_init, "theta_init", owner="NetConfig")
+        check_real(self.init_gain, "init_gain", low=0.0, low_open=True, owner="NetConfig")
+        if not isinstance(self.detach_reset, bool):
+            raise fail("detach_reset", "True or False", repr(self.detach_reset), "NetConfig", TypeError)
+        check_choice(self.dtype, "dtype", ("float32", "float64"), "NetConfig")
+        check_choice(self.threshold_sharing, "threshold_sharing", ("neuron", "channel", "layer"), "NetConfig")
+        if self.arch == "mlp" and self.threshold_sharing == "channel":
+            raise fail("threshold_sharing", "'neuron' or 'layer' for the dense 'mlp' (a dense layer has no "
+                       "channels; 'channel' needs a convolutional arch)", repr(self.threshold_sharing), "NetConfig")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters: the defaults of ``stlsim compare`` with no flags (the bundled
+    digits: 30 epochs at T = 8, rate coding), the optimizer settings of the paper's code."""
+
+    mode: str = "stl"
+    epochs: int = 30
+    batch_size: int = 50
+    timesteps: int = 8
+    encoding: str = "rate"
+    loss: str = "mse_rate"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    theta_lr: float | None = None
+    weight_decay: float = 1e-6
+    lr_decay: float = 0.93
+    momentum: float = 0.9
+    seed: int = 0
+    backend: str | None = None
+    eval_batch_size: int = 500
+    engine: str | None = None           # "clock" or "event" (default: the network's)
+
+    def validate(self):
+        check_choice(self.mode, "mode", MODES, "TrainConfig")
+        check_int(self.epochs, "epochs", low=0, owner="TrainConfig")
+        check_int(self.batch_size, "batch_size", low=1, owner="TrainConfig")
+        check_int(self.timesteps, "timesteps", low=1, owner="TrainConfig")
+        check_choice(self.encoding, "encoding", ENCODINGS, "TrainConfig")
+        check_choice(self.loss, "loss", ("mse_rate", "ce_rate"), "TrainConfig")
+        check_choice(self.optimizer, "optimizer", ("adam", "sgd"), "TrainConfig")
+        check_real(self.lr, "lr", low=0.0, owner="TrainConfig")
+        if self.theta_lr is not None:
+            check_real(self.theta_lr, "theta_lr", low=0.0, owner="TrainConfig")
+        check_real(self.weight_decay, "weight_decay", low=0.0, owner="TrainConfig")
+        check_real(self.lr_decay, "lr_decay", low=0.0, high=1.0, owner="TrainConfig")
+        check_int(self.seed, "seed", low=0, owner="TrainConfig")
+        check_int(self.eval_batch_size, "eval_batch_size", low=1, owner="TrainConfig")
+        if self.engine is not None:
+            from ..engines import ENGINES
+            check_choice(self.engine, "engine", tuple(ENGINES), "TrainConfig")
+        return self
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns."""
+
+    mode: str
+    seed: int
+    history: dict
+    wall_time: float
+    interrupted: bool
+    theta_init: dict
+    record_path: str | None = None
+
+
+def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, backend=None):
+    """Build the ``Network`` that ``netcfg`` describes for inputs of ``input_shape``."""
+    import stlsim
+
+    if isinstance(netcfg, NetConfig):
+        netcfg.validate()
+    neuron = LIF(tau=netcfg.tau, theta_init=netcfg.theta_init, reset=netcfg.reset,
+                 detach_reset=netcfg.detach_reset)
+    surrogate = stlsim.surrogate.get(netcfg.surrogate, netcfg.surrogate_param)
+    n_out = n_classes * netcfg.population
+    if netcfg.arch == "mlp":
+        sizes = [int(np.prod(input_shape))] + [int(h) for h in netcfg.hidden] + [n_out]
+        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain, threshold_sharing=netcfg.threshold_sharing)
+                  for a, b in zip(sizes[:-1], sizes[1:])]
+    else:
+        try:
+            from .. import architectures
+        except ImportError:  # pragma: no cover - convolutional presets not installed
+            raise fail("arch", "'mlp'", repr(netcfg.arch), "NetConfig") from None
+        layers = architectures.build(netcfg.arch, input_shape=tuple(input_shape), n_classes=n_classes,
+                                     population=netcfg.population, threshold_sharing=netcfg.threshold_sharing)
+    kwargs = {} if backend is None else {"backend": backend}
+    return stlsim.Network(layers, neuron=neuron, surrogate=surrogate, population=netcfg.population,
+                          seed=seed, dtype=np.dtype(netcfg.dtype), **kwargs)

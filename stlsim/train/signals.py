@@ -1,0 +1,80 @@
+"""Ctrl-C and SIGTERM as a flag that a training loop checks between batches.
+
+``interrupt_guard()`` turns the signals into ``requested`` for the duration of a block; a
+save inside ``protect()`` is never cut short. Every application (train, compare, sweep)
+uses this one guard, nested guards share the outermost.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+
+__all__ = ["interrupt_guard"]
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM state of the innermost ``interrupt_guard``."""
+
+    def __init__(self):
+        self.requested = None          # the signal's name once one arrived
+        self.saving = 0                # > 0 while a file is being written
+
+    def check(self):
+        """Raise KeyboardInterrupt if a signal arrived (call between batches)."""
+        if self.requested:
+            raise KeyboardInterrupt(self.requested)
+
+    @contextlib.contextmanager
+    def protect(self):
+        """A block no signal interrupts (a save); a pending signal is acted on after it."""
+        self.saving += 1
+        try:
+            yield
+        finally:
+            self.saving -= 1
+
+
+_ACTIVE: list = []
+
+
+@contextlib.contextmanager
+def interrupt_guard():
+    """Turn SIGINT/SIGTERM into a flag for the duration of the block (main thread only).
+
+    Yields an object with ``requested`` (the signal's name or None), ``check()`` (raises
+    KeyboardInterrupt once a signal arrived) and ``protect()`` (a block, such as a save,
+    that no signal interrupts). A second signal outside a protected block raises
+    KeyboardInterrupt at once, so a stuck batch can still be stopped. Nested guards share
+    the outer one; outside the main thread the guard only keeps the flag.
+    """
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
+    state = _Interrupts()
+
+    def handler(signum, frame):
+        first = state.requested is None
+        state.requested = signal.Signals(signum).name
+        if first:
+            sys.stderr.write(f"\n{state.requested}: stopping after this batch, once the finished epochs "
+                             "are saved (again to stop at once)\n")
+            sys.stderr.flush()
+        elif not state.saving:
+            raise KeyboardInterrupt(state.requested)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+                pass
+    _ACTIVE.append(state)
+    try:
+        yield state
+    finally:
+        _ACTIVE.pop()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
