@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
 import platform
 import secrets
 import subprocess
 import sys
 
-__all__ = ["atomic_path", "damaged_file_error", "inside", "path_component", "provenance", "read_hdf5"]
+__all__ = ["atomic_path", "damaged_file_error", "inside", "path_component", "provenance", "read_hdf5",
+           "thread_settings"]
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -71,9 +73,30 @@ def provenance(**extra) -> dict:
         "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "threads": json.dumps(thread_settings(), sort_keys=True),   # JSON text: provenance values are flat
     }
     info.update(extra)
     return info
+
+
+def thread_settings() -> dict:
+    """The BLAS (library, version, kernel, threads) and Numba threads of this process right now.
+
+    A GEMM's bits depend on the BLAS kernel (chosen per CPU) and its thread count, so a
+    result reproduces bit for bit on the same machine type under the same thread settings.
+    """
+    out = {"blas": []}
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_info
+
+        out["blas"] = [{k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
+                                                  "threading_layer")}
+                       for info in threadpool_info() if info.get("user_api") == "blas"]
+    if "numba" in sys.modules:
+        import numba
+
+        out["numba_threads"] = int(numba.get_num_threads())
+    return out
 
 
 # ------------------------------------------------------------------ reading HDF5 files --

@@ -27,16 +27,20 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message):
-        if message.startswith("unrecognized arguments:"):
-            known = [s for a in self._actions for s in a.option_strings]
-            for word in message.split(":", 1)[1].split():
-                if word.startswith("-"):
-                    close = difflib.get_close_matches(word.split("=")[0], known, n=2, cutoff=0.6)
-                    if close:
-                        message += f" (did you mean {' or '.join(close)}?)"
-                        break
-        super().error(message)
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:      # said by the subcommand's parser, with its closest option
+            parser = next((a.choices.get(getattr(parsed, "command", None)) for a in self._actions
+                           if isinstance(a, argparse._SubParsersAction)), None) or self
+            known = [s for a in parser._actions for s in a.option_strings]
+            message = "unrecognized arguments: " + " ".join(extras)
+            for word in extras:
+                close = difflib.get_close_matches(word.split("=")[0], known, n=2, cutoff=0.6)
+                if word.startswith("-") and close:
+                    message += f" (did you mean {' or '.join(close)}?)"
+                    break
+            parser.error(message)
+        return parsed
 
 
 def _typed(parse, what: str):
@@ -107,7 +111,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> dict:
         flags = [opt.flag] + ([opt.short] if opt.short else [])
         metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else (
             "{true,false}" if opt.kind == "bool" else opt.name.upper())
-        groups[opt.group].add_argument(*flags, dest=opt.name, type=_typed(opt.parse, opt.kind), default=None,
+        parse = (lambda text, opt=opt: opt.parse(text, owner=None, where=opt.flag))
+        groups[opt.group].add_argument(*flags, dest=opt.name, type=_typed(parse, opt.kind), default=None,
                                        metavar=metavar, help=f"{opt.help} (default: {opt.shown_default})")
     return groups
 

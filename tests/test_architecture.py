@@ -103,3 +103,93 @@ def test_fused_step_returns_one_result_type():
                             population=2)
     assert get_backend("numba").fused(pooled.layers, pooled._layer_params(), x, y, pooled.neuron,
                                       pooled.surrogate, 2, "mse_rate") is None
+
+
+# ------------------------------------------------------------------ the import rules --
+# The rules of docs/architecture.md, read from the code: no circles (lazy imports count),
+# no library module importing the command line or argparse, no private name taken from a
+# module in another folder (siblings of one sub-package may share; _checks, _io and
+# _workspace are the package's shared private utilities).
+SHARED_PRIVATE = {"_checks", "_io", "_workspace"}
+COMMAND_LINE = {"cli", "__main__"}
+
+
+def _modules(root: pathlib.Path, pkg: str) -> dict:
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join([pkg, *parts])] = path
+    return out
+
+
+def import_rule_problems(root: pathlib.Path, pkg: str = "stlsim") -> list:
+    """What breaks the import rules in the package folder ``root`` (one line each)."""
+    modules = _modules(root, pkg)
+    problems, graph = [], {}
+    for mod, path in modules.items():
+        is_pkg = path.name == "__init__.py"
+        folder = mod if is_pkg else mod.rsplit(".", 1)[0]
+        is_cli = mod.rsplit(".", 1)[-1] in COMMAND_LINE
+        deps = graph.setdefault(mod, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [(a.name, None) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = folder.split(".")[:len(folder.split(".")) - (node.level - 1)] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                targets = [(target, a.name) for a in node.names]
+            else:
+                continue
+            for target, name in targets:
+                if target == "argparse" and not is_cli:
+                    problems.append(f"{mod}: library module imports argparse")
+                if not (target == pkg or target.startswith(pkg + ".")):
+                    continue
+                sub = f"{target}.{name}" if name else target
+                dep = sub if sub in modules else target
+                deps.add(dep)
+                if dep.rsplit(".", 1)[-1] == "cli" and not is_cli:
+                    problems.append(f"{mod}: library module imports the command line")
+                there = target if modules.get(target, pathlib.Path()).name == "__init__.py" else target.rsplit(".", 1)[0]
+                if (name and name.startswith("_") and not name.startswith("__") and sub not in modules
+                        and target.rsplit(".", 1)[-1] not in SHARED_PRIVATE and not (there == folder != pkg)):
+                    problems.append(f"{mod}: takes the private name {name} from {target}")
+    # circles: modules that reach each other (a package __init__ re-exporting its own modules is not one)
+    reach = {m: set() for m in graph}
+    for start in graph:
+        todo = [d for d in graph[start] if d in graph]
+        while todo:
+            m = todo.pop()
+            if m not in reach[start]:
+                reach[start].add(m)
+                todo.extend(d for d in graph[m] if d in graph)
+    seen = set()
+    for m in sorted(graph):
+        group = sorted(n for n in reach[m] if m in reach[n] and modules[n].name != "__init__.py") if \
+            modules[m].name != "__init__.py" else []
+        if len(group) > 1 and tuple(group) not in seen:
+            seen.add(tuple(group))
+            problems.append("circle: " + " <-> ".join(group))
+    return problems
+
+
+def test_the_package_keeps_the_import_rules():
+    assert import_rule_problems(PACKAGE) == []
+
+
+def test_the_import_rules_see_a_planted_violation(tmp_path):
+    import shutil
+
+    root = tmp_path / "stlsim"
+    shutil.copytree(PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    before = set(import_rule_problems(root))        # the package's own (none: the test above)
+    (root / "experiment" / "planted.py").write_text(
+        "import argparse\nfrom .. import cli\nfrom ..train.loop import _check_gradients\n")
+    (root / "readout.py").write_text((root / "readout.py").read_text() + "\nfrom .network import Network\n")
+    problems = set(import_rule_problems(root)) - before
+    assert "stlsim.experiment.planted: library module imports argparse" in problems
+    assert "stlsim.experiment.planted: library module imports the command line" in problems
+    assert "stlsim.experiment.planted: takes the private name _check_gradients from stlsim.train.loop" in problems
+    assert any(p.startswith("circle:") and "stlsim.readout" in p and "stlsim.network" in p for p in problems)

@@ -30,6 +30,7 @@ import os
 import time
 
 from .._checks import check_int, fail
+from .._io import thread_settings
 
 __all__ = ["Executor", "usable_cores", "dask_available", "worker_count", "job_threads", "thread_settings",
            "SINGLE_THREAD_ENV", "dask_setup"]
@@ -101,24 +102,6 @@ def job_threads(threads: int = JOB_THREADS):
             import numba
 
             numba.set_num_threads(numba_before)
-
-
-def thread_settings() -> dict:
-    """The threads and BLAS of this process right now (for provenance)."""
-    out = {"blas": []}
-    with contextlib.suppress(ImportError):
-        from threadpoolctl import threadpool_info
-
-        out["blas"] = [{k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                                  "threading_layer")}
-                       for info in threadpool_info() if info.get("user_api") == "blas"]
-    import sys
-
-    if "numba" in sys.modules:
-        import numba
-
-        out["numba_threads"] = int(numba.get_num_threads())
-    return out
 
 
 def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Dask preload)

@@ -91,7 +91,7 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def parse(self, text: str):
+    def parse(self, text: str, owner: str | None = "RunSpec", where: str | None = None):
         """A value from command-line or grid text (``"1e-3"``, ``"256,128"``, ``"true"``)."""
         if self.kind == "int_list":
             value = parse_int_list(text)
@@ -105,9 +105,9 @@ class Option:
                 raise ValueError(f"expected {_KIND_WORDS[self.kind]}, got {text!r}") from None
         else:
             value = str(text)
-        return self.check(value, from_text=True)
+        return self.check(value, owner, where, from_text=True)
 
-    def check(self, value, owner: str = "RunSpec", where: str | None = None, from_text: bool = False):
+    def check(self, value, owner: str | None = "RunSpec", where: str | None = None, from_text: bool = False):
         """``value`` typed and checked (Python values: a TOML grid, ``RunSpec.from_options``)."""
         where = where or f"option {self.name!r}"
         if value is None and (self.nullable or self.default is None):
@@ -233,7 +233,7 @@ def coerce_option(name: str, value, owner: str = "RunSpec", from_text: bool = Fa
     opt = OPTIONS[name]
     if from_text and isinstance(value, str):
         try:
-            return opt.parse(value)
+            return opt.parse(value, owner, where)
         except ValueError as err:
             if str(err).startswith("`"):
                 raise
