@@ -24,7 +24,6 @@ Provenance and the grid live in ``sweep.json`` beside the tables. With pyarrow i
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import io
