@@ -39,13 +39,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# Per data set: the stlsim CLI defaults (docs: README, `stlsim compare`) with the
-# the reduced budgets this script uses, so that a full run fits a small machine.
+# Per data set: the budgets this script uses, so that a full run fits a small machine. Everything
+# else is what `stlsim compare` runs (stlsim.experiment.RunSpec: the one option table's defaults).
 DEFAULTS = {
-    "digits": {"hidden": [256], "timesteps": 8, "epochs": 20, "train_subset": None, "test_subset": None,
-               "noise_test": 450, "depth": True},
-    "fashion-mnist": {"hidden": [800], "timesteps": 4, "epochs": 4, "train_subset": 10000,
-                      "test_subset": None, "noise_test": 2000, "depth": False},
+    "digits": {"epochs": 20, "train_subset": None, "test_subset": None, "noise_test": 450, "depth": True},
+    "fashion-mnist": {"epochs": 4, "train_subset": 10000, "test_subset": None, "noise_test": 2000, "depth": False},
 }
 
 
@@ -56,9 +54,9 @@ def parse(argv=None):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--hidden", type=lambda s: [int(v) for v in s.split(",")], default=None)
     p.add_argument("--timesteps", "-T", type=int, default=None)
-    p.add_argument("--population", "-P", type=int, default=10)
-    p.add_argument("--theta-init", type=float, default=1.0)
-    p.add_argument("--init-gain", type=float, default=4.0)
+    p.add_argument("--population", "-P", type=int, default=None)
+    p.add_argument("--theta-init", type=float, default=None)
+    p.add_argument("--init-gain", type=float, default=None)
     p.add_argument("--theta-lr", type=float, default=None, help="threshold learning rate (default: the lr, 1e-3)")
     p.add_argument("--tag", default="", help="suffix of the run and result directories, e.g. _thetalr")
     p.add_argument("--train-subset", type=int, default=None)
@@ -80,7 +78,7 @@ def parse(argv=None):
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     d = DEFAULTS[args.dataset]
-    for key in ("hidden", "timesteps", "epochs", "train_subset", "test_subset", "noise_test", "depth"):
+    for key in ("epochs", "train_subset", "test_subset", "noise_test", "depth"):
         if getattr(args, key) is None:
             setattr(args, key, d[key])
     args.gjdf_modes = [m for m in args.gjdf_modes.split(",") if m]
@@ -163,20 +161,19 @@ def main(argv=None) -> int:
     from stlsim.plot import analysis as plots
     from stlsim._io import atomic_path
     from stlsim.experiment.report import analyze_run, write_report
-    from stlsim.data import load_dataset
-    from stlsim.train import NetConfig, TrainConfig
+    from stlsim.experiment import RunSpec
 
     started = time.time()
     backend = args.backend or fastest_backend()
     os.makedirs(args.out, exist_ok=True)
-    data = load_dataset(args.dataset)
-    if args.train_subset or args.test_subset:
-        data = data.subset(args.train_subset, args.test_subset)
     seeds = list(range(args.seeds))
-    netcfg = NetConfig(hidden=list(args.hidden), population=args.population, theta_init=args.theta_init,
-                       init_gain=args.init_gain, dtype="float32")
-    config = TrainConfig(epochs=args.epochs, timesteps=args.timesteps, theta_lr=args.theta_lr,
-                         backend=backend).validate()
+    given = {"dataset": args.dataset, "epochs": args.epochs, "train_subset": args.train_subset,
+             "test_subset": args.test_subset, "hidden": args.hidden, "timesteps": args.timesteps,
+             "population": args.population, "theta_init": args.theta_init, "init_gain": args.init_gain,
+             "theta_lr": args.theta_lr, "backend": backend}
+    spec = RunSpec.from_options({k: v for k, v in given.items() if v is not None})
+    data, netcfg, config = spec.load()
+    args.hidden, args.timesteps, args.population = netcfg.hidden, config.timesteps, netcfg.population
     log(f"claims on {data.name}: {data.n_train} train / {data.n_test} test, hidden {args.hidden}, "
         f"T={args.timesteps}, P={args.population}, {args.epochs} epochs, theta lr {args.theta_lr or 'lr'}, "
         f"seeds {seeds}, backend {backend}")

@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
-from stlsim import cli
 from stlsim._io import atomic_path, provenance
+from stlsim.experiment import RunSpec
+from stlsim.experiment.compare import compare
 
 
 def main(argv=None) -> int:
@@ -49,16 +50,15 @@ def main(argv=None) -> int:
             continue
         for encoding in args.encodings.split(","):
             out = os.path.join(args.runs, f"{name}_{encoding}")
+            options = {"dataset": path, **({} if encoding == "default" else {"encoding": encoding, "epochs": 5})}
             argv = ["compare", "--dataset", path, "--modes", "stl,sl,ann", "--seeds", str(args.seeds),
-                    "--out", out, "--force"]
-            argv += [] if encoding == "default" else ["--encoding", encoding, "--epochs", "5"]
-            started = time.perf_counter()
-            code = cli.main(argv)
+                    "--out", out, "--force"] + [f"--{k}={v}" for k, v in options.items() if k != "dataset"]
+            started = time.perf_counter()       # what `stlsim ARGV` runs: compare's npz defaults but `options`
+            results = compare(RunSpec.from_options(options), modes=("stl", "sl", "ann"), seeds=range(args.seeds),
+                              out_dir=out, force=True)
             wall = time.perf_counter() - started
-            if code != 0:
-                raise SystemExit(f"stlsim {' '.join(argv)} exited with {code}")
-            with open(os.path.join(out, "results.json")) as f:
-                results = json.load(f)
+            if results["interrupted"]:
+                raise SystemExit(f"stlsim {' '.join(argv)} was interrupted")
             summary["runs"] = [e for e in summary["runs"] if (e["data"], e["encoding"]) != (name, encoding)]
             entry = {"data": name, "encoding": encoding, "command": "stlsim " + " ".join(argv), "wall_s": wall,
                      "n_train": results["dataset"]["n_train"], "n_test": results["dataset"]["n_test"],
