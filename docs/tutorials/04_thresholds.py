@@ -36,6 +36,8 @@
 # results on [the paper's claims](../results_claims.md)).
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -57,7 +59,8 @@ print(f"{data.name}: {len(data.y_train)} train, {len(data.y_test)} test, "
 # alone can learn when they are allowed to move.
 
 # %%
-netcfg = stlsim.train.NetConfig(hidden=[100], population=10, dtype="float32")
+netcfg = stlsim.train.NetConfig(hidden=[100], population=10, theta_init=2.0, init_gain=1.0,  # the paper's init
+                                dtype="float32")
 probe = stlsim.train.build_network(netcfg, data.sample_shape, data.n_classes, seed=0)
 for mode in stlsim.train.MODES:
     print(f"{mode}: trains {stlsim.train.trainable_names(probe, mode)}")
@@ -156,7 +159,7 @@ for label in ("STL", "TL", "TL, theta_lr 3e-2"):
 
 # %%
 result, stl_net = runs["STL"][0]
-netcfg64 = stlsim.train.NetConfig(hidden=[100], population=10, dtype="float64")
+netcfg64 = dataclasses.replace(netcfg, dtype="float64")
 net64 = stlsim.train.build_network(netcfg64, data.sample_shape, data.n_classes, seed=0, backend="numpy")
 for key in net64.params:
     net64.params[key][...] = stl_net.params[key]
