@@ -146,6 +146,20 @@ def test_debug_is_accepted_after_the_subcommand(capsys, tmp_path):
     assert "`--epochs` must be a number >= 1. Got 0 instead." in capsys.readouterr().err
 
 
+def test_the_compare_table_is_aligned_and_names_its_sample_sd():
+    from stlsim.experiment.compare import format_table
+
+    with open(os.path.join(ROOT, "tests", "data", "compare_default_short.json")) as f:
+        results = json.load(f)
+    lines = format_table(results).splitlines()
+    assert "SD (sample" in lines[0] and len(lines) == 2 + len(results["modes"])
+    bars = {tuple(i for i, ch in enumerate(line) if ch == "|") for line in lines[:1] + lines[2:]}
+    assert len(bars) == 1                                  # every row's columns line up
+    stl = results["modes"]["stl"]["test_accuracy_per_seed"]
+    sample_sd = (sum((a - sum(stl) / 2) ** 2 for a in stl) / (len(stl) - 1)) ** 0.5
+    assert f"+- {sample_sd:.4f}" in lines[2]
+
+
 def test_version(capsys):
     import stlsim
 
@@ -195,7 +209,10 @@ def test_compare_without_flags_gives_the_results_it_gave_before(tmp_path, worker
     assert code.returncode == 0, code.stderr[-2000:]
     with open(os.path.join(out, "results.json")) as f:
         now = json.load(f)
-    assert _numbers(now) == _numbers(before)
+    now_numbers, before_numbers = _numbers(now), _numbers(before)
+    for mode in now_numbers["modes"].values():          # a field added since: the sample SD
+        assert mode.pop("test_accuracy_sd") >= 0
+    assert now_numbers == before_numbers
     assert json.loads(now["provenance"]["threads"])["blas"]          # the thread settings are recorded
 
 

@@ -177,7 +177,8 @@ def _mode_summary(runs) -> dict:
     best_acc = [max(run["history"]["test_accuracy"]) for run in runs]
     summary = {
         "test_accuracy_mean": float(np.mean(final_acc)),
-        "test_accuracy_std": float(np.std(final_acc)),
+        "test_accuracy_std": float(np.std(final_acc)),       # population SD (ddof 0), kept for older readers
+        "test_accuracy_sd": float(np.std(final_acc, ddof=1)) if len(final_acc) > 1 else float("nan"),
         "test_accuracy_per_seed": [float(a) for a in final_acc],
         "best_test_accuracy_per_seed": [float(a) for a in best_acc],
     }
@@ -199,17 +200,23 @@ def _mode_summary(runs) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """The comparison table printed at the end of ``stlsim compare``."""
-    rows = ["mode | test accuracy (mean +- std) | per seed | firing rate per layer | theta mean per layer | time/seed",
-            "-----|----------------------------|----------|-----------------------|----------------------|----------"]
+    """The comparison table printed at the end of ``stlsim compare``: aligned columns; the spread
+    is the sample standard deviation over the seeds (n - 1), as in the sweep reports."""
+    header = ["mode", "test accuracy: mean +- SD (sample, over seeds)", "per seed", "firing rate per layer",
+              "theta mean per layer", "time per seed"]
+    rows = []
     for mode, m in results["modes"].items():
-        per_seed = " ".join(f"{a:.3f}" for a in m["test_accuracy_per_seed"])
-        rates = " ".join(f"{r:.3f}" for r in m.get("firing_rate_per_layer", [])) or "- (ReLU)"
-        thetas = " ".join(f"{t:.2f}" for t in m.get("theta_mean_per_layer", [])) or "- (none)"
-        wall = np.mean(m["wall_time_s_per_seed"])
-        rows.append(f"{mode.upper():4} | {m['test_accuracy_mean']:.4f} +- {m['test_accuracy_std']:.4f}"
-                    f"        | {per_seed} | {rates} | {thetas} | {wall:.1f}s")
-    return "\n".join(rows)
+        accs = np.asarray(m["test_accuracy_per_seed"], dtype=float)
+        sd = float(np.std(accs, ddof=1)) if accs.size > 1 else float("nan")
+        spread = f" +- {sd:.4f}" if accs.size > 1 else " (one seed)"
+        rows.append([mode.upper(), f"{m['test_accuracy_mean']:.4f}{spread}",
+                     " ".join(f"{a:.3f}" for a in accs),
+                     " ".join(f"{r:.3f}" for r in m.get("firing_rate_per_layer", [])) or "- (ReLU)",
+                     " ".join(f"{t:.2f}" for t in m.get("theta_mean_per_layer", [])) or "- (none)",
+                     f"{np.mean(m['wall_time_s_per_seed']):.1f}s"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), "-|-".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
 def run_line(mode, seed, result, epochs) -> str:
