@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 __all__ = ["atomic_path", "damaged_file_error", "inside", "path_component", "provenance", "read_hdf5",
-           "thread_settings"]
+           "thread_settings", "say"]
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -233,3 +233,19 @@ def path_component(name: str) -> str:
     """``name`` made safe as one file-name component (no separators, no leading dots)."""
     text = "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name)).lstrip(".")
     return text[:100] or "unnamed"
+
+
+# ------------------------------------------------------------------------ messages --
+
+def say(text: str, logger: str = "stlsim") -> None:
+    """One line of progress: to the ``logging`` logger ``logger`` (INFO) once the user, a
+    notebook or ``stlsim.cli`` configured logging; to stderr otherwise, so a script that set
+    nothing up still sees it. The default ``log`` of every long-running call."""
+    import logging
+
+    log = logging.getLogger(logger)
+    if log.hasHandlers():
+        log.info(text)
+    else:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()

@@ -472,6 +472,7 @@ def main(argv=None) -> int:
     else:
         args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("STLSIM_DEBUG"))
+    _setup_logging(quiet=getattr(args, "quiet", False), debug=debug)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -482,6 +483,28 @@ def main(argv=None) -> int:
             raise
         print(f"stlsim {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
+
+
+def _setup_logging(quiet: bool, debug: bool):
+    """The library's messages (logger "stlsim") as plain lines on stderr; a handler set up
+    before (an embedding program) is left as it is."""
+    import logging
+
+    class StderrLines(logging.Handler):
+        """Writes to whatever sys.stderr is when a line is emitted (redirections included)."""
+
+        def emit(self, record):
+            try:
+                sys.stderr.write(self.format(record) + "\n")
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001 - logging's own policy for a failed write
+                self.handleError(record)
+
+    logger = logging.getLogger("stlsim")
+    if not logger.handlers:
+        logger.addHandler(StderrLines())
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
 
 
 # Errors that a user's input or the system explains; anything else is reported as unexpected.

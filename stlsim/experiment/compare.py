@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .._checks import check_choice, fail
-from .._io import atomic_path, provenance
+from .._io import atomic_path, provenance, say
 from ..train.signals import interrupt_guard
 from .executor import Executor, usable_cores
 from .spec import MODES as COMPARE_MODES
@@ -279,7 +279,7 @@ def _rebuilt(data, netcfg, trainconfig, seed, params, buffers):
 
 
 def compare(spec, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir=None, progress=True, plots=True,
-            log=print, max_workers=None, scheduler: str = "local", force: bool = False) -> dict:
+            log=say, max_workers=None, scheduler: str = "local", force: bool = False) -> dict:
     """``run_comparison`` of a ``RunSpec`` (``stlsim.experiment.spec``): loads its data, then trains
     every mode on every seed. ``out_dir`` defaults to ``runs/compare-<data set>``; ``max_workers``
     to every usable core (``executor.worker_count``)."""
@@ -293,7 +293,7 @@ def compare(spec, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir=None, p
 
 
 def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
-                   progress=True, plots=True, log=print, max_workers: int | None = 1, scheduler: str = "local",
+                   progress=True, plots=True, log=say, max_workers: int | None = 1, scheduler: str = "local",
                    force: bool = False) -> dict:
     """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
 
@@ -343,9 +343,11 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
             return
         finished[0] += 1
         mode, seed, _ = job
-        result = value[0]
-        if log and progress and (not executor.serial or mode == "ann"):   # a serial run has its own lines
-            log(f"[{finished[0]}/{n}] {run_line(mode, seed, result, trainconfig.epochs)}")
+        if log and progress:                 # one line per finished run: run k of N and the ETA of the rest
+            elapsed = time.perf_counter() - started
+            left = elapsed / finished[0] * (n - finished[0])
+            eta = f"; eta {left:.0f}s" if finished[0] < n else ""
+            log(f"[{finished[0]}/{n}] {run_line(mode, seed, value[0], trainconfig.epochs)}{eta}")
 
     shared = (data, netcfg, trainconfig, out_dir, progress and executor.serial)
     try:

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from .._checks import fail
+from .._io import say
 from ..data.encoding import encode, shape_inputs
 from ..readout import decide, loss_from_rates
 from .config import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network
@@ -72,31 +73,63 @@ def evaluate(net, x, y, config: TrainConfig, rng, backend=None):
 
 
 class Progress:
-    """A minimal progress bar: live on a terminal, one line per epoch otherwise."""
+    """Progress of one run: on a terminal a live bar over all its batches (tqdm when installed)
+    with the run's ETA; one line per epoch otherwise, through ``stlsim._io.say`` (the
+    ``stlsim.train`` logger once logging is configured, stderr if not)."""
 
-    def __init__(self, label: str, total: int, stream=None, enabled: bool = True):
+    def __init__(self, label: str, total: int, stream=None, enabled: bool = True, epochs: int = 1,
+                 start_epoch: int = 0):
         self.label, self.total = label, total
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
         self.live = enabled and getattr(self.stream, "isatty", lambda: False)()
+        self.steps = max(total * max(epochs - start_epoch, 1), 1)       # batches this call will train
+        self.done_steps = 0
         self.start = time.perf_counter()
+        self.bar = None
+        if self.live:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=self.steps, desc=label, file=self.stream, leave=False, dynamic_ncols=True)
+
+    def eta(self) -> str:
+        if not self.done_steps:
+            return "eta ?"
+        left = (time.perf_counter() - self.start) / self.done_steps * (self.steps - self.done_steps)
+        return f"eta {left:.0f}s" if left < 120 else f"eta {left / 60:.1f} min"
 
     def update(self, done: int, text: str):
+        self.done_steps += 1
         if not self.live:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=False)
             return
         width = 24
         filled = int(width * done / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {text}   ")
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {text} {self.eta()}   ")
         self.stream.flush()
 
     def line(self, text: str):
         if not self.enabled:
             return
+        if self.bar is not None:
+            self.bar.write(f"{self.label} {text}", file=self.stream)
+            return
         if self.live:
-            self.stream.write("\r")
-        self.stream.write(f"{self.label} {text}\n")
-        self.stream.flush()
+            self.stream.write(f"\r{self.label} {text}\n")
+            self.stream.flush()
+            return
+        say(f"{self.label} {text} ({self.eta()})", "stlsim.train")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 _HISTORY_SCALARS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr",
@@ -290,7 +323,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     x_test = shape_inputs(net, data.x_test, frames)
     n_batches = -(-x_train.shape[0] // config.batch_size)
     label = label or f"{config.mode.upper()} seed {config.seed}"
-    bar = Progress(label, n_batches, enabled=progress)
+    bar = Progress(label, n_batches, enabled=progress, epochs=config.epochs, start_epoch=start_epoch)
     started = time.perf_counter()
     interrupted = False
     checkpoint = None
@@ -368,6 +401,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
             bar.line("interrupted: saving the finished epochs")
             with signals.protect():
                 save()
+        finally:
+            bar.close()
     full_history = dict(history)
     full_history.update(layer_fields)
     return RunResult(mode=config.mode, seed=config.seed, history=full_history,

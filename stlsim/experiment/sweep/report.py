@@ -35,7 +35,7 @@ import os
 import numpy as np
 
 from ..._checks import fail
-from ..._io import atomic_path
+from ..._io import atomic_path, say
 from ...plot.sweep import show_value as _show
 from .table import _csv_text, read_table
 
@@ -272,7 +272,7 @@ def _at_epoch(rows, history, epoch):
 
 
 def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str = "sl", epoch=None,
-                       log=print) -> str:
+                       log=say) -> str:
     """Write report.md, cells.csv and the figures of a sweep folder; return report.md's path.
 
     ``epoch``: compare the test accuracies after that epoch (from ``history.csv``) instead of

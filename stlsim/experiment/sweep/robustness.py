@@ -37,7 +37,7 @@ import os
 import numpy as np
 
 from ..._checks import check_real, fail
-from ..._io import atomic_path
+from ..._io import atomic_path, say
 from .report import _axes_of, _stats, _t975
 from .table import _csv_text, read_table
 
@@ -62,7 +62,7 @@ def _hidden_rate(row) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, seed: int = 0, log=print) -> list:
+def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, seed: int = 0, log=say) -> list:
     """Evaluate every finished run of ``modes`` clean and under ``noise`` ({kind: levels}).
 
     Returns one dict per run: ``task_id``, the cell's axes, ``mode``, ``seed``, ``clean_accuracy``,
@@ -180,7 +180,7 @@ def _verdict(low, high, mode, baseline):
 
 
 def write_noise_report(sweep_dir, out=None, *, noise=None, mode="stl", baseline="sl", acc_tol=0.01,
-                       rate_tol=0.10, min_accuracy=0.5, max_test=None, seed=0, split=None, log=print) -> str:
+                       rate_tol=0.10, min_accuracy=0.5, max_test=None, seed=0, split=None, log=say) -> str:
     """Evaluate the runs under noise, match them, write noise.csv, noise_matched.csv, noise.md.
 
     ``split``: an axis whose values get a table each (default: ``theta_lr`` when it is an axis, so

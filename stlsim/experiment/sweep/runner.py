@@ -28,6 +28,7 @@ import traceback
 import numpy as np
 
 from ..._checks import fail
+from ..._io import say
 from ..executor import Executor
 from ..spec import RunSpec
 from .table import read_row, read_rows, write_tables
@@ -182,7 +183,7 @@ def _sweep_job(shared, task):
 
 
 def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None, task_fn=None,
-              log=print) -> dict:
+              log=say) -> dict:
     """Run ``tasks`` (from ``grid.expand``) into ``out_dir``; return a summary.
 
     ``scheduler``: "local" (an embedded LocalCluster, one single-threaded worker process per
