@@ -146,8 +146,9 @@ def adjust(entries) -> list:
     h = holm([e["p"] for e in family])
     for e, qi, hi in zip(family, q, h):
         e["q"], e["p_holm"] = float(qi), float(hi)
+    tested = {id(e) for e in family}
     for e in entries:
-        if e not in family:
+        if id(e) not in tested:
             e["q"] = e["p_holm"] = math.nan
         if e["n"] < 2:
             verdict = "one seed: no interval"
