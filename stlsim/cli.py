@@ -427,7 +427,8 @@ def cmd_sweep(args) -> int:
           f"task(s) over {', '.join(spec.axes)} -> {out}", flush=True)
     if args.dry_run:
         for t in tasks:
-            print(f"  {t.id} {t.mode} seed {t.seed} " + " ".join(f"{k}={v}" for k, v in t.cell))
+            print(f"  {t.id} {t.mode} seed {t.seed} " + " ".join(f"{k}={v}" for k, v in t.cell)
+                  + "".join(f" (tune {k}={t.option_dict[k]})" for k in tune))
         return 0
     meta = {"schema_version": 1, "command": ["stlsim", *sys.argv[1:]] if sys.argv else [],
             "axes": [[k, v] for k, v in spec.axes.items()], "fixed": {**spec.fixed, **explicit},
