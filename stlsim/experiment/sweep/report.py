@@ -51,7 +51,8 @@ from ..._io import atomic_path, say
 from ...plot.sweep import show_value as _show
 from .table import _csv_text, read_table
 
-__all__ = ["paired_differences", "claims", "pareto_front", "write_sweep_report"]
+__all__ = ["paired_differences", "claims", "pareto_front", "write_sweep_report", "benjamini_hochberg", "holm",
+           "adjust", "chance_counts", "read_sweeps"]
 
 _METRIC = "final_test_accuracy"
 

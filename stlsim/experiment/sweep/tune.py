@@ -127,7 +127,7 @@ def select(rows, axes, tune: dict, modes_without=_THRESHOLDLESS) -> list:
                         f"{missing}"})
             continue
 
-        def rank(r):
+        def rank(r, names=names):
             loss = r.get("final_val_loss")
             return (-float(r["final_val_accuracy"]), float(loss) if loss is not None else math.inf,
                     tuple(_index(r.get(n), tune[n]) for n in names))
@@ -169,7 +169,7 @@ def tuning_markdown(sweep_dir, rows, axes, tune) -> str:
     meta = _meta(sweep_dir)
     grid = {name: values for name, values in meta.get("tune", [])}
     lines = ["", "## Tuning (per arm, chosen on the validation split)", "",
-             f"Every arm (cell x mode x seed) trained each value of "
+             "Every arm (cell x mode x seed) trained each value of "
              + ", ".join(f"{n} in {{{', '.join(show_value(v) for v in grid.get(n, []))}}}" for n in tune)
              + f" (validation share {rows[0].get('val_fraction') if rows else '-'} of the training data, the same "
              "samples for every arm); the run with the best final validation accuracy was kept, and its test "
