@@ -388,3 +388,22 @@ def test_duplicates_across_sweeps_collapse(tmp_path):
     text = open(path).read()
     assert "6 task(s) found in more than one folder" in text and "q (BH)" in text and "Holm p" in text
     assert "pooled summary" in text
+
+
+def test_the_ann_baseline_takes_the_same_decay_forms_and_split(small_digits):
+    from stlsim.train.ann import train_ann
+
+    netcfg = NetConfig(hidden=[16], population=2, dtype="float64")
+
+    def run(**kw):
+        config = TrainConfig(mode="sl", epochs=2, batch_size=30, seed=0, **kw).validate()
+        history, params, _, _ = train_ann(small_digits, netcfg, config)
+        return history, params
+
+    hist, _ = run(val_fraction=0.25)
+    assert len(hist["val_accuracy"]) == 2 and "val_accuracy" not in run()[0]
+    _, p_none = run(weight_decay=1e-2, weight_decay_mode="none")
+    _, p_zero = run(weight_decay=0.0)
+    _, p_dec = run(weight_decay=1e-2, weight_decay_mode="decoupled")
+    assert all(np.array_equal(p_none[k], p_zero[k]) for k in p_zero)
+    assert not all(np.array_equal(p_dec[k], p_zero[k]) for k in p_zero)
