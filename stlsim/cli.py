@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grid", default=None,
                    help='options to vary: "theta_init=1,2 init_gain=0.5,1,2,4,8" (list options: hidden=256,128+128)')
     g.add_argument("--grid-file", default=None, help="a TOML grid file ([grid], [fixed], seeds, modes)")
+    g.add_argument("--tune", default=None, metavar='"NAME=V1,V2 ..."',
+                   help='issue 25: values tried for every cell, mode and seed, e.g. "lr=1e-3,3e-3,1e-2"; the one '
+                   "with the best validation accuracy is reported (needs --val-fraction > 0)")
     g.add_argument("--seeds", type=_positive_int, default=None,
                    help="number of seeds 0..K-1 (default: the grid file's, else 3)")
     g.add_argument("--modes", type=_modes, default=None,
@@ -215,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = _sub(sub, "sweep-report", "paired STL-SL heat maps, forest plot and verdicts of a sweep")
-    p.add_argument("sweep_dir", help="directory written by `stlsim sweep` (table.csv, sweep.json)")
+    p.add_argument("sweep_dir", nargs="+", help="directory written by `stlsim sweep` (table.csv, sweep.json); "
+                   "several: one report, each task and cell counted once")
     p.add_argument("--baseline", default="sl", help="the mode STL is paired against (default: sl)")
     p.add_argument("--epoch", type=_positive_int, default=None, help="compare the test accuracies after this "
                    "epoch (default: the final ones)")
@@ -413,25 +417,48 @@ def cmd_sweep(args) -> int:
         seeds = file_spec.seeds if file_spec and file_spec.seeds else [0, 1, 2]
     modes = check_modes(args.modes, owner) if args.modes else (
         file_spec.modes if file_spec and file_spec.modes else ["stl", "sl"])
-    tasks = expand(spec, base, seeds, modes)
+    tune = _tune_values(args, owner)
+    tasks = _expand_tuned(spec, tune, base, seeds, modes, owner) if tune else expand(spec, base, seeds, modes)
     preflight(tasks, owner)
     dataset = str(explicit.get("dataset", fixed.get("dataset", base["dataset"])))
     out = args.out or os.path.join("runs", f"sweep-{path_component(dataset_key(dataset))}")
-    n_cells = len(tasks) // max(len(seeds) * len(modes), 1)
+    n_cells = len({t.cell for t in tasks})
     print(f"stlsim sweep: {n_cells} cell(s) x {len(seeds)} seed(s) x {len(modes)} mode(s) = {len(tasks)} "
           f"task(s) over {', '.join(spec.axes)} -> {out}", flush=True)
     if args.dry_run:
         for t in tasks:
-            print(f"  {t.id} {t.mode} seed {t.seed} " + " ".join(f"{k}={v}" for k, v in t.cell))
+            print(f"  {t.id} {t.mode} seed {t.seed} " + " ".join(f"{k}={v}" for k, v in t.cell)
+                  + "".join(f" (tune {k}={t.option_dict[k]})" for k in tune))
         return 0
     meta = {"schema_version": 1, "command": ["stlsim", *sys.argv[1:]] if sys.argv else [],
             "axes": [[k, v] for k, v in spec.axes.items()], "fixed": {**spec.fixed, **explicit},
             "seeds": seeds, "modes": modes}
+    if tune:
+        meta["tune"] = [[k, v] for k, v in tune.items()]
     summary = run_sweep(tasks, out, scheduler=args.scheduler, max_workers=args.max_workers, meta=meta,
                         log=_log(args))
+    if tune:
+        from .experiment.sweep.tune import write_tuned
+
+        print(f"tuned: {write_tuned(out)}", flush=True)
     if summary["interrupted"]:
         return 130
     return 0 if summary["ok"] == summary["tasks"] else 1
+
+
+def _tune_values(args, owner) -> dict:
+    """Issue 25: ``--tune`` parsed (``stlsim.experiment.sweep.tune``); {} without it."""
+    if not getattr(args, "tune", None):
+        return {}
+    from .experiment.sweep.tune import parse_tune_text
+
+    return parse_tune_text(args.tune, owner)
+
+
+def _expand_tuned(spec, tune, base, seeds, modes, owner):
+    from .experiment.sweep.tune import expand_tuned
+
+    return expand_tuned(spec, tune, base, seeds, modes, owner)
 
 
 def cmd_sweep_noise(args) -> int:
@@ -447,7 +474,9 @@ def cmd_sweep_noise(args) -> int:
 def cmd_sweep_report(args) -> int:
     from .experiment.sweep.report import write_sweep_report
 
-    path = write_sweep_report(args.sweep_dir, args.out, baseline=args.baseline, epoch=args.epoch, log=_log(args))
+    dirs = args.sweep_dir if isinstance(args.sweep_dir, list) else [args.sweep_dir]
+    path = write_sweep_report(dirs if len(dirs) > 1 else dirs[0], args.out, baseline=args.baseline, epoch=args.epoch,
+                              log=_log(args))
     print(f"sweep report: {path}")
     return 0
 

@@ -196,8 +196,15 @@ OPTIONS = {o.name: o for o in [
     Option("lr", "float", 1e-3, "learning rate", "training", "train", low=0.0),
     Option("theta_lr", "float", None, "threshold learning rate (default: --lr)", "training", "train", low=0.0,
            nullable=True),
-    Option("weight_decay", "float", 1e-6, "L2 weight decay added to every gradient (the paper's code)",
+    Option("weight_decay", "float", 1e-6, "weight decay factor (the paper's code: 1e-6, coupled)",
            "training", "train", low=0.0),
+    Option("weight_decay_mode", "str", "coupled", "coupled: L2 added to the gradient before Adam (the paper's "
+           "code); decoupled: AdamW, p -= lr * wd * p outside the adaptive step; none: no decay", "training",
+           "train", choices=("coupled", "decoupled", "none")),
+    Option("decay_thresholds", "bool", True, "decay thresholds (and trained decays) too, not only the "
+           "synaptic parameters (the paper's code: true)", "training", "train"),
+    Option("val_fraction", "float", 0.0, "share of the training data held out (per class, one fixed split "
+           "for every mode and seed) to validate on after each epoch; 0 = none", "training", "train", low=0.0),
     Option("lr_decay", "float", 0.93, "learning rate factor per epoch", "training", "train", low=0.0),
     Option("optimizer", "str", "adam", "the optimizer", "training", "train", choices=("adam", "sgd")),
     Option("loss", "str", "mse_rate", "loss on the output firing rates", "training", "train",
@@ -210,7 +217,8 @@ OPTIONS = {o.name: o for o in [
 
 # Options added after the first sweeps were recorded: at these values they are left out of a
 # task's hash, so the task ids (and the skip-on-rerun) of earlier sweeps stay the same.
-LATER_OPTIONS = {"threshold_sharing": "neuron", "detach_reset": False, "surrogate_param": None}
+LATER_OPTIONS = {"threshold_sharing": "neuron", "detach_reset": False, "surrogate_param": None,
+                 "weight_decay_mode": "coupled", "decay_thresholds": True, "val_fraction": 0.0}
 
 
 def option(name: str, owner: str = "RunSpec") -> Option:

@@ -80,17 +80,26 @@ def train_ann(data, netcfg, config, *, record_path=None):
         raise fail("arch", "'mlp' for the ANN baseline", repr(netcfg.arch), "stlsim sweep")
     dtype = np.dtype(netcfg.dtype)
     frames = config.encoding == "frames"
+    validation = None
+    if config.val_fraction:          # issue 25: the same held-out samples as the spiking runs
+        from .config import validation_split
+
+        data, x_val, y_val = validation_split(data, config.val_fraction)
+        validation = (_flat(x_val, frames).astype(dtype), y_val)
     x_train = _flat(data.x_train, frames).astype(dtype)
     x_test = _flat(data.x_test, frames).astype(dtype)
     sizes = [x_train.shape[1]] + [int(h) for h in netcfg.hidden] + [data.n_classes * netcfg.population]
     n_layers = len(sizes) - 1
     params = _init(sizes, netcfg.init_gain, config.seed, dtype)
     optimizer = make_optimizer(config.optimizer, params, list(params), lr=config.lr,
-                               weight_decay=config.weight_decay, momentum=config.momentum)
+                               weight_decay=config.weight_decay, momentum=config.momentum,
+                               weight_decay_mode=config.weight_decay_mode)
     schedule = ExponentialDecay(optimizer, config.lr_decay)
     shuffle_rng = np.random.default_rng([config.seed, 2])
     history = {k: [] for k in ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr",
                                "epoch_time")}
+    if validation is not None:
+        history["val_accuracy"], history["val_loss"] = [], []
     n = x_train.shape[0]
     n_batches = -(-n // config.batch_size)
     started = time.perf_counter()
@@ -116,6 +125,10 @@ def train_ann(data, netcfg, config, *, record_path=None):
         history["test_accuracy"].append(float(np.mean(decide(rates) == data.y_test)))
         history["lr"].append(optimizer.lr)
         history["epoch_time"].append(time.perf_counter() - t0)
+        if validation is not None:
+            rates, _, _ = _forward(params, validation[0], n_layers, data.n_classes, netcfg.population)
+            history["val_accuracy"].append(float(np.mean(decide(rates) == validation[1])))
+            history["val_loss"].append(loss_from_rates(rates, validation[1], config.loss)[0])
     wall = time.perf_counter() - started
     if record_path is not None:
         import dataclasses

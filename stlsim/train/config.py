@@ -14,10 +14,13 @@ import numpy as np
 from .._checks import check_choice, check_int, check_real, fail
 from ..neurons import LIF
 from .modes import MODES
+from .optim import WEIGHT_DECAY_MODES
 
-__all__ = ["ENCODINGS", "NetConfig", "TrainConfig", "RunResult", "build_network"]
+__all__ = ["ENCODINGS", "NetConfig", "TrainConfig", "RunResult", "build_network", "validation_split",
+           "VALIDATION_SPLIT_SEED"]
 
 ENCODINGS = ("rate", "direct", "frames")
+VALIDATION_SPLIT_SEED = 25     # the validation split's own seed: the same split for every mode and seed
 
 
 @dataclass
@@ -80,6 +83,9 @@ class TrainConfig:
     lr: float = 1e-3
     theta_lr: float | None = None
     weight_decay: float = 1e-6
+    weight_decay_mode: str = "coupled"  # "coupled" (L2 in the gradient, the paper's), "decoupled" (AdamW), "none"
+    decay_thresholds: bool = True       # decay thresholds and trained decays too (the paper's code does)
+    val_fraction: float = 0.0           # share of the training data held out for validation (0: none)
     lr_decay: float = 0.93
     momentum: float = 0.9
     seed: int = 0
@@ -99,6 +105,10 @@ class TrainConfig:
         if self.theta_lr is not None:
             check_real(self.theta_lr, "theta_lr", low=0.0, owner="TrainConfig")
         check_real(self.weight_decay, "weight_decay", low=0.0, owner="TrainConfig")
+        check_choice(self.weight_decay_mode, "weight_decay_mode", WEIGHT_DECAY_MODES, "TrainConfig")
+        if not isinstance(self.decay_thresholds, bool):
+            raise fail("decay_thresholds", "True or False", repr(self.decay_thresholds), "TrainConfig", TypeError)
+        check_real(self.val_fraction, "val_fraction", low=0.0, high=1.0, high_open=True, owner="TrainConfig")
         check_real(self.lr_decay, "lr_decay", low=0.0, high=1.0, owner="TrainConfig")
         check_int(self.seed, "seed", low=0, owner="TrainConfig")
         check_int(self.eval_batch_size, "eval_batch_size", low=1, owner="TrainConfig")
@@ -106,6 +116,31 @@ class TrainConfig:
             from ..engines import ENGINES
             check_choice(self.engine, "engine", tuple(ENGINES), "TrainConfig")
         return self
+
+
+def validation_split(data, fraction: float):
+    """``(train_data, x_val, y_val)``: ``fraction`` of ``data``'s training samples held out, per class.
+
+    The split depends only on the training labels, ``fraction`` and ``VALIDATION_SPLIT_SEED``
+    (never on a run's seed or mode), so every arm of a comparison trains on the same samples
+    and is validated on the same held-out ones. In each class, ``round(fraction * n_class)``
+    samples are drawn; the rest keep their order. The test split is untouched.
+    """
+    import dataclasses
+
+    fraction = check_real(fraction, "val_fraction", low=0.0, high=1.0, high_open=True, owner="validation_split")
+    y = np.asarray(data.y_train)
+    rng = np.random.default_rng(VALIDATION_SPLIT_SEED)
+    held = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        where = np.flatnonzero(y == label)
+        k = int(round(fraction * len(where)))
+        held[rng.permutation(where)[:k]] = True
+    if not held.any() or held.all():
+        raise fail("val_fraction", f"a share that leaves both a validation and a training sample of the "
+                   f"{len(y)} training samples", repr(fraction), "validation_split")
+    rest = dataclasses.replace(data, x_train=data.x_train[~held], y_train=y[~held])
+    return rest, data.x_train[held], y[held]
 
 
 @dataclass

@@ -6,7 +6,10 @@
 * parameter init and dropout masks: the network's own (``Network(seed=...)``);
 * shuffling: ``default_rng([seed, 2])``;
 * input encoding of training batches: ``default_rng([seed, 3])``;
-* input encoding of the test set at epoch e: ``default_rng([seed, 4, e])``.
+* input encoding of the test set at epoch e: ``default_rng([seed, 4, e])``;
+* input encoding of the validation set at epoch e: ``default_rng([seed, 5, e])`` (only when
+  ``config.val_fraction`` > 0: ``stlsim.train.config.validation_split`` holds out that share
+  of the training data, the same samples for every mode and seed);
 
 so a run reproduces from its seed, and a run resumed from a checkpoint reproduces
 the uninterrupted one bit for bit (float64, NumPy backend).
@@ -35,9 +38,9 @@ from .._checks import fail
 from .._io import say
 from ..data.encoding import encode, shape_inputs
 from ..readout import decide, loss_from_rates
-from .config import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network
+from .config import ENCODINGS, NetConfig, RunResult, TrainConfig, build_network, validation_split
 from .modes import trainable_names
-from .optim import ExponentialDecay, make_optimizer
+from .optim import ExponentialDecay, decayed_names, make_optimizer
 from .signals import interrupt_guard
 
 __all__ = ["train", "evaluate", "theta_stats", "check_resume", "conventions_of",
@@ -266,6 +269,25 @@ def _check_gradients(grads: dict, names, epoch: int, batch: int):
                                      f"{epoch + 1}, batch {batch + 1}; training stopped before using it")
 
 
+def _validation_part(data, config, history):
+    """(training data without the held-out part, x_val, y_val) when ``config.val_fraction`` > 0,
+    adding ``val_accuracy`` and ``val_loss`` to ``history``; else None."""
+    if not config.val_fraction:
+        return None
+    history["val_accuracy"], history["val_loss"] = [], []
+    return validation_split(data, config.val_fraction)
+
+
+def _validate_epoch(net, validation, config, epoch, history):
+    """Validation accuracy and loss after ``epoch`` (encoder draws: ``default_rng([seed, 5, epoch])``)."""
+    if validation is None:
+        return
+    val = evaluate(net, validation[1], validation[2], config, np.random.default_rng([config.seed, 5, epoch]),
+                   backend=config.backend)
+    history["val_accuracy"].append(val["accuracy"])
+    history["val_loss"].append(val["loss"])
+
+
 def train(net, data, config: TrainConfig, *, record_path=None, resume=None, progress: bool = True,
           label: str | None = None, netcfg: NetConfig | None = None, override=()) -> RunResult:
     """Train ``net`` on ``data`` (a ``stlsim.data.Dataset``) in ``config.mode``.
@@ -284,12 +306,16 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         lr_per_param = {n: config.theta_lr for n in names if n.endswith(".theta")}
     optimizer = make_optimizer(config.optimizer, net.params, names, lr=config.lr,
                                weight_decay=config.weight_decay, lr_per_param=lr_per_param,
-                               momentum=config.momentum)
+                               momentum=config.momentum, weight_decay_mode=config.weight_decay_mode,
+                               decay_names=decayed_names(net, names, config.decay_thresholds))
     schedule = ExponentialDecay(optimizer, config.lr_decay)
     shuffle_rng = np.random.default_rng([config.seed, 2])
     encode_rng = np.random.default_rng([config.seed, 3])
     theta_init = {k: v.copy() for k, v in net.params.items() if k.endswith(".theta")}
     history = {k: [] for k in _HISTORY_SCALARS}
+    validation = _validation_part(data, config, history)      # issue 25: None unless val_fraction > 0
+    if validation is not None:
+        data = validation[0]
     layer_fields = {"firing_rate": [], "theta_mean": [], "theta_std": []}
     start_epoch = 0
     overrides_log = []
@@ -309,7 +335,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         theta_init = {k: np.asarray(v) for k, v in rec["theta_init"].items()}
         n = ck["history_length"]
         for key in history:
-            history[key] = list(rec["history"][key][:n])
+            history[key] = list(rec["history"].get(key, [])[:n])
         for key in layer_fields:
             layer_fields[key] = [list(row) for row in rec["history"][key][:n]]
         start_epoch = ck["epoch"]
@@ -379,6 +405,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                 test = evaluate(net, x_test, data.y_test, config,
                                 np.random.default_rng([config.seed, 4, epoch]), backend=config.backend)
                 means, stds = theta_stats(net)
+                _validate_epoch(net, validation, config, epoch, history)
                 history["epoch"].append(epoch + 1)
                 history["train_loss"].append(loss_sum / seen)
                 history["train_accuracy"].append(correct / seen)

@@ -8,7 +8,9 @@ when a sweep runs on it, matplotlib when ``stlsim sweep-report`` draws.
 * ``run_sweep``, ``run_task``: the runner (``runner.py``): serial, an embedded
   ``LocalCluster`` or any Dask scheduler; resumable, failures recorded;
 * ``read_table``: the tidy results table (``table.py`` lists its columns);
-* ``paired_differences``, ``write_sweep_report``: ``stlsim sweep-report DIR`` (``report.py``).
+* ``paired_differences``, ``write_sweep_report``: ``stlsim sweep-report DIR [DIR ...]`` (``report.py``:
+  paired t-test p, Benjamini-Hochberg q and Holm p per cell; several sweeps de-duplicated);
+* ``expand_tuned``, ``write_tuned``: per-arm tuning on a validation split, ``--tune`` (``tune.py``).
 
 See docs/sweep.md.
 """

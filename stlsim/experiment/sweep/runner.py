@@ -99,6 +99,7 @@ def run_task(task, out_dir: str) -> dict | None:
                    best_epoch=int(np.argmax(acc)) + 1, final_test_loss=float(history["test_loss"][-1]),
                    final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
                    train_wall_time_s=float(result.wall_time), n_test=int(len(data.y_test)))
+        row.update(_validation_columns(history, config))
         for layer, rate in enumerate(rates0):
             row[f"firing_rate_init_l{layer}"] = float(rate)
         for layer, rate in enumerate(history["firing_rate"][-1]):
@@ -123,6 +124,15 @@ def run_task(task, out_dir: str) -> dict | None:
     return row
 
 
+def _validation_columns(history, config) -> dict:
+    """Issue 25: the validation accuracy of a run with ``val_fraction`` > 0 (what tuning chooses by)."""
+    val = history.get("val_accuracy") or []
+    if not val:
+        return {}
+    return {"final_val_accuracy": float(val[-1]), "best_val_accuracy": float(max(val)),
+            "final_val_loss": float(history["val_loss"][-1]), "val_fraction": float(config.val_fraction)}
+
+
 def _run_ann(task, record, row) -> dict:
     """The ANN baseline of a task's configuration (``stlsim.train.ann``); fills ``row``."""
     from ...train.ann import ann_macs_per_sample, train_ann
@@ -135,6 +145,7 @@ def _run_ann(task, record, row) -> dict:
                final_train_accuracy=float(history["train_accuracy"][-1]), epochs_done=len(acc),
                train_wall_time_s=float(wall), macs_per_sample=ann_macs_per_sample(sizes),
                n_test=int(len(data.y_test)))
+    row.update(_validation_columns(history, config))
     return history
 
 
