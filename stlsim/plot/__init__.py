@@ -69,9 +69,9 @@ def _save(fig, path, fmt=None, dpi=None, owner: str = "plot", tight: bool = True
     from .._checks import check_real
     from .._io import atomic_path
 
-    path, fmt = figure_path(path, fmt, owner)
-    dpi = DEFAULT_DPI if dpi is None else check_real(dpi, "dpi", low=10, high=2400, owner=owner)
     try:
+        path, fmt = figure_path(path, fmt, owner)
+        dpi = DEFAULT_DPI if dpi is None else check_real(dpi, "dpi", low=10, high=2400, owner=owner)
         with atomic_path(path, suffix="." + fmt) as tmp:
             fig.savefig(tmp, dpi=dpi, format=fmt, **({"bbox_inches": "tight"} if tight else {}))
     finally:
@@ -208,8 +208,7 @@ def threshold_distributions(thetas_by_mode: dict, path, title="Thresholds at ini
             ax.set_ylabel("neurons (count)", fontsize=8)
             if layer == 0:
                 ax.legend(fontsize=7, loc="upper left")
-            if r == len(modes) - 1:
-                ax.set_xlabel("threshold theta")
+            ax.set_xlabel("threshold theta", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path, fmt, dpi, "threshold_distributions")
 

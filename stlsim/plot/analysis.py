@@ -122,8 +122,7 @@ def threshold_histograms(thetas_by_mode: dict, path, title="Learned thresholds (
             ax.set_ylabel("neurons (count)", fontsize=7)
             if layer == 0:
                 ax.legend(fontsize=6, loc="upper left")
-            if r == len(modes) - 1:
-                ax.set_xlabel("threshold theta", fontsize=8)
+            ax.set_xlabel("threshold theta", fontsize=7)
     fig.suptitle(title)
     height = fig.get_size_inches()[1]
     fig.subplots_adjust(hspace=0.6, wspace=0.35, left=0.08, right=0.97, bottom=0.5 / height,
