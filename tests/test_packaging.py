@@ -113,7 +113,8 @@ def test_the_sdist_carries_what_the_tests_read(tmp_path):
                    "tests/test_vs_torch.py", "validation/compare_torch.py", "validation/references/jax_model.py",
                    "validation/cuda_parity.py", "validation/event_parity.py",
                    "validation/results/sweep_digits/table.csv", "benchmarks/__main__.py",
-                   "benchmarks/event_scaling.py", "examples/step_through.py", "docs/tutorials/01_lif_neuron.py",
+                   "benchmarks/event_scaling.py", "examples/step_through.py", "tools/readme_results.py",
+                   "docs/tutorials/01_lif_neuron.py",
                    "docs/howto/own_data.md", "docs/index.md", "stlsim/data/bundled/digits.csv.gz"):
         assert needed in names, needed
     assert not any(n.startswith(("validation/results/claims", "benchmarks/results/", "docs/img/")) for n in names)
