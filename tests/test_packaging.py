@@ -103,7 +103,8 @@ def test_the_sdist_carries_what_the_tests_read(tmp_path):
     """Built here (setuptools, no isolation): the tests and every file outside the package that
     they import, run or read are in the sdist; the bulky committed results are not."""
     pytest.importorskip("build")
-    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), str(ROOT)],
+    command = [sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), str(ROOT)]
+    result = subprocess.run(command,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (sdist,) = tmp_path.glob("stlsim-*.tar.gz")

@@ -60,8 +60,9 @@ def _analysis_figures(tmp_path, **kw):
     levels = [0.0, 0.1, 0.2]
     return [
         aplot.rates_over_training({m: rng.uniform(0, 0.3, (3, 4, 2)) for m in modes}, tmp_path / "rates.png", **kw),
-        aplot.thresholds_over_training({m: {"mean": 1 + 0.01 * rng.random((3, 4, 2)), "std": 0.01 * rng.random((3, 4, 2))}
-                                        for m in modes}, tmp_path / "theta.png", **kw),
+        aplot.thresholds_over_training({m: {"mean": 1 + 0.01 * rng.random((3, 4, 2)),
+                                            "std": 0.01 * rng.random((3, 4, 2))} for m in modes},
+                                       tmp_path / "theta.png", **kw),
         aplot.threshold_histograms({m: _thetas() for m in modes}, tmp_path / "theta_hist.png", **kw),
         aplot.noise_curves({"gaussian": {"levels": levels, "modes": {m: {"per_seed": rng.random((3, 3))}
                                                                     for m in modes}}},
