@@ -107,8 +107,24 @@ def _band_legend(ax, n_seeds: int, **kwargs):
 def training_curves(runs_by_mode: dict, path, title="STL vs SL vs TL", *, fmt=None, dpi=None):
     """Test accuracy and training loss per epoch, mean +- SD over seeds, per mode (the ANN too).
 
-    ``runs_by_mode[mode]`` is a list of run results (dicts with a ``"history"`` holding
-    ``"epoch"``, ``"test_accuracy"`` and ``"train_loss"`` per epoch), one per seed.
+    Parameters
+    ----------
+    runs_by_mode : dict of str to list of dict
+        Per mode ("stl", "sl", "tl", "ann"), one run result per seed: dicts with a
+        ``"history"`` holding ``"epoch"``, ``"test_accuracy"`` and ``"train_loss"`` per epoch.
+    path : str or os.PathLike
+        Where to write the figure.
+    title : str
+        The figure's title.
+    fmt : {"png", "pdf", "svg"}, optional
+        The file format; None takes it from ``path`` (see the module docstring).
+    dpi : float, optional
+        Resolution of a PNG; None is ``DEFAULT_DPI`` (150). ``dpi=300`` for print.
+
+    Returns
+    -------
+    str
+        The path written (``path`` with the suffix of ``fmt``).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
@@ -136,8 +152,27 @@ def training_curves(runs_by_mode: dict, path, title="STL vs SL vs TL", *, fmt=No
 
 
 def firing_rates(runs_by_mode: dict, path, title="Firing rate per layer (test set)", *, fmt=None, dpi=None):
-    """Per-layer firing rate over epochs, mean +- SD over seeds, one panel per spiking mode
-    (pass no "ann" runs). ``run["history"]["firing_rate"]`` is (epochs, layers)."""
+    """Per-layer firing rate over epochs, mean +- SD over seeds, one panel per spiking mode.
+
+    Parameters
+    ----------
+    runs_by_mode : dict of str to list of dict
+        As for ``training_curves``, spiking modes only (no "ann"); each run's
+        ``history["firing_rate"]`` is (epochs, layers).
+    path : str or os.PathLike
+        Where to write the figure.
+    title : str
+        The figure's title.
+    fmt : {"png", "pdf", "svg"}, optional
+        The file format; None takes it from ``path`` (see the module docstring).
+    dpi : float, optional
+        Resolution of a PNG; None is ``DEFAULT_DPI`` (150). ``dpi=300`` for print.
+
+    Returns
+    -------
+    str
+        The path written (``path`` with the suffix of ``fmt``).
+    """
     plt = _pyplot()
     modes = list(runs_by_mode)
     fig, axes = plt.subplots(1, len(modes), figsize=(4 * len(modes), 3.6), sharey=True, squeeze=False,
@@ -190,9 +225,26 @@ def threshold_distributions(thetas_by_mode: dict, path, title="Thresholds at ini
                             *, fmt=None, dpi=None):
     """Histograms of thresholds per layer: init (grey) and trained, one row per mode.
 
-    ``thetas_by_mode[mode]`` is ``{"init": [arr per layer], "final": [arr per layer]}``.
     Every row has its own legend (the trained colour is the mode's); counts are neurons
     (per-position thresholds of a conv layer count once each).
+
+    Parameters
+    ----------
+    thetas_by_mode : dict of str to dict
+        ``thetas_by_mode[mode]`` is ``{"init": [array per layer], "final": [array per layer]}``.
+    path : str or os.PathLike
+        Where to write the figure.
+    title : str
+        The figure's title.
+    fmt : {"png", "pdf", "svg"}, optional
+        The file format; None takes it from ``path`` (see the module docstring).
+    dpi : float, optional
+        Resolution of a PNG; None is ``DEFAULT_DPI`` (150). ``dpi=300`` for print.
+
+    Returns
+    -------
+    str
+        The path written (``path`` with the suffix of ``fmt``).
     """
     plt = _pyplot()
     modes = list(thetas_by_mode)
@@ -215,7 +267,28 @@ def threshold_distributions(thetas_by_mode: dict, path, title="Thresholds at ini
 
 def spike_raster(record, path, sample: int = 0, title="Spikes of one test sample, every layer", *, fmt=None,
                  dpi=None):
-    """Raster of one sample through every spiking layer of a ``Record`` (time steps from 1)."""
+    """Raster of one sample through every spiking layer of a ``Record`` (time steps from 1).
+
+    Parameters
+    ----------
+    record : Record
+        What ``Network.forward`` returned (dense spikes, ``record="all"``).
+    path : str or os.PathLike
+        Where to write the figure.
+    sample : int, default 0
+        Which sample of the batch.
+    title : str
+        The figure's title.
+    fmt : {"png", "pdf", "svg"}, optional
+        The file format; None takes it from ``path`` (see the module docstring).
+    dpi : float, optional
+        Resolution of a PNG; None is ``DEFAULT_DPI`` (150). ``dpi=300`` for print.
+
+    Returns
+    -------
+    str
+        The path written (``path`` with the suffix of ``fmt``).
+    """
     plt = _pyplot()
     n = len(record.spikes)
     fig, axes = plt.subplots(n, 1, figsize=(7, 1.2 + 1.6 * n), sharex=True, squeeze=False, layout="constrained")
