@@ -33,7 +33,7 @@ def _runs(n_seeds=3, n_epochs=3, n_layers=2, seed=0):
 
 def _thetas(n_layers=2, seed=0):
     rng = np.random.default_rng(seed)
-    return {"init": [np.ones(20) for _ in range(n_layers)],
+    return {"init": [np.ones(20) for _ in range(n_layers)],       # 20 neurons: counts of a few each
             "final": [1 + 0.01 * rng.standard_normal(20) for _ in range(n_layers)]}
 
 
@@ -176,6 +176,9 @@ def test_the_main_job_figures_read_well(tmp_path, kept_figures):
     assert any("SD over 3 seeds" in text for text in legends), legends
     hist = figures[2]
     assert all(ax.get_ylabel() == "neurons (count)" for ax in hist.axes)
+    for ax in hist.axes:                                    # counts: whole numbers on the y axis
+        lo, hi = ax.get_ylim()
+        assert all(float(t).is_integer() for t in ax.get_yticks() if lo <= t <= hi), ax.get_yticks()
     assert sum(ax.get_legend() is not None for ax in hist.axes) == 3           # one per mode (row)
 
 

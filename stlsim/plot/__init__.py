@@ -218,6 +218,7 @@ def threshold_panel(ax, init, final, mode: str, layer: int):
         ax.hist(init, bins=bins, color="0.6", label="init")
     ax.hist(final, bins=bins, color=MODE_COLORS.get(mode), alpha=0.75, label=f"trained ({mode.upper()})")
     ax.set_xlim(bins[0], bins[-1])
+    _integer_ticks(ax, "y")                                      # counts of neurons
     ax.set_title(f"{mode.upper()} layer {layer + 1}", fontsize=9)
 
 
