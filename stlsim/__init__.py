@@ -8,7 +8,7 @@ Sun et al., IEEE TCDS 2024). The equations, tagged (L1)-(L4) and (B1)-(B6), are 
 ``import stlsim`` loads numpy only; Numba, h5py, matplotlib and the data loaders are
 imported when first used.
 """
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one version source: pyproject.toml reads it (tool.setuptools.dynamic)
 
 from . import conventions, surrogate
 from .kernels import get_num_threads, set_num_threads

@@ -84,25 +84,64 @@ class StepTrace:
 class Network:
     """A feed-forward spiking network trained by BPTT with surrogate gradients.
 
+    The model is (L1)-(L4) of ``docs/model.md``, its gradient (B1)-(B6). Every argument is
+    checked here; a wrong one raises ``ValueError`` or ``TypeError`` naming it.
+
     Parameters
     ----------
-    layers : list of stlsim layers; every layer with neurons (Dense, Conv2d) is
-        followed by its LIF neurons. The last layer must have neurons: C * P of them.
-    neuron : LIF, shared by every spiking layer, or a list of LIF, one per spiking layer
-        (in order). ``LIF.preset(name)`` gives another framework's neuron
+    layers : list of Layer
+        The layers in order (``Dense``, ``Conv2d``, ``MaxPool2d``, ``AvgPool2d``,
+        ``Flatten``, ``Dropout``). Every layer with neurons (``Dense``, ``Conv2d``) is
+        followed by its LIF neurons. The last layer must have neurons: C * P of them, for
+        C classes and P = ``population``.
+    neuron : LIF or list of LIF, optional
+        One neuron shared by every spiking layer, or one per spiking layer (in order);
+        None is ``LIF()``. ``LIF.preset(name)`` gives another framework's neuron
         (``stlsim.conventions``).
-    surrogate : a ``stlsim.surrogate.Surrogate`` or its name ("atan", ...).
-    population : P, output neurons per class (P = 1: plain readout).
-    seed : seeds parameter initialisation and dropout masks.
-    dtype : numpy.float64 (reference) or numpy.float32.
-    backend : kernels that run the neurons: "auto" (default: "numba" if Numba
-        imports, else "numpy"), "numpy" (the readable reference) or one registered in
+    surrogate : Surrogate or str, default "atan"
+        The surrogate gradient: a ``stlsim.surrogate.Surrogate`` or its name ("atan", ...).
+    population : int, default 1
+        P, output neurons per class (P = 1: plain readout). Must divide the number of
+        neurons of the last layer.
+    seed : int, default 0
+        Seeds the parameter initialisation and the dropout masks.
+    dtype : numpy dtype, default numpy.float64
+        ``numpy.float64`` (the reference) or ``numpy.float32``.
+    backend : str, default "auto"
+        The kernels that run the neurons: "auto" ("numba" if Numba imports, else
+        "numpy"), "numpy" (the readable reference) or one registered in
         ``stlsim.engines.BACKENDS``. "auto" never picks a GPU backend.
-    engine : "clock" or one registered in ``stlsim.engines.ENGINES``.
-    input_shape : shape of one input sample, e.g. (1, 28, 28). Optional: taken from the
-        first layer when it fixes it (Dense), else inferred backwards from the first
-        Dense (square images; see ``stlsim.layers.shape``). Every layer then learns its
-        shape from the one before it.
+    engine : str, default "clock"
+        How time advances: "clock" or one registered in ``stlsim.engines.ENGINES``
+        ("event": work only where spikes are).
+    input_shape : tuple of int, optional
+        The shape of one input sample, e.g. (1, 28, 28). None takes it from the first
+        layer when that fixes it (``Dense``), else infers it backwards from the first
+        ``Dense`` (square images; see ``stlsim.layers.shape``). Every layer then learns
+        its shape from the one before it.
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        The trained parameters, named ``"{layer}.weight"``, ``"{layer}.bias"``,
+        ``"{layer}.theta"``, ...; they may be assigned in place.
+    buffers : dict of str to numpy.ndarray
+        Non-trained state: BatchNorm running estimates, updated by a forward pass with
+        ``training=True``.
+    neurons : list of LIF
+        The neuron of each spiking layer.
+    n_classes : int
+        C, the number of classes (output neurons / P).
+
+    Examples
+    --------
+    >>> import numpy as np, stlsim
+    >>> net = stlsim.Network([stlsim.Dense(64, 100), stlsim.Dense(100, 20)],
+    ...                      neuron=stlsim.LIF(tau=0.5, theta_init=2.0), population=2)
+    >>> x = (np.random.default_rng(0).random((8, 5, 64)) < 0.3).astype(float)   # (T, B, inputs)
+    >>> loss, grads = net.loss_and_grad(x, np.array([0, 1, 2, 3, 4]))
+    >>> sorted(grads) == sorted(net.params)
+    True
     """
 
     def __init__(self, layers, neuron: LIF | None = None, surrogate="atan", *, population: int = 1,
@@ -209,8 +248,14 @@ class Network:
         return [i for i, layer in enumerate(self.layers) if layer.has_neurons]
 
     def param_groups(self) -> dict:
-        """{"synaptic": [...], "threshold": [...], "decay": [...]} parameter names, for
-        learning modes ("decay": trained decays and synapses, ``LIF(learn_tau=...)``)."""
+        """The names of the parameters by kind, for the learning modes.
+
+        Returns
+        -------
+        dict of str to list of str
+            ``{"synaptic": [...], "threshold": [...], "decay": [...]}``; "decay" holds
+            trained decays and synapses (``LIF(learn_tau=...)``).
+        """
         groups = {"synaptic": [], "threshold": [], "decay": []}
         for key in self.params:
             if key.endswith(".theta"):
@@ -323,14 +368,35 @@ class Network:
     def forward(self, x, *, smooth: bool = False, backend: str | None = None,
                 engine: str | None = None, training: bool = False,
                 record: str = "all") -> Record:
-        """Simulate the network on time-major input ``x`` of shape (T, B, *input_shape).
+        """Simulate the network on time-major input ``x``.
 
-        ``x`` may be binary spikes or analog values (direct input to the first layer),
-        or a ``stlsim.SpikeEvents`` (every method taking ``x`` accepts one; the event
-        engine uses the events as they are, the clock engine their dense array).
-        ``record``: "all" (dense I, m, s per spiking layer) or "spikes" (each layer's
-        output spikes as ``SpikeEvents``; the event engine then builds no dense array
-        but the output layer's, which the rates need).
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape): binary spikes or analog values (direct input to
+            the first layer), or a ``stlsim.SpikeEvents`` (every method taking ``x``
+            accepts one; the event engine uses the events as they are, the clock engine
+            their dense array).
+        smooth : bool, default False
+            Smooth mode: the forward uses the surrogate's primitive in place of the step,
+            so that the BPTT gradient is the exact gradient of a smooth model.
+        backend : str, optional
+            This call's backend; None is the network's.
+        engine : str, optional
+            This call's engine ("clock", "event"); None is the network's.
+        training : bool, default False
+            Dropout and batch statistics on, where layers have them (BatchNorm running
+            estimates are updated).
+        record : {"all", "spikes"}, default "all"
+            "all": dense currents, membranes and spikes of every spiking layer;
+            "spikes": each layer's output spikes as ``SpikeEvents`` (the event engine
+            then builds no dense array but the output layer's, which the rates need).
+
+        Returns
+        -------
+        Record
+            ``spikes[l]``, ``membrane[l]``, ``currents[l]`` per spiking layer and the
+            (B, C) output ``rates``.
         """
         check_choice(record, "record", ("all", "spikes"), "Network")
         _, _, tape, rates, backend, engine = self._forward(
@@ -345,12 +411,48 @@ class Network:
                       rates=rates, layer_index=index, engine=engine, backend=backend)
 
     def predict(self, x, **kwargs) -> np.ndarray:
-        """Class decisions argmax_c r_{b,c} for input ``x``."""
+        """Class decisions argmax_c r_{b,c} for input ``x``.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        **kwargs
+            Keywords of ``forward``.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B,) class indices.
+        """
         return self.forward(x, **kwargs).prediction
 
     def loss(self, x, y, *, loss: str = "mse_rate", smooth: bool = False, backend=None, engine=None,
              training: bool = False, reset_spikes=None) -> float:
-        """The loss alone (no backward pass)."""
+        """The loss alone (no backward pass).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        y : array_like of int
+            (B,) class labels in 0..C-1.
+        loss : {"mse_rate", "ce_rate"}, default "mse_rate"
+            Mean squared error of the output rates against one-hot targets, or cross
+            entropy of the rates.
+        smooth, training : bool, default False
+            As for ``forward``.
+        backend, engine : str, optional
+            As for ``forward``.
+        reset_spikes : numpy.ndarray, optional
+            Values that replace the spikes inside the reset (L4) while (L3) still
+            computes the output; only for the finite differences that check
+            ``detach_reset=True`` gradients (``stlsim.grad.check``).
+
+        Returns
+        -------
+        float
+        """
         check_choice(loss, "loss", LOSSES, "Network")
         x, _, _, rates, _, _ = self._forward(x, smooth=smooth, backend=backend, engine=engine,
                                              training=training, reset_spikes=reset_spikes)
@@ -363,11 +465,38 @@ class Network:
                       return_rates: bool = False):
         """Loss and its gradient w.r.t. every parameter, by BPTT (B1)-(B6).
 
-        Returns ``(loss, grads)`` with ``grads`` keyed like ``net.params`` (or
-        ``(loss, grads, record)`` with ``return_record=True``, or ``(loss, grads, rates)``
-        with ``return_rates=True``: the (B, C) rates, cheap on every path). Gradients are returned
-        for every parameter; a learning mode decides what an optimizer updates.
-        ``training=True`` turns on dropout and batch statistics where layers have them.
+        Gradients are returned for every parameter; a learning mode decides what an
+        optimizer updates.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        y : array_like of int
+            (B,) class labels in 0..C-1.
+        loss : {"mse_rate", "ce_rate"}, default "mse_rate"
+            As for ``loss``.
+        smooth : bool, default False
+            As for ``forward``: the exact gradient of the smooth model (what finite
+            differences check).
+        backend, engine : str, optional
+            As for ``forward``.
+        training : bool, default False
+            Dropout and batch statistics on, where layers have them.
+        return_record : bool, default False
+            Also return the forward pass's ``Record``.
+        return_rates : bool, default False
+            Also return the (B, C) output rates (cheap on every path).
+
+        Returns
+        -------
+        loss : float
+        grads : dict of str to numpy.ndarray
+            Keyed like ``net.params``, each of its parameter's shape.
+        record : Record
+            Only with ``return_record=True``.
+        rates : numpy.ndarray
+            Only with ``return_rates=True``.
         """
         check_choice(loss, "loss", LOSSES, "Network")
         for flag, value in (("smooth", smooth), ("training", training), ("return_record", return_record),
@@ -433,11 +562,28 @@ class Network:
                    engine: str | None = None, training: bool = False):
         """The gradient of a linear probe of the output spikes, L = sum(probe * s^L).
 
-        ``probe`` has the shape of the output spikes, (T, B, *output_shape). This is how
-        another framework's gradients are compared with stlsim's, with no readout in
-        between (``validation``, ``tests/test_conventions.py``). Returns
-        ``(loss, grads, record)``: grads keyed like ``net.params``, the ``Record`` of the
-        forward pass.
+        This is how another framework's gradients are compared with stlsim's, with no
+        readout in between (``stlsim.interop``).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        probe : numpy.ndarray
+            The shape of the output spikes, (T, B, *output_shape).
+        smooth, training : bool, default False
+            As for ``forward``.
+        backend, engine : str, optional
+            As for ``forward``.
+
+        Returns
+        -------
+        loss : float
+            sum(probe * s^L).
+        grads : dict of str to numpy.ndarray
+            Keyed like ``net.params``.
+        record : Record
+            The forward pass.
         """
         x, output, tape, rates, backend, engine = self._forward(
             x, smooth=smooth, backend=backend, engine=engine, training=training)
@@ -458,7 +604,22 @@ class Network:
 
         For teaching: ``trace.forward[l]["m"][t, b, i]`` is the membrane of neuron i of
         the l-th spiking layer at step t; ``trace.backward[l]["delta"][t, b, i]`` its
-        dL/dm_t. See ``examples/step_through.py``.
+        dL/dm_t (the notation of ``docs/model.md``).
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        y : array_like of int
+            (B,) class labels in 0..C-1.
+        loss : {"mse_rate", "ce_rate"}, default "mse_rate"
+            As for ``loss``.
+        smooth : bool, default False
+            As for ``forward``.
+
+        Returns
+        -------
+        StepTrace
         """
         check_choice(loss, "loss", LOSSES, "Network")
         x, output, tape, rates, _, _ = self._forward(x, smooth=smooth, backend="numpy",

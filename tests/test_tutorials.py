@@ -64,25 +64,6 @@ def test_tutorial_executes(path, tmp_path):
         assert result.returncode == 0, f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
-def test_api_reference_rewrites_description_entries_only():
-    """docs/_griffe_shorthand.py (the site's griffe extension) moves a ``name : description``
-    entry's text below the name, and leaves ``name : type`` entries alone."""
-    pytest.importorskip("griffe")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
-    try:
-        from _griffe_shorthand import rewrite
-    finally:
-        sys.path.pop(0)
-    doc = ("Summary.\n\nParameters\n----------\nlayers : list of layers; each one\n    more text.\n"
-           "tau : float\n    Decay factor.\nreset : {\"hard\", \"soft\"}\n    Reset.\n"
-           "seed : seeds the initialisation.\n\nNotes\n-----\nx : not a parameter entry.\n")
-    out = rewrite(doc)
-    assert "layers\n    list of layers; each one\n    more text." in out
-    assert "tau : float\n" in out and 'reset : {"hard", "soft"}\n' in out
-    assert "seed\n    seeds the initialisation." in out
-    assert "x : not a parameter entry." in out          # outside a parameter-like section
-
-
 @pytest.mark.parametrize("page", ["index.md", "howto/compare.md", "howto/own_data.md",
                                   "howto/check_gradient.md", "howto/check_framework.md"])
 def test_page_code_runs(page, tmp_path, monkeypatch):

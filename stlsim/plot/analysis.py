@@ -1,23 +1,23 @@
 """Figures of the analyses (matplotlib, imported when a function here is called).
 
 Each function takes the plain results of ``stlsim.analysis`` (dicts and arrays), writes
-a PNG to ``path`` and returns the path, like the training figures of ``stlsim.plot``.
+one figure to ``path`` and returns the path written, like the training figures of
+``stlsim.plot``, and takes the same ``fmt`` ("png", "pdf", "svg") and ``dpi`` keywords.
+Shaded bands and error bars are one sample standard deviation over seeds unless the
+legend says otherwise.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import MODE_COLORS, _pyplot, threshold_panel
+from . import BAND_LABEL, MODE_COLORS, _band_legend, _integer_ticks, _pyplot, mean_sd, threshold_panel
+from . import _save as _save_figure
 
 
-def _save(fig, path):
-    """Write a PNG atomically (no ``bbox_inches="tight"``: it draws every figure twice)."""
-    from .._io import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    _pyplot().close(fig)
-    return str(path)
+def _save(fig, path, fmt, dpi, owner):
+    """Write the figure atomically with its fixed margins (``bbox_inches="tight"`` would
+    draw every figure twice; a report draws many)."""
+    return _save_figure(fig, path, fmt, dpi, owner, tight=False)
 
 __all__ = ["rates_over_training", "thresholds_over_training", "threshold_histograms", "noise_curves",
            "energy_per_layer", "propagation_depth", "decision_rules", "population_gain"]
@@ -30,21 +30,32 @@ def _margins(fig, bottom=0.16, top=0.84, left=None, wspace=0.25):
                         bottom=bottom, top=top, wspace=wspace)
 
 
-def _integer_ticks(ax):
-    from matplotlib.ticker import MaxNLocator
+def _legend_below(fig, ax, n_seeds: int, band_label: str | None = None):
+    """One legend for the figure, below the panels (in a panel it would hide curves that
+    end near the top, as accuracies do): ``ax``'s entries and the shaded band's."""
+    from matplotlib.patches import Patch
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = ax.get_legend_handles_labels()
+    if band_label is not None or n_seeds > 1:
+        handles.append(Patch(facecolor="0.5", alpha=0.25))
+        labels.append(band_label or BAND_LABEL.replace("seeds", f"{n_seeds} seeds"))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
 
 
 def _band(ax, x, values, color, label):
+    """Mean over seeds (rows of ``values``) as a line, +- 1 sample SD shaded; returns the
+    number of seeds."""
     values = np.asarray(values, dtype=float)
-    mean, std = values.mean(axis=0), values.std(axis=0)
+    mean, sd = mean_sd(values)
     ax.plot(x, mean, color=color, label=label, marker="o", ms=3)
-    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
+    if values.shape[0] > 1:
+        ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+    return values.shape[0]
 
 
-def rates_over_training(rates_by_mode: dict, path, title="Firing rate per layer over training (test set)"):
-    """``{mode: (seeds, epochs, layers)}``: one panel per mode, mean +- std over seeds."""
+def rates_over_training(rates_by_mode: dict, path, title="Firing rate per layer over training (test set)",
+                        *, fmt=None, dpi=None):
+    """``{mode: (seeds, epochs, layers)}``: one panel per mode, mean +- SD over seeds."""
     plt = _pyplot()
     modes = list(rates_by_mode)
     fig, axes = plt.subplots(1, len(modes), figsize=(4 * len(modes), 3.4), sharey=True, squeeze=False)
@@ -54,18 +65,20 @@ def rates_over_training(rates_by_mode: dict, path, title="Firing rate per layer 
         epochs = np.arange(1, rates.shape[1] + 1)
         n_layers = rates.shape[2]
         for layer in range(n_layers):
-            _band(ax, epochs, rates[:, :, layer], cmap(layer / max(n_layers - 1, 1)), f"layer {layer + 1}")
+            n_seeds = _band(ax, epochs, rates[:, :, layer], cmap(0.85 * layer / max(n_layers - 1, 1)),
+                            f"layer {layer + 1}")
         ax.set_title(mode.upper())
         ax.set_xlabel("epoch")
         _integer_ticks(ax)
     axes[0][0].set_ylabel("spikes / neuron / step")
-    axes[0][0].legend(fontsize=8)
+    _legend_below(fig, axes[0][0], n_seeds)
     fig.suptitle(title)
-    _margins(fig)
-    return _save(fig, path)
+    _margins(fig, bottom=0.27)
+    return _save(fig, path, fmt, dpi, "rates_over_training")
 
 
-def thresholds_over_training(theta_by_mode: dict, path, title="Threshold mean (+- spread) per layer over training"):
+def thresholds_over_training(theta_by_mode: dict, path, title="Threshold mean (+- spread) per layer over training",
+                             *, fmt=None, dpi=None):
     """``{mode: {"mean": (S, E, L), "std": (S, E, L)}}``: mean over seeds of each layer's
     threshold mean, shaded by the mean within-layer std."""
     plt = _pyplot()
@@ -77,21 +90,22 @@ def thresholds_over_training(theta_by_mode: dict, path, title="Threshold mean (+
         spread = np.asarray(theta_by_mode[mode]["std"], dtype=float).mean(axis=0)
         epochs = np.arange(1, mean.shape[0] + 1)
         for layer in range(mean.shape[1]):
-            color = cmap(layer / max(mean.shape[1] - 1, 1))
+            color = cmap(0.85 * layer / max(mean.shape[1] - 1, 1))
             ax.plot(epochs, mean[:, layer], color=color, label=f"layer {layer + 1}", marker="o", ms=3)
             ax.fill_between(epochs, mean[:, layer] - spread[:, layer], mean[:, layer] + spread[:, layer],
                             color=color, alpha=0.15)
         ax.set_title(mode.upper())
         ax.set_xlabel("epoch")
         _integer_ticks(ax)
-    axes[0][0].set_ylabel("theta")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].set_ylabel("threshold theta (layer mean)")
+    _legend_below(fig, axes[0][0], 1, "shaded: +- the layer's SD of theta (mean over seeds)")
     fig.suptitle(title)
-    _margins(fig)
-    return _save(fig, path)
+    _margins(fig, bottom=0.27)
+    return _save(fig, path, fmt, dpi, "thresholds_over_training")
 
 
-def threshold_histograms(thetas_by_mode: dict, path, title="Learned thresholds (all seeds) vs init (grey)"):
+def threshold_histograms(thetas_by_mode: dict, path, title="Learned thresholds (all seeds) vs init",
+                         *, fmt=None, dpi=None):
     """``{mode: {"init": [array per layer], "final": [...]}}`` (``learned_thresholds``):
     one row per mode, one panel per layer."""
     plt = _pyplot()
@@ -105,9 +119,15 @@ def threshold_histograms(thetas_by_mode: dict, path, title="Learned thresholds (
             threshold_panel(ax, thetas_by_mode[mode]["init"][layer], thetas_by_mode[mode]["final"][layer],
                             mode, layer)
             ax.tick_params(labelsize=7)
+            ax.set_ylabel("neurons (count)", fontsize=7)
+            if layer == 0:
+                ax.legend(fontsize=6, loc="upper left")
+            ax.set_xlabel("threshold theta", fontsize=7)
     fig.suptitle(title)
-    fig.subplots_adjust(hspace=0.55, wspace=0.3, left=0.08, right=0.97, bottom=0.06, top=0.9)
-    return _save(fig, path)
+    height = fig.get_size_inches()[1]
+    fig.subplots_adjust(hspace=0.6, wspace=0.35, left=0.08, right=0.97, bottom=0.5 / height,
+                        top=1 - 0.75 / height)
+    return _save(fig, path, fmt, dpi, "threshold_histograms")
 
 
 _NOISE_LABELS = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pepper fraction",
@@ -115,7 +135,8 @@ _NOISE_LABELS = {"gaussian": "Gaussian noise sigma", "salt_pepper": "salt-and-pe
                  "event_drop": "events dropped (prob.)", "event_insert": "events inserted (x n)"}
 
 
-def noise_curves(curves: dict, path, title="Accuracy under input noise (mean +- std over seeds)"):
+def noise_curves(curves: dict, path, title="Accuracy under input noise (mean +- SD over seeds)",
+                 *, fmt=None, dpi=None):
     """``noise_curves`` output: one panel per noise kind, one line per mode."""
     plt = _pyplot()
     kinds = list(curves)
@@ -123,17 +144,18 @@ def noise_curves(curves: dict, path, title="Accuracy under input noise (mean +- 
     for ax, kind in zip(axes[0], kinds):
         levels = curves[kind]["levels"]
         for mode, m in curves[kind]["modes"].items():
-            _band(ax, levels, m["per_seed"], MODE_COLORS.get(mode), mode.upper())
+            n_seeds = _band(ax, levels, m["per_seed"], MODE_COLORS.get(mode), mode.upper())
         ax.set_xlabel(_NOISE_LABELS.get(kind, kind))
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("test accuracy")
-    axes[0][0].legend(fontsize=8)
+    _legend_below(fig, axes[0][0], n_seeds)
     fig.suptitle(title)
-    _margins(fig)
-    return _save(fig, path)
+    _margins(fig, bottom=0.27)
+    return _save(fig, path, fmt, dpi, "noise_curves")
 
 
-def energy_per_layer(energy_by_mode: dict, path, title="Energy per inference, per synaptic layer"):
+def energy_per_layer(energy_by_mode: dict, path, title="Energy per inference, per synaptic layer",
+                     *, fmt=None, dpi=None):
     """``{mode: Energy.as_dict()}``: bars of SNN energy per layer per mode and the ANN's."""
     plt = _pyplot()
     modes = list(energy_by_mode)
@@ -154,10 +176,11 @@ def energy_per_layer(energy_by_mode: dict, path, title="Energy per inference, pe
     ax.legend(fontsize=8)
     fig.suptitle(title)
     _margins(fig)
-    return _save(fig, path)
+    return _save(fig, path, fmt, dpi, "energy_per_layer")
 
 
-def propagation_depth(depth: dict, path, title="Signal propagation vs depth (dense nets)"):
+def propagation_depth(depth: dict, path, title="Signal propagation vs depth (dense nets)",
+                      *, fmt=None, dpi=None):
     """``propagation_depth`` output: deepest-hidden/first rate ratio, output silence and
     accuracy vs depth; per-layer rates of the deepest nets."""
     plt = _pyplot()
@@ -165,7 +188,7 @@ def propagation_depth(depth: dict, path, title="Signal propagation vs depth (den
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     for mode, m in depth["modes"].items():
         color = MODE_COLORS.get(mode)
-        _band(axes[0], depths, m["ratio"], color, mode.upper())
+        n_seeds = _band(axes[0], depths, m["ratio"], color, mode.upper())
         _band(axes[1], depths, m["silent_output_fraction"], color, mode.upper())
         _band(axes[2], depths, m["accuracy"], color, mode.upper())
         rates = np.asarray(m["rates"][-1], dtype=float)             # (seeds, layers) at max depth
@@ -182,14 +205,15 @@ def propagation_depth(depth: dict, path, title="Signal propagation vs depth (den
     axes[1].set_ylim(-0.02, 1.02)
     axes[3].set_xlabel(f"layer (net of {depths[-1]} spiking layers; dotted: at init)")
     axes[3].set_ylabel("spikes / neuron / step")
-    axes[0].legend(fontsize=8)
+    _band_legend(axes[0], n_seeds, fontsize=8)
     fig.suptitle(title)
     _margins(fig, wspace=0.35)
-    return _save(fig, path)
+    return _save(fig, path, fmt, dpi, "propagation_depth")
 
 
-def decision_rules(acc_by_mode: dict, path, title="Decision rules on the same spikes (GJDF ablations)"):
-    """``{mode: {rule: [accuracy per seed]}}``: grouped bars, mean +- std."""
+def decision_rules(acc_by_mode: dict, path, title="Decision rules on the same spikes (GJDF ablations)",
+                   *, fmt=None, dpi=None):
+    """``{mode: {rule: [accuracy per seed]}}``: grouped bars, mean +- sample SD."""
     plt = _pyplot()
     modes = list(acc_by_mode)
     rules = list(acc_by_mode[modes[0]])
@@ -198,8 +222,9 @@ def decision_rules(acc_by_mode: dict, path, title="Decision rules on the same sp
     x = np.arange(len(rules))
     for k, mode in enumerate(modes):
         values = np.array([acc_by_mode[mode][r] for r in rules], dtype=float)      # (rules, seeds)
-        ax.bar(x + k * width, values.mean(axis=1), width, yerr=values.std(axis=1), capsize=2,
-               color=MODE_COLORS.get(mode), label=mode.upper())
+        mean, sd = mean_sd(values.T)
+        ax.bar(x + k * width, mean, width, yerr=sd, capsize=2, color=MODE_COLORS.get(mode),
+               label=f"{mode.upper()} (bar: mean; error bar: 1 SD over {values.shape[1]} seeds)")
     ax.set_xticks(x + 0.4 - width / 2)
     ax.set_xticklabels([r.replace(" (", "\n(").replace(", ", ",\n") for r in rules], fontsize=8)
     ax.set_ylabel("test accuracy")
@@ -208,18 +233,21 @@ def decision_rules(acc_by_mode: dict, path, title="Decision rules on the same sp
     ax.legend(fontsize=8)
     fig.suptitle(title)
     _margins(fig, bottom=0.22)
-    return _save(fig, path)
+    return _save(fig, path, fmt, dpi, "decision_rules")
 
 
-def population_gain(gain: dict, path, title="GJDF: accuracy with P output neurons per class vs P = 1"):
+def population_gain(gain: dict, path, title="GJDF: accuracy with P output neurons per class vs P = 1",
+                    *, fmt=None, dpi=None):
     """``{mode: {"P": [...], "per_seed": (len(P), seeds)}}`` accuracies: one line per mode."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    n_seeds = 1
     for mode, g in gain.items():
-        _band(ax, g["P"], np.asarray(g["per_seed"], dtype=float).T, MODE_COLORS.get(mode), mode.upper())
+        n_seeds = _band(ax, g["P"], np.asarray(g["per_seed"], dtype=float).T, MODE_COLORS.get(mode), mode.upper())
     ax.set_xlabel("population P (output neurons per class)")
     ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=8)
+    _integer_ticks(ax)
+    _band_legend(ax, n_seeds, fontsize=8)
     fig.suptitle(title)
     _margins(fig)
-    return _save(fig, path)
+    return _save(fig, path, fmt, dpi, "population_gain")
