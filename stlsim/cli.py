@@ -16,7 +16,8 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-DOCS = "https://stlsim.readthedocs.io"   # where --help points for the long forms (docs/ in a checkout)
+# Where --help points for the long forms: the installed docstrings (the docs/ site in a checkout).
+DOCS = "python3 -m pydoc stlsim.experiment (or docs/ in a source checkout)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = _Parser(prog="stlsim", description=__doc__.split("\n\n")[0],
-                     epilog=f"Documentation: {DOCS} (docs/ in a source checkout).")
+                     epilog=f"Documentation: {DOCS}.")
     parser.add_argument("--version", action="version", version=f"stlsim {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: off)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -362,13 +363,19 @@ def _remove_stale_temp_files(path, older_than_s: float = 600.0):
             pass
 
 
+_BENCH_ABSENT = ("stlsim bench runs the benchmarks of a source checkout (its benchmarks/ folder: implementations "
+                 "side by side, ratios printed, results in benchmarks/results/*.json), which is not here. Run "
+                 "`stlsim bench` or `python -m benchmarks` from a clone of the repository (the sdist ships it too).")
+
+
 def cmd_bench(args) -> int:
     try:
         from benchmarks.__main__ import main as bench_main
     except ImportError:
-        print("stlsim bench: the benchmarks live in the benchmarks/ folder of a source checkout, which is not "
-              "here. Run `python -m benchmarks` from a clone of the repository; the results files and what "
-              f"they measure are described in {DOCS}/performance/", file=sys.stderr)
+        if {"-h", "--help"} & set(args.rest):       # the help is an answer, not an error
+            print(_BENCH_ABSENT)
+            return 0
+        print(f"stlsim bench: error: {_BENCH_ABSENT}", file=sys.stderr)
         return 2
     return bench_main(args.rest)
 
