@@ -113,7 +113,7 @@ def test_a_gradient_scaled_by_one_part_per_million_is_caught():
     rep = interop.compare(model, spikes((10, 3, 2, 8, 8), seed=3), seed=4)
     assert not rep.ok and rep.spikes_equal
     assert rep.worst == "4.weight" and 5e-7 < rep.max_rel_error < 2e-6
-    assert "<-- over rtol" in str(rep)
+    assert "<-- over tolerance" in str(rep)
 
 
 # --------------------------------------------------------------------------------- Norse --
