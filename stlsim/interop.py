@@ -359,20 +359,35 @@ def _snntorch_is_neuron(module, name, owner):
     return False
 
 
+# snnTorch's surrogate factories (snntorch/surrogate.py: each returns a closure ``inner``
+# over its arguments) -> (stlsim surrogate, the closure variables it takes, in order).
+_SNNTORCH_SURROGATES = {
+    "atan": ("ATan", ("alpha",), (2.0,)),
+    "fast_sigmoid": ("SuperSpike", ("slope",), (25.0,)),
+    "sigmoid": ("Sigmoid", ("slope",), (25.0,)),
+    "straight_through_estimator": ("StraightThrough", (), ()),
+    "triangular": ("SignedConstant", ("threshold",), (1.0,)),
+    "heaviside": ("SpikeGate", (), ()),
+    "spike_rate_escape": ("SpikeRateEscape", ("slope", "beta"), (25.0, 1.0)),
+    "SFS": ("SparseFastSigmoid", ("slope", "B"), (25.0, 1.0)),
+}
+
+
 def _snntorch_surrogate(name, module):
     import stlsim
     fn = module.spike_grad
     qualname = getattr(fn, "__qualname__", "")
     closure = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ()))) \
         if hasattr(fn, "__code__") else {}
-    if getattr(fn, "__module__", None) != "snntorch.surrogate":
-        qualname = ""                                     # not one of snnTorch's own
-    if qualname.startswith("atan."):
-        return stlsim.surrogate.ATan(float(closure.get("alpha", 2.0)))
-    if qualname.startswith("fast_sigmoid."):
-        return stlsim.surrogate.SuperSpike(float(closure.get("slope", 25.0)))
-    raise fail(f"model[{name}].spike_grad", "snnTorch's surrogate.atan or fast_sigmoid "
-               "(the surrogates stlsim has)", qualname or repr(fn), "from_snntorch")
+    factory = qualname.split(".<locals>.")[0] if qualname.endswith(".<locals>.inner") else ""
+    if getattr(fn, "__module__", None) != "snntorch.surrogate" or factory not in _SNNTORCH_SURROGATES:
+        raise fail(f"model[{name}].spike_grad", "one of snnTorch's deterministic surrogates ("
+                   f"{', '.join(_SNNTORCH_SURROGATES)}; SSO is stochastic, LSO calls SSO's "
+                   "function in snnTorch 1.0 and fails, custom_surrogate is unknown)",
+                   qualname or repr(fn), "from_snntorch")
+    cls_name, arguments, defaults = _SNNTORCH_SURROGATES[factory]
+    values = [float(np.asarray(closure.get(a, d))) for a, d in zip(arguments, defaults)]
+    return getattr(stlsim.surrogate, cls_name)(*values)
 
 
 def _snntorch_neuron(name, module, shape):
@@ -441,20 +456,41 @@ def _spikingjelly_is_neuron(module, name, owner):
     return False
 
 
+# SpikingJelly's surrogate classes (spikingjelly/activation_based/surrogate.py; the
+# forward of each is ``heaviside``, x >= 0) -> (stlsim surrogate, the attributes it takes).
+_SPIKINGJELLY_SURROGATES = {
+    "Sigmoid": ("Sigmoid", ("alpha",)),
+    "ATan": ("ATan", ("alpha",)),
+    "SuperSpike": ("SpikingJellySuperSpike", ("alpha",)),
+    "PiecewiseQuadratic": ("PiecewiseQuadratic", ("alpha",)),
+    "PiecewiseExp": ("PiecewiseExp", ("alpha",)),
+    "SoftSign": ("SoftSign", ("alpha",)),
+    "Erf": ("Erf", ("alpha",)),
+    "PiecewiseLeakyReLU": ("PiecewiseLeakyReLU", ("w", "c")),
+    "NonzeroSignLogAbs": ("LogAbs", ("alpha",)),
+    "S2NN": ("S2NN", ("alpha", "beta")),
+    "QPseudoSpike": ("QPseudoSpike", ("alpha",)),
+    "LeakyKReLU": ("LeakyKReLU", ("k", "leak")),
+    "Rect": ("Rectangular", ("alpha",)),          # width 1/alpha: alpha on |x| < 0.5/alpha
+}
+
+
 def _spikingjelly_surrogate(name, module):
     import stlsim
     from spikingjelly.activation_based import surrogate as sj
     fn = module.surrogate_function
-    alpha = float(getattr(fn, "alpha", 1.0))
+    where = f"model[{name}].surrogate_function"
     if not getattr(fn, "spiking", True):
-        raise fail(f"model[{name}].surrogate_function", "spiking=True", "spiking=False",
-                   "from_spikingjelly")
-    for sj_cls, ours in ((sj.Sigmoid, stlsim.surrogate.Sigmoid), (sj.ATan, stlsim.surrogate.ATan),
-                         (sj.SuperSpike, stlsim.surrogate.SpikingJellySuperSpike)):
-        if type(fn) is sj_cls:
-            return ours(alpha)
-    raise fail(f"model[{name}].surrogate_function", "SpikingJelly's Sigmoid, ATan or SuperSpike",
-               type(fn).__name__, "from_spikingjelly")
+        raise fail(where, "spiking=True", "spiking=False", "from_spikingjelly")
+    kind = type(fn).__name__
+    if getattr(sj, kind, None) is not type(fn) or kind not in _SPIKINGJELLY_SURROGATES:
+        raise fail(where, f"one of SpikingJelly's surrogates stlsim has "
+                   f"({', '.join(_SPIKINGJELLY_SURROGATES)})", _qualified(fn), "from_spikingjelly")
+    cls_name, attributes = _SPIKINGJELLY_SURROGATES[kind]
+    values = [float(getattr(fn, a)) for a in attributes]
+    if kind == "Rect":
+        values = [1.0 / values[0]]
+    return getattr(stlsim.surrogate, cls_name)(*values)
 
 
 def _spikingjelly_neuron(name, module, shape):
@@ -506,14 +542,23 @@ def _norse_is_neuron(module, name, owner):
     return False
 
 
+# Norse's threshold methods (norse/torch/functional/threshold.py ``threshold``; forward
+# ``heaviside``, x > 0) -> stlsim surrogate. "super" ignores alpha in Norse 1.1
+# (superspike.py: grad / (|x| + 1)^2).
+_NORSE_SURROGATES = {"super": "SuperSpike", "triangle": "Triangle", "tanh": "HeaviTanh",
+                     "circ": "Circ", "heavi_erfc": "HeaviErfc"}
+
+
 def _norse_surrogate(name, module):
     import stlsim
     method = module.p.method
-    if method == "super":          # norse/torch/functional/superspike.py: 1 / (|x| + 1)^2
-        return stlsim.surrogate.SuperSpike(1.0)
-    if method == "triangle":
-        return stlsim.surrogate.Triangle(float(_array(module.p.alpha, np.float64)))
-    raise fail(f"model[{name}].p.method", "'super' or 'triangle'", repr(method), "from_norse")
+    if method not in _NORSE_SURROGATES:
+        raise fail(f"model[{name}].p.method", f"one of {', '.join(map(repr, _NORSE_SURROGATES))}",
+                   repr(method), "from_norse")
+    cls = getattr(stlsim.surrogate, _NORSE_SURROGATES[method])
+    if method == "super":
+        return cls(1.0)
+    return cls(float(_array(module.p.alpha, np.float64).reshape(-1)[0]))
 
 
 def _norse_rate(dt, tensor):
