@@ -95,13 +95,14 @@ def _array(value, dtype):
 def _wrappers_of(torch_cls):
     """The peers' own subclasses of a torch layer that compute exactly what it computes:
     SpikingJelly's step-mode wrappers (``spikingjelly/activation_based/layer/
-    stateless_wrapper.py``: ``seq_to_ann_forward`` folds T into the batch and calls the
-    torch layer)."""
+    stateless_wrapper.py`` and ``bn.py``: ``seq_to_ann_forward`` folds T into the batch and
+    calls the torch layer; for BatchNorm in eval mode that is the per-step map)."""
     try:
-        from spikingjelly.activation_based.layer import stateless_wrapper as sj
+        from spikingjelly.activation_based.layer import bn, stateless_wrapper
     except ImportError:
         return ()
-    return tuple(c for c in vars(sj).values() if isinstance(c, type) and c.__bases__[:1] == (torch_cls,))
+    return tuple(c for module in (stateless_wrapper, bn) for c in vars(module).values()
+                 if isinstance(c, type) and c.__bases__[:1] == (torch_cls,))
 
 
 def _is(module, torch_cls, name, owner) -> bool:
@@ -153,51 +154,121 @@ def _shape_layer(torch, name, module, owner):
             if torch_cls is torch.nn.MaxPool2d and module.dilation not in (1, (1, 1)):
                 raise fail(f"model[{name}]", "MaxPool2d with dilation 1", repr(module), owner)
             return stlsim_cls(module.kernel_size, module.stride)
+    if _is_dropout(torch, module, name, owner):
+        if module.training and float(module.p) > 0:
+            raise fail(f"model[{name}]", "a Dropout in eval mode (the identity; in training it "
+                       "draws masks the twin cannot replay yet: call model.eval())",
+                       "a Dropout in training mode", owner)
+        return stlsim.Dropout(float(module.p))
     return None
+
+
+def _is_dropout(torch, module, name, owner) -> bool:
+    if _is(module, torch.nn.Dropout, name, owner):
+        return True
+    try:                         # spikingjelly/activation_based/layer/dropout.py: a MemoryModule
+        from spikingjelly.activation_based.layer import Dropout as SJDropout
+    except ImportError:
+        return False
+    return type(module) is SJDropout
+
+
+def _batchnorm(torch, name, module, owner, after):
+    """The (eps, momentum) of a BatchNorm2d right after a Conv2d, in eval mode, else an
+    error naming it; None if ``module`` is no BatchNorm."""
+    if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        return None
+    if not _is(module, torch.nn.BatchNorm2d, name, owner):
+        raise fail(f"model[{name}]", "a BatchNorm2d after a Conv2d (stlsim's Conv2d(batchnorm="
+                   "True))", _qualified(module), owner)
+    if after is None or type(after).__name__ != "Conv2d":
+        raise fail(f"model[{name}]", "a BatchNorm2d right after a Conv2d",
+                   f"one after {type(after).__name__ if after is not None else 'no weight layer'}",
+                   owner)
+    if not module.affine or not module.track_running_stats:
+        raise fail(f"model[{name}]", "a BatchNorm2d with affine=True and running statistics",
+                   repr(module), owner)
+    if module.training:
+        raise fail(f"model[{name}]", "a BatchNorm2d in eval mode (running statistics; in training "
+                   "SpikingJelly's multi-step BatchNorm pools T and B where stlsim normalises each "
+                   "step: call model.eval())", "a BatchNorm2d in training mode", owner)
+    return float(module.eps), float(module.momentum if module.momentum is not None else 0.1)
+
+
+@dataclass
+class _Group:
+    """One stlsim layer with neurons: the peer's weight layer, what follows it up to the
+    neuron (BatchNorm, pooling, dropout), and the neuron."""
+
+    index: int
+    weight_name: str
+    weight_module: object
+    parts: list                     # stlsim layers after the weight layer (a SynapseBlock's)
+    batchnorm: tuple = None         # (peer name, module)
+    neuron_name: str = ""
+    neuron_module: object = None
+
+    @property
+    def prefix(self) -> str:        # local names of the weight layer's parameters
+        return "0." if self.parts else ""
 
 
 def _segments(children, neuron_of_module, owner, peer):
     """Split the peer's modules into stlsim layers: shape layers as they come, and each
-    weight layer (Linear/Conv2d) with the neuron right after it. Returns ``(layers,
-    spiking)``: the stlsim layers (not yet built) and, per spiking layer, ``(index in
-    layers, weight module name, weight module, neuron name, neuron module)``."""
+    weight layer (Linear/Conv2d) with what follows it up to its neuron (BatchNorm, pooling,
+    dropout: a ``SynapseBlock``, docs/model.md (L1b)). Returns ``(layers, groups)``: the
+    stlsim layers (not yet built) and a ``_Group`` per spiking layer."""
+    import stlsim
+    from .layers.block import SynapseBlock
     torch = _torch()
-    layers, spiking = [], []
-    pending = None                              # (index in layers, weight name, module)
+    layers, groups = [], []
+    pending = None                              # the _Group being collected
     for name, module in children:
         layer, _ = _weight_layer(torch, name, module, owner)
         if layer is not None:
             if pending is not None:
                 raise fail(f"model[{name}]", "a neuron after each Linear/Conv2d (stlsim's "
                            "Dense and Conv2d carry their LIF neurons)",
-                           f"{type(module).__name__} right after model[{pending[1]}]", owner)
-            pending = (len(layers), name, module)
+                           f"{type(module).__name__} right after model[{pending.weight_name}]", owner)
+            pending = _Group(len(layers), name, module, [])
             layers.append(layer)
             continue
         if _is_neuron(module, peer, name, owner):
             if pending is None:
                 raise fail(f"model[{name}]", "a neuron right after a Linear or Conv2d",
                            f"{type(module).__name__} after no weight layer", owner)
-            spiking.append(pending + (name, module))
+            pending.neuron_name, pending.neuron_module = name, module
+            if pending.parts:
+                layers[pending.index] = SynapseBlock([layers[pending.index]] + pending.parts)
+            groups.append(pending)
             pending = None
+            continue
+        bn = _batchnorm(torch, name, module, owner, None if pending is None or pending.parts
+                        else pending.weight_module)
+        if bn is not None:
+            eps, momentum = bn
+            weight = layers[pending.index]
+            layers[pending.index] = stlsim.Conv2d(
+                weight.in_channels, weight.out_channels, weight.kernel_size, weight.stride,
+                weight.padding, bias=weight.bias, batchnorm=True, bn_eps=eps, bn_momentum=momentum)
+            pending.batchnorm = (name, module)
             continue
         shape_layer = _shape_layer(torch, name, module, owner)
         if shape_layer is not None:
-            if pending is not None:
-                raise fail(f"model[{name}]", "a neuron right after each Linear/Conv2d (pooling "
-                           "before the neuron is not a stlsim layer)",
-                           f"{type(module).__name__} after model[{pending[1]}]", owner)
-            layers.append(shape_layer)
+            if pending is not None:                     # between the weights and the neuron
+                pending.parts.append(shape_layer)
+            else:
+                layers.append(shape_layer)
             continue
         raise fail(f"model[{name}]", f"a layer or {peer} neuron stlsim can convert (Linear, Conv2d, "
-                   "AvgPool2d, MaxPool2d, Flatten and the neurons of docs/model.md Section 8)",
-                   _qualified(module), owner)
+                   "BatchNorm2d, AvgPool2d, MaxPool2d, Dropout, Flatten and the neurons of "
+                   "docs/model.md Section 8)", _qualified(module), owner)
     if pending is not None:
-        raise fail(f"model[{pending[1]}]", "a neuron after the last weight layer",
+        raise fail(f"model[{pending.weight_name}]", "a neuron after the last weight layer",
                    "no neuron", owner)
-    if not spiking:
+    if not groups:
         raise fail("model", "at least one neuron layer", "none", owner)
-    return layers, spiking
+    return layers, groups
 
 
 def _qualified(module) -> str:
@@ -210,10 +281,11 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
     layer's LIF from its peer neuron and copy the peer's values into the network."""
     import stlsim
     from .layers.shape import resolve_shapes
-    layers, spiking = _segments(children, neuron_of_module, owner, peer)
+    layers, groups = _segments(children, neuron_of_module, owner, peer)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
-    neurons, neuron_modules, params, surrogate = [], [], {}, None
-    for index, weight_name, weight_module, name, module in spiking:
+    neurons, neuron_modules, params, surrogate, buffers = [], [], {}, None, {}
+    for group in groups:
+        name, module, index = group.neuron_name, group.neuron_module, group.index
         shape = tuple(layers[index].out_shape)
         neuron = neuron_of_module(name, module, shape)
         neurons.append(neuron)
@@ -224,18 +296,27 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         elif this_surrogate != surrogate:
             raise fail(f"model[{name}]", f"the same surrogate in every layer ({surrogate!r}: "
                        "a stlsim Network has one)", repr(this_surrogate), owner)
+        weight_shape = tuple(layers[index].parts[0].out_shape) if group.parts else shape
+        local = f"{index}.{group.prefix}"
         for attr in ("weight", "bias"):
-            tensor = getattr(weight_module, attr, None)
+            tensor = getattr(group.weight_module, attr, None)
             if tensor is not None:
-                params[f"{weight_name}.{attr}"] = _Mapped(f"{index}.{attr}", shape, tensor)
-        for attr, (local, tensor, scale) in _neuron_param_names(module, name).items():
-            params[f"{name}.{attr}"] = _Mapped(f"{index}.{local}", shape, tensor, scale,
+                params[f"{group.weight_name}.{attr}"] = _Mapped(f"{local}{attr}", weight_shape, tensor)
+        if group.batchnorm is not None:
+            bn_name, bn = group.batchnorm
+            for attr in ("weight", "bias"):
+                params[f"{bn_name}.{attr}"] = _Mapped(f"{local}bn_{attr}", weight_shape,
+                                                      getattr(bn, attr))
+            buffers[f"{local}bn_running_mean"] = bn.running_mean
+            buffers[f"{local}bn_running_var"] = bn.running_var
+        for attr, (local_name, tensor, scale) in _neuron_param_names(module, name).items():
+            params[f"{name}.{attr}"] = _Mapped(f"{index}.{local_name}", shape, tensor, scale,
                                                copy=scale == 1.0)
     net = stlsim.Network(layers, neuron=neurons, surrogate=surrogate, population=1, seed=0,
                          dtype=dtype, backend="numpy", input_shape=tuple(input_shape))
     for peer_name, mapped in list(params.items()):     # copy the peer's values into the network
         target = net.params.get(mapped.key)
-        if target is None:
+        if target is None or mapped.tensor is None:
             del params[peer_name]
             continue
         if not mapped.copy:                  # a rate (Norse tau_mem_inv): the LIF holds its value
@@ -243,6 +324,9 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         value = _array(mapped.tensor, np.float64)
         net.params[mapped.key] = _to_stlsim_shape(value, mapped.layer_shape, target.shape) \
             .astype(dtype)
+    for key, tensor in buffers.items():
+        net.buffers[key] = _array(tensor, np.float64).astype(dtype)
+    params = {name: mapped for name, mapped in params.items() if mapped.tensor.requires_grad}
     for k, layer_index in enumerate(net.spiking_layers):
         theta = _threshold_value(neuron_modules[k], peer)
         key = f"{layer_index}.theta"
