@@ -65,6 +65,7 @@ class Conversion:
     neuron_modules: list                      # the peer's neuron modules, in layer order
     params: dict = field(default_factory=dict)
     dtype: np.dtype = np.dtype(np.float64)
+    step_mode: str = "s"                      # "m": the peer takes the whole sequence at once
 
 
 def _module_kind(module) -> str:
@@ -580,9 +581,6 @@ def _spikingjelly_surrogate(name, module):
 def _spikingjelly_neuron(name, module, shape):
     from . import conventions
     owner = "from_spikingjelly"
-    if module.step_mode != "m":
-        raise fail(f"model[{name}]", "step_mode='m' (whole sequences, time-major)",
-                   repr(module.step_mode), owner)
     v_reset = module.v_reset
     if type(module).__name__ == "IFNode":
         leak = 0.0 if v_reset is None else float(v_reset)
@@ -604,7 +602,7 @@ def _spikingjelly_neuron(name, module, shape):
 
 
 def from_spikingjelly(model, input_shape, *, dtype=np.float64):
-    """The stlsim twin of a SpikingJelly Sequential in ``step_mode="m"`` (``LIFNode``,
+    """The stlsim twin of a SpikingJelly Sequential in ``step_mode="m"`` or ``"s"`` (``LIFNode``,
     ``ParametricLIFNode``, ``IFNode``). Returns a ``stlsim.Network``."""
     return convert(model, input_shape, dtype=dtype, peer="spikingjelly").net
 
@@ -754,8 +752,23 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None) -> Conversion:
         "snntorch": (_snntorch_neuron, _snntorch_surrogate),
         "spikingjelly": (_spikingjelly_neuron, _spikingjelly_surrogate),
         "norse": (_norse_neuron, _norse_surrogate)}[peer]
-    return _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner, peer,
-                  model, surrogate_of)
+    step_mode = _spikingjelly_step_mode(model, owner) if peer == "spikingjelly" else "s"
+    conversion = _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner,
+                        peer, model, surrogate_of)
+    conversion.step_mode = step_mode
+    return conversion
+
+
+def _spikingjelly_step_mode(model, owner) -> str:
+    """The one step mode of a SpikingJelly model: "m" (whole sequences, time-major) or "s"
+    (one step per call, run by the oracle in a loop over t)."""
+    modes = {name: module.step_mode for name, module in model.named_modules()
+             if isinstance(getattr(module, "step_mode", None), str)}
+    if len(set(modes.values())) > 1:
+        mixed = ", ".join(f"model[{n}]: {m!r}" for n, m in modes.items())
+        raise fail("model", "one step_mode for every SpikingJelly module "
+                   "(functional.set_step_mode(model, 'm'))", mixed, owner)
+    return next(iter(modes.values()), "s")
 
 
 # --------------------------------------------------------------------------- running --
@@ -795,7 +808,10 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         elif peer == "spikingjelly":
             from spikingjelly.activation_based import functional
             functional.reset_net(model)
-            output = model(x_t)
+            if conv.step_mode == "m":
+                output = model(x_t)
+            else:                                    # step_mode="s": one call per step
+                output = torch.stack([model(x_t[t]) for t in range(x_t.shape[0])])
         else:
             state, outs = None, []
             for t in range(x_t.shape[0]):
@@ -817,8 +833,7 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
     spikes, adjoints = [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
-        whole = seq[0] if len(seq) == 1 and seq[0].shape[0] == x_t.shape[0] and peer == "spikingjelly" \
-            else None
+        whole = seq[0] if conv.step_mode == "m" else None
         if whole is not None:
             spikes.append(whole.detach().double().numpy())
             adjoints.append(None if whole.grad is None else whole.grad.double().numpy())
@@ -1031,9 +1046,9 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
             return rates_backward(grad_rates, T, population).reshape(output.shape)
 
     peer_spikes, peer_adjoints, peer_grads = _run_peer(conv, torch.as_tensor(x_np), grad_output_fn)
-    # torch's .grad of a spike tensor: the total dL/ds_t (g_t) where the reset is taken in
-    # Python autograd (snnTorch, Norse), the part from above (e_t) where SpikingJelly's
-    # fused multi-step function keeps the reset path inside.
+    # torch's .grad of a spike tensor: the total dL/ds_t (g_t) where the reset reads the
+    # tensor a step returns (snnTorch, Norse), the part from above (e_t) where SpikingJelly's
+    # neuron functions keep the reset path inside (in step_mode "m" and "s" alike).
     adjoint = "e" if conv.peer == "spikingjelly" else "g"
     spikes, adjoints, grads, margins = _run_stlsim(net, x_np, grad_output_fn, adjoint)
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))

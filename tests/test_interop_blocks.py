@@ -170,3 +170,20 @@ def test_batchnorm_and_dropout_in_training_mode_are_refused_by_name():
             module.eval()
     with pytest.raises(ValueError, match=r"`model\[9\]`.*Dropout in eval mode"):
         interop.from_spikingjelly(model, (1, 28, 28))
+
+
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_spikingjelly_single_step_mode_agrees(v_reset):
+    # Before: refused (step_mode='s'). The oracle calls the model once per step.
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(layer.Linear(8, 10), neuron.LIFNode(tau=2.0, v_reset=v_reset),
+                                layer.Linear(10, 4), neuron.ParametricLIFNode(v_reset=v_reset))
+    functional.set_step_mode(model, "s")
+    model = scaled(model.double(), 4.0)
+    rep = interop.compare(model, spikes((10, 3, 8), seed=1, dtype=np.float64), seed=1)
+    assert rep.ok and rep.first_divergence is None, str(rep)
+    functional.set_step_mode(model[1], "m")
+    with pytest.raises(ValueError, match="one step_mode"):
+        interop.from_spikingjelly(model, (8,))
