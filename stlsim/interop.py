@@ -902,6 +902,7 @@ class Report:
     roundoff: float | None = None          # largest row round-off (float32), else None
     roundoff_multiple: float | None = None
     roundoff_note: str = ""
+    firing_rates: tuple = ()               # the twin's mean spikes per neuron and step, per layer
 
     @property
     def max_rel_error(self) -> float:
@@ -928,7 +929,9 @@ class Report:
         head = (f"stlsim vs {self.peer} ({self.dtype}, loss {self.loss}, {budget}): "
                 f"{'OK' if self.ok else 'DIFFERENT'}; spikes "
                 f"{'identical' if self.spikes_equal else 'DIFFER'}; smallest |m - theta| "
-                f"{self.min_margin:.3g}")
+                f"{self.min_margin:.3g}"
+                + (f"; firing rates {', '.join(f'{r:.3g}' for r in self.firing_rates)}"
+                   if self.firing_rates else ""))
         extra = self.roundoff is not None
         lines = [head, f"{'parameter':<18} {'stlsim':<12} {'shape':<14} {'max |diff|':>11} "
                        f"{'relative':>10}" + (f" {'round-off':>10} {'multiple':>9}" if extra else "")
@@ -1096,4 +1099,4 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
                   rows=rows, min_margin=min_margin, first_divergence=divergence,
                   first_divergence_pass=which, loss=loss, roundoff=model_roundoff,
                   roundoff_multiple=ROUNDOFF_MULTIPLE if model_roundoff is not None else None,
-                  roundoff_note=note)
+                  roundoff_note=note, firing_rates=tuple(float(np.mean(s)) for s in spikes))
