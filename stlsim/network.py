@@ -192,6 +192,15 @@ class Network:
     def _neuron_of_layer(self, i: int) -> LIF:
         return self.neurons[self._spiking_index[i]]
 
+    def neuron_in_use(self, i: int) -> LIF:
+        """The LIF of spiking layer ``i`` as a forward pass uses it: its trained decay,
+        tied gain and synapse taken from ``params`` (clamped or through the sigmoid).
+        (Public for ``stlsim.nir``; the oracle's addition, issue 24.)"""
+        if i not in self._spiking_index:
+            raise fail("i", f"the index of a spiking layer ({self.spiking_layers})", repr(i),
+                       "Network.neuron_in_use")
+        return _effective_neuron(self._neuron_of_layer(i), self.params, i)
+
     # ------------------------------------------------------------------ description --
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)

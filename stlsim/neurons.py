@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ._checks import check_choice, check_real, fail
+from .conventions import get as get_convention
 
 __all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
            "replace_unchecked", "synaptic_current"]
@@ -136,8 +137,13 @@ class LIF:
     def preset(cls, name: str, **overrides) -> "LIF":
         """The neuron of a named convention (``stlsim.conventions.PRESETS``), e.g.
         ``LIF.preset("snntorch.Leaky", tau=0.9)``; overrides replace its settings."""
-        from .conventions import get
-        return get(name).neuron(**overrides)
+        convention = get_convention(name)
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            names = ", ".join(f.name for f in fields(cls))
+            raise fail("overrides", f"LIF settings ({names})", ", ".join(unknown),
+                       f"LIF.preset({name!r})", TypeError)
+        return cls(**{**convention.settings, **overrides})
 
     @property
     def per_neuron_tau(self) -> bool:
