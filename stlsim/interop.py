@@ -7,24 +7,31 @@
     print(rep)                                # one row per parameter
 
 A converter reads the peer's usual feed-forward idiom (a ``torch.nn.Sequential`` of
-``nn.Linear`` / ``nn.Conv2d`` / pooling / ``nn.Flatten`` and the peer's neurons: snnTorch
-with ``init_hidden=True``, SpikingJelly in ``step_mode="m"``, Norse ``SequentialState``)
-and returns a ``stlsim.Network`` with the same parameters (copied) and the peer's exact
-neuron conventions (``stlsim.conventions``, ``docs/model.md`` Section 8), or raises an
-error naming the module it cannot convert and why.
+``nn.Linear`` / ``nn.Conv2d`` / BatchNorm2d / pooling / Dropout / ``nn.Flatten`` and the
+peer's neurons: snnTorch with ``init_hidden=True``, SpikingJelly in ``step_mode="m"`` or
+``"s"``, Norse ``SequentialState``) and returns a ``stlsim.Network`` with the same
+parameters (copied) and the peer's exact neuron conventions (``stlsim.conventions``,
+``docs/model.md`` Sections 8 and 9), or raises an error naming the module it cannot
+convert and why. Dispatch is on exact types: a subclass of a known module is refused by
+name. Layers between a weight layer and its neuron become a ``SynapseBlock`` ((L1b)).
 
 ``compare`` runs both on the same input, takes a loss on the output spikes (a seeded
 random linear probe ``sum(C * s^L)``, or stlsim's ``"mse_rate"``/``"ce_rate"`` readout
 with labels ``y``, whose dL/ds^L is handed to the peer), and compares the forward spikes
 of every layer, the adjoints dL/ds_t of every layer and step (as torch's ``.grad`` of a
-spike tensor holds them), and the gradient of every
-trainable parameter. stlsim's side is the NumPy reference, float64 by default.
+spike tensor holds them), and the gradient of every trainable parameter (a shared peer
+value against the sum over the neurons it stands for, (O1)). stlsim's side is the NumPy
+reference, float64 by default. In float32 a difference is a bug only beyond
+``ROUNDOFF_MULTIPLE`` times the model's own round-off, measured by running the twin in
+float64 on the same weights and input ((O3)).
 
 Peer quirks handled here (checked against the installed peers' source):
-snnTorch 1.0's surrogates return float32 spikes, so its models run in float32 only and
-are compared in float32 (``rtol`` 1e-5); Norse keeps its neuron constants as float32
-tensors even in a float64 model, so the decay and gain are read back in the peer's own
-arithmetic; SpikingJelly's thresholds are floats (no gradient) unless a tensor is given.
+snnTorch 1.0's surrogates return float32 spikes, so its models run in float32 only;
+Norse multiplies its constants by the Python float dt in their own dtype (float32
+defaults stay float32, float64 ones do not); Norse's trained ``LIFParameters`` tensors
+are not module parameters (found and restored here); SpikingJelly's thresholds are
+floats (no gradient) unless a tensor is given; ``snntorch.utils.reset`` resets every
+instance ever built, so each neuron is reset by its own ``reset_mem``.
 """
 from __future__ import annotations
 

@@ -47,3 +47,72 @@ def test_every_zoo_model_agrees(case, request):
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("the whole zoo runs with -m slow")
     _check(*case)
+
+
+# ------------------------------------------------------------- injected bugs, on zoo models --
+
+def _entry(name):
+    return next(entry for entry in ZOO if entry.name == name)
+
+
+def _with_hook(entry, install):
+    """The entry with ``install(model)`` applied to the peer model after it is built."""
+    import dataclasses
+
+    def build():
+        model = entry.build()
+        install(model)
+        return model
+    return dataclasses.replace(entry, build=build)
+
+
+def _delay_input(model, time_axis_whole):
+    """An off-by-one in time: the peer's first layer sees the input one step late."""
+    import torch
+    state = {"previous": None}
+
+    def hook(module, args):
+        (x,) = args
+        if time_axis_whole:                                   # SpikingJelly "m": (T, B, ...)
+            return (torch.cat([torch.zeros_like(x[:1]), x[:-1]]),)
+        previous, state["previous"] = state["previous"], x
+        return (torch.zeros_like(x) if previous is None or previous.shape != x.shape else previous,)
+    first = next(m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+    first.register_forward_pre_hook(hook)
+
+
+@pytest.mark.parametrize("name,whole", [("spikingjelly PLIF FC", True),
+                                        ("snntorch Synaptic FC", False),
+                                        ("norse MNIST FC (LIFCell)", False)])
+def test_an_input_one_step_late_is_caught_in_the_forward_and_located(name, whole):
+    entry = _entry(name)
+    dtype = entry.dtypes[0]
+    rep = run(_with_hook(entry, lambda model: _delay_input(model, whole)), dtype)
+    assert not rep.ok and not rep.spikes_equal
+    assert rep.first_divergence_pass == "forward" and rep.first_divergence[0] == 0
+    assert rep.first_divergence[1] <= 1                 # the first steps already differ
+
+
+def _shift_output_gradient(model):
+    """An off-by-one in time in the backward: the output layer's gradient arrives one step
+    early (dL/ds_t is handed to step t - 1)."""
+    import torch
+    last = [m for m in model.modules() if type(m).__module__.startswith(("spikingjelly", "snntorch",
+                                                                          "norse"))][-1]
+
+    def hook(module, args, output):
+        spikes = output[0] if isinstance(output, tuple) else output
+        if spikes.requires_grad:
+            spikes.register_hook(lambda g: torch.cat([g[1:], torch.zeros_like(g[:1])]))
+    last.register_forward_hook(hook)
+
+
+def test_an_output_gradient_one_step_early_is_caught_and_located_in_spikingjelly():
+    # SpikingJelly's multi-step neuron returns the whole sequence: its .grad (e_t) is what
+    # the backward scan reads, last layer and last step first.
+    entry = _entry("spikingjelly PLIF FC")
+    rep = run(_with_hook(entry, _shift_output_gradient), "float64")
+    assert rep.spikes_equal and not rep.ok
+    assert rep.first_divergence_pass == "backward"
+    layer, t, _ = rep.first_divergence
+    assert layer == 1 and t == entry.T - 1
