@@ -556,3 +556,19 @@ def test_synapse_runs_on_the_reference_in_the_numba_backend_and_says_so():
     assert backend.calls["fallback:numpy"] == before["fallback:numpy"] + 4   # 2 layers x 2
     ref_loss, ref_grads = net.loss_and_grad(x, y, backend="numpy")
     assert loss == ref_loss and all(np.array_equal(grads[k], ref_grads[k]) for k in grads)
+
+
+def test_conventions_hold_data_and_import_no_neuron_module():
+    # The house issue: LIF.preset (neurons.py) <-> Convention.neuron (conventions.py) was an
+    # import circle. Conventions are plain data now; neurons.py imports them, one way.
+    import ast
+    import pathlib
+    source = pathlib.Path(conventions.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses", "_checks", None}, imported
+    assert not hasattr(conventions.Convention, "neuron")
+    neuron = stlsim.LIF.preset("snntorch.Leaky", tau=0.9)
+    assert neuron.tau == 0.9 and neuron.reset == "subtract_after_leak"
+    with pytest.raises(TypeError, match=r"`overrides` of `LIF.preset\('stl'\)` must be LIF settings"):
+        stlsim.LIF.preset("stl", beta=0.5)

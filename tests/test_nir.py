@@ -500,3 +500,11 @@ def test_a_conv_file_written_by_spikingjelly_matches_the_spikingjelly_model(tmp_
             ref = named[f"{theirs}.{part}"].grad.numpy()
             err = np.max(np.abs(grads[f"{ours}.{part}"] - ref)) / np.max(np.abs(ref))
             assert np.max(np.abs(ref)) > 1e-6 and err <= 1e-12, (ours, part, err)
+
+
+def test_the_neuron_in_use_is_public_and_checked():
+    net = synaptic_learned()
+    neuron = net.neuron_in_use(0)
+    assert neuron.tau == pytest.approx(0.75) and neuron.alpha_syn == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="`i` of `Network.neuron_in_use`"):
+        net.neuron_in_use(5)
