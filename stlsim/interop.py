@@ -291,19 +291,14 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
     from .layers.shape import resolve_shapes
     layers, groups = _segments(children, neuron_of_module, owner, peer)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
-    neurons, neuron_modules, params, surrogate, buffers = [], [], {}, None, {}
+    neurons, neuron_modules, params, surrogates, buffers = [], [], {}, [], {}
     for group in groups:
         name, module, index = group.neuron_name, group.neuron_module, group.index
         shape = tuple(layers[index].out_shape)
         neuron = neuron_of_module(name, module, shape)
         neurons.append(neuron)
         neuron_modules.append(module)
-        this_surrogate = surrogate_of_module(name, module)
-        if surrogate is None:
-            surrogate = this_surrogate
-        elif this_surrogate != surrogate:
-            raise fail(f"model[{name}]", f"the same surrogate in every layer ({surrogate!r}: "
-                       "a stlsim Network has one)", repr(this_surrogate), owner)
+        surrogates.append(surrogate_of_module(name, module))     # one per layer
         weight_shape = tuple(layers[index].parts[0].out_shape) if group.parts else shape
         local = f"{index}.{group.prefix}"
         for attr in ("weight", "bias"):
@@ -320,7 +315,7 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         for attr, (local_name, tensor, scale) in _neuron_param_names(module, name).items():
             params[f"{name}.{attr}"] = _Mapped(f"{index}.{local_name}", shape, tensor, scale,
                                                copy=scale == 1.0)
-    net = stlsim.Network(layers, neuron=neurons, surrogate=surrogate, population=1, seed=0,
+    net = stlsim.Network(layers, neuron=neurons, surrogate=surrogates, population=1, seed=0,
                          dtype=dtype, backend="numpy", input_shape=tuple(input_shape))
     for peer_name, mapped in list(params.items()):     # copy the peer's values into the network
         target = net.params.get(mapped.key)
@@ -860,7 +855,7 @@ def _run_stlsim(net, x, grad_output_fn, adjoint="g"):
     grad_output = grad_output_fn(output.astype(np.float64)).astype(net.dtype)
     traces = [None] * len(net.layers)
     per_layer = bptt.run_backward(net.layers, net._layer_params(), tape, grad_output,
-                                  net._call_neuron(), net.surrogate, get_backend("numpy"),
+                                  net._call_neuron(), net._engine_surrogate, get_backend("numpy"),
                                   traces=traces)
     index = net.spiking_layers
     spikes = [tape.spikes[i] for i in index]

@@ -163,6 +163,9 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
     dt = _dt(dt, owner)
     check_bool(allow_lossy, "allow_lossy", owner)
     from .surrogate import NAMES
+    if len(set(net.surrogates)) > 1:
+        raise fail("net.surrogates", "one surrogate for every layer (stlsim's NIR metadata "
+                   "stores one)", repr(net.surrogates), owner)
     if net.surrogate.name not in NAMES:
         raise fail("net.surrogate", f"one of stlsim's named surrogates ({', '.join(NAMES)})",
                    repr(net.surrogate), owner)

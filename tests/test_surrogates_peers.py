@@ -178,3 +178,53 @@ def test_a_surrogate_slope_changed_by_1e_3_in_the_peer_is_caught():
         surrogate.erf.backward = staticmethod(original)
     assert rep.spikes_equal and not rep.ok
     assert rep.first_divergence_pass == "backward" and rep.first_divergence[0] == 0
+
+
+# ------------------------------------------------------------- one surrogate per layer --
+
+def per_layer_net(backend="numpy"):
+    layers = [stlsim.Dense(6, 9, init_gain=2.0), stlsim.Dense(9, 4, init_gain=2.0)]
+    return stlsim.Network(layers, neuron=stlsim.LIF(tau=0.6, theta_init=0.4, reset="soft"),
+                          surrogate=[S.Erf(1.5), "atan"], population=2, seed=0, backend=backend)
+
+
+def test_smooth_bptt_with_one_surrogate_per_layer_matches_finite_differences():
+    net = per_layer_net()
+    x = (np.random.default_rng(1).random((8, 3, 6)) < 0.5).astype(np.float64)
+    y = np.array([0, 1, 1])
+    _, grads = net.loss_and_grad(x, y, smooth=True)
+    errors = compare(grads, finite_difference_grads(net, x, y, step=1e-4))
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+    # negative: the same surrogate in both layers (the nearest wrong convention) differs
+    shared = stlsim.Network(net.layers, neuron=net.neuron, surrogate=S.Erf(1.5), population=2,
+                            seed=0, backend="numpy")
+    _, other = shared.loss_and_grad(x, y, smooth=True)
+    assert not np.allclose(other["0.weight"], grads["0.weight"], rtol=1e-3)
+    assert net.surrogates == [S.Erf(1.5), S.ATan(2.0)]
+
+
+def test_one_surrogate_per_layer_runs_on_the_numba_backend_and_refuses_the_event_engine():
+    x = (np.random.default_rng(1).random((8, 3, 6)) < 0.5).astype(np.float64)
+    y = np.array([0, 1, 1])
+    _, expected = per_layer_net().loss_and_grad(x, y)
+    _, grads = per_layer_net("numba").loss_and_grad(x, y)
+    for key in expected:
+        np.testing.assert_allclose(grads[key], expected[key], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="`engine` of `Network` must be 'clock'"):
+        per_layer_net().forward(x, engine="event")
+    with pytest.raises(ValueError, match="one per spiking layer"):
+        stlsim.Network([stlsim.Dense(6, 4)], surrogate=["atan", "atan"])
+
+
+def test_a_different_snntorch_surrogate_per_layer_agrees_with_snntorch():
+    # Before: refused ("the same surrogate in every layer").
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(0)
+    model = scaled(torch.nn.Sequential(
+        torch.nn.Linear(8, 10), snn.Leaky(beta=0.8, spike_grad=snn.surrogate.atan(3.0), init_hidden=True),
+        torch.nn.Linear(10, 4), snn.Leaky(beta=0.7, spike_grad=snn.surrogate.fast_sigmoid(10),
+                                           init_hidden=True, output=True)), 2.5)
+    rep = interop.compare(model, spikes((10, 3, 8)), seed=1)
+    assert rep.ok, str(rep)
+    net = interop.from_snntorch(model, (8,))
+    assert net.surrogates == [S.ATan(3.0), S.SuperSpike(10.0)]

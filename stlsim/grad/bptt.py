@@ -132,6 +132,7 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
         local = {}
         if layer.has_neurons:
             layer_neuron = neuron_of(neuron, i)
+            layer_surrogate = neuron_of(surrogate, i)            # one per layer, or shared
             if traces is not None or layer_neuron.learns:
                 if traces is not None:
                     traces[i] = {"e": grad_h}
@@ -140,13 +141,13 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
                 extra = decay_grads(layer_neuron, tape.thetas[i])
                 grad_current, grad_theta = lif_backward(
                     grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
-                    surrogate, trace=None if traces is None else traces[i],
+                    layer_surrogate, trace=None if traces is None else traces[i],
                     current=tape.currents[i], **extra)
                 local.update({f"neuron:{name[5:]}": value for name, value in extra.items()})
             else:
                 grad_current, grad_theta = backend.lif_backward(
                     grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
-                    surrogate)
+                    layer_surrogate)
             local["theta"] = layer.reduce_theta(grad_theta)               # (B5) shared sum
         else:
             grad_current = grad_h
