@@ -613,7 +613,14 @@ def from_spikingjelly(model, input_shape, *, dtype=np.float64):
 
 def _norse_known():
     import norse.torch as norse
-    return (norse.LIFBoxCell, norse.LIFCell)
+    return (norse.LIFBoxCell, norse.LIFCell) + _norse_sequences()
+
+
+def _norse_sequences():
+    """Norse's sequence modules: the same step as the cell, looped over T inside the
+    module (``norse/torch/module/snn.py`` ``SNN.forward`` stacks the outputs)."""
+    import norse.torch as norse
+    return tuple(getattr(norse, name) for name in ("LIF", "LIFBox") if hasattr(norse, name))
 
 
 def _norse_is_neuron(module, name, owner):
@@ -705,7 +712,7 @@ def _norse_neuron(name, module, shape):
         settings.update(input_gain=1.0, tie_gain=True)
     if "p.tau_mem_inv" in trained:
         settings["learn_tau"] = "factor"
-    if type(module) is norse.LIFCell:
+    if type(module) in (norse.LIFCell, norse.LIF):
         syn = _norse_rate(dt, p.tau_syn_inv)
         if syn.size != 1:
             raise fail(f"model[{name}].p.tau_syn_inv", "one value per layer (stlsim's alpha_syn "
@@ -754,11 +761,33 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None) -> Conversion:
         "snntorch": (_snntorch_neuron, _snntorch_surrogate),
         "spikingjelly": (_spikingjelly_neuron, _spikingjelly_surrogate),
         "norse": (_norse_neuron, _norse_surrogate)}[peer]
-    step_mode = _spikingjelly_step_mode(model, owner) if peer == "spikingjelly" else "s"
+    step_mode = {"spikingjelly": _spikingjelly_step_mode, "norse": _norse_step_mode}.get(
+        peer, lambda model, owner: "s")(model, owner)
     conversion = _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner,
                         peer, model, surrogate_of)
     conversion.step_mode = step_mode
     return conversion
+
+
+def _norse_step_mode(model, owner) -> str:
+    """"m" for a SequentialState of Norse's sequence modules (``norse.LIF``), called once
+    with the whole (T, B, ...) input; "s" for one of cells, called once per step."""
+    torch = _torch()
+    children = list(model.named_children())
+    sequences = [n for n, m in children if type(m) in _norse_sequences()]
+    if not sequences:
+        return "s"
+    cells = [n for n, m in children if _module_kind(m) == "norse" and n not in sequences]
+    if cells:
+        raise fail("model", "Norse cells or Norse sequence modules, not both (one is called "
+                   "per step, the other once per sequence)",
+                   f"sequence modules {sequences} and cells {cells}", owner)
+    others = [n for n, m in children if n not in sequences and type(m) is not torch.nn.Linear]
+    if others:
+        raise fail(f"model[{others[0]}]", "a torch.nn.Linear between Norse sequence modules (a "
+                   "(T, B, ...) input; convolutions need norse.Lift, which stlsim does not "
+                   "convert)", _qualified(dict(children)[others[0]]), owner)
+    return "m"
 
 
 def _spikingjelly_step_mode(model, owner) -> str:
@@ -814,6 +843,8 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
                 output = model(x_t)
             else:                                    # step_mode="s": one call per step
                 output = torch.stack([model(x_t[t]) for t in range(x_t.shape[0])])
+        elif conv.step_mode == "m":                       # Norse sequence modules
+            output, _ = model(x_t)
         else:
             state, outs = None, []
             for t in range(x_t.shape[0]):
@@ -1052,9 +1083,10 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
 
     peer_spikes, peer_adjoints, peer_grads = _run_peer(conv, torch.as_tensor(x_np), grad_output_fn)
     # torch's .grad of a spike tensor: the total dL/ds_t (g_t) where the reset reads the
-    # tensor a step returns (snnTorch, Norse), the part from above (e_t) where SpikingJelly's
-    # neuron functions keep the reset path inside (in step_mode "m" and "s" alike).
-    adjoint = "e" if conv.peer == "spikingjelly" else "g"
+    # tensor a step returns (snnTorch, Norse cells), the part from above (e_t) where the
+    # peer keeps the reset path inside (SpikingJelly's neuron functions in step_mode "m" and
+    # "s" alike; Norse's sequence modules, whose output is a stack of the steps' spikes).
+    adjoint = "e" if conv.peer == "spikingjelly" or conv.step_mode == "m" else "g"
     spikes, adjoints, grads, margins = _run_stlsim(net, x_np, grad_output_fn, adjoint)
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
 

@@ -187,3 +187,21 @@ def test_spikingjelly_single_step_mode_agrees(v_reset):
     functional.set_step_mode(model[1], "m")
     with pytest.raises(ValueError, match="one step_mode"):
         interop.from_spikingjelly(model, (8,))
+
+
+@pytest.mark.parametrize("kind", ["LIF", "LIFBox"])
+def test_norse_sequence_modules_agree(kind):
+    # Before: refused (norse.LIF). The model is called once with the whole sequence.
+    norse = pytest.importorskip("norse.torch")
+    if not hasattr(norse, kind):
+        pytest.skip(f"norse.{kind} not in this Norse")
+    torch.manual_seed(8)
+    cls = getattr(norse, kind)
+    model = scaled(norse.SequentialState(torch.nn.Linear(8, 12), cls(), torch.nn.Linear(12, 4),
+                                         cls()).double(), 30.0)
+    rep = interop.compare(model, spikes((12, 3, 8), density=0.4, seed=1, dtype=np.float64), seed=1)
+    assert rep.ok and rep.first_divergence is None, str(rep)
+    assert min(rep.firing_rates) > 0
+    mixed = norse.SequentialState(torch.nn.Linear(8, 12), cls(), torch.nn.Linear(12, 4), norse.LIFCell())
+    with pytest.raises(ValueError, match="not both"):
+        interop.from_norse(mixed, (8,))
