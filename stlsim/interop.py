@@ -73,6 +73,7 @@ class Conversion:
     params: dict = field(default_factory=dict)
     dtype: np.dtype = np.dtype(np.float64)
     step_mode: str = "s"                      # "m": the peer takes the whole sequence at once
+    training: bool = False                    # a BatchNorm in training mode: batch statistics
 
 
 def _module_kind(module) -> str:
@@ -181,9 +182,10 @@ def _is_dropout(torch, module, name, owner) -> bool:
     return type(module) is SJDropout
 
 
-def _batchnorm(torch, name, module, owner, after):
-    """The (eps, momentum) of a BatchNorm2d right after a Conv2d, in eval mode, else an
-    error naming it; None if ``module`` is no BatchNorm."""
+def _batchnorm(torch, name, module, owner, after, step_mode="s"):
+    """The (eps, momentum) of a BatchNorm2d right after a Conv2d, else an error naming it;
+    None if ``module`` is no BatchNorm. In training mode only where the peer calls it once
+    per time step (``step_mode`` "s"): its batch statistics are then stlsim's per step."""
     if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
         return None
     if not _is(module, torch.nn.BatchNorm2d, name, owner):
@@ -196,9 +198,9 @@ def _batchnorm(torch, name, module, owner, after):
     if not module.affine or not module.track_running_stats:
         raise fail(f"model[{name}]", "a BatchNorm2d with affine=True and running statistics",
                    repr(module), owner)
-    if module.training:
+    if module.training and step_mode != "s":
         raise fail(f"model[{name}]", "a BatchNorm2d in eval mode (running statistics; in training "
-                   "SpikingJelly's multi-step BatchNorm pools T and B where stlsim normalises each "
+                   "a multi-step BatchNorm pools T and B where stlsim normalises each "
                    "step: call model.eval())", "a BatchNorm2d in training mode", owner)
     return float(module.eps), float(module.momentum if module.momentum is not None else 0.1)
 
@@ -221,7 +223,7 @@ class _Group:
         return "0." if self.parts else ""
 
 
-def _segments(children, neuron_of_module, owner, peer):
+def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
     """Split the peer's modules into stlsim layers: shape layers as they come, and each
     weight layer (Linear/Conv2d) with what follows it up to its neuron (BatchNorm, pooling,
     dropout: a ``SynapseBlock``, docs/model.md (L1b)). Returns ``(layers, groups)``: the
@@ -252,7 +254,7 @@ def _segments(children, neuron_of_module, owner, peer):
             pending = None
             continue
         bn = _batchnorm(torch, name, module, owner, None if pending is None or pending.parts
-                        else pending.weight_module)
+                        else pending.weight_module, step_mode)
         if bn is not None:
             eps, momentum = bn
             weight = layers[pending.index]
@@ -284,12 +286,12 @@ def _qualified(module) -> str:
 
 
 def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
-           surrogate_of_module):
+           surrogate_of_module, step_mode="s"):
     """Walk the peer's modules (``_segments``), learn every layer's shape, then build each
     layer's LIF from its peer neuron and copy the peer's values into the network."""
     import stlsim
     from .layers.shape import resolve_shapes
-    layers, groups = _segments(children, neuron_of_module, owner, peer)
+    layers, groups = _segments(children, neuron_of_module, owner, peer, step_mode)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
     neurons, neuron_modules, params, surrogates, buffers = [], [], {}, [], {}
     for group in groups:
@@ -764,9 +766,16 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None) -> Conversion:
     step_mode = {"spikingjelly": _spikingjelly_step_mode, "norse": _norse_step_mode}.get(
         peer, lambda model, owner: "s")(model, owner)
     conversion = _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner,
-                        peer, model, surrogate_of)
+                        peer, model, surrogate_of, step_mode)
     conversion.step_mode = step_mode
+    conversion.training = any(isinstance(m, torch_module_types()) and m.training
+                              for _, m in children)
     return conversion
+
+
+def torch_module_types():
+    """The torch modules whose training mode the twin follows (BatchNorm's batch statistics)."""
+    return (_torch().nn.modules.batchnorm._BatchNorm,)
 
 
 def _norse_step_mode(model, owner) -> str:
@@ -819,6 +828,10 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
             spikes.retain_grad()
         captured[id(module)].append(spikes)
 
+    # A BatchNorm in training mode updates its running statistics: put them back after.
+    statistics = [(b, b.detach().clone()) for m in model.modules()
+                  if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  for b in m.buffers() if b is not None]
     tensors = {id(p): p for p in model.parameters()}
     tensors.update({id(m.tensor): m.tensor for m in conv.params.values() if m.tensor is not None})
     saved = {key: (None if t.grad is None else t.grad.clone()) for key, t in tensors.items()}
@@ -863,6 +876,9 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
             handle.remove()
         for key, t in tensors.items():                  # leave the user's .grad as it was
             t.grad = saved[key]
+        with torch.no_grad():
+            for buffer, value in statistics:
+                buffer.copy_(value)
     spikes, adjoints = [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
@@ -878,11 +894,11 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
     return spikes, adjoints, grads
 
 
-def _run_stlsim(net, x, grad_output_fn, adjoint="g"):
+def _run_stlsim(net, x, grad_output_fn, adjoint="g", training=False):
     from .engines import get_backend
     from .grad import bptt
     x, output, tape, rates, _, _ = net._forward(x, smooth=False, backend="numpy", engine="clock",
-                                                training=False)
+                                                training=training)
     grad_output = grad_output_fn(output.astype(np.float64)).astype(net.dtype)
     traces = [None] * len(net.layers)
     per_layer = bptt.run_backward(net.layers, net._layer_params(), tape, grad_output,
@@ -1087,7 +1103,8 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
     # peer keeps the reset path inside (SpikingJelly's neuron functions in step_mode "m" and
     # "s" alike; Norse's sequence modules, whose output is a stack of the steps' spikes).
     adjoint = "e" if conv.peer == "spikingjelly" or conv.step_mode == "m" else "g"
-    spikes, adjoints, grads, margins = _run_stlsim(net, x_np, grad_output_fn, adjoint)
+    spikes, adjoints, grads, margins = _run_stlsim(net, x_np, grad_output_fn, adjoint,
+                                                   conv.training)
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
 
     def as_peer(grad_of, name, mapped, shape):
@@ -1097,7 +1114,7 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
     if dtype == np.float32:                         # the model's own float32 round-off
         twin = convert(conv.model, x_np.shape[2:], dtype=np.float64, peer=peer)
         spikes64, _, grads64, _ = _run_stlsim(twin.net, x_np.astype(np.float64), grad_output_fn,
-                                              adjoint)
+                                              adjoint, conv.training)
         if all(np.array_equal(a, b) for a, b in zip(spikes, spikes64)):
             for name, mapped in conv.params.items():
                 shape = peer_grads[name].shape

@@ -205,3 +205,26 @@ def test_norse_sequence_modules_agree(kind):
     mixed = norse.SequentialState(torch.nn.Linear(8, 12), cls(), torch.nn.Linear(12, 4), norse.LIFCell())
     with pytest.raises(ValueError, match="not both"):
         interop.from_norse(mixed, (8,))
+
+
+def test_snntorch_batchnorm_in_training_uses_per_step_batch_statistics():
+    # snnTorch calls the model once per step, so a BatchNorm2d in training mode normalises
+    # each step with that step's batch statistics: stlsim's Conv2d(batchnorm=True) in
+    # training (layers/batchnorm.py). Its running statistics are left as they were.
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(9)
+    model = scaled(torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+        snn.Leaky(beta=0.7, init_hidden=True), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 4 * 4, 6), snn.Leaky(beta=0.8, init_hidden=True, output=True)), 2.0)
+    assert model.training
+    before = model[1].running_mean.clone()
+    rep = interop.compare(model, spikes((8, 4, 1, 8, 8), seed=3), seed=3)
+    assert rep.ok and min(rep.firing_rates) > 0, str(rep)
+    assert {"1.weight", "1.bias"} <= {row.name for row in rep.rows}
+    assert torch.equal(model[1].running_mean, before)
+    # negative: the same model in eval mode (running statistics) fires differently
+    net_eval = interop.from_snntorch(model.eval(), (1, 8, 8), dtype=np.float32)
+    net_train = interop.from_snntorch(model.train(), (1, 8, 8), dtype=np.float32)
+    x = spikes((8, 4, 1, 8, 8), seed=3)
+    assert not np.array_equal(net_eval.forward(x).spikes[0], net_train.forward(x, training=True).spikes[0])
