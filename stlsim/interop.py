@@ -229,6 +229,7 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
     dropout: a ``SynapseBlock``, docs/model.md (L1b)). Returns ``(layers, groups)``: the
     stlsim layers (not yet built) and a ``_Group`` per spiking layer."""
     import stlsim
+
     from .layers.block import SynapseBlock
     torch = _torch()
     layers, groups = [], []
@@ -290,6 +291,7 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
     """Walk the peer's modules (``_segments``), learn every layer's shape, then build each
     layer's LIF from its peer neuron and copy the peer's values into the network."""
     import stlsim
+
     from .layers.shape import resolve_shapes
     layers, groups = _segments(children, neuron_of_module, owner, peer, step_mode)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
@@ -565,8 +567,9 @@ _SPIKINGJELLY_SURROGATES = {
 
 
 def _spikingjelly_surrogate(name, module):
-    import stlsim
     from spikingjelly.activation_based import surrogate as sj
+
+    import stlsim
     fn = module.surrogate_function
     where = f"model[{name}].surrogate_function"
     if not getattr(fn, "spiking", True):
@@ -584,7 +587,6 @@ def _spikingjelly_surrogate(name, module):
 
 def _spikingjelly_neuron(name, module, shape):
     from . import conventions
-    owner = "from_spikingjelly"
     v_reset = module.v_reset
     if type(module).__name__ == "IFNode":
         leak = 0.0 if v_reset is None else float(v_reset)
@@ -675,7 +677,7 @@ def _norse_trained(module, name) -> dict:
     """Tensors inside a Norse cell's parameter tuple that are trained (``requires_grad``):
     they are not module parameters, so ``named_parameters`` misses them."""
     p = getattr(module, "p", None)
-    if p is None or not hasattr(p, "_asdict") or not _module_kind(module) == "norse":
+    if p is None or not hasattr(p, "_asdict") or _module_kind(module) != "norse":
         return {}
     torch = _torch()
     out = {}
@@ -768,12 +770,12 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None) -> Conversion:
     conversion = _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner,
                         peer, model, surrogate_of, step_mode)
     conversion.step_mode = step_mode
-    conversion.training = any(isinstance(m, torch_module_types()) and m.training
+    conversion.training = any(isinstance(m, _training_modules()) and m.training
                               for _, m in children)
     return conversion
 
 
-def torch_module_types():
+def _training_modules():
     """The torch modules whose training mode the twin follows (BatchNorm's batch statistics)."""
     return (_torch().nn.modules.batchnorm._BatchNorm,)
 
@@ -986,7 +988,7 @@ class Report:
                        f"{'relative':>10}" + (f" {'round-off':>10} {'multiple':>9}" if extra else "")
                        + "  where"]
         for row in self.rows:
-            text = (f"{row.name:<18} {row.key:<12} {str(row.shape):<14} {row.max_abs:>11.3e} "
+            text = (f"{row.name:<18} {row.key:<12} {row.shape!s:<14} {row.max_abs:>11.3e} "
                     f"{row.relative:>10.3e}")
             if extra:
                 multiple = row.relative / row.roundoff if row.roundoff else float("inf") \

@@ -332,7 +332,7 @@ def soft_sign_derivative(x, alpha):
 
 
 def _erf(z):
-    from scipy.special import erf            # lazily: import stlsim loads numpy only
+    from scipy.special import erf  # lazily: import stlsim loads numpy only
     return erf(z)
 
 

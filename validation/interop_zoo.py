@@ -138,7 +138,7 @@ def sj_lif_fc(step_mode="m", **node):
 def sj_fc2(node_cls="LIFNode", **node):
     """Two-layer FC with the given SpikingJelly neuron (the tutorials' lif_fc with a hidden layer)."""
     import torch
-    functional, layer, neuron, surrogate = _sj()
+    functional, layer, neuron, _ = _sj()
     cls = getattr(neuron, node_cls)
     model = torch.nn.Sequential(layer.Flatten(), layer.Linear(784, 100), cls(**node),
                                 layer.Linear(100, 10), cls(**node))
@@ -341,8 +341,9 @@ def run(entry: Entry, dtype: str, seed: int = 0):
 
 
 def main(path="validation/results/interop_zoo.md"):
-    rows = ["| model | peer | source | dtype | ok | max rel. error | float32 round-off | "
-            "error / round-off | lowest firing rate | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| model | peer | source | dtype | ok | max rel. error | float32 round-off | "
+              "error / round-off | lowest firing rate | note |")
+    rows = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     failures = 0
     for entry in ZOO:
         for dtype in entry.dtypes:
