@@ -496,15 +496,13 @@ def _snntorch_neuron(name, module, shape):
     if np.any(_array(module.graded_spikes_factor, np.float64) != 1.0):
         raise fail(f"model[{name}].graded_spikes_factor", "1", repr(
             _array(module.graded_spikes_factor, np.float64).tolist()), owner)
-    if type(module) is snn.Synaptic and module.reset_mechanism == "zero":
-        # snntorch/_neurons/synaptic.py _base_zero: mem = (1 - reset) (beta mem + syn), the
-        # new membrane zeroed with this step's input in it; Leaky's zero reset (and stlsim's
-        # hard reset) keeps the input. Not a stlsim convention yet.
-        raise fail(f"model[{name}].reset_mechanism", "'subtract' or 'none' for a Synaptic (its "
-                   "'zero' zeroes the new membrane, this step's input included: "
-                   "snntorch/_neurons/synaptic.py _base_zero)", "'zero'", owner)
     reset = {"subtract": "subtract_after_leak", "zero": "hard", "none": "none"}[
         module.reset_mechanism]
+    if type(module) is snn.Synaptic and reset == "hard":
+        # snntorch/_neurons/synaptic.py _base_zero: mem = (1 - reset)(beta mem + syn), the
+        # new membrane zeroed with this step's input in it (L2z); Leaky's zero reset keeps
+        # the input ((L4h) detached).
+        reset = "zero_after_leak"
     learn_beta = isinstance(module.beta, torch.nn.Parameter) and module.beta.requires_grad
     beta = _per_neuron(_array(module.beta, np.float64), shape, f"model[{name}].beta", owner)
     # snnTorch clamps beta to [0, 1] in every step (beta.clamp(0, 1)); a trained raw value

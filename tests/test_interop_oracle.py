@@ -251,10 +251,36 @@ def test_snntorch_values_stlsim_cannot_hold_are_named():
                                                                      init_hidden=True))
     with pytest.raises(ValueError, match=r"`model\[1\]\.alpha` of `from_snntorch` must be one value"):
         interop.from_snntorch(model, (3,))
-    # snnTorch's Synaptic zero reset zeroes the new membrane with this step's input in it
-    # (snntorch/_neurons/synaptic.py _base_zero); Leaky's zero reset does not: refused, not
-    # converted as Leaky's (before: spikes differed from t = 1).
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4), snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True,
-                                                                     reset_mechanism="zero"))
-    with pytest.raises(ValueError, match=r"`model\[1\]\.reset_mechanism`.*_base_zero"):
-        interop.from_snntorch(model, (3,))
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_snntorch_synaptic_zero_reset_agrees(learn):
+    # Before: converted with Leaky's zero reset, spikes differed from t = 1. snnTorch zeroes
+    # the new membrane, this step's input included (docs/model.md (L2z)).
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(4)
+    model = scale_(torch.nn.Sequential(
+        torch.nn.Linear(8, 10), snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True, reset_mechanism="zero",
+                                             learn_alpha=learn, learn_beta=learn),
+        torch.nn.Linear(10, 4), snn.Synaptic(alpha=0.5, beta=0.7, init_hidden=True, output=True,
+                                             reset_mechanism="zero")), 3.0)
+    rep = interop.compare(model, spikes((12, 3, 8), density=0.4), seed=2)
+    assert rep.ok and min(rep.firing_rates) > 0.05, str(rep)
+    assert interop.from_snntorch(model, (8,)).neurons[0].reset == "zero_after_leak"
+
+
+def test_leakys_zero_reset_is_measurably_different_from_synaptics():
+    import stlsim
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(4)
+    model = scale_(torch.nn.Sequential(
+        torch.nn.Linear(8, 10), snn.Synaptic(alpha=0.6, beta=0.8, init_hidden=True, reset_mechanism="zero"),
+        torch.nn.Linear(10, 4), snn.Synaptic(alpha=0.5, beta=0.7, init_hidden=True, output=True,
+                                             reset_mechanism="zero")), 3.0)
+    net = interop.from_snntorch(model, (8,), dtype=np.float32)
+    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**n.settings(), "reset": "hard"})
+                                               for n in net.neurons],
+                           surrogate=net.surrogates, dtype=np.float32, backend="numpy")
+    wrong.params.update({k: v.copy() for k, v in net.params.items()})
+    x = spikes((12, 3, 8), density=0.4)
+    assert not np.array_equal(net.forward(x).spikes[-1], wrong.forward(x).spikes[-1])
