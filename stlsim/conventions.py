@@ -1,8 +1,10 @@
 """Named neuron conventions: the paper's, and the default neurons of other frameworks.
 
 Each preset is a plain ``Convention`` listing its ``LIF`` settings, its surrogate and
-the peer source file each setting was read from; ``LIF.preset(name, **overrides)``
-builds the neuron, ``get(name).surrogate()`` the surrogate. The equations are
+the peer source file each setting was read from: data only (this module imports no
+other stlsim module but ``_checks``; ``neurons`` imports it, never the reverse).
+``LIF.preset(name, **overrides)`` builds the neuron, ``get(name).surrogate()`` the
+surrogate. The equations are
 ``docs/model.md`` Section 8 ((L2g), (L2a), (L3'), (L4h) with v_reset, (L4n)).
 
     net = stlsim.Network(layers, neuron=stlsim.LIF.preset("snntorch.Leaky", tau=0.9),
@@ -31,15 +33,6 @@ class Convention:
     sources: tuple = ()
     notes: str = ""
     required: tuple = field(default=())     # settings the peer has no default for
-
-    def neuron(self, **overrides):
-        """The ``stlsim.LIF`` of this convention; ``overrides`` replace settings."""
-        from .neurons import LIF
-        unknown = sorted(set(overrides) - set(LIF().settings()))
-        if unknown:
-            raise fail("overrides", f"LIF settings ({', '.join(sorted(LIF().settings()))})",
-                       ", ".join(unknown), f"LIF.preset({self.name!r})", TypeError)
-        return LIF(**{**self.settings, **overrides})
 
     def surrogate(self, value=None):
         """The surrogate of this convention (its parameter replaced by ``value``)."""

@@ -162,7 +162,8 @@ class Network:
                        type(self.layers[-1]).__name__, "Network")
         self.neurons = self._check_neurons(LIF() if neuron is None else neuron)
         self.neuron = self.neurons[0]          # the shared neuron (the first, if per layer)
-        self.surrogate = _surrogate.get(surrogate, owner="Network")
+        self.surrogates = self._check_surrogates(surrogate)
+        self.surrogate = self.surrogates[0]     # the shared surrogate (the first, if per layer)
         self.population = check_int(population, "population", low=1, owner="Network")
         n_out = int(np.prod(self.layers[-1].out_shape))
         if n_out % self.population:
@@ -230,6 +231,40 @@ class Network:
 
     def _neuron_of_layer(self, i: int) -> LIF:
         return self.neurons[self._spiking_index[i]]
+
+    # --- one surrogate per spiking layer (the oracle's addition, issue 24) -------------
+    def _check_surrogates(self, surrogate) -> list:
+        """One Surrogate per spiking layer: ``surrogate`` shared, or a list of them (as
+        ``neuron``). The engines get ``_engine_surrogate``: the Surrogate when shared, else
+        a list indexed by layer position (``neurons.neuron_of`` picks a layer's entry)."""
+        spiking = [i for i, layer in enumerate(self.layers) if layer.has_neurons]
+        if isinstance(surrogate, (list, tuple)):
+            if len(surrogate) != len(spiking):
+                raise fail("surrogate", f"a surrogate or a list of {len(spiking)} (one per spiking "
+                           "layer)", f"a list of {len(surrogate)}", "Network")
+            surrogates = [_surrogate.get(s, owner="Network") for s in surrogate]
+        else:
+            surrogates = [_surrogate.get(surrogate, owner="Network")] * len(spiking)
+        self._per_layer_surrogates = None
+        if any(s != surrogates[0] for s in surrogates):
+            by_layer = dict(zip(spiking, surrogates))
+            self._per_layer_surrogates = [by_layer.get(i) for i in range(len(self.layers))]
+        return surrogates
+
+    @property
+    def _engine_surrogate(self):
+        """What the engines get: ``self.surrogate`` (read at call time, so assigning it
+        still works), or the per-layer list when the layers' surrogates differ."""
+        return self.surrogate if self._per_layer_surrogates is None else self._per_layer_surrogates
+
+    def neuron_in_use(self, i: int) -> LIF:
+        """The LIF of spiking layer ``i`` as a forward pass uses it: its trained decay,
+        tied gain and synapse taken from ``params`` (clamped or through the sigmoid).
+        (Public for ``stlsim.nir``; the oracle's addition, issue 24.)"""
+        if i not in self._spiking_index:
+            raise fail("i", f"the index of a spiking layer ({self.spiking_layers})", repr(i),
+                       "Network.neuron_in_use")
+        return _effective_neuron(self._neuron_of_layer(i), self.params, i)
 
     # ------------------------------------------------------------------ description --
     def __repr__(self) -> str:
@@ -355,12 +390,15 @@ class Network:
         check_bool(smooth, "smooth", "Network")
         check_bool(training, "training", "Network")
         backend, engine = self._resolve(backend, engine)
+        if isinstance(self._engine_surrogate, list) and engine != "clock":
+            raise fail("engine", "'clock' for a network with one surrogate per layer",
+                       repr(engine), "Network")
         self._check_params()
         x = self._check_input(x, dense=engine != "event")
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
         output, tape = engine_module.run_forward(
-            self.layers, self._layer_params(), x, self._call_neuron(), self.surrogate, ctx,
+            self.layers, self._layer_params(), x, self._call_neuron(), self._engine_surrogate, ctx,
             get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes)
         rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
         return x, output, tape, rates, backend, engine
@@ -513,7 +551,7 @@ class Network:
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
         per_layer = get_engine(engine, "Network").run_backward(
             self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
-            self.surrogate, get_backend(backend, "Network"))
+            self._engine_surrogate, get_backend(backend, "Network"))
         grads = self._flatten(per_layer)
         if return_record:
             index = self.spiking_layers
@@ -536,7 +574,7 @@ class Network:
         self._check_params()
         x = self._check_input(x)
         y = check_labels(y, "y", x.shape[1], self.n_classes, "Network")
-        result = fused(self.layers, self._layer_params(), x, y, self._call_neuron(), self.surrogate,
+        result = fused(self.layers, self._layer_params(), x, y, self._call_neuron(), self._engine_surrogate,
                        self.population, loss, smooth)
         if result is None:
             return None
@@ -590,7 +628,7 @@ class Network:
         probe = check_array(probe, "probe", shape=output.shape, dtype=self.dtype, owner="Network")
         value = float(np.sum(probe * output))
         per_layer = get_engine(engine, "Network").run_backward(
-            self.layers, self._layer_params(), tape, probe, self._call_neuron(), self.surrogate,
+            self.layers, self._layer_params(), tape, probe, self._call_neuron(), self._engine_surrogate,
             get_backend(backend, "Network"))
         index = self.spiking_layers
         record = Record(spikes=[tape.spikes[i] for i in index],
@@ -629,7 +667,7 @@ class Network:
         grad_output = rates_backward(grad_rates, x.shape[0], self.population).reshape(output.shape)
         traces = [None] * len(self.layers)
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output,
-                                      self._call_neuron(), self.surrogate, get_backend("numpy"),
+                                      self._call_neuron(), self._engine_surrogate, get_backend("numpy"),
                                       traces=traces)
         index = self.spiking_layers
         forward, backward, thetas = [], [], []

@@ -12,11 +12,12 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ._checks import check_choice, check_real, fail
+from .conventions import get as get_convention
 
 __all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
            "replace_unchecked", "synaptic_current"]
 
-RESETS = ("hard", "soft", "subtract_after_leak", "none")
+RESETS = ("hard", "soft", "subtract_after_leak", "none", "zero_after_leak")
 
 
 def _check_tau(value):
@@ -53,7 +54,9 @@ class LIF:
         (L4h) ``v_t = (1 - s_t) m_t + s_t v_reset``; (L4s) ``v_t = m_t - s_t theta``;
         "subtract_after_leak" (snnTorch's default): the threshold is subtracted at the
         next step, after the leak, ``m_t = tau m_{t-1} + r I_t - s_{t-1} theta`` (L2a);
-        "none": ``v_t = m_t`` (L4n).
+        "none": ``v_t = m_t`` (L4n); "zero_after_leak" (snnTorch's ``Synaptic`` zero
+        reset): the next step's whole membrane is zeroed, its input included,
+        ``m_t = (1 - s_{t-1}) (tau m_{t-1} + r I_t)`` (L2z; detach_reset=True only).
     detach_reset : bool
         If True, s_t inside the reset is a constant for the gradient
         (B2 uses ``g_t = e_t``); theta in (L4s) and (L2a) keeps its direct gradient.
@@ -130,14 +133,23 @@ class LIF:
                        repr(self.input_gain), "LIF")
         if self.learn_alpha_syn and self.alpha_syn is None:
             raise fail("alpha_syn", "a value in [0, 1] with learn_alpha_syn=True", "None", "LIF")
+        if self.reset == "zero_after_leak" and not self.detach_reset:
+            raise fail("detach_reset", "True with reset='zero_after_leak' (snnTorch's Synaptic "
+                       "zero reset detaches it; docs/model.md (L2z) derives that form only)",
+                       "False", "LIF")
 
     # ------------------------------------------------------------------ description --
     @classmethod
     def preset(cls, name: str, **overrides) -> "LIF":
         """The neuron of a named convention (``stlsim.conventions.PRESETS``), e.g.
         ``LIF.preset("snntorch.Leaky", tau=0.9)``; overrides replace its settings."""
-        from .conventions import get
-        return get(name).neuron(**overrides)
+        convention = get_convention(name)
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            names = ", ".join(f.name for f in fields(cls))
+            raise fail("overrides", f"LIF settings ({names})", ", ".join(unknown),
+                       f"LIF.preset({name!r})", TypeError)
+        return cls(**{**convention.settings, **overrides})
 
     @property
     def per_neuron_tau(self) -> bool:
@@ -208,6 +220,8 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None):
     m = m + (current if np.ndim(gain) == 0 and gain == 1.0 else gain * current)  # (L2g) gain
     if neuron.reset == "subtract_after_leak" and s_prev is not None:
         m = m - s_prev * theta                                      # (L2a)
+    if neuron.reset == "zero_after_leak" and s_prev is not None:
+        m = (1 - s_prev) * m                                        # (L2z)
     s = spike_fn(m - theta)                                         # (L3), (L3')
     v = after_reset(m, s, theta, neuron)                            # (L4h), (L4s), (L4n)
     return m, s, v
@@ -246,7 +260,7 @@ def initial_spikes(v_init, theta, neuron: LIF):
     state the same way: 0 unless theta < v_0, or theta <= v_0 with H(0) = 1). It is
     the Heaviside in smooth mode too, and a constant for the gradient (L2a).
     """
-    if neuron.reset != "subtract_after_leak":
+    if neuron.reset not in ("subtract_after_leak", "zero_after_leak"):
         return None
     x = np.asarray(v_init - theta)
     dtype = x.dtype if x.dtype.kind == "f" else np.float64

@@ -102,8 +102,7 @@ def _record_of(node) -> dict | None:
 
 def _effective(net, i):
     """The neuron of layer ``i`` with this network's trained decay values."""
-    from .network import _effective_neuron
-    return _effective_neuron(net.neurons[net.spiking_layers.index(i)], net.params, i)
+    return net.neuron_in_use(i)
 
 
 def _neuron_node(nir, net, i, layer, dt, owner):
@@ -164,6 +163,9 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
     dt = _dt(dt, owner)
     check_bool(allow_lossy, "allow_lossy", owner)
     from .surrogate import NAMES
+    if len(set(net.surrogates)) > 1:
+        raise fail("net.surrogates", "one surrogate for every layer (stlsim's NIR metadata "
+                   "stores one)", repr(net.surrogates), owner)
     if net.surrogate.name not in NAMES:
         raise fail("net.surrogate", f"one of stlsim's named surrogates ({', '.join(NAMES)})",
                    repr(net.surrogate), owner)
@@ -230,6 +232,12 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
                        repr(layer), owner)
         pending = []
         if layer.has_neurons:
+            reset = net.neurons[net.spiking_layers.index(i)].reset
+            if reset != "hard":
+                refuse(i, f"a neuron with reset={reset!r}", "NIR's LIF, CubaLIF and IF reset hard "
+                       "to v_reset, so every other reader (snnTorch, Norse, SpikingJelly, ...) "
+                       "would run a hard reset; only stlsim.nir.read restores this one from the "
+                       "node's metadata")
             node, _ = _neuron_node(nir, net, i, layer, dt, owner)
             add(f"lif{i}", node)
     graph_record = {"schema": SCHEMA, "dt": dt, "population": net.population,

@@ -556,3 +556,49 @@ def test_synapse_runs_on_the_reference_in_the_numba_backend_and_says_so():
     assert backend.calls["fallback:numpy"] == before["fallback:numpy"] + 4   # 2 layers x 2
     ref_loss, ref_grads = net.loss_and_grad(x, y, backend="numpy")
     assert loss == ref_loss and all(np.array_equal(grads[k], ref_grads[k]) for k in grads)
+
+
+def test_conventions_hold_data_and_import_no_neuron_module():
+    # The house issue: LIF.preset (neurons.py) <-> Convention.neuron (conventions.py) was an
+    # import circle. Conventions are plain data now; neurons.py imports them, one way.
+    import ast
+    import pathlib
+    source = pathlib.Path(conventions.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses", "_checks", None}, imported
+    assert not hasattr(conventions.Convention, "neuron")
+    neuron = stlsim.LIF.preset("snntorch.Leaky", tau=0.9)
+    assert neuron.tau == 0.9 and neuron.reset == "subtract_after_leak"
+    with pytest.raises(TypeError, match=r"`overrides` of `LIF.preset\('stl'\)` must be LIF settings"):
+        stlsim.LIF.preset("stl", beta=0.5)
+
+
+@pytest.mark.parametrize("synapse,learn", [(None, False), (0.5, False), (0.5, True)])
+def test_smooth_bptt_of_the_zero_after_leak_reset_matches_finite_differences(synapse, learn):
+    """(L2z), (B1z), (B3z): snnTorch's Synaptic zero reset, detached (a frozen-reset FD)."""
+    neuron = stlsim.LIF(theta_init=0.4, tau=0.7, reset="zero_after_leak", detach_reset=True,
+                        alpha_syn=synapse, learn_tau="factor" if learn else False,
+                        learn_alpha_syn=learn)
+    net = make_net(neuron, surrogate="sigmoid", population=2, theta=(0.1, 0.6))
+    x, y = spikes_in(), np.array([0, 1, 1])
+    _, grads = net.loss_and_grad(x, y, smooth=True)
+    errors = compare(grads, finite_difference_grads(net, x, y))
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+    assert all(e["scale"] > 1e-4 for e in errors.values()), errors
+
+
+def test_the_zero_after_leak_reset_is_refused_attached_and_runs_the_reference_on_numba():
+    with pytest.raises(ValueError, match="`detach_reset` of `LIF` must be True with reset='zero_after_leak'"):
+        stlsim.LIF(reset="zero_after_leak")
+    neuron = stlsim.LIF(theta_init=0.4, tau=0.7, reset="zero_after_leak", detach_reset=True)
+    x, y = spikes_in(), np.array([0, 1, 1])
+    _, expected = make_net(neuron).loss_and_grad(x, y)
+    backend = get_backend("numba")
+    before = backend.calls["fallback:numpy"]
+    net = make_net(neuron)
+    net.backend = "numba"
+    _, grads = net.loss_and_grad(x, y)
+    assert backend.calls["fallback:numpy"] > before
+    for key in expected:
+        np.testing.assert_array_equal(grads[key], expected[key])

@@ -124,7 +124,16 @@ def _same_run(a, b, x, probe):
 def test_round_trip_is_exact(name, tmp_path):
     net = NETS[name]()
     path = tmp_path / "model.nir"
-    assert snir.write(net, path, dt=1e-3) == []
+    resets = [n.reset for n in net.neurons]
+    if all(r == "hard" for r in resets):
+        assert snir.write(net, path, dt=1e-3) == []
+    else:                            # other readers would reset hard: written only when lossy
+        with pytest.raises(ValueError, match="allow_lossy=True.*reset="):
+            snir.write(net, path, dt=1e-3)
+        with pytest.warns(UserWarning, match="lossy"):
+            losses = snir.write(net, path, dt=1e-3, allow_lossy=True)
+        assert len(losses) == sum(r != "hard" for r in resets)
+        assert all("reset hard" in loss for loss in losses)
     back = snir.read(path, backend="numpy")
     assert [type(layer) for layer in back.layers] == [type(layer) for layer in net.layers]
     assert back.neurons == net.neurons
@@ -142,7 +151,8 @@ def test_round_trip_is_exact(name, tmp_path):
 def test_the_file_is_plain_nir_and_written_atomically(tmp_path):
     net = dense_mixed()
     path = tmp_path / "sub" / "model.nir"
-    snir.write(net, path, dt=1e-3)
+    with pytest.warns(UserWarning, match="lossy"):
+        snir.write(net, path, dt=1e-3, allow_lossy=True)         # layer 0 resets soft
     graph = nir.read(path)                                    # the nir package reads it itself
     kinds = {k: type(v).__name__ for k, v in graph.nodes.items()}
     assert kinds == {"input": "Input", "dense0": "Affine", "lif0": "LIF", "dense1": "Linear",
@@ -189,7 +199,10 @@ def test_without_metadata_the_graph_reads_as_nir_says_and_conventions_restore_it
                          neuron=stlsim.LIF(tau=0.7, reset="soft", detach_reset=True),
                          surrogate="sigmoid", seed=1, backend="numpy")
     _set_thetas(net, 0.2, 0.9)
-    graph, _ = snir.to_nir(net, dt=1e-3)
+    with pytest.raises(ValueError, match=r"`layers\[0\]` of `stlsim.nir.write`.*reset='soft'"):
+        snir.to_nir(net, dt=1e-3)                      # before: written silently
+    graph, losses = snir.to_nir(net, dt=1e-3, allow_lossy=True)
+    assert len(losses) == 2 and "layers[0] a neuron with reset='soft'" in losses[0]
     for node in graph.nodes.values():
         node.metadata = {}
     graph.metadata = {}
@@ -487,3 +500,11 @@ def test_a_conv_file_written_by_spikingjelly_matches_the_spikingjelly_model(tmp_
             ref = named[f"{theirs}.{part}"].grad.numpy()
             err = np.max(np.abs(grads[f"{ours}.{part}"] - ref)) / np.max(np.abs(ref))
             assert np.max(np.abs(ref)) > 1e-6 and err <= 1e-12, (ours, part, err)
+
+
+def test_the_neuron_in_use_is_public_and_checked():
+    net = synaptic_learned()
+    neuron = net.neuron_in_use(0)
+    assert neuron.tau == pytest.approx(0.75) and neuron.alpha_syn == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="`i` of `Network.neuron_in_use`"):
+        net.neuron_in_use(5)

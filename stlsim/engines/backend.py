@@ -90,7 +90,8 @@ def compiled_neuron(neuron) -> bool:
     option of docs/model.md Section 8 but the synapse (L1s) and a per-neuron gain (a gain
     tied to a per-neuron decay). The backward of a trained decay or synapse runs on the
     NumPy reference (``grad.bptt.run_backward``)."""
-    return not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
+    return (not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
+            and neuron.reset != "zero_after_leak")       # (L2z): the NumPy reference only
 
 
 def compiled_spec(neuron, surrogate):

@@ -97,11 +97,13 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         if layer.has_neurons:
             theta = layer.expand_theta(params["theta"])
             layer_neuron = neuron_of(neuron, i)
+            layer_surrogate = neuron_of(surrogate, i)            # one per layer, or shared
             if reset_spikes is not None and reset_spikes[i] is not None:
-                spikes, membrane = lif_forward(out, theta, layer_neuron, surrogate, smooth,
+                spikes, membrane = lif_forward(out, theta, layer_neuron, layer_surrogate, smooth,
                                                reset_spikes[i])
             else:
-                spikes, membrane = backend.lif_forward(out, theta, layer_neuron, surrogate, smooth)
+                spikes, membrane = backend.lif_forward(out, theta, layer_neuron, layer_surrogate,
+                                                       smooth)
             tape.currents.append(out)
             tape.spikes.append(spikes)
             tape.membrane.append(membrane)

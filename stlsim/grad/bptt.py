@@ -53,9 +53,14 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
     syn = None
     if grad_gain is not None or grad_alpha is not None:
         syn = synaptic_current(current, neuron)                           # J_t (L1s)
+    zero_after_leak = reset == "zero_after_leak"
+    s_0 = initial_spikes(neuron.v_init, theta, neuron)
     for t in range(grad_spikes.shape[0] - 1, -1, -1):
         m, s, e = membrane[t], spikes[t], grad_spikes[t]
-        grad_v = tau * delta_next                                         # (B1) eps_t
+        if zero_after_leak:                          # (B1z): m_{t+1} = (1 - s_t)(tau v_t + ...)
+            grad_v = tau * (1 - s) * delta_next
+        else:
+            grad_v = tau * delta_next                                     # (B1) eps_t
         dS_dx = surrogate.derivative(m - theta)                           # sigma'(m_t - theta)
         if reset == "hard":
             if detach:
@@ -79,18 +84,21 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
                 grad_theta -= g * dS_dx + s * delta_next                  # (B5), (B5a) direct
             else:
                 grad_theta -= g * dS_dx                                   # (B5)
-        grad_current[t] = delta if unit_gain else gain * delta            # (B3g) dL/dI_t
+        delta_pre = delta                  # dL/d(tau v_{t-1} + (1 - tau) v_leak + r J_t)
+        if zero_after_leak:
+            s_prev = spikes[t - 1] if t > 0 else s_0
+            delta_pre = (1 - s_prev) * delta                              # (B3z)
+        grad_current[t] = delta_pre if unit_gain else gain * delta_pre    # (B3g) dL/dI_t
         if grad_tau is not None:
             v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron) if t > 0
                       else neuron.v_init)
-            grad_tau += np.sum(delta * (v_prev - neuron.v_leak), axis=0)  # (B7)
+            grad_tau += np.sum(delta_pre * (v_prev - neuron.v_leak), axis=0)  # (B7)
         if grad_gain is not None:
-            grad_gain += np.sum(delta * syn[t], axis=0)                   # (B8) dL/dr
+            grad_gain += np.sum(delta_pre * syn[t], axis=0)               # (B8) dL/dr
         if trace is not None:
             trace["eps"][t], trace["g"][t], trace["delta"][t] = grad_v, g, delta
         delta_next = delta
-    s_0 = initial_spikes(neuron.v_init, theta, neuron)
-    if s_0 is not None:
+    if s_0 is not None and reset == "subtract_after_leak":
         grad_theta -= s_0 * delta_next                                    # (B5a) at t = 1
     if neuron.has_synapse:                                                # (B1s) reverse filter
         alpha = neuron.alpha_syn
@@ -132,6 +140,7 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
         local = {}
         if layer.has_neurons:
             layer_neuron = neuron_of(neuron, i)
+            layer_surrogate = neuron_of(surrogate, i)            # one per layer, or shared
             if traces is not None or layer_neuron.learns:
                 if traces is not None:
                     traces[i] = {"e": grad_h}
@@ -140,13 +149,13 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
                 extra = decay_grads(layer_neuron, tape.thetas[i])
                 grad_current, grad_theta = lif_backward(
                     grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
-                    surrogate, trace=None if traces is None else traces[i],
+                    layer_surrogate, trace=None if traces is None else traces[i],
                     current=tape.currents[i], **extra)
                 local.update({f"neuron:{name[5:]}": value for name, value in extra.items()})
             else:
                 grad_current, grad_theta = backend.lif_backward(
                     grad_h, tape.membrane[i], tape.spikes[i], tape.thetas[i], layer_neuron,
-                    surrogate)
+                    layer_surrogate)
             local["theta"] = layer.reduce_theta(grad_theta)               # (B5) shared sum
         else:
             grad_current = grad_h

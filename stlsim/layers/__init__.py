@@ -2,9 +2,10 @@
 from .base import Context, Layer, THRESHOLD_SHARING
 from .conv import Conv2d
 from .dense import Dense
+from .block import SynapseBlock
 from .dropout import Dropout
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Flatten, Reshape
 
 __all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
-           "Flatten", "Reshape", "Dropout"]
+           "Flatten", "Reshape", "Dropout", "SynapseBlock"]
