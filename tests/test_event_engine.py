@@ -335,6 +335,7 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
                          surrogate="rectangular", dtype=dtype, backend="numpy", seed=4)
     x = (rng.random((40, 3, 19)) * (rng.random((40, 3, 19)) < 0.15)).astype(dtype)
     monkeypatch.setattr(event, "CHUNK_VALUES", steps * 3 * 37)  # steps per chunk
+    monkeypatch.setattr(event, "KEEP_TRANSPOSED", False)       # no W.T kept by the Network
     # _direct_rows (W read where the events point) too: always push, always gather,
     # always direct.
     results = []
@@ -345,6 +346,7 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
         monkeypatch.setattr(event, "DIRECT_RATIO", direct)
         before = event.CALLS[path]
         rec = net.forward(x, engine="event")
+        rec.membrane                                               # built now, on this path
         results.append((rec, net.loss_and_grad(x, [0, 1, 2], engine="event")[1]))
         assert event.CALLS[path] > before                          # that path ran
     a, grads_a = results[0]
