@@ -359,14 +359,16 @@ class Network:
                 raise fail(f"params[{key!r}]",
                            f"a {self.dtype.name} array of shape {tuple(shape)}", got, "Network", TypeError)
             del value                                  # (a reference here is not private)
-            if _LEGACY_CALL_PATH or params._needs_check(key):
+            legacy = _LEGACY_CALL_PATH                 # scans, and leaves the state alone
+            if legacy or params._needs_check(key):
                 value = data[key]
                 if not np.all(np.isfinite(value)):
                     raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
                                f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
                                "Network")
                 del value
-                params._checked(key)
+                if not legacy:
+                    params._checked(key)
 
         for key, value in self.buffers.items():
             shape = self._buffer_shapes[key]
