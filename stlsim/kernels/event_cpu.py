@@ -407,6 +407,15 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
             every = False
             break
     hit_fence = np.full(N, np.inf) if every else fence
+    # The same fences in the storage dtype, rounded down, for the vectorized first pass
+    # of a row with input (a float64 compare there made float32 rows mixed-width): it
+    # can only report more hits, and a hit just sends the row to the exact second pass.
+    row_fence = np.empty(N, dtype=dtype)
+    for i in range(N):
+        f = dtype.type(hit_fence[i])
+        if f > hit_fence[i]:
+            f = np.nextafter(f, dtype.type(-np.inf))
+        row_fence[i] = f
     v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
     anchor = np.full((B, N), -1, dtype=np.int64)
     full_at = np.full(B, -1, dtype=np.int64)
@@ -462,7 +471,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                     row = current[r - r0]
                     hits = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
                                                 full_at[b], late[b], t, theta, tau, tau_pow,
-                                                hard, hit_fence, keep, half_width)
+                                                hard, row_fence, keep, half_width)
                     full_at[b] = t
                     late[b] = False
                     if hits:
