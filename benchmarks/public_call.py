@@ -40,6 +40,7 @@ import stlsim.network as network_module
 from stlsim.engines import event
 
 HERE = Path(__file__).resolve().parent
+x_global = None
 VARIANTS = ("clock", "event_spikes", "event_record", "event_record_read", "event_spikes_from_events")
 
 
@@ -89,6 +90,26 @@ def check_identical(net, x, events) -> dict:
     return out
 
 
+def fast_path_state(net) -> dict:
+    """Whether the after-path's skip can happen: each parameter private to
+    ``net.params`` (else: what else holds it), and the full scans per call."""
+    import gc
+    from stlsim import _params
+    params = net.params
+    state = {"private": {key: bool(params._private(key)) for key in params._data}}
+    holders = {}
+    for key, private in state["private"].items():
+        if not private:
+            holders[key] = [type(r).__name__ for r in gc.get_referrers(params._data[key])]
+    state["held_by"] = holders
+    set_path(False)
+    before = _params.SCANS["full"]
+    for _ in range(10):
+        net.forward(x_global, engine="event", record="spikes")
+    state["full_scans_per_call"] = (_params.SCANS["full"] - before) / 10
+    return state
+
+
 def measure(net, x, events, rounds, n_calls) -> dict:
     fns = calls(net, x, events)
     keys = [(legacy, name) for name in VARIANTS for legacy in (True, False)]
@@ -125,7 +146,10 @@ def main(argv=None):
     net, x, events = make_case()
     load_before = os.getloadavg()
     identical = check_identical(net, x, events)
+    global x_global
+    x_global = x
     times = measure(net, x, events, args.rounds, args.calls)
+    fast = fast_path_state(net)
     load_after = os.getloadavg()
     medians = {("before" if legacy else "after", name): float(np.median(v))
                for (legacy, name), v in times.items()}
@@ -146,6 +170,7 @@ def main(argv=None):
         "rounds": args.rounds, "calls": args.calls,
         "threads": stlsim.get_num_threads(),
         "identical_outputs_before_vs_after": identical,
+        "after_path_state": fast,
         "median_ms": {f"{path}:{name}": v for (path, name), v in medians.items()},
         "rounds_ms": {f"{'before' if legacy else 'after'}:{name}": v for (legacy, name), v in times.items()},
         "speedup_over_clock": ratios,
@@ -161,6 +186,8 @@ def main(argv=None):
     path.write_text(json.dumps(result, indent=1))
     print(f"load {load_before[0]:.2f} -> {load_after[0]:.2f} (1-min average; shared machine)")
     print("identical outputs, before vs after:", identical)
+    print("after path: full parameter scans per call", fast["full_scans_per_call"],
+          "(0 expected)" + ("" if not fast["held_by"] else f"; held elsewhere: {fast['held_by']}"))
     for p in ("before", "after"):
         print(f"{p:6s} clock {medians[(p, 'clock')]:.3f} ms; " + ", ".join(
             f"{name} {medians[(p, name)]:.3f} ms ({ratios[p]['clock / ' + name]:.1f}x)"

@@ -51,6 +51,10 @@ _PRIVATE_REFERENCES = _references({"probe": np.zeros(1)}, "probe")
 
 _VERSIONS = itertools.count(1)
 
+# Full checks (finiteness scans) the Network ran: benchmarks and tests read it to see
+# whether the skip happened.
+SCANS = {"full": 0}
+
 
 class ParamDict(MutableMapping):
     """A mutable mapping of parameter arrays (``Network.params``); use it like a dict.
@@ -121,6 +125,7 @@ class ParamDict(MutableMapping):
     def _checked(self, key):
         """The entry was just checked in full: it gets a new version, and is clean if
         private (unchanged until something exposes it or holds it)."""
+        SCANS["full"] += 1
         self._version[key] = next(_VERSIONS)
         if self._private(key):
             self._clean.add(key)
