@@ -177,14 +177,18 @@ def main(argv=None):
         "speedup_over_clock_per_round": per_round,
         "targets": {"event_spikes >= 10x": ratios["after"]["clock / event_spikes"] >= 10,
                     "event_record >= 5x": ratios["after"]["clock / event_record"] >= 5},
-        "provenance": {"stlsim_version": stlsim.__version__, "python": platform.python_version(),
+        "provenance": {"stlsim_version": stlsim.__version__, "stlsim_file": stlsim.__file__,
+                       "python": platform.python_version(),
                        "numpy": np.__version__, "event_calls": dict(event.CALLS)},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / ("public_call_quick.json" if args.quick else "public_call.json")
     path.write_text(json.dumps(result, indent=1))
-    print(f"load {load_before[0]:.2f} -> {load_after[0]:.2f} (1-min average; shared machine)")
+    print(f"load {load_before[0]:.2f} -> {load_after[0]:.2f} (1-min average; shared machine); "
+          f"stlsim from {stlsim.__file__}")
+    if fast["full_scans_per_call"]:
+        print("WARNING: the after path scanned parameters at every call: not what it measures")
     print("identical outputs, before vs after:", identical)
     print("after path: full parameter scans per call", fast["full_scans_per_call"],
           "(0 expected)" + ("" if not fast["held_by"] else f"; held elsewhere: {fast['held_by']}"))
