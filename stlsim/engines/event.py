@@ -87,7 +87,7 @@ LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
-         "gather": 0, "push": 0, "cached_transpose": 0}
+         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0}
 
 _static_cache = None
 def _scratch(name, shape, dtype):
@@ -312,7 +312,13 @@ def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype, we
         bias=np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None,
         settings=_layer_settings(neuron, code, T, dtype), out_shape=tuple(layer.out_shape),
         cached_weight_t=weight_t, has_bias=bool(layer.bias))
-    (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
+    if inputs.n_events == 0 and not layer.bias and theta.min(initial=np.inf) > 0:
+        # Nothing reaches the layer: every membrane stays at v_0 = 0 < theta (L2)-(L4), in
+        # either reset mode; no spike, no candidate. The kernel would find the same.
+        CALLS["silent"] += 1
+        spk_ptr, spk_idx = np.zeros(T * B + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    else:
+        (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
     record.spikes = SpikeEvents._trusted(T, B, record.out_shape, spk_ptr, spk_idx, None, dtype)
     return record
 
