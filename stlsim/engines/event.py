@@ -323,6 +323,9 @@ def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype, we
     return record
 
 
+_ACCEPTED = {}          # id(LIF) -> LIF, neurons ``kernel_neuron`` accepted (frozen objects)
+
+
 def _check_neurons(neuron, layers):
     """The event kernels implement the paper's neuron (``LIF.is_paper_form``); any other
     option is refused here, by name, rather than computed wrongly."""
@@ -330,7 +333,12 @@ def _check_neurons(neuron, layers):
         if not layer.has_neurons:
             continue
         n = neuron_of(neuron, i)
+        if _ACCEPTED.get(id(n)) is n:
+            continue
         if kernel_neuron(n):
+            if len(_ACCEPTED) > 64:
+                _ACCEPTED.clear()
+            _ACCEPTED[id(n)] = n
             continue
         extra = [name for name, value in n.settings().items()
                  if name in ("reset", "spike_at_threshold", "input_gain", "v_leak", "v_reset",
