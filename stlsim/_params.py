@@ -100,6 +100,12 @@ class ParamDict(MutableMapping):
         """A plain dict of the same arrays (as ``dict.copy``)."""
         return dict(self.items())
 
+    def __or__(self, other):
+        return dict(self.items()) | dict(other)
+
+    def __ror__(self, other):
+        return dict(other) | dict(self.items())
+
     def __reduce__(self):
         return (ParamDict, (dict(self.items()),))
 

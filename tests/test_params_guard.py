@@ -142,6 +142,17 @@ def test_a_view_as_parameter_is_checked_at_every_call():
     assert_nan_caught(net, x, "event")
 
 
+def test_the_mapping_reads_like_a_dict():
+    net = make()
+    keys = list(net.params)
+    assert keys == ["0.weight", "0.theta", "1.weight", "1.theta"] and len(net.params) == 4
+    assert "0.theta" in net.params and net.params.get("nope") is None
+    merged = net.params | {"extra": 1}
+    assert isinstance(merged, dict) and set(merged) == set(keys) | {"extra"}
+    assert isinstance(net.params.copy(), dict) and set({**net.params}) == set(keys)
+    assert all(net.params._needs_check(key) for key in keys)       # all handed out
+
+
 def test_copies_and_pickles_of_the_network_keep_working():
     net, x = make(), spikes()
     net.forward(x)
