@@ -92,7 +92,7 @@ def child(setting, rounds, calls):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -117,13 +117,20 @@ def main(argv=None):
             raise SystemExit(proc.stderr[-3000:])
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         med = {k: float(np.median(r[k])) for k in ("before", "after", "alternating")}
-        r["median_ms"] = med
+        low = {k: float(np.min(r[k])) for k in ("before", "after", "alternating")}
+        r["median_ms"], r["min_ms"] = med, low
         r["after_over_before"] = med["after"] / med["before"]
         r["alternating_over_before"] = med["alternating"] / med["before"]
+        # Under load the rounds vary several-fold; the best round is what the neighbours
+        # could not slow down, so its ratio is the robust one on a shared machine.
+        r["after_over_before_min"] = low["after"] / low["before"]
+        r["alternating_over_before_min"] = low["alternating"] / low["before"]
         runs[setting] = r
         print(f"{setting:16s} before {med['before']:.2f} ms, after torch ran {med['after']:.2f} ms "
               f"({r['after_over_before']:.2f}x), alternating with torch {med['alternating']:.2f} ms "
-              f"({r['alternating_over_before']:.2f}x); OMP_WAIT_POLICY={r['OMP_WAIT_POLICY']}, "
+              f"({r['alternating_over_before']:.2f}x); best rounds {low['before']:.2f} / "
+              f"{low['after']:.2f} ({r['after_over_before_min']:.2f}x) / {low['alternating']:.2f} ms "
+              f"({r['alternating_over_before_min']:.2f}x); OMP_WAIT_POLICY={r['OMP_WAIT_POLICY']}, "
               f"same results {r['same_results']}")
     result = {"what": "784-800-10 fused step, T=8, B=128, float32; median over rounds of min over "
                       "calls, ms; before / after torch ran in the same child process",
