@@ -12,7 +12,8 @@ Numba and torch intra-op use all cores).
     python benchmarks/conv_speed.py                       # stl-mnist and conv-small, B = 50, T = 4
     python benchmarks/conv_speed.py --arch conv-small --repeats 5
 
-Writes ``benchmarks/results/conv_speed.json``.
+"gemm-only" times the products a step cannot avoid (``gemm_only_fn``); each row carries
+its ratios to torch-cpu and to gemm-only. Writes ``benchmarks/results/conv_speed.json``.
 """
 from __future__ import annotations
 
@@ -101,6 +102,45 @@ def torch_step_fn(net, torch):
     return step
 
 
+def gemm_only_fn(net, T, B, dtype):
+    """The matrix products a training step of ``net`` cannot avoid, and nothing else
+    (issue 28: the GEMM-only baseline, as ``benchmarks/impls.py`` has for Dense nets).
+
+    Per Conv2d layer, over all T*B images at once (channels-last, as ``layers.conv``):
+    the forward product (L1) cols (T B Ho Wo, kh kw C_in) @ W^T (kh kw C_in, C_out), the
+    weight gradient (B4) delta^T cols, and, above the first layer, the input gradient
+    (B6) delta @ W (the col2im scatter-add is not counted); per Dense layer its three
+    products likewise. Operands are preallocated random arrays of those shapes (the
+    products' time does not depend on the values), outputs written in place."""
+    rng = np.random.default_rng(0)
+    products = []
+    first = True
+    for layer in net.layers:
+        if isinstance(layer, Conv2d):
+            c_out, h_out, w_out = layer.out_shape
+            kh, kw = layer.kernel_size
+            rows, k = T * B * h_out * w_out, kh * kw * layer.in_channels
+        elif isinstance(layer, Dense):
+            rows, k, c_out = T * B, layer.in_features, layer.out_features
+        else:
+            continue
+        cols = rng.random((rows, k)).astype(dtype)
+        weight = rng.random((c_out, k)).astype(dtype)
+        delta = rng.random((rows, c_out)).astype(dtype)
+        out = np.empty((rows, c_out), dtype)
+        grad_w = np.empty((c_out, k), dtype)
+        products.append((cols, weight.T, out))                       # (L1)
+        products.append((delta.T, cols, grad_w))                     # (B4)
+        if not first:
+            products.append((delta, weight, np.empty((rows, k), dtype)))   # (B6)
+        first = False
+
+    def gemms():
+        for a, b, out in products:
+            np.matmul(a, b, out=out)
+    return gemms
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["stl-mnist", "conv-small"])
@@ -144,6 +184,7 @@ def main(argv=None):
             tx = torch.tensor(x)
             ty = torch.tensor(y, dtype=torch.long)
             runners["torch-cpu"] = lambda: step(tx, ty)
+        runners["gemm-only"] = gemm_only_fn(net, args.time_steps, args.batch, dtype)
         for run in runners.values():        # warm-up: JIT, caches, allocator
             run()
         times = {key: [] for key in runners}
@@ -161,9 +202,13 @@ def main(argv=None):
                    "dtype": dtype.name, "seconds_per_batch": median, "samples_per_second": args.batch / median,
                    "all_seconds": values, "cpu_seconds_per_batch": statistics.median(cpu[key]),
                    "parameters": n_params}
+            ratios = {f"vs {other}": median / statistics.median(times[other])
+                      for other in ("torch-cpu", "gemm-only") if other in times and other != key}
+            row["ratios"] = ratios
             results.append(row)
             print(f"{name:12s} {key:14s} {median:7.3f} s/batch  {args.batch / median:8.1f} samples/s  "
-                  f"(CPU {statistics.median(cpu[key]):.2f} s)")
+                  f"(CPU {statistics.median(cpu[key]):.2f} s)  "
+                  + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     info = provenance(
         benchmark="conv_speed", cpu_count=os.cpu_count(), machine=platform.machine(),
         load_average_start=list(load_start), load_average_end=list(os.getloadavg()),

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import surrogate as _surrogate
+from ._params import ParamDict
 from ._checks import check_array, check_bool, check_choice, check_dtype, check_int, check_labels, fail
 from .engines import ENGINES, get_backend, get_engine, resolve_backend
-from .engines.event_tape import spike_events_of
+from .engines.event_tape import (EventLayerTape, EventTape, attach_parameters,
+                                 detach_parameters, spike_events_of)
 from .grad import bptt
 from .layers.base import Context, Layer
+from .layers.dense import Dense
 from .layers.shape import resolve_shapes
 from .neurons import LIF, after_reset, replace_unchecked
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
@@ -33,8 +36,12 @@ from .spike_events import SpikeEvents
 
 __all__ = ["Network", "Record", "StepTrace"]
 
+# The per-call path before issue 28 (every parameter scanned for NaN at every call,
+# the event engine's dense Record built eagerly, no kept W.T): True restores it.
+# Kept for benchmarks/public_call.py, which measures both paths in one process.
+_LEGACY_CALL_PATH = False
 
-@dataclass
+
 class Record:
     """Result of ``Network.forward``.
 
@@ -43,15 +50,78 @@ class Record:
     layer's position in ``Network.layers``. ``rates`` is (B, C). With
     ``forward(..., record="spikes")``, ``spikes[l]`` are ``SpikeEvents`` and
     ``membrane``, ``currents`` are None (nothing dense is built).
+
+    On the event engine the dense lists are built when first read (re-running each
+    layer's kernel, same numbers), or earlier: before anything can change the
+    parameters they were computed from (``stlsim._params``). ``rates``,
+    ``prediction`` never build them.
     """
 
-    spikes: list
-    membrane: list
-    currents: list
-    rates: np.ndarray
-    layer_index: list
-    engine: str = "clock"
-    backend: str = "numpy"
+    def __init__(self, spikes, membrane, currents, rates, layer_index, engine="clock",
+                 backend="numpy"):
+        self._spikes, self._membrane, self._currents = spikes, membrane, currents
+        self.rates = rates
+        self.layer_index = layer_index
+        self.engine = engine
+        self.backend = backend
+        # (event tape without parameters, the ParamDict it reads them from): the arrays
+        # there are the forward's until something exposes them, and exposing builds this.
+        self._lazy = None
+
+    @classmethod
+    def _deferred(cls, tape, index, params, rates, engine, backend):
+        """A Record of the event engine whose dense lists are built from ``tape`` on
+        first read; ``tape`` must hold no parameter array (``detach_parameters``)."""
+        record = cls(None, None, None, rates, index, engine, backend)
+        record._lazy = (tape, params)
+        params._pend(record)
+        return record
+
+    def _build(self):
+        if self._lazy is None:
+            return
+        tape, params = self._lazy
+        self._lazy = None
+        attach_parameters(tape, params._data)
+        index = self.layer_index
+        self._spikes = [tape.spikes[i] for i in index]
+        self._membrane = [tape.membrane[i] for i in index]
+        self._currents = [tape.currents[i] for i in index]
+        detach_parameters(tape)
+
+    @property
+    def spikes(self) -> list:
+        self._build()
+        return self._spikes
+
+    @spikes.setter
+    def spikes(self, value):
+        self._build()
+        self._spikes = value
+
+    @property
+    def membrane(self) -> list:
+        self._build()
+        return self._membrane
+
+    @membrane.setter
+    def membrane(self, value):
+        self._build()
+        self._membrane = value
+
+    @property
+    def currents(self) -> list:
+        self._build()
+        return self._currents
+
+    @currents.setter
+    def currents(self, value):
+        self._build()
+        self._currents = value
+
+    def __repr__(self) -> str:
+        return (f"Record(engine={self.engine!r}, backend={self.backend!r}, "
+                f"layer_index={self.layer_index}, rates shape {self.rates.shape})")
 
     @property
     def prediction(self) -> np.ndarray:
@@ -191,6 +261,19 @@ class Network:
         self._buffer_shapes = {key: value.shape for key, value in self.buffers.items()}
         # Dropout masks (and any other randomness during training) draw from here.
         self.rng = np.random.default_rng([self.seed, 1])
+        self._expected_shapes = self._param_shapes()
+        self._weight_t = {}            # key -> (version, W.T) of event layers' unchanged weights
+        self._weight_seen = {}         # key -> version at the last event-engine call
+
+    @property
+    def params(self) -> ParamDict:
+        """The parameters: a mapping of arrays (``stlsim._params.ParamDict``), used like a
+        dict; entries may be replaced or changed in place."""
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        self._params = value if isinstance(value, ParamDict) else ParamDict(value)
 
     # ------------------------------------------------------------------- neurons --
     def _check_neurons(self, neuron) -> list:
@@ -319,11 +402,11 @@ class Network:
             return self._engine_neuron
         per_layer = [None] * len(self.layers)
         for i in self.spiking_layers:
-            per_layer[i] = _effective_neuron(self._neuron_of_layer(i), self.params, i)
+            per_layer[i] = _effective_neuron(self._neuron_of_layer(i), self.params._data, i)
         return per_layer
 
     def _layer_params(self, params=None) -> list:
-        params = self.params if params is None else params
+        params = self.params._data if params is None else params
         per_layer = [{} for _ in self.layers]
         for key, value in params.items():
             index, name = key.split(".", 1)
@@ -335,25 +418,37 @@ class Network:
 
     # ------------------------------------------------------------------- validation --
     def _check_params(self):
-        shapes = self._param_shapes()
-        expected = set(shapes)
-        unknown = sorted(set(self.params) - expected)
-        if unknown:
-            raise fail(f"params[{unknown[0]!r}]", f"one of the network's parameters ({', '.join(sorted(expected))})",
-                       "an unknown key", "Network")
-        for key, shape in shapes.items():
-            value = self.params.get(key)
+        """Every parameter: known key, ndarray of the right shape and dtype (O(1) each),
+        and finite. The finiteness scan is skipped for an entry that provably did not
+        change since it last passed (``stlsim._params``: clean and private)."""
+        params = self.params
+        data = params._data
+        expected = self._expected_shapes
+        if data.keys() != expected.keys():
+            unknown = sorted(set(data) - set(expected))
+            if unknown:
+                raise fail(f"params[{unknown[0]!r}]", f"one of the network's parameters ({', '.join(sorted(expected))})",
+                           "an unknown key", "Network")
+        for key, shape in expected.items():
+            value = data.get(key)
             if value is None:
                 raise fail(f"params[{key!r}]", f"an array of shape {tuple(shape)}", "no entry", "Network")
-            if not isinstance(value, np.ndarray) or value.shape != tuple(shape) or value.dtype != self.dtype:
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != self.dtype:
                 got = (f"shape {value.shape}, dtype {value.dtype}" if isinstance(value, np.ndarray)
                        else type(value).__name__)
                 raise fail(f"params[{key!r}]",
                            f"a {self.dtype.name} array of shape {tuple(shape)}", got, "Network", TypeError)
-            if not np.all(np.isfinite(value)):
-                raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
-                           f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
-                           "Network")
+            del value                                  # (a reference here is not private)
+            legacy = _LEGACY_CALL_PATH                 # scans, and leaves the state alone
+            if legacy or params._needs_check(key):
+                value = data[key]
+                if not np.all(np.isfinite(value)):
+                    raise fail(f"params[{key!r}]", "finite (no NaN or infinity)",
+                               f"{int(value.size - np.count_nonzero(np.isfinite(value)))} non-finite values",
+                               "Network")
+                del value
+                if not legacy:
+                    params._checked(key)
 
         for key, value in self.buffers.items():
             shape = self._buffer_shapes[key]
@@ -386,6 +481,31 @@ class Network:
                 check_choice(engine, "engine", tuple(ENGINES), "Network"))
 
     # ---------------------------------------------------------------------- compute --
+    def _transposed_weights(self) -> dict:
+        """{layer position: W.T} for the event engine: a copy of each Dense weight that
+        did not change since the previous event-engine call (same version, see
+        ``stlsim._params``), made on the second such call and reused while the version
+        holds. Inference loops then push contiguous rows of W.T, as inside
+        ``engines.event.static_weights()``; a weight that changes at every call (training)
+        is never copied. Costs one weight-sized array per such layer."""
+        versions = self.params._version
+        out = {}
+        for i, layer in enumerate(self.layers):
+            if type(layer) is not Dense:
+                continue
+            key = f"{i}.weight"
+            version = versions[key]
+            hit = self._weight_t.get(key)
+            if hit is not None and hit[0] == version:
+                out[i] = hit[1]
+            elif self._weight_seen.get(key) == version:
+                out[i] = np.ascontiguousarray(self.params._data[key].T)
+                self._weight_t[key] = (version, out[i])
+            else:
+                self._weight_t.pop(key, None)
+            self._weight_seen[key] = version
+        return out
+
     def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None):
         check_bool(smooth, "smooth", "Network")
         check_bool(training, "training", "Network")
@@ -397,9 +517,12 @@ class Network:
         x = self._check_input(x, dense=engine != "event")
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
+        extra = {}
+        if engine == "event" and not _LEGACY_CALL_PATH and engine_module.KEEP_TRANSPOSED:
+            extra["weight_t"] = self._transposed_weights()
         output, tape = engine_module.run_forward(
             self.layers, self._layer_params(), x, self._call_neuron(), self._engine_surrogate, ctx,
-            get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes)
+            get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes, **extra)
         rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
         return x, output, tape, rates, backend, engine
 
@@ -443,10 +566,30 @@ class Network:
         if record == "spikes":
             return Record(spikes=spike_events_of(tape, index), membrane=None, currents=None,
                           rates=rates, layer_index=index, engine=engine, backend=backend)
+        if isinstance(tape, EventTape) and not _LEGACY_CALL_PATH:
+            return self._lazy_record(tape, x, index, rates, engine, backend)
         return Record(spikes=[tape.spikes[i] for i in index],
                       membrane=[tape.membrane[i] for i in index],
                       currents=[tape.currents[i] for i in index],
                       rates=rates, layer_index=index, engine=engine, backend=backend)
+
+    def _lazy_record(self, tape, x, index, rates, engine, backend) -> Record:
+        """The event engine's Record, dense lists deferred until read. Deferred only when
+        every parameter the re-runs read is private to ``params`` once the tape lets go
+        of it (then nothing can change it without going through ``params``, which builds
+        the Record first); otherwise built now. The user's input events are copied
+        (O(events)): the re-run must see them as they were."""
+        detach_parameters(tape)
+        first = tape.layers[0] if tape.layers else None
+        if isinstance(x, SpikeEvents) and isinstance(first, EventLayerTape) and first.inputs is x:
+            first.inputs = x._copy()
+        params = self.params
+        if all(params._private(key) for key in tape.parameter_keys):
+            return Record._deferred(tape, index, params, rates, engine, backend)
+        record = Record(None, None, None, rates, index, engine, backend)
+        record._lazy = (tape, params)
+        record._build()
+        return record
 
     def predict(self, x, **kwargs) -> np.ndarray:
         """Class decisions argmax_c r_{b,c} for input ``x``.
@@ -584,12 +727,13 @@ class Network:
     def _flatten(self, per_layer) -> dict:
         for i in self.spiking_layers:                  # trained neuron values (B7)-(B9)
             if per_layer[i] is not None and any(k.startswith("neuron:") for k in per_layer[i]):
-                per_layer[i].update(_neuron_param_grads(self._neuron_of_layer(i), self.params, i,
+                per_layer[i].update(_neuron_param_grads(self._neuron_of_layer(i), self.params._data, i,
                                                         per_layer[i]))
         grads = {}
-        for key in self.params:
+        for key in self.params._data:
+            shape = self._expected_shapes[key]
             index, name = key.split(".", 1)
-            grads[key] = np.asarray(per_layer[int(index)][name], dtype=self.dtype).reshape(self.params[key].shape)
+            grads[key] = np.asarray(per_layer[int(index)][name], dtype=self.dtype).reshape(shape)
             if not np.all(np.isfinite(grads[key])):
                 n_bad = int(grads[key].size - np.count_nonzero(np.isfinite(grads[key])))
                 raise FloatingPointError(f"The gradient of `params[{key!r}]` of `Network` has {n_bad} non-finite "

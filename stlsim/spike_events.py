@@ -197,6 +197,14 @@ class SpikeEvents:
         return SpikeEvents(self.T, self.batch_size, self.input_shape, self.ptr, self.index,
                            self.values, dtype)
 
+    def _copy(self) -> "SpikeEvents":
+        """The same events in arrays of their own (read-only like these)."""
+        arrays = [None if a is None else a.copy() for a in (self.ptr, self.index, self.values)]
+        for array in arrays:
+            if array is not None:
+                array.flags.writeable = False
+        return SpikeEvents._trusted(self.T, self.batch_size, self.input_shape, *arrays, self.dtype)
+
     def to_dense(self, dtype=None) -> np.ndarray:
         """The equivalent dense input, shape (T, B, *input_shape)."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)

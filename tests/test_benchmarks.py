@@ -56,3 +56,34 @@ def test_kernel_speed_quick(tmp_path):
     assert step["fused_path_ran"] is True
     assert step["step_vs_gemms"] == pytest.approx(step["step_ms"] / step["gemms_ms"], rel=1e-9)
     assert "stlsim_version" in results["provenance"]
+
+
+def test_public_call_quick(tmp_path):
+    """``benchmarks/public_call.py``: both call paths give bitwise the same outputs, both
+    engines the same spikes and rates; the ratios are the medians' quotients."""
+    pytest.importorskip("numba")
+    cmd = [sys.executable, "-m", "benchmarks.public_call", "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "public_call_quick.json").read_text())
+    assert all(results["identical_outputs_before_vs_after"].values())
+    med = results["median_ms"]
+    for path in ("before", "after"):
+        ratio = results["speedup_over_clock"][path]["clock / event_spikes"]
+        assert ratio == pytest.approx(med[f"{path}:clock"] / med[f"{path}:event_spikes"], rel=1e-12)
+    assert len(results["load_average_before"]) == 3
+    assert results["provenance"]["event_calls"]["cached_transpose"] > 0   # the kept W.T ran
+
+
+def test_conv_gemm_only_baseline_has_the_steps_products():
+    from benchmarks.conv_speed import gemm_only_fn
+    from stlsim import architectures
+    net = architectures.network("conv-small", input_shape=(1, 28, 28), n_classes=10,
+                                population=10, dtype=np.float32, backend="numpy", seed=0)
+    gemms = gemm_only_fn(net, 1, 2, np.float32)
+    products = gemms.__closure__[0].cell_contents
+    # two Conv2d layers and one Dense: (L1) and (B4) each, (B6) above the first layer
+    assert len(products) == 3 + 3 + 2
+    assert products[0][0].shape == (2 * 28 * 28, 25) and products[0][2].shape == (2 * 28 * 28, 16)
+    assert products[-1][2].shape == (2, 1568)
+    gemms()

@@ -335,6 +335,7 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
                          surrogate="rectangular", dtype=dtype, backend="numpy", seed=4)
     x = (rng.random((40, 3, 19)) * (rng.random((40, 3, 19)) < 0.15)).astype(dtype)
     monkeypatch.setattr(event, "CHUNK_VALUES", steps * 3 * 37)  # steps per chunk
+    monkeypatch.setattr(event, "KEEP_TRANSPOSED", False)       # no W.T kept by the Network
     # _direct_rows (W read where the events point) too: always push, always gather,
     # always direct.
     results = []
@@ -345,6 +346,7 @@ def test_gathered_and_pushed_currents_agree_bitwise(monkeypatch, dtype, steps):
         monkeypatch.setattr(event, "DIRECT_RATIO", direct)
         before = event.CALLS[path]
         rec = net.forward(x, engine="event")
+        rec.membrane                                               # built now, on this path
         results.append((rec, net.loss_and_grad(x, [0, 1, 2], engine="event")[1]))
         assert event.CALLS[path] > before                          # that path ran
     a, grads_a = results[0]
@@ -575,3 +577,23 @@ def test_the_backward_rerun_reuses_the_forwards_copy_of_w_t(monkeypatch):
     event._rerun_keeping(record, 30, 2)                          # copies again, same spikes
     assert record.weight_t[1] != serial
     assert_same_gradients(net, x, [0, 4])
+
+
+def test_a_layer_without_input_is_silent_without_running_its_kernel():
+    # theta 50: the hidden layer never fires, so the output layer gets no event; with
+    # theta > 0 and no bias it cannot fire either, and its kernel is skipped.
+    rng = np.random.default_rng(12)
+    net = make_net((30, 40, 12), theta=50.0, negative_thresholds=False)
+    x = sparse_input(rng, 30, 2, 30, 0.1)
+    silent = event.CALLS["silent"]
+    assert_same_forward(net, x)
+    assert event.CALLS["silent"] > silent
+    loss, grads = net.loss_and_grad(x, [0, 1], engine="event")
+    loss_clock, grads_clock = net.loss_and_grad(x, [0, 1], engine="clock")
+    assert loss == loss_clock
+    for key in grads:
+        np.testing.assert_allclose(grads[key], grads_clock[key], rtol=1e-10, atol=1e-14)
+    net.params["1.theta"][0] = -0.5                  # a neuron that fires without input
+    silent = event.CALLS["silent"]
+    assert_same_forward(net, x)
+    assert event.CALLS["silent"] == silent

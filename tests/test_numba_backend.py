@@ -220,6 +220,31 @@ def test_a_threading_layer_started_before_stlsim_is_reported():
     assert out.stdout.strip() == "workqueue"
 
 
+def test_torch_openmp_threads_are_put_to_sleep_or_reported():
+    # torch's libgomp reads OMP_WAIT_POLICY when it loads: stlsim's kernels, loaded
+    # first, set PASSIVE for it; loaded after a multi-threaded torch, they warn.
+    import os
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "STLSIM_OMP_GUARD")}
+    code = "import os, stlsim; stlsim.get_num_threads(); print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
+    assert out.stdout.strip() == "ACTIVE"                          # the user's choice stands
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, STLSIM_OMP_GUARD="0"))
+    assert out.stdout.strip() == "None"
+    pytest.importorskip("torch")
+    code = ("import warnings, torch\n"
+            "torch.set_num_threads(2)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import stlsim.kernels.cpu\n"
+            "print(any('OMP_WAIT_POLICY' in str(w.message) for w in caught))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "True"
+
+
 def test_stale_cache_policy_follows_numbas_cache_directory(tmp_path):
     # kernels._jit.prepare_cache stamps (and, after an edit of scalar.py, clears) the
     # directory Numba really caches in: NUMBA_CACHE_DIR when set, not only __pycache__.

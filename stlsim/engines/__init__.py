@@ -50,12 +50,22 @@ def resolve_backend(name: str, owner: str | None = None) -> str:
     return _auto_choice
 
 
+_LOADED = {}            # module path -> module (importlib.import_module costs ~us per call)
+
+
+def _module(path):
+    module = _LOADED.get(path)
+    if module is None:
+        module = _LOADED[path] = importlib.import_module(path)
+    return module
+
+
 def get_backend(name: str, owner: str | None = None) -> Backend:
     """The ``Backend`` called ``name`` ("auto" allowed); imports its kernels on first use."""
-    return importlib.import_module(BACKENDS[resolve_backend(name, owner)]).BACKEND
+    return _module(BACKENDS[resolve_backend(name, owner)]).BACKEND
 
 
 def get_engine(name: str, owner: str | None = None):
     """Import and return the engine module called ``name``."""
     check_choice(name, "engine", tuple(ENGINES), owner)
-    return importlib.import_module(ENGINES[name])
+    return _module(ENGINES[name])

@@ -78,12 +78,16 @@ GRAD_TRANSPOSE_RATIO = 0.5
 # (few events share a column) reads W where its events point (``_direct_rows``), a
 # busier one gathers; same sums either way.
 DIRECT_RATIO = 1.0
+# ``Network`` keeps a copy of W.T for a Dense weight that did not change between two
+# event-engine calls (``Network._transposed_weights``), and passes it as ``weight_t``:
+# inference loops then push, as inside ``static_weights()``. False: it keeps none.
+KEEP_TRANSPOSED = True
 
 LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
-         "gather": 0, "push": 0}
+         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0}
 
 _static_cache = None
 def _scratch(name, shape, dtype):
@@ -161,6 +165,9 @@ def _transposed_weight(record, n_events):
         if hit is None or hit[0] is not weight:
             hit = _static_cache[id(weight)] = (weight, np.ascontiguousarray(weight.T))
         return hit[1]
+    if record.cached_weight_t is not None:           # the caller's copy (unchanged W)
+        CALLS["cached_transpose"] += 1
+        return record.cached_weight_t
     if n_events > TRANSPOSE_RATIO * weight.shape[1]:
         mine = record.weight_t
         if mine is not None and _WRITTEN.get(id(mine[0])) == mine[1]:
@@ -294,7 +301,7 @@ def _rerun_keeping(record, T, B, slot=None):
     return Kept(dense=keep == 2, ptr=m_ptr, idx=m_idx, m=m_val)
 
 
-def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
+def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype, weight_t=None):
     theta = params["theta"]
     if theta.shape != tuple(layer.out_shape):        # shared threshold: one per neuron
         theta = layer.expand_theta(theta)
@@ -303,10 +310,20 @@ def _forward_dense(kernels, layer, params, inputs, neuron, code, T, B, dtype):
         inputs=inputs, spikes=None, theta=theta,
         weight=np.ascontiguousarray(params["weight"], dtype=dtype),
         bias=np.ascontiguousarray(params["bias"], dtype=dtype) if layer.bias else None,
-        settings=_layer_settings(neuron, code, T, dtype), out_shape=tuple(layer.out_shape))
-    (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
+        settings=_layer_settings(neuron, code, T, dtype), out_shape=tuple(layer.out_shape),
+        cached_weight_t=weight_t, has_bias=bool(layer.bias))
+    if inputs.n_events == 0 and not layer.bias and theta.min(initial=np.inf) > 0:
+        # Nothing reaches the layer: every membrane stays at v_0 = 0 < theta (L2)-(L4), in
+        # either reset mode; no spike, no candidate. The kernel would find the same.
+        CALLS["silent"] += 1
+        spk_ptr, spk_idx = np.zeros(T * B + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    else:
+        (spk_ptr, spk_idx, _, _, _), _ = _run_layer(kernels, record, T, B, "crossing")
     record.spikes = SpikeEvents._trusted(T, B, record.out_shape, spk_ptr, spk_idx, None, dtype)
     return record
+
+
+_ACCEPTED = {}          # id(LIF) -> LIF, neurons ``kernel_neuron`` accepted (frozen objects)
 
 
 def _check_neurons(neuron, layers):
@@ -316,7 +333,12 @@ def _check_neurons(neuron, layers):
         if not layer.has_neurons:
             continue
         n = neuron_of(neuron, i)
+        if _ACCEPTED.get(id(n)) is n:
+            continue
         if kernel_neuron(n):
+            if len(_ACCEPTED) > 64:
+                _ACCEPTED.clear()
+            _ACCEPTED[id(n)] = n
             continue
         extra = [name for name, value in n.settings().items()
                  if name in ("reset", "spike_at_threshold", "input_gain", "v_leak", "v_reset",
@@ -333,11 +355,14 @@ def _check_neurons(neuron, layers):
 
 
 def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
-                smooth=False, reset_spikes=None):
+                smooth=False, reset_spikes=None, weight_t=None):
     """Forward through every layer, event-driven where possible. Returns ``(output, tape)``.
 
     Same signature and results as ``engines.clock.run_forward``; the tape is an
     ``EventTape`` (or the clock ``Tape`` on the fallbacks listed in the module doc).
+    ``weight_t``: optional {layer position: W.T, C-contiguous}, copies the caller
+    guarantees equal to that layer's weight (``Network`` keeps them for weights that
+    did not change between calls); those layers push from them, copying nothing.
     """
     code = kernel_surrogate(surrogate)
     if (smooth or reset_spikes is not None or code is None
@@ -364,7 +389,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
             if events is None:
                 events = scan_dense(dense, kernels)
             record = _forward_dense(kernels, layer, params, events, neuron_of(neuron, i), code,
-                                    T, B, dtype)
+                                    T, B, dtype, None if weight_t is None else weight_t.get(i))
             tape.layers.append(record)
             dense, events = None, record.spikes
             continue

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..spike_events import SpikeEvents
 
-__all__ = ["EventLayerTape", "Kept", "EventTape", "spike_events_of"]
+__all__ = ["EventLayerTape", "Kept", "EventTape", "spike_events_of", "detach_parameters",
+           "attach_parameters"]
 
 
 @dataclass
@@ -34,6 +35,8 @@ class EventLayerTape:
     out_shape: tuple
     dense: tuple | None = None   # (I, m, s) once rebuilt for a Record
     weight_t: tuple | None = None   # (W.T buffer, serial) of the last copy for this layer
+    cached_weight_t: np.ndarray | None = None   # W.T kept by the caller for unchanged weights
+    has_bias: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -84,11 +87,24 @@ class EventTape:
     rebuild: Callable            # (EventLayerTape, T, B) -> dense (I, m, s)
     layers: list = field(default_factory=list)
 
-    def __post_init__(self):
-        self.spikes = _PerLayer(self, "spikes")
-        self.membrane = _PerLayer(self, "membrane")
-        self.currents = _PerLayer(self, "currents")
-        self.thetas = _PerLayer(self, "theta")
+    # Views made on access, not stored: a stored view would make a reference cycle, and
+    # the tape (with its references to the weights) would live until the cyclic garbage
+    # collector ran, keeping those weights from being private to ``Network.params``.
+    @property
+    def spikes(self):
+        return _PerLayer(self, "spikes")
+
+    @property
+    def membrane(self):
+        return _PerLayer(self, "membrane")
+
+    @property
+    def currents(self):
+        return _PerLayer(self, "currents")
+
+    @property
+    def thetas(self):
+        return _PerLayer(self, "theta")
 
     def _dense(self, i, name):
         record = self.layers[i]
@@ -100,6 +116,39 @@ class EventTape:
             record.dense = self.rebuild(record, self.T, self.B)
         current, membrane, spikes = record.dense
         return {"currents": current, "membrane": membrane, "spikes": spikes}[name]
+
+    @property
+    def parameter_keys(self) -> list:
+        """Keys (``Network.params``) of the arrays the event layers' re-runs read."""
+        keys = []
+        for i, record in enumerate(self.layers):
+            if isinstance(record, EventLayerTape):
+                keys.append(f"{i}.weight")
+                if record.has_bias:
+                    keys.append(f"{i}.bias")
+        return keys
+
+
+def detach_parameters(tape):
+    """Drop the tape's references to parameter arrays (a lazy ``Record`` keeps the
+    tape: while it references a weight, that weight is not private to
+    ``Network.params`` and gets its full check at every call). Clock-path layers keep
+    only their dense I, m, s."""
+    for i, record in enumerate(tape.layers):
+        if isinstance(record, EventLayerTape):
+            record.weight = record.bias = None
+        else:
+            tape.layers[i] = {key: record[key] for key in ("currents", "spikes", "membrane", "theta")}
+
+
+def attach_parameters(tape, params):
+    """Put the parameter arrays back (``params`` keyed like ``Network.params``), as
+    the forward read them."""
+    for i, record in enumerate(tape.layers):
+        if isinstance(record, EventLayerTape):
+            record.weight = np.ascontiguousarray(params[f"{i}.weight"], dtype=tape.dtype)
+            if record.has_bias:
+                record.bias = np.ascontiguousarray(params[f"{i}.bias"], dtype=tape.dtype)
 
 
 def spike_events_of(tape, index) -> list:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 
 import numba
 import numpy as np
@@ -65,6 +66,35 @@ def _configure_threading():
                       RuntimeWarning, stacklevel=3)
 
 
+def _guard_openmp_wait_policy():
+    """PyTorch's OpenMP threads (libgomp) spin after each of torch's parallel regions
+    and take the cores from stlsim's Numba and BLAS threads: on 2 cores the 784-800-10
+    training step went from 13.8 to 20.2-20.8 ms in a process where torch had run
+    (``benchmarks/torch_interference.py``). An OpenMP runtime reads OMP_WAIT_POLICY
+    when it starts, so: when stlsim's kernels load before torch, stlsim sets
+    OMP_WAIT_POLICY=PASSIVE for the torch loaded later (its threads then sleep between
+    regions); when torch came first with more than one thread, it is too late, and
+    stlsim warns. Not when OMP_WAIT_POLICY is set already, or STLSIM_OMP_GUARD=0."""
+    if os.environ.get("STLSIM_OMP_GUARD", "1") == "0" or "OMP_WAIT_POLICY" in os.environ:
+        return
+    torch = sys.modules.get("torch")
+    if torch is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return
+    try:
+        threads = int(torch.get_num_threads())
+    except Exception:  # a partial or stub torch module
+        return
+    if threads > 1:
+        import warnings
+        warnings.warn("torch was imported before stlsim's kernels loaded, without "
+                      "OMP_WAIT_POLICY: torch's OpenMP threads spin after each torch call and "
+                      "can slow stlsim's steps by up to 1.5x. Set OMP_WAIT_POLICY=PASSIVE before "
+                      "Python starts, or load stlsim's kernels first (stlsim.get_num_threads()), "
+                      "or torch.set_num_threads(1) (docs/performance.md; STLSIM_OMP_GUARD=0 "
+                      "silences this).", RuntimeWarning, stacklevel=3)
+
+
 def _apply_num_threads() -> int:
     from . import _requested_threads, _threads_from_env
     n = _requested_threads if _requested_threads is not None else _threads_from_env()
@@ -74,6 +104,7 @@ def _apply_num_threads() -> int:
 
 
 _configure_threading()
+_guard_openmp_wait_policy()
 prepare_cache(__file__)
 register_scalar()
 _apply_num_threads()

@@ -7,7 +7,7 @@ All serial and deterministic (fixed loop orders, no ``prange``):
   step t, sample b, in increasing neuron order), and back.
 * ``dense_layer_forward``: one ``Dense`` layer and its LIF neurons through time, driven
   by input events: currents of a chunk of steps (``_direct_rows`` or ``_gather_rows``
-  from W, ``_push_rows`` from W.T, bit-identical), lazy leak, threshold tests only where a
+  from W, ``_push_row`` from W.T, bit-identical), lazy leak, threshold tests only where a
   neuron can cross (``visit_fence``); optionally keeps the membranes the backward
   needs, or records dense I, m, s for a ``Record``.
 * ``dense_layer_backward``: (B1)-(B6) for that layer in reverse time, from the spike
@@ -104,24 +104,20 @@ def events_to_rows(ptr, idx, val, unit, out):
 
 
 @numba.njit(cache=True)
-def _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t):
-    """(L1) for rows r0..r1-1 with events: push contiguous rows of W.T (one per event)."""
-    N = current.shape[1]
-    for r in range(r0, r1):
-        first, stop = in_ptr[r], in_ptr[r + 1]
-        if stop == first:
-            continue
-        row = current[r - r0]
-        row[:] = 0.0
-        for e in range(first, stop):
-            column = weight_t[in_idx[e]]
-            if unit_values:
-                for i in range(N):
-                    row[i] += column[i]
-            else:
-                value = in_val[e]
-                for i in range(N):
-                    row[i] += column[i] * value
+def _push_row(row, first, stop, in_idx, in_val, unit_values, weight_t):
+    """(L1) for one row: the sum of the rows of W.T of its events first..stop-1 (zero
+    without events). Called right before the row's neurons run, so they read it from L1."""
+    N = row.shape[0]
+    row[:] = 0.0
+    for e in range(first, stop):
+        column = weight_t[in_idx[e]]
+        if unit_values:
+            for i in range(N):
+                row[i] += column[i]
+        else:
+            value = in_val[e]
+            for i in range(N):
+                row[i] += column[i] * value
 
 
 @numba.njit(cache=True)
@@ -133,11 +129,11 @@ def _gather_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
     chunk's events use are copied, front to back (a stream the hardware prefetches),
     into a small (columns, 8) block that stays in L1; then each event adds one
     contiguous 8-vector of it into eight sums in registers. The same products, added in
-    the same order (event by event, from 0), as ``_push_rows``: bit-identical. Rows
+    the same order (event by event, from 0), as ``_push_row``: bit-identical. Rows
     without events are skipped, or zeroed when ``zero_empty`` (a bias makes them inputs).
     """
     N, n_in = weight.shape
-    zero = current.dtype.type(0)          # sums in the storage dtype, as in _push_rows
+    zero = current.dtype.type(0)          # sums in the storage dtype, as in _push_row
     first_event, stop_event = in_ptr[r0], in_ptr[r1]
     active = np.empty(r1 - r0, dtype=np.int64)
     n_active = 0
@@ -215,7 +211,7 @@ def _direct_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight, z
     the cheapest way when few events share a column and W stays in cache between calls
     (``_gather_rows`` reads W front to back instead, which the hardware prefetches
     better when W has been evicted). The same products, added in the same order (event
-    by event, from 0), as ``_gather_rows`` and ``_push_rows``: bit-identical.
+    by event, from 0), as ``_gather_rows`` and ``_push_row``: bit-identical.
     """
     N = weight.shape[0]
     zero = current.dtype.type(0)
@@ -315,23 +311,30 @@ def _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b, full_at, 
     if not late and not has_bias and keep != 1:
         # The common case, as branch-free loops that vectorize (same arithmetic: the
         # factor is tau^0 = 1 after a step with input, exactly).
+        # Everything in the storage dtype: s in {0, 1} as a float64 (``_heaviside``)
+        # made float32 rows run mixed-width, 2.7x slower; the values are the same (one
+        # rounding of (1 - s) m or m - s theta), and tau * v is the product the second
+        # pass and the candidates test.
         factor = tau_pow[t - 1 - full_at]                                    # lazy leak
+        one, zero = membrane.dtype.type(1), membrane.dtype.type(0)
         if hard:
             for i in range(N):
                 m = tau * (factor * v_b[i]) + row[i]                         # (L2)
                 membrane[i] = m
-                s = _heaviside(m - theta[i])                                 # (L3)
-                v = (1 - s) * m                                              # (L4h)
+                spike = m - theta[i] >= zero                                 # (L3) H(0) = 1
+                s = one if spike else zero
+                v = (one - s) * m                                            # (L4h)
                 v_b[i] = v
-                hits += (s != 0) | (tau * v >= fence[i])
+                hits += spike | (tau * v >= fence[i])
         else:
             for i in range(N):
                 m = tau * (factor * v_b[i]) + row[i]                         # (L2)
                 membrane[i] = m
-                s = _heaviside(m - theta[i])                                 # (L3)
+                spike = m - theta[i] >= zero                                 # (L3) H(0) = 1
+                s = one if spike else zero
                 v = m - s * theta[i]                                         # (L4s)
                 v_b[i] = v
-                hits += (s != 0) | (tau * v >= fence[i])
+                hits += spike | (tau * v >= fence[i])
         return hits
     for i in range(N):
         current = row[i] + bias[i] if has_bias else row[i]                   # (L1)
@@ -383,7 +386,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     where the events point (``_direct_rows``), a busier one gathers (``_gather_rows``).
 
     Work is done a chunk of steps at a time: first the currents (L1) of every row with
-    input (``_push_rows`` on W.T when ``transposed``, else ``_direct_rows`` or
+    input (``_push_row`` on W.T when ``transposed``, row by row, else ``_direct_rows`` or
     ``_gather_rows`` on W), then
     one vectorizable pass over the neurons of each such row (``_input_row_membranes``),
     a second one only where it found something, and the candidates of the other rows.
@@ -400,6 +403,15 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
             every = False
             break
     hit_fence = np.full(N, np.inf) if every else fence
+    # The same fences in the storage dtype, rounded down, for the vectorized first pass
+    # of a row with input (a float64 compare there made float32 rows mixed-width): it
+    # can only report more hits, and a hit just sends the row to the exact second pass.
+    row_fence = np.empty(N, dtype=dtype)
+    for i in range(N):
+        f = dtype.type(hit_fence[i])
+        if f > hit_fence[i]:
+            f = np.nextafter(f, dtype.type(-np.inf))
+        row_fence[i] = f
     v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
     anchor = np.full((B, N), -1, dtype=np.int64)
     full_at = np.full(B, -1, dtype=np.int64)
@@ -428,11 +440,7 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
         r0, r1 = t0 * B, t1 * B
         if in_ptr[r1] > in_ptr[r0] or has_bias:                          # (L1) I_t
             if transposed:
-                _push_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight_t)
-                if has_bias:
-                    for r in range(r0, r1):
-                        if in_ptr[r + 1] == in_ptr[r]:
-                            current[r - r0, :] = 0.0
+                pass                        # row by row below (``_push_row``)
             elif in_ptr[r1] - in_ptr[r0] <= direct_ratio * weight.shape[1]:
                 _direct_rows(current, r0, r1, in_ptr, in_idx, in_val, unit_values, weight,
                              has_bias)
@@ -453,9 +461,12 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
                 if in_ptr[r + 1] > in_ptr[r] or has_bias:
                     # Every neuron of the sample gets input.
                     row = current[r - r0]
+                    if transposed:
+                        _push_row(row, in_ptr[r], in_ptr[r + 1], in_idx, in_val, unit_values,
+                                  weight_t)
                     hits = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
                                                 full_at[b], late[b], t, theta, tau, tau_pow,
-                                                hard, hit_fence, keep, half_width)
+                                                hard, row_fence, keep, half_width)
                     full_at[b] = t
                     late[b] = False
                     if hits:
