@@ -660,3 +660,102 @@ def test_version_1_records_still_resume(workdir, trained, monkeypatch):
     outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", path, "--out", workdir / "v1out")
     record("records", "a version-1 record (no digest) resumes", outcome, text)
     assert outcome == "ok", text
+
+
+# ============================================================ issue 26: application surfaces --
+# Each case below was written before its fix and failed on the code of its day (see the report
+# of issue 26): reads are confined to their folder and checked against what names them, folders
+# are claimed, tables validated on read, records carry their data identity.
+TINY_SWEEP = ["--train-subset", "60", "--test-subset", "20", "--epochs", "1", "--hidden", "8", "-T", "2",
+              "-P", "1", "--dtype", "float64", "--backend", "numpy", "--quiet", "--scheduler", "serial"]
+
+
+def _sweep(out, grid="theta_init=1.0", *extra):
+    return run_cli("sweep", "--grid", grid, "--seeds", "1", "--modes", "stl,sl", *TINY_SWEEP, *extra, "--out", out)
+
+
+@pytest.fixture(scope="module")
+def swept(workdir):
+    out = workdir / "sweep"
+    outcome, _, text = _sweep(out)
+    assert outcome == "ok", text
+    return out
+
+
+def _copy_tree(src, dst):
+    import shutil
+
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_table(path, edit):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows = edit(rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _set_cell(rows, row, column, value):
+    rows[row][rows[0].index(column)] = value
+    return rows
+
+
+def _drop_column(rows, column):
+    k = rows[0].index(column)
+    return [r[:k] + r[k + 1:] for r in rows]
+
+
+def _row_of(rows, mode):
+    return next(i for i, r in enumerate(rows) if i and r[rows[0].index("mode")] == mode)
+
+
+def test_class9_schema_version_cannot_switch_the_digest_off(workdir, trained):
+    """Class 9: a record's own schema_version (0, 1, -1, 1.9) never turns its digest check off."""
+    from stlsim.train.records import load_record
+
+    for version in (0, 1, -1, 1.9, "2"):
+        def edit(f, version=version):
+            f.attrs["schema_version"] = version
+            f["params/0.weight"][0, 0] = 7.0
+        path = _edited_copy(trained, workdir / "schema.h5", edit)
+        outcome, text = python_error(load_record, path, in_process=True)
+        if outcome == "clear" and "schema.h5" not in text:
+            outcome = "silent_wrong"
+        record("records", f"schema_version {version!r} and an edited weight", outcome, text)
+    assert not failures("records")
+
+
+def test_class8_user_npz_labels_and_n_classes(workdir, tmp_path):
+    """Class 8: absurd labels and n_classes of a user .npz fail clearly, naming the file."""
+    from stlsim.data import load_digits
+    from stlsim.data.static import load_npz
+
+    data = load_digits().subset(60, 20)
+    base = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    cases = {
+        "one label of 10**7": {"y_train": np.where(np.arange(60) == 0, 10**7, data.y_train)},
+        "n_classes 4.9": {"n_classes": np.array(4.9)},
+        "n_classes 10**7": {"n_classes": np.array(10**7)},
+        "n_classes True": {"n_classes": np.array(True)},
+        "n_classes a string": {"n_classes": np.array("ten")},
+        "n_classes 0": {"n_classes": np.array(0)},
+        "n_classes an array": {"n_classes": np.array([10, 10])},
+        "name an array": {"name": np.array(["a", "b"])},
+        "x_train with a nan": {"x_train": np.where(np.arange(data.x_train.size).reshape(data.x_train.shape) == 3,
+                                                   np.nan, data.x_train)},
+    }
+    for name, change in cases.items():
+        path = tmp_path / f"user_{len(TABLE)}.npz"
+        np.savez(path, **{**base, **change})
+        outcome, text = python_error(load_npz, path)
+        if outcome == "clear" and path.name not in text:
+            outcome = "silent_wrong" if "accepted" not in text else outcome
+            outcome = "traceback" if outcome == "clear" else outcome
+        record("npz", name, outcome, text)
+    assert not failures("npz")

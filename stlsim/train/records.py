@@ -21,7 +21,8 @@ Files are written atomically (temp file, then rename), so an interrupted save ne
 leaves a half-written record. Arrays carry HDF5 ``fletcher32`` checksums and the root a
 digest of everything, so a damaged record is refused, never loaded with changed values;
 records are read through ``stlsim._io.read_hdf5`` (a bounded read in a child process).
-Version-1 records (no digest) still load.
+Version-1 records (no digest) still load; a digest, where the file has one, is always checked
+(the file's own ``schema_version`` cannot switch the check off).
 """
 from __future__ import annotations
 
@@ -127,6 +128,17 @@ def _read_group(group, prefix: str, arrays: dict) -> dict:
     return out
 
 
+def _schema_version(value, path) -> int:
+    """The record's schema version: an integer in [1, SCHEMA_VERSION], else the file is refused."""
+    from .._checks import fail
+
+    value = _plain(value)
+    if isinstance(value, (bool, float, str, bytes)) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= int(value) <= SCHEMA_VERSION:
+        raise fail(f"schema_version of {str(path)!r}", f"an integer in [1, {SCHEMA_VERSION}]", repr(value))
+    return int(value)
+
+
 def _read_open(f, path) -> dict:
     """Read an open record (``f``: an h5py File); runs inside ``read_hdf5``'s child."""
     from .._checks import fail
@@ -135,8 +147,7 @@ def _read_open(f, path) -> dict:
     if version is None or "config" not in f.attrs:
         raise fail(str(path), "a stlsim run record (with schema_version and config)",
                    "an HDF5 file without them")
-    if int(version) > SCHEMA_VERSION:
-        raise fail(str(path), f"schema_version <= {SCHEMA_VERSION}", f"schema_version {int(version)}")
+    version = _schema_version(version, path)
     for group in ("history", "params", "theta_init"):
         if group not in f:
             raise damaged_file_error(path, f"its group '/{group}' is missing")
@@ -164,13 +175,16 @@ def _read_open(f, path) -> dict:
             "params": _read_group(ck["params"], "checkpoint/params", arrays),
             "optimizer": _read_group(ck["optimizer"], "checkpoint/optimizer", arrays),
         }
-    if int(version) >= 2:
-        stored = attrs.get("digest")
-        if not isinstance(stored, str):
-            raise damaged_file_error(path, "its digest attribute is missing")
-        if _digest(attrs, ck_attrs, arrays) != stored:
-            raise damaged_file_error(path, "its contents do not match the digest stored with them "
-                                           "(the file is damaged)")
+    # The file cannot switch its own check off: a digest present is always checked, and only a
+    # version-1 record (written before digests) may lack one, with nothing of version 2 in it.
+    if version == 1 and "digest" not in attrs and "overrides" not in attrs:
+        return record
+    stored = attrs.get("digest")
+    if not isinstance(stored, str):
+        raise damaged_file_error(path, "its digest attribute is missing")
+    if _digest(attrs, ck_attrs, arrays) != stored:
+        raise damaged_file_error(path, "its contents do not match the digest stored with them "
+                                       "(the file is damaged)")
     return record
 
 
