@@ -759,3 +759,128 @@ def test_class8_user_npz_labels_and_n_classes(workdir, tmp_path):
             outcome = "traceback"          # a raw message that names neither file nor entry
         record("npz", name, outcome, text)
     assert not failures("npz")
+
+
+QUICK_NOISE = ["--noise", "gaussian=0.2", "--min-accuracy", "0", "--max-test", "10", "--quiet"]
+
+
+def test_class7_damaged_tables_are_refused_naming_file_and_column(workdir, swept, tmp_path):
+    """Class 7: sweep-report validates table.csv: numbers in range, required columns, row length."""
+    from stlsim.experiment.sweep.table import read_table
+
+    d = _copy_tree(swept, tmp_path / "good")
+    outcome, _, text = run_cli("sweep-report", d, "--quiet")
+    record("tables", "an intact table", outcome, text)
+    cases = {
+        "accuracy 1.7": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "1.7"),
+        "accuracy -0.5": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "-0.5"),
+        "accuracy inf": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "inf"),
+        "accuracy nan": lambda rows: _set_cell(rows, 1, "best_test_accuracy", "nan"),
+        "accuracy text": lambda rows: _set_cell(rows, 2, "final_test_accuracy", "high"),
+        "seed -1": lambda rows: _set_cell(rows, 1, "seed", "-1"),
+        "seed 1.5": lambda rows: _set_cell(rows, 1, "seed", "1.5"),
+        "n_test 0": lambda rows: _set_cell(rows, 1, "n_test", "0"),
+        "firing rate 3": lambda rows: _set_cell(rows, 1, "firing_rate_l0", "3"),
+        "column seed missing": lambda rows: _drop_column(rows, "seed"),
+        "column mode missing": lambda rows: _drop_column(rows, "mode"),
+        "column final_test_accuracy missing": lambda rows: _drop_column(rows, "final_test_accuracy"),
+        "column task_id missing": lambda rows: _drop_column(rows, "task_id"),
+        "a short row": lambda rows: rows[:-1] + [rows[-1][:5]],
+        "a long row": lambda rows: rows[:-1] + [rows[-1] + ["x"]],
+        "no rows": lambda rows: rows[:1],
+    }
+    for name, edit in cases.items():
+        d = _copy_tree(swept, tmp_path / "t")
+        _edit_table(d / "table.csv", edit)
+        outcome, _, text = run_cli("sweep-report", d, "--quiet")
+        if outcome == "clear" and "table.csv" not in text:
+            outcome = "traceback"
+        record("tables", f"sweep-report: {name}", outcome if outcome != "ok" else "silent_wrong", text)
+        outcome, text = python_error(read_table, d)
+        if name != "no rows":
+            record("tables", f"read_table: {name}", outcome if "table.csv" in text or outcome != "clear"
+                   else "traceback", text)
+    assert not failures("tables")
+
+
+def test_class1_sweep_noise_reads_only_the_records_a_row_names(workdir, swept, trained, tmp_path):
+    """Class 1: sweep-noise evaluates records/<task_id>.h5 of that task only, inside the folder."""
+    d = _copy_tree(swept, tmp_path / "good")
+    outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+    record("sweep-noise", "an intact sweep", outcome, text)
+    assert outcome == "ok", text
+    import shutil
+
+    def other_task(rows):
+        stl, sl = _row_of(rows, "stl"), _row_of(rows, "sl")
+        return _set_cell(rows, stl, "record", rows[sl][rows[0].index("record")])
+
+    def swapped_ids(rows):
+        stl, sl = _row_of(rows, "stl"), _row_of(rows, "sl")
+        k = rows[0].index("task_id")
+        rows[stl][k], rows[sl][k] = rows[sl][k], rows[stl][k]
+        return rows
+    edits = {
+        "record ../train/stl_seed0.h5": lambda rows: _set_cell(rows, 1, "record", "../train/stl_seed0.h5"),
+        "record an absolute path": lambda rows: _set_cell(rows, 1, "record", str(trained)),
+        "record of another task": other_task,
+        "task ids swapped": swapped_ids,
+    }
+    (tmp_path / "train").mkdir()
+    shutil.copy(trained, tmp_path / "train" / "stl_seed0.h5")
+    for name, edit in edits.items():
+        d = _copy_tree(swept, tmp_path / "s")
+        _edit_table(d / "table.csv", edit)
+        outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+        record("sweep-noise", name, outcome if outcome != "ok" else "silent_wrong", text)
+    # the record file of another task (another mode) copied over this task's record
+    d = _copy_tree(swept, tmp_path / "s")
+    import csv
+
+    rows = list(csv.DictReader(open(d / "table.csv")))
+    stl = next(r for r in rows if r["mode"] == "stl")
+    sl = next(r for r in rows if r["mode"] == "sl")
+    shutil.copy(d / sl["record"], d / stl["record"])
+    outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+    record("sweep-noise", "another task's record under this task's name", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    assert not failures("sweep-noise")
+
+
+def test_class3_a_sweep_rerun_checks_its_task_rows(workdir, swept, tmp_path):
+    """Class 3: a rerun trusts no task row blindly: deleted records, swapped or edited rows."""
+    import csv
+
+    from stlsim.train.records import load_record
+
+    def table(d):
+        return list(csv.DictReader(open(d / "table.csv")))
+    truth = {r["task_id"]: r for r in table(swept)}
+    stl = next(t for t, r in truth.items() if r["mode"] == "stl")
+    sl = next(t for t, r in truth.items() if r["mode"] == "sl")
+
+    def rerun(name, damage):
+        d = _copy_tree(swept, tmp_path / "r")
+        damage(d)
+        outcome, _, text = _sweep(d)
+        rows = table(d) if (d / "table.csv").exists() else []
+        ids = sorted(r["task_id"] for r in rows)
+        good = outcome == "ok" and ids == sorted(truth) and all(r["status"] == "ok" for r in rows)
+        for r in rows if good else ():
+            rec = load_record(d / r["record"], in_process=True)
+            good = good and float(r["final_test_accuracy"]) == rec["history"]["test_accuracy"][-1] \
+                and rec["attrs"]["mode"] == r["mode"]
+        record("sweep-rerun", name, "ok" if good else "silent_wrong", f"{outcome} {ids} {text[-200:]}")
+
+    rerun("a deleted record", lambda d: os.remove(d / "records" / f"{stl}.h5"))
+    rerun("a task row replaced by another's",
+          lambda d: (d / "tasks" / f"{stl}.json").write_text((d / "tasks" / f"{sl}.json").read_text()))
+
+    def edit_accuracy(d):
+        doc = json.loads((d / "tasks" / f"{stl}.json").read_text())
+        doc["row"]["final_test_accuracy"] = 0.99
+        (d / "tasks" / f"{stl}.json").write_text(json.dumps(doc))
+    rerun("an edited accuracy in a task row", edit_accuracy)
+    rerun("a record replaced by another task's",
+          lambda d: (d / "records" / f"{stl}.h5").write_bytes((d / "records" / f"{sl}.h5").read_bytes()))
+    assert not failures("sweep-rerun")
