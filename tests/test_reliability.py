@@ -888,3 +888,51 @@ def test_class3_a_sweep_rerun_checks_its_task_rows(workdir, swept, tmp_path):
     rerun("a record replaced by another task's",
           lambda d: (d / "records" / f"{stl}.h5").write_bytes((d / "records" / f"{sl}.h5").read_bytes()))
     assert not failures("sweep-rerun")
+
+
+def test_class5_report_checks_each_record_against_its_slot(workdir, compared, tmp_path, monkeypatch):
+    """Class 5: report refuses records of another mode, seed or network, and accuracies out of [0, 1]."""
+    import shutil
+
+    monkeypatch.chdir(workdir)
+    good = json.loads((compared / "results.json").read_text())
+    others = {}
+    for name, flags in (("seed 1", ["--seed", "1"]), ("hidden 9", ["--hidden", "9"]), ("lr 0.01", ["--lr", "0.01"])):
+        out = tmp_path / name.replace(" ", "_")
+        outcome, _, text = run_cli("train", *TINY, *flags, "--out", out)
+        assert outcome == "ok", text
+        others[name] = out / "stl_seed0.h5" if name != "seed 1" else out / "stl_seed1.h5"
+    quick = ["--no-noise", "--no-decisions", "--max-test", "10", "--quiet"]
+    outcome, _, text = run_cli("report", _copy_tree(compared, tmp_path / "intact"), *quick)
+    record("report", "an intact run folder", outcome, text)
+    cases = {"the sl record in the stl slot": compared / "sl_seed0.h5",
+             **{f"a record of {k} in the stl slot": v for k, v in others.items()}}
+    for name, src in cases.items():
+        d = _copy_tree(compared, tmp_path / "r")
+        shutil.copy(src, d / "stl_seed0.h5")
+        outcome, _, text = run_cli("report", d, *quick)
+        if outcome == "clear" and "stl_seed0.h5" not in text:
+            outcome = "traceback"
+        record("report", name, outcome if outcome != "ok" else "silent_wrong", text)
+
+    def with_stl(**changes):
+        return {**good, "modes": {**good["modes"], "stl": {**good["modes"]["stl"], **changes}}}
+    hist = good["modes"]["stl"]["history_per_seed"][0]
+    bad = {"accuracy per seed 1.7": with_stl(test_accuracy_per_seed=[1.7], test_accuracy_mean=1.7),
+           "accuracy mean -0.5": with_stl(test_accuracy_mean=-0.5),
+           "accuracy per seed inf": with_stl(test_accuracy_per_seed=[float("inf")]),
+           "history accuracy 2.5": with_stl(history_per_seed=[{**hist, "test_accuracy": [2.5] * len(hist["epoch"])}]),
+           "history rate -1": with_stl(history_per_seed=[{**hist, "firing_rate": [[-1.0] * len(hist["firing_rate"][0])]
+                                                           * len(hist["epoch"])}])}
+    for name, doc in bad.items():
+        d = _copy_tree(compared, tmp_path / "r")
+        (d / "results.json").write_text(json.dumps(doc))
+        outcome, _, text = run_cli("report", d, *quick)
+        record("report", f"results.json {name}", outcome if outcome != "ok" else "silent_wrong", text)
+    # `stlsim train --out` a compare run folder: refused, the run's files unchanged
+    d = _copy_tree(compared, tmp_path / "cmp")
+    before = _snapshot(d)
+    outcome, _, text = run_cli("train", *TINY, "--lr", "0.01", "--out", d)
+    record("report", "train --out a compare run folder", outcome if _snapshot(d) == before and outcome != "ok"
+           else "data_lost", text)
+    assert not failures("report")

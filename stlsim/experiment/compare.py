@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .._checks import check_choice, fail
-from .._io import atomic_path, provenance, say
+from .._io import LOCK_NAME, atomic_path, claim_folder, provenance, say
 from ..train.signals import interrupt_guard
 from .executor import Executor, usable_cores
 from .spec import MODES as COMPARE_MODES
@@ -42,53 +42,13 @@ __all__ = ["COMPARE_MODES", "RESULTS_SCHEMA_VERSION", "compare", "format_table",
            "usable_cores", "train_one"]
 
 RESULTS_SCHEMA_VERSION = 1
-LOCK_NAME = ".stlsim.lock"
 RUN_NAME = "run.json"
 _FIGURES = ("curves.png", "firing_rates.png", "thresholds.png", "raster_stl.png")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:          # another user's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _lock(out_dir):
-    """Hold ``out_dir/.stlsim.lock`` (created exclusively) for the block."""
-    path = os.path.join(out_dir, LOCK_NAME)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise fail("out", "a folder no other run is writing to",
-                           f"{out_dir!r}, claimed by the running process {pid} ({path})", "compare") from None
-            if pid == os.getpid():
-                raise fail("out", "a folder no other run is writing to",
-                           f"{out_dir!r}, already claimed by this process", "compare") from None
-            with contextlib.suppress(FileNotFoundError):   # stale: its process has ended
-                os.remove(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
+def _lock(out_dir, force: bool = False):
+    """Hold ``out_dir/.stlsim.lock`` for the block (``stlsim._io.claim_folder``)."""
+    return claim_folder(out_dir, "compare", force)
 
 
 def _identity(data, netcfg, trainconfig, modes, seeds) -> dict:
@@ -321,7 +281,7 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise fail("out", "a folder", f"{out_dir!r}, which is a file", "run_comparison")
     os.makedirs(out_dir, exist_ok=True)
-    with _lock(out_dir), interrupt_guard() as signals:
+    with _lock(out_dir, force), interrupt_guard() as signals:
         _claim(out_dir, _identity(data, netcfg, trainconfig, modes, seeds), force)
         return _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log,
                             executor, signals)
