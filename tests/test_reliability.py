@@ -936,3 +936,39 @@ def test_class5_report_checks_each_record_against_its_slot(workdir, compared, tm
     record("report", "train --out a compare run folder", outcome if _snapshot(d) == before and outcome != "ok"
            else "data_lost", text)
     assert not failures("report")
+
+
+def test_class4_resume_refuses_other_data_or_engine_and_finished_records(workdir, trained, tmp_path, monkeypatch):
+    """Class 4: a record holds its data identity (data set, sizes, fingerprint) and engine; resume
+    refuses a mismatch by name, and a finished record is not resumed into nothing."""
+    from stlsim.data import load_digits, save_npz_dataset
+
+    monkeypatch.chdir(workdir)
+    cases = [(["--train-subset", "50"], "train"), (["--test-subset", "19"], "test"),
+             (["--engine", "event"], "engine")]
+    for flags, field in cases:
+        outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained, "--out", tmp_path / "x",
+                                   *flags)
+        if outcome == "clear" and field not in text:
+            outcome = "silent_wrong"
+        record("resume", f"resume with {' '.join(flags)}", outcome if outcome != "ok" else "silent_wrong", text)
+    # another .npz of the same name, shape and sizes, other labels
+    data = load_digits().subset(60, 20)
+    first, second = tmp_path / "a" / "user.npz", tmp_path / "b" / "user.npz"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    save_npz_dataset(first, data)
+    save_npz_dataset(second, type(data)(**{**data.__dict__, "y_train": (data.y_train + 1) % 10}))
+    outcome, _, text = run_cli("train", *TINY, "--dataset", first, "--out", tmp_path / "npz")
+    assert outcome == "ok", text
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "2", "--dataset", second, "--resume",
+                               tmp_path / "npz" / "stl_seed0.h5", "--out", tmp_path / "npz2")
+    if outcome == "clear" and "data" not in text:
+        outcome = "silent_wrong"
+    record("resume", "resume on another .npz of the same name and shape", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    # a finished record: nothing to resume, and no record path printed that is never written
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "2", "--resume", trained, "--out", tmp_path / "fin")
+    record("resume", "resume a finished record (--epochs as recorded)", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    assert not failures("resume")

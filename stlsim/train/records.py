@@ -6,6 +6,8 @@ Layout (``SCHEMA_VERSION`` 2)::
                                    mode, seed, config (JSON), network (JSON),
                                    conventions (JSON), epochs_done, interrupted,
                                    overrides (JSON: fields a resume was allowed to change),
+                                   data (JSON: data set name, sizes, fingerprint of inputs
+                                   and labels), engine,
                                    digest ("sha256:..." over every array and the attrs
                                    that define the run)
     /history/<field>        one row per finished epoch (see docs/results.md)
@@ -41,6 +43,9 @@ SCHEMA_VERSION = 2
 _RUN_ATTRS = ("mode", "seed", "config", "network", "conventions", "epochs_done", "interrupted",
               "overrides")
 _CHECKPOINT_ATTRS = ("epoch", "rng", "history_length")
+# Attributes of later records (the data identity and the engine): covered by the digest where present,
+# so deleting one from a record that has it breaks the digest like any other edit.
+_LATER_ATTRS = ("data", "engine")
 
 
 def _plain(value):
@@ -51,6 +56,7 @@ def _digest(root_attrs: dict, checkpoint_attrs: dict | None, arrays: dict) -> st
     """sha256 over the run-defining attributes and every array (name, dtype, shape, bytes)."""
     h = hashlib.sha256()
     attrs = {k: _plain(root_attrs.get(k)) for k in _RUN_ATTRS}
+    attrs.update({k: _plain(root_attrs[k]) for k in _LATER_ATTRS if k in root_attrs})
     if checkpoint_attrs is not None:
         attrs.update({f"checkpoint.{k}": _plain(checkpoint_attrs.get(k)) for k in _CHECKPOINT_ATTRS})
     h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
@@ -70,8 +76,11 @@ def _dataset(group, key, value, arrays: dict, prefix: str, dtype=None):
 
 def save_record(path, *, config: dict, network: dict, conventions: dict, history: dict,
                 params: dict, theta_init: dict, checkpoint: dict | None, interrupted: bool,
-                overrides: list | None = None):
+                overrides: list | None = None, data: dict | None = None, engine: str | None = None):
     """Write one run record atomically. ``checkpoint`` has params, optimizer, rng, epoch.
+
+    ``data``: the identity of the data set the run trains on (``stlsim.train.loop.data_identity``:
+    name, sizes, a fingerprint of inputs and labels); ``engine``: the engine it ran on.
 
     ``overrides``: the fields a resume was allowed to change (one dict per change:
     field, recorded, requested, at_epoch), kept across resumes.
@@ -84,6 +93,10 @@ def save_record(path, *, config: dict, network: dict, conventions: dict, history
             "conventions": json.dumps(conventions, sort_keys=True),
             "epochs_done": len(history.get("epoch", [])), "interrupted": bool(interrupted),
             "overrides": json.dumps(list(overrides or []), sort_keys=True)}
+    if data is not None:
+        root["data"] = json.dumps(data, sort_keys=True)
+    if engine is not None:
+        root["engine"] = str(engine)
     arrays: dict = {}
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
@@ -159,6 +172,8 @@ def _read_open(f, path) -> dict:
         "network": json.loads(f.attrs["network"]),
         "conventions": json.loads(f.attrs["conventions"]),
         "overrides": json.loads(attrs.get("overrides", "[]")),
+        "data": json.loads(attrs["data"]) if "data" in attrs else None,
+        "engine": attrs.get("engine"),
         "history": _read_group(f["history"], "history", arrays),
         "params": _read_group(f["params"], "params", arrays),
         "theta_init": _read_group(f["theta_init"], "theta_init", arrays),
