@@ -212,9 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--modes", type=_modes, default=None,
                    help="learning modes, e.g. stl,sl (default: the grid file's, else stl,sl)")
     g.add_argument("--dry-run", action="store_true", help="list the tasks and stop")
+    g.add_argument("--max-tasks", type=_positive_int, default=None,
+                   help="refuse a grid of more tasks than this (default: 10000)")
     _add_run_options(p)
     _add_execution(p, "tasks")
-    _add_output(p, "runs/sweep-<data set>")
+    out = _add_output(p, "runs/sweep-<data set>")
+    out.add_argument("--force", action="store_true", help="replace another sweep in --out (its table and "
+                     "sweep.json; otherwise such a folder is refused) (default: off)")
     p.set_defaults(func=cmd_sweep)
 
     p = _sub(sub, "sweep-report", "paired STL-SL heat maps, forest plot and verdicts of a sweep")
@@ -413,7 +417,8 @@ def cmd_sweep(args) -> int:
     from ._checks import fail
     from ._io import path_component
     from .experiment.spec import OPTIONS, dataset_key
-    from .experiment.sweep.grid import check_modes, expand, load_grid_file, make_grid, parse_grid_text, preflight
+    from .experiment.sweep.grid import (MAX_TASKS, check_modes, check_size, expand, load_grid_file, make_grid,
+                                        parse_grid_text, preflight)
     from .experiment.sweep.runner import run_sweep
 
     owner = "stlsim sweep"
@@ -443,6 +448,7 @@ def cmd_sweep(args) -> int:
         seeds = file_spec.seeds if file_spec and file_spec.seeds else [0, 1, 2]
     modes = check_modes(args.modes, owner) if args.modes else (
         file_spec.modes if file_spec and file_spec.modes else ["stl", "sl"])
+    check_size(spec, seeds, modes, MAX_TASKS if args.max_tasks is None else args.max_tasks, owner)
     tasks = expand(spec, base, seeds, modes)
     preflight(tasks, owner)
     dataset = str(explicit.get("dataset", fixed.get("dataset", base["dataset"])))
@@ -458,7 +464,7 @@ def cmd_sweep(args) -> int:
             "axes": [[k, v] for k, v in spec.axes.items()], "fixed": {**spec.fixed, **explicit},
             "seeds": seeds, "modes": modes}
     summary = run_sweep(tasks, out, scheduler=args.scheduler, max_workers=args.max_workers, meta=meta,
-                        log=_log(args))
+                        log=_log(args), force=args.force)
     if summary["interrupted"]:
         return 130
     return 0 if summary["ok"] == summary["tasks"] else 1

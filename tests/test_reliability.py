@@ -972,3 +972,123 @@ def test_class4_resume_refuses_other_data_or_engine_and_finished_records(workdir
     record("resume", "resume a finished record (--epochs as recorded)", outcome if outcome != "ok"
            else "silent_wrong", text)
     assert not failures("resume")
+
+
+def test_class2_a_sweep_folder_holds_one_sweep(workdir, swept, compared, tmp_path):
+    """Class 2: another sweep into a sweep's --out, a sweep into a compare folder, a claimed folder:
+    refused unless --force, the folder unchanged; the same sweep again is a rerun."""
+    d = _copy_tree(swept, tmp_path / "s")
+    before = _snapshot(d)
+    outcome, _, text = _sweep(d, "theta_init=2.0")
+    record("sweep-folders", "another sweep into a sweep's folder", outcome if outcome != "ok" and
+           _snapshot(d) == before else "silent_wrong", text)
+    outcome, _, text = _sweep(d)
+    record("sweep-folders", "the same sweep again (a rerun)", outcome, text)
+    c = _copy_tree(compared, tmp_path / "c")
+    before = _snapshot(c)
+    outcome, _, text = _sweep(c)
+    record("sweep-folders", "a sweep into a compare run folder", outcome if outcome != "ok" and
+           _snapshot(c) == before else "silent_wrong", text)
+    d = _copy_tree(swept, tmp_path / "s")
+    (d / ".stlsim.lock").write_text(str(os.getppid()))
+    outcome, _, text = _sweep(d)
+    record("sweep-folders", "a sweep into a folder claimed by a live process",
+           outcome if "claimed" in text else "silent_wrong", text)
+    (d / ".stlsim.lock").unlink()
+    outcome, _, text = _sweep(d, "theta_init=2.0", "--force")
+    import csv
+
+    ids = {r["task_id"] for r in csv.DictReader(open(d / "table.csv"))}
+    meta = json.loads((d / "sweep.json").read_text())
+    good = outcome == "ok" and ids == set(meta["task_ids"]) and meta["axes"] == [["theta_init", [2.0]]]
+    record("sweep-folders", "--force: another sweep replaces the table and sweep.json together",
+           "ok" if good else "silent_wrong", f"{outcome} {text} {ids} {meta['task_ids']}")
+    assert not failures("sweep-folders")
+
+
+def test_class10_grids_are_checked_and_bounded(workdir, tmp_path):
+    """Class 10: empty grids, unknown architectures and data sets (also with --dry-run), huge grids."""
+    huge = " ".join(f"{name}=" + ",".join(str(v) for v in values) for name, values in
+                    (("theta_init", np.round(np.linspace(0.5, 2.0, 1000), 6)),
+                     ("lr", np.round(np.geomspace(1e-4, 1e-2, 1000), 9))))
+    cases = {"--grid ''": [""], "--grid ' '": [" "], "an unknown arch (dry run)": ["arch=mlp,bogus", "--dry-run"],
+             "an unknown data set (dry run)": ["dataset=digits,nowhere.npz", "--dry-run"],
+             "an unknown data set name (dry run)": ["dataset=digits,mnst", "--dry-run"],
+             "a grid of 10**6 cells (dry run)": [huge, "--dry-run"]}
+    for name, argv in cases.items():
+        t0 = time.perf_counter()
+        outcome, _, text = run_cli("sweep", "--grid", *argv, "--seeds", "1", *TINY_SWEEP, "--out", tmp_path / "g")
+        if time.perf_counter() - t0 > 20:
+            outcome = "hang"
+        record("grids", name, outcome if outcome != "ok" else "silent_wrong", text[-200:])
+    outcome, _, text = run_cli("sweep", "--grid", "theta_init=1,2,3", "--seeds", "2", "--max-tasks", "8",
+                               *TINY_SWEEP, "--dry-run", "--out", tmp_path / "g")
+    record("grids", "--max-tasks below the grid's 12 tasks", outcome if "max-tasks" in text else "silent_wrong", text)
+    outcome, _, text = run_cli("sweep", "--grid", "theta_init=1,2,3", "--seeds", "2", "--max-tasks", "12",
+                               *TINY_SWEEP, "--dry-run", "--out", tmp_path / "g")
+    record("grids", "--max-tasks at the grid's 12 tasks", outcome, text)
+    assert not failures("grids")
+
+
+def test_class11_signals_and_foreign_locks(workdir, tmp_path):
+    """Class 11: SIGHUP and SIGQUIT are handled like SIGINT; SIGTERM to a sweep ends it with its summary
+    and no temp files; a lock naming a live process that is no stlsim run yields to --force."""
+    from stlsim.train.records import load_record
+
+    long_run = [a if a != "1" or i != TINY.index("--epochs") + 1 else "40" for i, a in enumerate(TINY)]
+    for sig in [s for s in (getattr(signal, "SIGHUP", None), getattr(signal, "SIGQUIT", None)) if s]:
+        out = tmp_path / f"sig_{sig.name}"
+        proc = _cli_process("train", *long_run, "--out", out, cwd=workdir)
+        t0 = time.perf_counter()
+        while not (out / "stl_seed0.h5").exists() and proc.poll() is None and time.perf_counter() - t0 < 60:
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            record("signals", f"train {sig.name}", "hang")
+            continue
+        try:
+            rec = load_record(out / "stl_seed0.h5")
+            good = rec["attrs"]["interrupted"] and proc.returncode == 130 and "Traceback" not in err
+        except (ValueError, FileNotFoundError) as exc:
+            good, err = False, str(exc)
+        record("signals", f"train {sig.name}", "ok" if good else "data_lost", f"{proc.returncode} {err[-200:]}")
+    # SIGTERM to a sweep: its summary, exit 130, a table, no temp files, no leaked semaphores
+    out = tmp_path / "sweep_term"
+    proc = _cli_process("sweep", "--grid", "theta_init=1.0,1.5,2.0", "--seeds", "1", "--modes", "stl,sl",
+                        *[a if a != "1" or i != TINY_SWEEP.index("--epochs") + 1 else "20"
+                          for i, a in enumerate(TINY_SWEEP) if a != "--quiet"], "--out", out, cwd=workdir)
+    t0 = time.perf_counter()
+    while not list((out / "records").glob("*.h5")) if (out / "records").exists() else True:
+        if proc.poll() is not None or time.perf_counter() - t0 > 60:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        stdout, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, err = "", "hang"
+    temps = [str(p) for p in out.rglob("*.tmp")]
+    good = proc.returncode == 130 and "sweep:" in stdout + err and (out / "table.csv").exists() and not temps \
+        and "Traceback" not in err and "leaked" not in err
+    record("signals", "SIGTERM to a sweep", "ok" if good else "hang" if err == "hang" else "data_lost",
+           f"{proc.returncode} {temps} {err[-300:]}")
+    # a lock naming a live process that is no stlsim run: --force takes the folder
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        for command in ("train", "compare"):
+            out = tmp_path / f"locked_{command}"
+            out.mkdir()
+            (out / ".stlsim.lock").write_text(str(sleeper.pid))
+            flags = TINY if command == "train" else [*TINY_COMPARE, "--seeds", "1", "--modes", "stl"]
+            outcome, _, text = run_cli(command, *flags, "--out", out)
+            record("folders", f"{command} into a folder locked by a live non-stlsim process", outcome
+                   if outcome != "ok" and "claimed" in text else "silent_wrong", text)
+            outcome, _, text = run_cli(command, *flags, "--out", out, "--force")
+            record("folders", f"{command} --force into a folder locked by a live non-stlsim process", outcome, text)
+    finally:
+        sleeper.kill()
+    assert not failures("signals") and not failures("folders")

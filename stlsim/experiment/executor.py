@@ -105,7 +105,7 @@ def job_threads(threads: int = JOB_THREADS):
 
 
 def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Dask preload)
-    """Preload of the local workers: they ignore SIGINT and SIGTERM.
+    """Preload of the local workers: they ignore the stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT).
 
     A Ctrl-C in the terminal reaches every process of the group; the process that owns the
     run alone decides what it means (``Executor``), and the LocalCluster stops its workers
@@ -113,7 +113,9 @@ def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Da
     """
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    from ..train.signals import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(ValueError, OSError):      # not the main thread: leave it
             signal.signal(sig, signal.SIG_IGN)
 

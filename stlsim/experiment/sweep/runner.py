@@ -21,6 +21,7 @@ On a cluster of several machines ``OUT`` must be a folder every worker can write
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -285,8 +286,35 @@ def _sweep_job(shared, task):
     return task_fn(task, out_dir)
 
 
+def _claim_sweep(out_dir, ids, force: bool, owner="stlsim sweep"):
+    """A sweep folder holds one sweep: refuse a compare run's folder, and one whose ``sweep.json``
+    names other tasks (another grid, seeds or modes), unless ``force``."""
+    import json
+
+    for name in ("run.json", "results.json"):
+        if os.path.isfile(os.path.join(out_dir, name)) and not force:
+            raise fail("out", "an empty folder or one of this sweep", f"{out_dir!r}, which holds the {name} of a "
+                       "`stlsim compare` run; choose another --out (or pass --force)", owner)
+    path = os.path.join(out_dir, "sweep.json")
+    if ids is None or not os.path.isfile(path) or force:
+        return
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_ids = old["task_ids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old_ids = None
+    if old_ids is None or sorted(old_ids) != sorted(ids):
+        what = "an unreadable sweep.json" if old_ids is None else (
+            f"another sweep ({len(set(old_ids) - set(ids))} of its {len(old_ids)} tasks are not in this one, "
+            f"{len(set(ids) - set(old_ids))} of this one's {len(ids)} not in it)")
+        raise fail("out", "an empty folder or one holding this same sweep (a rerun)",
+                   f"{out_dir!r}, which holds {what}; choose another --out, or pass --force to replace its "
+                   "table and sweep.json (the finished tasks both share are kept)", owner)
+
+
 def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None, task_fn=None,
-              log=say) -> dict:
+              log=say, force: bool = False) -> dict:
     """Run ``tasks`` (from ``grid.expand``) into ``out_dir``; return a summary.
 
     ``scheduler``: "local" (an embedded LocalCluster, one single-threaded worker process per
@@ -295,13 +323,36 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
     Without dask.distributed installed, "local" falls back to serial. ``task_fn(task, out_dir)
     -> row`` replaces ``run_task`` (tests; a module-level function). ``meta`` is stored in
     ``OUT/sweep.json``.
-    """
-    from .table import write_json
 
-    task_fn = run_task if task_fn is None else task_fn
+    The folder is claimed (``.stlsim.lock``) while the sweep runs; a folder of a compare run or of
+    another sweep (other task ids in its ``sweep.json``) is refused unless ``force``. SIGINT,
+    SIGTERM, SIGHUP and SIGQUIT stop it alike: the finished tasks are kept, the tables written and
+    the summary returned with ``interrupted`` True.
+    """
     if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
                                     or max_workers < 1):
         raise fail("max_workers", "an integer >= 1", repr(max_workers), "run_sweep")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise fail("out", "a folder", f"{out_dir!r}, which is a file", "stlsim sweep")
+    os.makedirs(out_dir, exist_ok=True)
+    from ..._io import claim_folder
+    from ...train.signals import interrupt_guard
+
+    with claim_folder(out_dir, "stlsim sweep", force), interrupt_guard():
+        _claim_sweep(out_dir, [t.id for t in tasks] if meta is not None else None, force)
+        return _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log)
+
+
+def _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log) -> dict:
+    import glob
+
+    from .table import write_json
+
+    for name in glob.glob(os.path.join(out_dir, "**", ".*.tmp"), recursive=True):   # saves cut short
+        with contextlib.suppress(OSError):
+            os.remove(name)
+
+    task_fn = run_task if task_fn is None else task_fn
     os.makedirs(os.path.join(out_dir, "tasks"), exist_ok=True)
     started = time.perf_counter()
     if meta is not None:
