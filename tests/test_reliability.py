@@ -1094,3 +1094,106 @@ def test_class11_signals_and_foreign_locks(workdir, tmp_path):
     finally:
         sleeper.kill()
     assert not failures("signals") and not failures("folders")
+
+
+def _records_in(folder):
+    """(mode, seed) of every record in a compare folder that holds at least one finished epoch."""
+    from stlsim.train.records import load_record
+
+    found = set()
+    for path in folder.glob("*_seed*.h5"):
+        try:
+            rec = load_record(path)
+        except (ValueError, FileNotFoundError):
+            continue
+        if len(rec["history"]["epoch"]):
+            found.add((rec["attrs"]["mode"], int(rec["attrs"]["seed"])))
+    return found
+
+
+def _listed(folder):
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {(m, int(s)) for m, summary in results["modes"].items() for s in summary["seeds"]}
+
+
+def _children(pid):
+    """Process ids of every descendant of ``pid`` (Linux /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+PARALLEL = [*[a if a != "1" or i != TINY.index("--epochs") + 1 else "40" for i, a in enumerate(TINY)],
+            "--max-workers", "2", "--scheduler", "local"]
+
+
+def test_class6_parallel_compare_keeps_every_finished_run(workdir, tmp_path):
+    """Class 6: a worker's error is one line (no Dask traceback), a dead worker or a second Ctrl-C never
+    drops a finished record from results.json."""
+    pytest.importorskip("distributed")
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    # an error inside a worker: the record's path is a folder, so its save fails there
+    out = tmp_path / "worker_error"
+    (out / "stl_seed0.h5").mkdir(parents=True)
+    proc = _cli_process("compare", *TINY, "--max-workers", "2", "--scheduler", "local", "--seeds", "1",
+                        "--modes", "stl,sl", "--out", out, cwd=workdir)
+    _, err = proc.communicate(timeout=240)
+    lines = [line for line in err.splitlines() if line.strip()]
+    one_line = proc.returncode == 2 and lines and ERROR_LINE.match(lines[-1]) and "Traceback" not in err \
+        and not any("distributed" in line for line in lines)
+    kept = ("sl", 0) in (_listed(out) or set())
+    record("parallel", "an error inside a worker", "clear" if one_line and kept else
+           "data_lost" if not kept else "traceback", err[-400:])
+    # a worker killed mid-run
+    out = tmp_path / "killed_worker"
+    proc = _cli_process("compare", *PARALLEL, "--seeds", "2", "--modes", "stl", "--out", out, cwd=workdir)
+    t0 = time.perf_counter()
+    while not list(out.glob("stl_seed*.h5")) and proc.poll() is None and time.perf_counter() - t0 < 120:
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if p != proc.pid]
+    if workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(workers[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=240)
+    listed = _listed(out)
+    good = listed is not None and _records_in(out) <= listed and "unexpected" not in err and "Traceback" not in err
+    record("parallel", "a worker killed mid-run", "ok" if good else "data_lost",
+           f"{proc.returncode} {listed} {_records_in(out)} {err[-300:]}")
+    # a double Ctrl-C
+    for k in range(2):
+        out = tmp_path / f"double_int_{k}"
+        proc = _cli_process("compare", *PARALLEL, "--seeds", "2", "--modes", "stl,sl", "--out", out, cwd=workdir)
+        t0 = time.perf_counter()
+        while len(list(out.glob("*_seed*.h5"))) < 2 and proc.poll() is None and time.perf_counter() - t0 < 120:
+            time.sleep(0.05)
+        time.sleep(0.1 * k)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            record("parallel", f"double Ctrl-C #{k}", "hang")
+            continue
+        listed = _listed(out)
+        good = listed is not None and _records_in(out) <= listed and "Traceback" not in err
+        record("parallel", f"double Ctrl-C #{k}", "ok" if good else "data_lost",
+               f"{proc.returncode} {listed} {_records_in(out)} {err[-300:]}")
+    assert not failures("parallel")

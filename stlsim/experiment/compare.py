@@ -310,13 +310,19 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
             log(f"[{finished[0]}/{n}] {run_line(mode, seed, value[0], trainconfig.epochs)}{eta}")
 
     shared = (data, netcfg, trainconfig, out_dir, progress and executor.serial)
+    failed = []
     try:
         with executor:
             # After an interrupt no run begins; what is yielded has finished (or stopped after its batch).
             for (mode, seed, _), value in executor.run(_compare_job, jobs, shared=shared, on_done=on_done,
-                                                       key="compare", scatter=True):
+                                                       key="compare", scatter=True, errors="return"):
                 if value is None:                    # a run the interrupt kept from beginning or finishing
                     interrupted = True
+                    continue
+                if isinstance(value, BaseException):  # the other runs go on; the error is raised at the end
+                    failed.append((mode, seed, value))
+                    if log:
+                        log(f"{mode.upper()} seed {seed}: failed ({_one_line(value)})")
                     continue
                 result, params, buffers = value
                 runs_by_mode[mode].append(dataclasses.asdict(result))
@@ -330,6 +336,9 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or bool(signals.requested)
+    # Runs whose result never came back (a second Ctrl-C, a worker that died after its last save, an
+    # error after it): what their records hold is kept, so no finished epoch is dropped from results.json.
+    _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds)
     runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
     runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
     results = {
@@ -382,4 +391,45 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
         figs = {k: os.path.basename(v) for k, v in figs.items()}
         results["figures"] = figs
         write_results()
+    if failed:                           # results.json holds the runs that finished; the error is one line
+        mode, seed, err = failed[0]
+        if len(failed) == 1 and isinstance(err, Exception):
+            raise err
+        more = f" ({len(failed) - 1} more run(s) failed)" if len(failed) > 1 else ""
+        raise RuntimeError(f"{mode} seed {seed} failed: {_one_line(err)}{more}")
     return results
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds):
+    """Add each (mode, seed) missing from ``runs_by_mode`` whose record in ``out_dir`` holds finished
+    epochs of this run (its mode, seed and training configuration)."""
+    from ..train.records import load_record
+
+    for mode, runs in runs_by_mode.items():
+        have = {int(r["seed"]) for r in runs}
+        for seed in seeds:
+            path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
+            if seed in have or not os.path.isfile(path):
+                continue
+            try:
+                rec = load_record(path)
+            except (ValueError, OSError):
+                continue
+            config = rec["config"]
+            if rec["attrs"].get("mode") != mode or int(rec["attrs"].get("seed", -1)) != seed or any(
+                    config.get(k) != v for k, v in dataclasses.asdict(trainconfig).items()
+                    if k not in ("mode", "seed", "backend", "eval_batch_size", "engine") and k in config):
+                continue
+            history = {k: np.asarray(v).tolist() for k, v in rec["history"].items()}
+            if "epoch" in history:
+                history["epoch"] = [int(e) for e in history["epoch"]]
+            runs.append({"mode": mode, "seed": seed, "history": history, "wall_time": float("nan"),
+                         "interrupted": bool(rec["attrs"].get("interrupted", True)) or
+                         len(history.get("epoch", [])) < trainconfig.epochs,
+                         "theta_init": {}, "record_path": path})
+        runs.sort(key=lambda r: seeds.index(int(r["seed"])))
