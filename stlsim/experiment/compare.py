@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .._checks import check_choice, fail
-from .._io import LOCK_NAME, atomic_path, claim_folder, provenance, say
+from .._io import LOCK_NAME, atomic_path, claim_folder, provenance, say  # noqa: F401 - LOCK_NAME: kept importable
 from ..train.signals import interrupt_guard
 from .executor import Executor, usable_cores
 from .spec import MODES as COMPARE_MODES

@@ -217,7 +217,9 @@ def _finished(out_dir, tid, doc, log) -> bool:
     """
     if doc.get("row", {}).get("status") != "ok":
         return False
-    import h5py
+    import json
+
+    import h5py       # in this process: attributes and one checksummed array per task, read fast
 
     try:
         doc = checked_task_doc(out_dir, tid)
@@ -225,10 +227,8 @@ def _finished(out_dir, tid, doc, log) -> bool:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"its record {path!r} is missing")
         with h5py.File(path, "r") as f:
-            import json as _json
-
             rec = {"attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
-                   "config": _json.loads(f.attrs["config"])}
+                   "config": json.loads(f.attrs["config"])}
             acc = np.asarray(f["history/test_accuracy"][()], dtype=float)
         check_record_matches(rec, doc, path)
         row = doc["row"]

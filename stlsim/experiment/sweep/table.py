@@ -211,11 +211,13 @@ _RANGES = (
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+_PER_LAYER = ("firing_rate", "theta_")     # prefixes of the per-layer columns (firing_rate_l0, theta_mean_l1, ...)
+
+
 def _range_of(column):
+    """(what, check, integer) of ``column``: its own entry of ``_RANGES``, or its per-layer prefix's."""
     for prefix, what, check, integer in _RANGES:
-        if column == prefix or (column.startswith(prefix) and prefix in ("firing_rate", "theta_")):
-            return what, check, integer
-        if prefix in ("test_accuracy", "train_accuracy") and column == prefix:
+        if column == prefix or (prefix in _PER_LAYER and column.startswith(prefix)):
             return what, check, integer
     return None
 
