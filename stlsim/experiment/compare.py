@@ -291,6 +291,7 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
+    started_at = time.time() - 1.0             # records saved since then are this invocation's
     interrupted = False
     last_net = {}
     n = len(modes) * len(seeds)
@@ -338,7 +339,7 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     interrupted = interrupted or bool(signals.requested)
     # Runs whose result never came back (a second Ctrl-C, a worker that died after its last save, an
     # error after it): what their records hold is kept, so no finished epoch is dropped from results.json.
-    _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds)
+    _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since=started_at)
     runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
     runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
     results = {
@@ -405,16 +406,17 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds):
-    """Add each (mode, seed) missing from ``runs_by_mode`` whose record in ``out_dir`` holds finished
-    epochs of this run (its mode, seed and training configuration)."""
+def _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since: float):
+    """Add each (mode, seed) missing from ``runs_by_mode`` whose record in ``out_dir`` was saved by
+    this invocation (at or after ``since``, a ``time.time()``) and holds finished epochs of this run
+    (its mode, seed and training configuration)."""
     from ..train.records import load_record
 
     for mode, runs in runs_by_mode.items():
         have = {int(r["seed"]) for r in runs}
         for seed in seeds:
             path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
-            if seed in have or not os.path.isfile(path):
+            if seed in have or not os.path.isfile(path) or os.path.getmtime(path) < since:
                 continue
             try:
                 rec = load_record(path)
