@@ -213,6 +213,87 @@ def read_hdf5(path, reader: str, *, timeout: float | None = None, in_process: bo
     raise damaged_file_error(path, f"{kind}: {message}")
 
 
+# ------------------------------------------------------------------------ folder claims --
+LOCK_NAME = ".stlsim.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # another user's live process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _start_time(pid: int):
+    """The process's start time in clock ticks since boot (Linux /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _is_stlsim(pid: int, started) -> bool:
+    """Whether live ``pid`` is the stlsim run that wrote the lock (same start time where known; else
+    a Python process whose command line names stlsim). Unknown (no /proc): assumed so."""
+    now = _start_time(pid)
+    if started is not None and now is not None:
+        return now == started
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    return "stlsim" in cmdline
+
+
+@contextlib.contextmanager
+def claim_folder(out_dir, owner: str, force: bool = False):
+    """Hold ``out_dir/.stlsim.lock`` (created exclusively; it holds the process id and start
+    time) for the block. A lock of a live process is refused; one of an ended process (or, with
+    ``force``, of a live process that is not a stlsim run: a reused process id) is taken over."""
+    from ._checks import fail
+
+    path = os.path.join(out_dir, LOCK_NAME)
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    fields = f.read().split()
+                pid = int(fields[0]) if fields else 0
+                started = fields[1] if len(fields) > 1 else None
+            except (OSError, ValueError):
+                pid, started = 0, None
+            if pid == os.getpid():
+                raise fail("out", "a folder no other run is writing to",
+                           f"{out_dir!r}, already claimed by this process", owner) from None
+            if pid and _pid_alive(pid) and (not force or _is_stlsim(pid, started)):
+                hint = "" if force else "; if that process is no stlsim run, pass --force"
+                raise fail("out", "a folder no other run is writing to",
+                           f"{out_dir!r}, claimed by the running process {pid} ({path}){hint}", owner) from None
+            with contextlib.suppress(FileNotFoundError):   # stale: its process has ended
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}".strip())
+        break
+    else:
+        raise fail("out", "a folder no other run is writing to", f"{out_dir!r}, claimed again and again "
+                   f"({path})", owner)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
 # ------------------------------------------------------------------------- safe paths --
 def inside(directory, name, what: str = "a file name") -> str:
     """``directory/name`` resolved, refused unless it stays inside ``directory``.

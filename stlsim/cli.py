@@ -179,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--override", type=_override, action="append", default=None, metavar="FIELD=VALUE",
                    help="with --resume: change FIELD of the recorded run (e.g. lr=1e-4); logged in the record")
     _add_run_options(p)
-    _add_output(p, "runs/train-<data set>")
+    out = _add_output(p, "runs/train-<data set>")
+    out.add_argument("--force", action="store_true", help="write into a folder of another command's run (a "
+                     "compare or sweep folder), or one whose lock names a live process that is no stlsim run "
+                     "(default: off)")
     p.set_defaults(func=cmd_train)
 
     p = _sub(sub, "bench", "run the benchmarks (a source checkout's benchmarks/ folder)")
@@ -213,9 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--modes", type=_modes, default=None,
                    help="learning modes, e.g. stl,sl (default: the grid file's, else stl,sl)")
     g.add_argument("--dry-run", action="store_true", help="list the tasks and stop")
+    g.add_argument("--max-tasks", type=_positive_int, default=None,
+                   help="refuse a grid of more tasks than this (default: 10000)")
     _add_run_options(p)
     _add_execution(p, "tasks")
-    _add_output(p, "runs/sweep-<data set>")
+    out = _add_output(p, "runs/sweep-<data set>")
+    out.add_argument("--force", action="store_true", help="replace another sweep in --out (its table and "
+                     "sweep.json; otherwise such a folder is refused) (default: off)")
     p.set_defaults(func=cmd_sweep)
 
     p = _sub(sub, "sweep-report", "paired STL-SL heat maps, forest plot and verdicts of a sweep")
@@ -301,7 +308,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ._io import path_component
+    from ._io import claim_folder, path_component
     from .experiment.spec import RunSpec
     from .train import build_network, train
 
@@ -311,18 +318,45 @@ def cmd_train(args) -> int:
     override = [name for name, _ in args.override or []]
     if override:
         netcfg, config = _apply_overrides(args.override, netcfg, config)
-    os.makedirs(out, exist_ok=True)
-    record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
-    _remove_stale_temp_files(record)
-    net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)
     if override and args.resume is None:
         raise ValueError("--override changes a resumed run; it needs --resume RECORD.h5")
-    result = train(net, data, config, record_path=record, resume=args.resume, progress=not args.quiet,
-                   netcfg=netcfg, override=override)
+    if args.resume is not None:
+        _check_not_finished(args.resume, config.epochs)
+    os.makedirs(out, exist_ok=True)
+    _refuse_other_commands_folder(out, args.force)
+    record = os.path.join(out, f"{args.mode}_seed{args.seed}.h5")
+    with claim_folder(out, "stlsim train", args.force):
+        _remove_stale_temp_files(record)
+        net = build_network(netcfg, data.sample_shape, data.n_classes, seed=args.seed, backend=config.backend)
+        result = train(net, data, config, record_path=record, resume=args.resume, progress=not args.quiet,
+                       netcfg=netcfg, override=override)
     acc = result.history["test_accuracy"]
     print(f"{args.mode.upper()} seed {args.seed}: final test accuracy "
           f"{acc[-1] if acc else float('nan'):.4f} in {result.wall_time:.1f}s; record: {record}")
     return 130 if result.interrupted else 0
+
+
+def _refuse_other_commands_folder(out, force: bool):
+    """A folder holding a compare or sweep run is that run's: `train` does not write there."""
+    from ._checks import fail
+
+    for name, command in (("run.json", "compare"), ("results.json", "compare"), ("sweep.json", "sweep")):
+        if os.path.isfile(os.path.join(out, name)) and not force:
+            raise fail("--out", "a folder of `stlsim train` runs", f"{out!r}, which holds the {name} of a "
+                       f"`stlsim {command}` run (its records would be overwritten); choose another --out, or "
+                       "pass --force", "stlsim train")
+
+
+def _check_not_finished(resume, epochs: int):
+    """A finished record is not resumed into nothing: --epochs must go beyond its epochs."""
+    from ._checks import fail
+    from .train.records import load_record
+
+    rec = load_record(resume)
+    done = rec["checkpoint"]["epoch"] if rec.get("checkpoint") else None
+    if done is not None and done >= epochs:
+        raise fail("--epochs", f"more than the {done} epoch(s) the record {resume!r} already holds (to resume "
+                   "is to train further)", repr(epochs), "stlsim train")
 
 
 def _apply_overrides(pairs, netcfg, config):
@@ -394,7 +428,8 @@ def cmd_sweep(args) -> int:
     from ._checks import fail
     from ._io import path_component
     from .experiment.spec import OPTIONS, dataset_key
-    from .experiment.sweep.grid import check_modes, expand, load_grid_file, make_grid, parse_grid_text, preflight
+    from .experiment.sweep.grid import (MAX_TASKS, check_modes, check_size, expand, load_grid_file, make_grid,
+                                        parse_grid_text, preflight)
     from .experiment.sweep.runner import run_sweep
 
     owner = "stlsim sweep"
@@ -425,6 +460,13 @@ def cmd_sweep(args) -> int:
     modes = check_modes(args.modes, owner) if args.modes else (
         file_spec.modes if file_spec and file_spec.modes else ["stl", "sl"])
     tune = _tune_values(args, owner)
+    limit = MAX_TASKS if args.max_tasks is None else args.max_tasks
+    n_tasks = check_size(spec, seeds, modes, None, owner)
+    for values in (tune or {}).values():           # every tuning value is a run of its own
+        n_tasks *= len(values)
+    if n_tasks > limit:
+        raise fail("grid", f"at most {limit} tasks (--max-tasks; raise it to run a larger sweep)",
+                   f"{n_tasks} tasks, the tuning values included", owner)
     tasks = _expand_tuned(spec, tune, base, seeds, modes, owner) if tune else expand(spec, base, seeds, modes)
     preflight(tasks, owner)
     dataset = str(explicit.get("dataset", fixed.get("dataset", base["dataset"])))
@@ -443,7 +485,7 @@ def cmd_sweep(args) -> int:
     if tune:
         meta["tune"] = [[k, v] for k, v in tune.items()]
     summary = run_sweep(tasks, out, scheduler=args.scheduler, max_workers=args.max_workers, meta=meta,
-                        log=_log(args))
+                        log=_log(args), force=args.force)
     if tune:
         from .experiment.sweep.tune import write_tuned
 

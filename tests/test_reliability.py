@@ -660,3 +660,542 @@ def test_version_1_records_still_resume(workdir, trained, monkeypatch):
     outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", path, "--out", workdir / "v1out")
     record("records", "a version-1 record (no digest) resumes", outcome, text)
     assert outcome == "ok", text
+
+
+# ============================================================ issue 26: application surfaces --
+# Each case below was written before its fix and failed on the code of its day (see the report
+# of issue 26): reads are confined to their folder and checked against what names them, folders
+# are claimed, tables validated on read, records carry their data identity.
+TINY_SWEEP = ["--train-subset", "60", "--test-subset", "20", "--epochs", "1", "--hidden", "8", "-T", "2",
+              "-P", "1", "--dtype", "float64", "--backend", "numpy", "--quiet", "--scheduler", "serial"]
+
+
+def _sweep(out, grid="theta_init=1.0", *extra):
+    return run_cli("sweep", "--grid", grid, "--seeds", "1", "--modes", "stl,sl", *TINY_SWEEP, *extra, "--out", out)
+
+
+@pytest.fixture(scope="module")
+def swept(workdir):
+    out = workdir / "sweep"
+    outcome, _, text = _sweep(out)
+    assert outcome == "ok", text
+    return out
+
+
+def _copy_tree(src, dst):
+    import shutil
+
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_table(path, edit):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    rows = edit(rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _set_cell(rows, row, column, value):
+    rows[row][rows[0].index(column)] = value
+    return rows
+
+
+def _drop_column(rows, column):
+    k = rows[0].index(column)
+    return [r[:k] + r[k + 1:] for r in rows]
+
+
+def _row_of(rows, mode):
+    return next(i for i, r in enumerate(rows) if i and r[rows[0].index("mode")] == mode)
+
+
+def test_class9_schema_version_cannot_switch_the_digest_off(workdir, trained):
+    """Class 9: a record's own schema_version (0, 1, -1, 1.9) never turns its digest check off."""
+    from stlsim.train.records import load_record
+
+    for version in (0, 1, -1, 1.9, "2"):
+        def edit(f, version=version):
+            f.attrs["schema_version"] = version
+            f["params/0.weight"][0, 0] = 7.0
+        path = _edited_copy(trained, workdir / "schema.h5", edit)
+        outcome, text = python_error(load_record, path, in_process=True)
+        if outcome == "clear" and "schema.h5" not in text:
+            outcome = "silent_wrong"
+        record("records", f"schema_version {version!r} and an edited weight", outcome, text)
+    assert not failures("records")
+
+
+def test_class8_user_npz_labels_and_n_classes(workdir, tmp_path):
+    """Class 8: absurd labels and n_classes of a user .npz fail clearly, naming the file."""
+    from stlsim.data import load_digits
+    from stlsim.data.static import load_npz
+
+    data = load_digits().subset(60, 20)
+    base = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    cases = {
+        "one label of 10**7": {"y_train": np.where(np.arange(60) == 0, 10**7, data.y_train)},
+        "n_classes 4.9": {"n_classes": np.array(4.9)},
+        "n_classes 10.5": {"n_classes": np.array(10.5)},
+        "n_classes 10**7": {"n_classes": np.array(10**7)},
+        "n_classes True": {"n_classes": np.array(True)},
+        "n_classes a string": {"n_classes": np.array("ten")},
+        "n_classes 0": {"n_classes": np.array(0)},
+        "n_classes an array": {"n_classes": np.array([10, 10])},
+        "name an array": {"name": np.array(["a", "b"])},
+        "x_train with a nan": {"x_train": np.where(np.arange(data.x_train.size).reshape(data.x_train.shape) == 3,
+                                                   np.nan, data.x_train)},
+    }
+    for name, change in cases.items():
+        path = tmp_path / f"user_{len(TABLE)}.npz"
+        np.savez(path, **{**base, **change})
+        outcome, text = python_error(load_npz, path)
+        if outcome == "clear" and path.name not in text:
+            outcome = "traceback"          # a raw message that names neither file nor entry
+        record("npz", name, outcome, text)
+    assert not failures("npz")
+
+
+QUICK_NOISE = ["--noise", "gaussian=0.2", "--min-accuracy", "0", "--max-test", "10", "--quiet"]
+
+
+def test_class7_damaged_tables_are_refused_naming_file_and_column(workdir, swept, tmp_path):
+    """Class 7: sweep-report validates table.csv: numbers in range, required columns, row length."""
+    from stlsim.experiment.sweep.table import read_table
+
+    d = _copy_tree(swept, tmp_path / "good")
+    outcome, _, text = run_cli("sweep-report", d, "--quiet")
+    record("tables", "an intact table", outcome, text)
+    cases = {
+        "accuracy 1.7": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "1.7"),
+        "accuracy -0.5": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "-0.5"),
+        "accuracy inf": lambda rows: _set_cell(rows, 1, "final_test_accuracy", "inf"),
+        "accuracy nan": lambda rows: _set_cell(rows, 1, "best_test_accuracy", "nan"),
+        "accuracy text": lambda rows: _set_cell(rows, 2, "final_test_accuracy", "high"),
+        "seed -1": lambda rows: _set_cell(rows, 1, "seed", "-1"),
+        "seed 1.5": lambda rows: _set_cell(rows, 1, "seed", "1.5"),
+        "n_test 0": lambda rows: _set_cell(rows, 1, "n_test", "0"),
+        "firing rate 3": lambda rows: _set_cell(rows, 1, "firing_rate_l0", "3"),
+        "column seed missing": lambda rows: _drop_column(rows, "seed"),
+        "column mode missing": lambda rows: _drop_column(rows, "mode"),
+        "column final_test_accuracy missing": lambda rows: _drop_column(rows, "final_test_accuracy"),
+        "column task_id missing": lambda rows: _drop_column(rows, "task_id"),
+        "a short row": lambda rows: rows[:-1] + [rows[-1][:5]],
+        "a long row": lambda rows: rows[:-1] + [rows[-1] + ["x"]],
+        "no rows": lambda rows: rows[:1],
+    }
+    for name, edit in cases.items():
+        d = _copy_tree(swept, tmp_path / "t")
+        _edit_table(d / "table.csv", edit)
+        outcome, _, text = run_cli("sweep-report", d, "--quiet")
+        if outcome == "clear" and "table.csv" not in text:
+            outcome = "traceback"
+        record("tables", f"sweep-report: {name}", outcome if outcome != "ok" else "silent_wrong", text)
+        outcome, text = python_error(read_table, d)
+        if name != "no rows":
+            record("tables", f"read_table: {name}", outcome if "table.csv" in text or outcome != "clear"
+                   else "traceback", text)
+    assert not failures("tables")
+
+
+def test_class1_sweep_noise_reads_only_the_records_a_row_names(workdir, swept, trained, tmp_path):
+    """Class 1: sweep-noise evaluates records/<task_id>.h5 of that task only, inside the folder."""
+    d = _copy_tree(swept, tmp_path / "good")
+    outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+    record("sweep-noise", "an intact sweep", outcome, text)
+    assert outcome == "ok", text
+    import shutil
+
+    def other_task(rows):
+        stl, sl = _row_of(rows, "stl"), _row_of(rows, "sl")
+        return _set_cell(rows, stl, "record", rows[sl][rows[0].index("record")])
+
+    def swapped_ids(rows):
+        stl, sl = _row_of(rows, "stl"), _row_of(rows, "sl")
+        k = rows[0].index("task_id")
+        rows[stl][k], rows[sl][k] = rows[sl][k], rows[stl][k]
+        return rows
+    edits = {
+        "record ../train/stl_seed0.h5": lambda rows: _set_cell(rows, 1, "record", "../train/stl_seed0.h5"),
+        "record an absolute path": lambda rows: _set_cell(rows, 1, "record", str(trained)),
+        "record of another task": other_task,
+        "task ids swapped": swapped_ids,
+    }
+    (tmp_path / "train").mkdir()
+    shutil.copy(trained, tmp_path / "train" / "stl_seed0.h5")
+    for name, edit in edits.items():
+        d = _copy_tree(swept, tmp_path / "s")
+        _edit_table(d / "table.csv", edit)
+        outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+        record("sweep-noise", name, outcome if outcome != "ok" else "silent_wrong", text)
+    # the record file of another task (another mode) copied over this task's record
+    d = _copy_tree(swept, tmp_path / "s")
+    import csv
+
+    rows = list(csv.DictReader(open(d / "table.csv")))
+    stl = next(r for r in rows if r["mode"] == "stl")
+    sl = next(r for r in rows if r["mode"] == "sl")
+    shutil.copy(d / sl["record"], d / stl["record"])
+    outcome, _, text = run_cli("sweep-noise", d, *QUICK_NOISE)
+    record("sweep-noise", "another task's record under this task's name", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    assert not failures("sweep-noise")
+
+
+def test_class3_a_sweep_rerun_checks_its_task_rows(workdir, swept, tmp_path):
+    """Class 3: a rerun trusts no task row blindly: deleted records, swapped or edited rows."""
+    import csv
+
+    from stlsim.train.records import load_record
+
+    def table(d):
+        return list(csv.DictReader(open(d / "table.csv")))
+    truth = {r["task_id"]: r for r in table(swept)}
+    stl = next(t for t, r in truth.items() if r["mode"] == "stl")
+    sl = next(t for t, r in truth.items() if r["mode"] == "sl")
+
+    def rerun(name, damage):
+        d = _copy_tree(swept, tmp_path / "r")
+        damage(d)
+        outcome, _, text = _sweep(d)
+        rows = table(d) if (d / "table.csv").exists() else []
+        ids = sorted(r["task_id"] for r in rows)
+        good = outcome == "ok" and ids == sorted(truth) and all(r["status"] == "ok" for r in rows)
+        for r in rows if good else ():
+            try:
+                rec = load_record(d / r["record"], in_process=True)
+            except (ValueError, FileNotFoundError) as err:
+                good, text = False, str(err)
+                continue
+            good = good and float(r["final_test_accuracy"]) == rec["history"]["test_accuracy"][-1] \
+                and rec["attrs"]["mode"] == r["mode"]
+        record("sweep-rerun", name, "ok" if good else "silent_wrong", f"{outcome} {ids} {text[-200:]}")
+
+    rerun("a deleted record", lambda d: os.remove(d / "records" / f"{stl}.h5"))
+    rerun("a task row replaced by another's",
+          lambda d: (d / "tasks" / f"{stl}.json").write_text((d / "tasks" / f"{sl}.json").read_text()))
+
+    def edit_accuracy(d):
+        doc = json.loads((d / "tasks" / f"{stl}.json").read_text())
+        doc["row"]["final_test_accuracy"] = 0.99
+        (d / "tasks" / f"{stl}.json").write_text(json.dumps(doc))
+    rerun("an edited accuracy in a task row", edit_accuracy)
+    rerun("a record replaced by another task's",
+          lambda d: (d / "records" / f"{stl}.h5").write_bytes((d / "records" / f"{sl}.h5").read_bytes()))
+    assert not failures("sweep-rerun")
+
+
+def test_class5_report_checks_each_record_against_its_slot(workdir, compared, tmp_path, monkeypatch):
+    """Class 5: report refuses records of another mode, seed or network, and accuracies out of [0, 1]."""
+    import shutil
+
+    monkeypatch.chdir(workdir)
+    good = json.loads((compared / "results.json").read_text())
+    others = {}
+    for name, flags in (("seed 1", ["--seed", "1"]), ("hidden 9", ["--hidden", "9"]), ("lr 0.01", ["--lr", "0.01"])):
+        out = tmp_path / name.replace(" ", "_")
+        outcome, _, text = run_cli("train", *TINY, *flags, "--out", out)
+        assert outcome == "ok", text
+        others[name] = out / "stl_seed0.h5" if name != "seed 1" else out / "stl_seed1.h5"
+    quick = ["--no-noise", "--no-decisions", "--max-test", "10", "--quiet"]
+    outcome, _, text = run_cli("report", _copy_tree(compared, tmp_path / "intact"), *quick)
+    record("report", "an intact run folder", outcome, text)
+    cases = {"the sl record in the stl slot": compared / "sl_seed0.h5",
+             **{f"a record of {k} in the stl slot": v for k, v in others.items()}}
+    for name, src in cases.items():
+        d = _copy_tree(compared, tmp_path / "r")
+        shutil.copy(src, d / "stl_seed0.h5")
+        outcome, _, text = run_cli("report", d, *quick)
+        if outcome == "clear" and "stl_seed0.h5" not in text:
+            outcome = "traceback"
+        record("report", name, outcome if outcome != "ok" else "silent_wrong", text)
+
+    def with_stl(**changes):
+        return {**good, "modes": {**good["modes"], "stl": {**good["modes"]["stl"], **changes}}}
+    hist = good["modes"]["stl"]["history_per_seed"][0]
+    bad = {"accuracy per seed 1.7": with_stl(test_accuracy_per_seed=[1.7], test_accuracy_mean=1.7),
+           "accuracy mean -0.5": with_stl(test_accuracy_mean=-0.5),
+           "accuracy per seed inf": with_stl(test_accuracy_per_seed=[float("inf")]),
+           "history accuracy 2.5": with_stl(history_per_seed=[{**hist, "test_accuracy": [2.5] * len(hist["epoch"])}]),
+           "history rate -1": with_stl(history_per_seed=[{**hist, "firing_rate": [[-1.0] * len(hist["firing_rate"][0])]
+                                                           * len(hist["epoch"])}])}
+    for name, doc in bad.items():
+        d = _copy_tree(compared, tmp_path / "r")
+        (d / "results.json").write_text(json.dumps(doc))
+        outcome, _, text = run_cli("report", d, *quick)
+        record("report", f"results.json {name}", outcome if outcome != "ok" else "silent_wrong", text)
+    # `stlsim train --out` a compare run folder: refused, the run's files unchanged
+    d = _copy_tree(compared, tmp_path / "cmp")
+    before = _snapshot(d)
+    outcome, _, text = run_cli("train", *TINY, "--lr", "0.01", "--out", d)
+    record("report", "train --out a compare run folder", outcome if _snapshot(d) == before and outcome != "ok"
+           else "data_lost", text)
+    assert not failures("report")
+
+
+def test_class4_resume_refuses_other_data_or_engine_and_finished_records(workdir, trained, tmp_path, monkeypatch):
+    """Class 4: a record holds its data identity (data set, sizes, fingerprint) and engine; resume
+    refuses a mismatch by name, and a finished record is not resumed into nothing."""
+    from stlsim.data import load_digits, save_npz_dataset
+
+    monkeypatch.chdir(workdir)
+    cases = [(["--train-subset", "50"], "train"), (["--test-subset", "19"], "test"),
+             (["--engine", "event"], "engine")]
+    for flags, field in cases:
+        outcome, _, text = run_cli("train", *TINY, "--epochs", "3", "--resume", trained, "--out", tmp_path / "x",
+                                   *flags)
+        if outcome == "clear" and field not in text:
+            outcome = "silent_wrong"
+        record("resume", f"resume with {' '.join(flags)}", outcome if outcome != "ok" else "silent_wrong", text)
+    # another .npz of the same name, shape and sizes, other labels
+    data = load_digits().subset(60, 20)
+    first, second = tmp_path / "a" / "user.npz", tmp_path / "b" / "user.npz"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    save_npz_dataset(first, data)
+    save_npz_dataset(second, type(data)(**{**data.__dict__, "y_train": (data.y_train + 1) % 10}))
+    outcome, _, text = run_cli("train", *TINY, "--dataset", first, "--out", tmp_path / "npz")
+    assert outcome == "ok", text
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "2", "--dataset", second, "--resume",
+                               tmp_path / "npz" / "stl_seed0.h5", "--out", tmp_path / "npz2")
+    if outcome == "clear" and "data" not in text:
+        outcome = "silent_wrong"
+    record("resume", "resume on another .npz of the same name and shape", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    # a finished record: nothing to resume, and no record path printed that is never written
+    outcome, _, text = run_cli("train", *TINY, "--epochs", "2", "--resume", trained, "--out", tmp_path / "fin")
+    record("resume", "resume a finished record (--epochs as recorded)", outcome if outcome != "ok"
+           else "silent_wrong", text)
+    assert not failures("resume")
+
+
+def test_class2_a_sweep_folder_holds_one_sweep(workdir, swept, compared, tmp_path):
+    """Class 2: another sweep into a sweep's --out, a sweep into a compare folder, a claimed folder:
+    refused unless --force, the folder unchanged; the same sweep again is a rerun."""
+    d = _copy_tree(swept, tmp_path / "s")
+    before = _snapshot(d)
+    outcome, _, text = _sweep(d, "theta_init=2.0")
+    record("sweep-folders", "another sweep into a sweep's folder", outcome if outcome != "ok" and
+           _snapshot(d) == before else "silent_wrong", text)
+    outcome, _, text = _sweep(d)
+    record("sweep-folders", "the same sweep again (a rerun)", outcome, text)
+    c = _copy_tree(compared, tmp_path / "c")
+    with contextlib.suppress(FileNotFoundError):
+        (c / ".stlsim.lock").unlink()              # a stale lock an earlier test left: its removal changes nothing
+    before = _snapshot(c)
+    outcome, _, text = _sweep(c)
+    record("sweep-folders", "a sweep into a compare run folder", outcome if outcome != "ok" and
+           _snapshot(c) == before else "silent_wrong", text)
+    d = _copy_tree(swept, tmp_path / "s")
+    (d / ".stlsim.lock").write_text(str(os.getppid()))
+    outcome, _, text = _sweep(d)
+    record("sweep-folders", "a sweep into a folder claimed by a live process",
+           outcome if "claimed" in text else "silent_wrong", text)
+    (d / ".stlsim.lock").unlink()
+    outcome, _, text = _sweep(d, "theta_init=2.0", "--force")
+    import csv
+
+    ids = {r["task_id"] for r in csv.DictReader(open(d / "table.csv"))}
+    meta = json.loads((d / "sweep.json").read_text())
+    good = outcome == "ok" and ids == set(meta["task_ids"]) and meta["axes"] == [["theta_init", [2.0]]]
+    record("sweep-folders", "--force: another sweep replaces the table and sweep.json together",
+           "ok" if good else "silent_wrong", f"{outcome} {text} {ids} {meta['task_ids']}")
+    assert not failures("sweep-folders")
+
+
+def test_class10_grids_are_checked_and_bounded(workdir, tmp_path):
+    """Class 10: empty grids, unknown architectures and data sets (also with --dry-run), huge grids."""
+    huge = " ".join(f"{name}=" + ",".join(str(v) for v in values) for name, values in
+                    (("theta_init", np.round(np.linspace(0.5, 2.0, 1000), 6)),
+                     ("lr", np.round(np.geomspace(1e-4, 1e-2, 1000), 9))))
+    cases = {"--grid ''": [""], "--grid ' '": [" "], "an unknown arch (dry run)": ["arch=mlp,bogus", "--dry-run"],
+             "an unknown data set (dry run)": ["dataset=digits,nowhere.npz", "--dry-run"],
+             "an unknown data set name (dry run)": ["dataset=digits,mnst", "--dry-run"],
+             "a grid of 10**6 cells (dry run)": [huge, "--dry-run"]}
+    for name, argv in cases.items():
+        t0 = time.perf_counter()
+        outcome, _, text = run_cli("sweep", "--grid", *argv, "--seeds", "1", *TINY_SWEEP, "--out", tmp_path / "g")
+        if time.perf_counter() - t0 > 20:
+            outcome = "hang"
+        record("grids", name, outcome if outcome != "ok" else "silent_wrong", text[-200:])
+    outcome, _, text = run_cli("sweep", "--grid", "theta_init=1,2,3", "--seeds", "2", "--max-tasks", "8",
+                               *TINY_SWEEP, "--dry-run", "--out", tmp_path / "g")
+    record("grids", "--max-tasks below the grid's 12 tasks", outcome if "max-tasks" in text else "silent_wrong", text)
+    outcome, _, text = run_cli("sweep", "--grid", "theta_init=1,2,3", "--seeds", "2", "--max-tasks", "12",
+                               *TINY_SWEEP, "--dry-run", "--out", tmp_path / "g")
+    record("grids", "--max-tasks at the grid's 12 tasks", outcome, text)
+    assert not failures("grids")
+
+
+def test_class11_signals_and_foreign_locks(workdir, tmp_path):
+    """Class 11: SIGHUP and SIGQUIT are handled like SIGINT; SIGTERM to a sweep ends it with its summary
+    and no temp files; a lock naming a live process that is no stlsim run yields to --force."""
+    from stlsim.train.records import load_record
+
+    long_run = [a if a != "1" or i != TINY.index("--epochs") + 1 else "40" for i, a in enumerate(TINY)]
+    for sig in [s for s in (getattr(signal, "SIGHUP", None), getattr(signal, "SIGQUIT", None)) if s]:
+        out = tmp_path / f"sig_{sig.name}"
+        proc = _cli_process("train", *long_run, "--out", out, cwd=workdir)
+        t0 = time.perf_counter()
+        while not (out / "stl_seed0.h5").exists() and proc.poll() is None and time.perf_counter() - t0 < 60:
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            record("signals", f"train {sig.name}", "hang")
+            continue
+        try:
+            rec = load_record(out / "stl_seed0.h5")
+            good = rec["attrs"]["interrupted"] and proc.returncode == 130 and "Traceback" not in err
+        except (ValueError, FileNotFoundError) as exc:
+            good, err = False, str(exc)
+        record("signals", f"train {sig.name}", "ok" if good else "data_lost", f"{proc.returncode} {err[-200:]}")
+    # SIGTERM to a sweep: its summary, exit 130, a table, no temp files, no leaked semaphores
+    out = tmp_path / "sweep_term"
+    proc = _cli_process("sweep", "--grid", "theta_init=1.0,1.5,2.0", "--seeds", "1", "--modes", "stl,sl",
+                        *[a if a != "1" or i != TINY_SWEEP.index("--epochs") + 1 else "20"
+                          for i, a in enumerate(TINY_SWEEP) if a != "--quiet"], "--scheduler", "local",
+                        "--max-workers", "2", "--out", out, cwd=workdir)
+    t0 = time.perf_counter()
+    while not list((out / "records").glob("*.h5")) if (out / "records").exists() else True:
+        if proc.poll() is not None or time.perf_counter() - t0 > 60:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        stdout, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, err = "", "hang"
+    temps = [str(p) for p in out.rglob("*.tmp")]
+    good = proc.returncode == 130 and "sweep:" in stdout + err and (out / "table.csv").exists() and not temps \
+        and "Traceback" not in err and "leaked" not in err
+    record("signals", "SIGTERM to a sweep", "ok" if good else "hang" if err == "hang" else "data_lost",
+           f"{proc.returncode} {temps} {err[-300:]}")
+    # a lock naming a live process that is no stlsim run: --force takes the folder
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        for command in ("train", "compare"):
+            out = tmp_path / f"locked_{command}"
+            out.mkdir()
+            (out / ".stlsim.lock").write_text(str(sleeper.pid))
+            flags = TINY if command == "train" else [*TINY_COMPARE, "--seeds", "1", "--modes", "stl"]
+            outcome, _, text = run_cli(command, *flags, "--out", out)
+            record("folders", f"{command} into a folder locked by a live non-stlsim process", outcome
+                   if outcome != "ok" and "claimed" in text else "silent_wrong", text)
+            outcome, _, text = run_cli(command, *flags, "--out", out, "--force")
+            record("folders", f"{command} --force into a folder locked by a live non-stlsim process",
+                   "ok" if outcome == "ok" else "silent_wrong", text)       # refused even with --force
+    finally:
+        sleeper.kill()
+    assert not failures("signals") and not failures("folders")
+
+
+def _records_in(folder):
+    """(mode, seed) of every record in a compare folder that holds at least one finished epoch."""
+    from stlsim.train.records import load_record
+
+    found = set()
+    for path in folder.glob("*_seed*.h5"):
+        try:
+            rec = load_record(path)
+        except (ValueError, FileNotFoundError):
+            continue
+        if len(rec["history"]["epoch"]):
+            found.add((rec["attrs"]["mode"], int(rec["attrs"]["seed"])))
+    return found
+
+
+def _listed(folder):
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {(m, int(s)) for m, summary in results["modes"].items() for s in summary["seeds"]}
+
+
+def _children(pid):
+    """Process ids of every descendant of ``pid`` (Linux /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+PARALLEL = [*[a if a != "1" or i != TINY.index("--epochs") + 1 else "40" for i, a in enumerate(TINY)],
+            "--max-workers", "2", "--scheduler", "local"]
+
+
+def test_class6_parallel_compare_keeps_every_finished_run(workdir, tmp_path):
+    """Class 6: a worker's error is one line (no Dask traceback), a dead worker or a second Ctrl-C never
+    drops a finished record from results.json."""
+    pytest.importorskip("distributed")
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to find the worker processes")
+    # an error inside a worker: the record's path is a folder, so its save fails there
+    out = tmp_path / "worker_error"
+    (out / "stl_seed0.h5").mkdir(parents=True)
+    proc = _cli_process("compare", *TINY, "--max-workers", "2", "--scheduler", "local", "--seeds", "1",
+                        "--modes", "stl,sl", "--out", out, cwd=workdir)
+    _, err = proc.communicate(timeout=240)
+    lines = [line for line in err.splitlines() if line.strip()]
+    one_line = proc.returncode == 2 and lines and ERROR_LINE.match(lines[-1]) and "Traceback" not in err \
+        and not any("distributed" in line for line in lines)
+    kept = ("sl", 0) in (_listed(out) or set())
+    record("parallel", "an error inside a worker", "clear" if one_line and kept else
+           "data_lost" if not kept else "traceback", err[-400:])
+    # a worker killed mid-run
+    out = tmp_path / "killed_worker"
+    proc = _cli_process("compare", *PARALLEL, "--seeds", "2", "--modes", "stl", "--out", out, cwd=workdir)
+    t0 = time.perf_counter()
+    while not list(out.glob("stl_seed*.h5")) and proc.poll() is None and time.perf_counter() - t0 < 120:
+        time.sleep(0.05)
+    workers = [p for p in _children(proc.pid) if p != proc.pid]
+    if workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(workers[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=240)
+    listed = _listed(out)
+    good = listed is not None and _records_in(out) <= listed and "unexpected" not in err and "Traceback" not in err
+    record("parallel", "a worker killed mid-run", "ok" if good else "data_lost",
+           f"{proc.returncode} {listed} {_records_in(out)} {err[-300:]}")
+    # a double Ctrl-C
+    for k in range(2):
+        out = tmp_path / f"double_int_{k}"
+        proc = _cli_process("compare", *PARALLEL, "--seeds", "2", "--modes", "stl,sl", "--out", out, cwd=workdir)
+        t0 = time.perf_counter()
+        while len(list(out.glob("*_seed*.h5"))) < 2 and proc.poll() is None and time.perf_counter() - t0 < 120:
+            time.sleep(0.05)
+        time.sleep(0.1 * k)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            record("parallel", f"double Ctrl-C #{k}", "hang")
+            continue
+        listed = _listed(out)
+        good = listed is not None and _records_in(out) <= listed and "Traceback" not in err
+        record("parallel", f"double Ctrl-C #{k}", "ok" if good else "data_lost",
+               f"{proc.returncode} {listed} {_records_in(out)} {err[-300:]}")
+    assert not failures("parallel")

@@ -486,6 +486,11 @@ def load_cifar10(directory) -> Dataset:
 _NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+# Classes of a user data set at most: one output neuron each; a stray label of 10**7 would
+# otherwise build a network of ten million outputs.
+MAX_CLASSES = 100_000
+
+
 def _npz_images(path: str, key: str, arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)
@@ -506,7 +511,8 @@ def load_npz(path) -> Dataset:
 
     Required arrays: ``x_train``, ``y_train``, ``x_test``, ``y_test``. Images may be
     uint8 (scaled by 1/255) or float in [0, 1]. Optional 0-d entries: ``name``,
-    ``n_classes`` (default: largest label + 1), ``source``, ``license``.
+    ``n_classes`` (an integer, default: largest label + 1; at most ``MAX_CLASSES``),
+    ``source``, ``license``. Every error names the file.
     """
     path = _existing_file(path, "npz")
     try:
@@ -520,8 +526,14 @@ def load_npz(path) -> Dataset:
                        f"keys {sorted(archive.files)} (missing {missing})")
         x = {part: _npz_images(path, f"x_{part}", archive[f"x_{part}"]) for part in ("train", "test")}
         y = {part: archive[f"y_{part}"] for part in ("train", "test")}
-        meta = {k: archive[k].item() for k in ("name", "n_classes", "source", "license")
-                if k in archive.files}
+        meta = {}
+        for key in ("name", "n_classes", "source", "license"):
+            if key in archive.files:
+                value = archive[key]
+                if value.ndim != 0:
+                    raise fail(path, f"an npz whose '{key}' is a single value (a 0-d array)",
+                               f"shape {value.shape}")
+                meta[key] = value.item()
     for part in ("train", "test"):
         if x[part].ndim < 2:
             raise fail(path, f"an npz whose 'x_{part}' has shape (N, ...features)",
@@ -538,18 +550,30 @@ def load_npz(path) -> Dataset:
     labels = np.concatenate([y["train"], y["test"]])
     if labels.size and labels.min() < 0:
         raise fail(path, "an npz with labels >= 0", f"a minimum label of {labels.min()}")
+    if labels.size and labels.max() >= MAX_CLASSES:
+        raise fail(path, f"an npz with labels below {MAX_CLASSES} (stlsim.data.static.MAX_CLASSES: one "
+                   "output neuron per class)", f"a maximum label of {labels.max()}")
     default_classes = int(labels.max()) + 1 if labels.size else 1
-    n_classes = int(meta.get("n_classes", default_classes))
+    n_classes = meta.get("n_classes", default_classes)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 1 <= n_classes <= MAX_CLASSES:
+        raise fail(path, f"an npz whose 'n_classes' is an integer in [1, {MAX_CLASSES}]",
+                   f"{type(n_classes).__name__} {n_classes!r}")
     if labels.size and labels.max() >= n_classes:
         raise fail(path, f"an npz with labels in [0, {n_classes - 1}] (its n_classes)",
                    f"a maximum label of {labels.max()}")
-    return Dataset(
-        x_train=x["train"], y_train=y["train"], x_test=x["test"], y_test=y["test"],
-        name=str(meta.get("name", Path(path).stem)), n_classes=n_classes,
-        input_shape=x["train"].shape[1:],
-        source=str(meta.get("source", os.path.abspath(path))),
-        license=str(meta.get("license", "")),
-    )
+    for key in ("name", "source", "license"):
+        if key in meta and not isinstance(meta[key], str):
+            raise fail(path, f"an npz whose '{key}' is a string", f"{type(meta[key]).__name__} {meta[key]!r}")
+    try:
+        return Dataset(
+            x_train=x["train"], y_train=y["train"], x_test=x["test"], y_test=y["test"],
+            name=str(meta.get("name", Path(path).stem)), n_classes=n_classes,
+            input_shape=x["train"].shape[1:],
+            source=str(meta.get("source", os.path.abspath(path))),
+            license=str(meta.get("license", "")),
+        )
+    except (ValueError, TypeError) as err:      # the message names the file the arrays came from
+        raise type(err)(f"File {path!r}: {err}") from None
 
 
 def save_npz_dataset(path, dataset: Dataset, compress: bool = True) -> None:

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .._checks import check_choice, fail
-from .._io import atomic_path, provenance, say
+from .._io import LOCK_NAME, atomic_path, claim_folder, provenance, say  # noqa: F401 - LOCK_NAME: kept importable
 from ..train.signals import interrupt_guard
 from .executor import Executor, usable_cores
 from .spec import MODES as COMPARE_MODES
@@ -42,53 +42,13 @@ __all__ = ["COMPARE_MODES", "RESULTS_SCHEMA_VERSION", "compare", "format_table",
            "usable_cores", "train_one"]
 
 RESULTS_SCHEMA_VERSION = 1
-LOCK_NAME = ".stlsim.lock"
 RUN_NAME = "run.json"
 _FIGURES = ("curves.png", "firing_rates.png", "thresholds.png", "raster_stl.png")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:          # another user's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _lock(out_dir):
-    """Hold ``out_dir/.stlsim.lock`` (created exclusively) for the block."""
-    path = os.path.join(out_dir, LOCK_NAME)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise fail("out", "a folder no other run is writing to",
-                           f"{out_dir!r}, claimed by the running process {pid} ({path})", "compare") from None
-            if pid == os.getpid():
-                raise fail("out", "a folder no other run is writing to",
-                           f"{out_dir!r}, already claimed by this process", "compare") from None
-            with contextlib.suppress(FileNotFoundError):   # stale: its process has ended
-                os.remove(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
+def _lock(out_dir, force: bool = False):
+    """Hold ``out_dir/.stlsim.lock`` for the block (``stlsim._io.claim_folder``)."""
+    return claim_folder(out_dir, "compare", force)
 
 
 def _identity(data, netcfg, trainconfig, modes, seeds) -> dict:
@@ -321,7 +281,7 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise fail("out", "a folder", f"{out_dir!r}, which is a file", "run_comparison")
     os.makedirs(out_dir, exist_ok=True)
-    with _lock(out_dir), interrupt_guard() as signals:
+    with _lock(out_dir, force), interrupt_guard() as signals:
         _claim(out_dir, _identity(data, netcfg, trainconfig, modes, seeds), force)
         return _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log,
                             executor, signals)
@@ -331,6 +291,7 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
+    started_at = time.time() - 1.0             # records saved since then are this invocation's
     interrupted = False
     last_net = {}
     n = len(modes) * len(seeds)
@@ -350,13 +311,19 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
             log(f"[{finished[0]}/{n}] {run_line(mode, seed, value[0], trainconfig.epochs)}{eta}")
 
     shared = (data, netcfg, trainconfig, out_dir, progress and executor.serial)
+    failed = []
     try:
         with executor:
             # After an interrupt no run begins; what is yielded has finished (or stopped after its batch).
             for (mode, seed, _), value in executor.run(_compare_job, jobs, shared=shared, on_done=on_done,
-                                                       key="compare", scatter=True):
+                                                       key="compare", scatter=True, errors="return"):
                 if value is None:                    # a run the interrupt kept from beginning or finishing
                     interrupted = True
+                    continue
+                if isinstance(value, BaseException):  # the other runs go on; the error is raised at the end
+                    failed.append((mode, seed, value))
+                    if log:
+                        log(f"{mode.upper()} seed {seed}: failed ({_one_line(value)})")
                     continue
                 result, params, buffers = value
                 runs_by_mode[mode].append(dataclasses.asdict(result))
@@ -370,6 +337,9 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or bool(signals.requested)
+    # Runs whose result never came back (a second Ctrl-C, a worker that died after its last save, an
+    # error after it): what their records hold is kept, so no finished epoch is dropped from results.json.
+    _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since=started_at)
     runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
     runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
     results = {
@@ -422,4 +392,46 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
         figs = {k: os.path.basename(v) for k, v in figs.items()}
         results["figures"] = figs
         write_results()
+    if failed:                           # results.json holds the runs that finished; the error is one line
+        mode, seed, err = failed[0]
+        if len(failed) == 1 and isinstance(err, Exception):
+            raise err
+        more = f" ({len(failed) - 1} more run(s) failed)" if len(failed) > 1 else ""
+        raise RuntimeError(f"{mode} seed {seed} failed: {_one_line(err)}{more}")
     return results
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since: float):
+    """Add each (mode, seed) missing from ``runs_by_mode`` whose record in ``out_dir`` was saved by
+    this invocation (at or after ``since``, a ``time.time()``) and holds finished epochs of this run
+    (its mode, seed and training configuration)."""
+    from ..train.records import load_record
+
+    for mode, runs in runs_by_mode.items():
+        have = {int(r["seed"]) for r in runs}
+        for seed in seeds:
+            path = os.path.join(out_dir, f"{mode}_seed{seed}.h5")
+            if seed in have or not os.path.isfile(path) or os.path.getmtime(path) < since:
+                continue
+            try:
+                rec = load_record(path)
+            except (ValueError, OSError):
+                continue
+            config = rec["config"]
+            if rec["attrs"].get("mode") != mode or int(rec["attrs"].get("seed", -1)) != seed or any(
+                    config.get(k) != v for k, v in dataclasses.asdict(trainconfig).items()
+                    if k not in ("mode", "seed", "backend", "eval_batch_size", "engine") and k in config):
+                continue
+            history = {k: np.asarray(v).tolist() for k, v in rec["history"].items()}
+            if "epoch" in history:
+                history["epoch"] = [int(e) for e in history["epoch"]]
+            runs.append({"mode": mode, "seed": seed, "history": history, "wall_time": float("nan"),
+                         "interrupted": bool(rec["attrs"].get("interrupted", True)) or
+                         len(history.get("epoch", [])) < trainconfig.epochs,
+                         "theta_init": {}, "record_path": path})
+        runs.sort(key=lambda r: seeds.index(int(r["seed"])))

@@ -25,7 +25,9 @@ The policies live here once:
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import time
 
@@ -105,7 +107,7 @@ def job_threads(threads: int = JOB_THREADS):
 
 
 def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Dask preload)
-    """Preload of the local workers: they ignore SIGINT and SIGTERM.
+    """Preload of the local workers: they ignore the stop signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT).
 
     A Ctrl-C in the terminal reaches every process of the group; the process that owns the
     run alone decides what it means (``Executor``), and the LocalCluster stops its workers
@@ -113,7 +115,9 @@ def dask_setup(worker):  # pragma: no cover - runs in the worker processes (a Da
     """
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    from ..train.signals import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(ValueError, OSError):      # not the main thread: leave it
             signal.signal(sig, signal.SIG_IGN)
 
@@ -204,6 +208,20 @@ class Executor:
 
     @contextlib.contextmanager
     def _client(self):
+        """The Dask client; Dask's own log lines in this process only with --debug."""
+        quiet = not logging.getLogger("stlsim").isEnabledFor(logging.DEBUG)
+        dask_logger = logging.getLogger("distributed")
+        level = dask_logger.level
+        if quiet:
+            dask_logger.setLevel(logging.CRITICAL + 1)
+        try:
+            with self._connect() as client:
+                yield client
+        finally:
+            dask_logger.setLevel(level)
+
+    @contextlib.contextmanager
+    def _connect(self):
         from distributed import Client
 
         if self.scheduler != "local":
@@ -218,8 +236,12 @@ class Executor:
         saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
         os.environ.update(SINGLE_THREAD_ENV)       # inherited by the worker processes from their start
         try:
+            # The workers' own log lines (a job's traceback among them) only with --debug: a job's error
+            # reaches the user once, as the one line of the command that ran it.
+            debug = logging.getLogger("stlsim").isEnabledFor(logging.DEBUG)
             with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0", env=dict(SINGLE_THREAD_ENV), silence_logs=40,
+                              dashboard_address=":0", env=dict(SINGLE_THREAD_ENV),
+                              silence_logs=logging.ERROR if debug else logging.CRITICAL + 1,
                               preload=["stlsim.experiment.executor"]) as cluster, Client(cluster) as client:
                 if self.log:
                     try:
@@ -322,7 +344,9 @@ class Executor:
                     index = running.pop(future)
                     try:
                         value = future.result()        # a job's error is raised here, as in serial
-                    except Exception as err:
+                    except KeyboardInterrupt:
+                        raise
+                    except (Exception, asyncio.CancelledError) as err:   # a cancelled future: a BaseException
                         if signals.requested:
                             value = None               # lost while stopping: the job did not finish
                         elif errors == "return":

@@ -124,7 +124,68 @@ def check_run_dir(run_dir) -> dict:
             for key in _ANN_HISTORY_FIELDS if mode == "ann" else _HISTORY_FIELDS:
                 if not isinstance(history, dict) or not isinstance(history.get(key), list) or not history[key]:
                     raise bad(f"modes.{mode}.history_per_seed[{i}].{key}", "a non-empty list", "no such list")
+        # Numbers a report states: accuracies and rates are fractions, spreads are not negative.
+        unit = [("test_accuracy_mean", summary["test_accuracy_mean"]),
+                ("test_accuracy_per_seed", summary["test_accuracy_per_seed"])]
+        unit += [(f"history_per_seed[{i}].{key}", h.get(key)) for i, h in enumerate(summary["history_per_seed"])
+                 for key in ("test_accuracy", "train_accuracy", "firing_rate") if key in h]
+        for field, value in unit:
+            if not _all_in(value, 0.0, 1.0):
+                raise bad(f"modes.{mode}.{field}", "numbers in [0, 1]", repr(value)[:80])
+        if not _all_in(summary["test_accuracy_std"], 0.0, 1.0):
+            raise bad(f"modes.{mode}.test_accuracy_std", "a number in [0, 1]", repr(summary["test_accuracy_std"])[:80])
+        if isinstance(summary["test_accuracy_per_seed"], list) and len(summary["test_accuracy_per_seed"]) != len(seeds):
+            raise bad(f"modes.{mode}.test_accuracy_per_seed", f"{len(seeds)} accuracies (one per seed)",
+                      repr(summary["test_accuracy_per_seed"])[:80])
     return results
+
+
+def _all_in(value, low, high) -> bool:
+    """Whether ``value`` (a number or nested lists of them; None for a missing one) lies in [low, high]."""
+    if value is None:
+        return True
+    if isinstance(value, list):
+        return all(_all_in(v, low, high) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+# Training options a record may hold with another value than results.json: where it was computed.
+_WHERE_COMPUTED = ("backend", "eval_batch_size", "engine")
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_records(run: dict):
+    """Each record in a slot of ``results.json`` is that slot's run: mode, seed, training
+    configuration and network; errors name the record and the field."""
+    from ..train.records import load_record
+
+    results = run["results"]
+    config = results.get("config", {})
+    for mode, paths in run["records"].items():
+        for path in paths:
+            seed = int(os.path.basename(path)[len(f"{mode}_seed"):-len(".h5")])
+            rec = load_record(path)
+            attrs = rec["attrs"]
+            got = {"mode": attrs.get("mode"), "seed": attrs.get("seed")}
+            for field, want in (("mode", mode), ("seed", seed)):
+                if got[field] != want:
+                    raise fail(f"record {path!r}", f"the run of its slot ({mode} seed {seed})",
+                               f"a record of {got['mode']} seed {got['seed']} ({field} differs)")
+            for part, recorded in (("training", rec["config"]), ("network", rec["network"])):
+                expected = config.get(part) or {}
+                for key, value in expected.items():
+                    if part == "training" and key in _WHERE_COMPUTED:
+                        continue
+                    if key in recorded and _plain(recorded[key]) != _plain(value):
+                        raise fail(f"record {path!r}", f"a run of results.json's {part} ({key} {value!r})",
+                                   f"a record with {key} {recorded[key]!r}")
 
 
 def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int = 1000,
@@ -139,6 +200,7 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
     max_test = check_int(max_test, "max_test", low=1, owner="analyze_run")
     check_run_dir(run_dir)
     run = dynamics.load_run(run_dir)
+    check_records(run)
     results = run["results"]
     training = results["config"]["training"]
     timesteps, encoding = int(training["timesteps"]), training["encoding"]

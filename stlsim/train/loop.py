@@ -18,9 +18,11 @@ A resume continues only the run its record holds: the learning mode, seed, train
 configuration (all but ``epochs``, ``backend`` and ``eval_batch_size``), network
 description, neuron conventions, dtype and optimizer state must all match, or ``train``
 refuses, naming the first field that differs, unless that field is named in
-``override`` (the record then logs the change).
+``override`` (the record then logs the change). The record also holds its data set's
+identity (name, sizes, a sha256 fingerprint of inputs and labels) and the engine it ran
+on: a resume on other data is refused, on another engine unless ``override`` names it.
 
-Ctrl-C and SIGTERM set a flag that the loop checks between batches: the finished epochs
+Ctrl-C, SIGTERM, SIGHUP and SIGQUIT set a flag that the loop checks between batches: the finished epochs
 are saved and ``RunResult.interrupted`` is True. A save in progress is never cut short
 (a second signal during it waits for the save to finish).
 """
@@ -43,7 +45,8 @@ from .modes import trainable_names
 from .optim import ExponentialDecay, decayed_names, make_optimizer
 from .signals import interrupt_guard
 
-__all__ = ["train", "evaluate", "theta_stats", "check_resume", "conventions_of",
+__all__ = ["train", "evaluate", "theta_stats", "check_resume", "check_resume_data", "data_identity",
+           "conventions_of",
            # defined in config.py and signals.py; kept importable from here
            "NetConfig", "TrainConfig", "RunResult", "build_network", "ENCODINGS", "interrupt_guard"]
 
@@ -215,6 +218,36 @@ def check_resume(record: dict, source, config: TrainConfig, net, netcfg=None, ov
     return changes
 
 
+def data_identity(data) -> dict:
+    """What a record keeps of its data set: name, sizes, classes, sample shape and a sha256
+    fingerprint of the inputs and labels (another file of the same name and shape differs there)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        arr = np.ascontiguousarray(getattr(data, key))
+        h.update(f"{key}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(memoryview(arr).cast("B"))
+    return {"name": str(getattr(data, "name", "")), "n_train": int(len(data.y_train)),
+            "n_test": int(len(data.y_test)), "n_classes": int(data.n_classes),
+            "sample_shape": [int(v) for v in np.shape(data.x_train)[1:]], "fingerprint": "sha256:" + h.hexdigest()}
+
+
+def check_resume_data(record: dict, source, identity: dict, engine: str, override=()):
+    """Refuse to continue a record on other data or another engine; errors name the field."""
+    recorded = record.get("data")
+    if isinstance(recorded, dict):          # records written before stlsim kept it: nothing to check
+        for key in ("name", "n_train", "n_test", "n_classes", "sample_shape", "fingerprint"):
+            if key in recorded and _normal(recorded[key]) != _normal(identity[key]):
+                what = "its inputs or labels differ" if key == "fingerprint" else f"its {key} is {recorded[key]!r}"
+                raise fail("resume", f"a record of this run's data (data {key} {identity[key]!r})",
+                           f"the record {source}, trained on other data ({what})", "train")
+    if record.get("engine") not in (None, engine) and "engine" not in set(override or ()):
+        raise fail("resume", f"a record of this run's engine ({engine!r})",
+                   f"the record {source}, trained on the engine {record['engine']!r} (to continue it there, "
+                   f"pass --override engine={engine})", "train")
+
+
 def _restore_checkpoint(rec, source, net, optimizer, config):
     """Check a record's checkpoint against ``net`` and ``optimizer``, entry by entry."""
     ck = rec["checkpoint"]
@@ -319,6 +352,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     layer_fields = {"firing_rate": [], "theta_mean": [], "theta_std": []}
     start_epoch = 0
     overrides_log = []
+    identity = data_identity(data)
+    engine = config.engine or net.engine
     if resume is not None:
         from .records import load_record
 
@@ -327,6 +362,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
         if ck is None:
             raise fail("resume", "a record with a checkpoint", f"{resume} without one")
         changes = check_resume(rec, resume, config, net, netcfg, override)
+        check_resume_data(rec, resume, identity, engine, override)
         _restore_checkpoint(rec, resume, net, optimizer, config)
         overrides_log = list(rec.get("overrides", [])) + changes
         _set_rng_state(shuffle_rng, ck["rng"]["shuffle"])
@@ -375,7 +411,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                     conventions=conventions_of(net), history=full_history,
                     params={**net.params, **{f"buffer:{k}": v for k, v in getattr(net, "buffers", {}).items()}},
                     theta_init=theta_init, checkpoint=checkpoint,
-                    interrupted=interrupted, overrides=overrides_log)
+                    interrupted=interrupted, overrides=overrides_log, data=identity, engine=engine)
 
     checkpoint = snapshot(start_epoch)
     with interrupt_guard() as signals:

@@ -6,6 +6,8 @@ Layout (``SCHEMA_VERSION`` 2)::
                                    mode, seed, config (JSON), network (JSON),
                                    conventions (JSON), epochs_done, interrupted,
                                    overrides (JSON: fields a resume was allowed to change),
+                                   data (JSON: data set name, sizes, fingerprint of inputs
+                                   and labels), engine,
                                    digest ("sha256:..." over every array and the attrs
                                    that define the run)
     /history/<field>        one row per finished epoch (see docs/results.md)
@@ -21,7 +23,8 @@ Files are written atomically (temp file, then rename), so an interrupted save ne
 leaves a half-written record. Arrays carry HDF5 ``fletcher32`` checksums and the root a
 digest of everything, so a damaged record is refused, never loaded with changed values;
 records are read through ``stlsim._io.read_hdf5`` (a bounded read in a child process).
-Version-1 records (no digest) still load.
+Version-1 records (no digest) still load; a digest, where the file has one, is always checked
+(the file's own ``schema_version`` cannot switch the check off).
 """
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ SCHEMA_VERSION = 2
 _RUN_ATTRS = ("mode", "seed", "config", "network", "conventions", "epochs_done", "interrupted",
               "overrides")
 _CHECKPOINT_ATTRS = ("epoch", "rng", "history_length")
+# Attributes of later records (the data identity and the engine): covered by the digest where present,
+# so deleting one from a record that has it breaks the digest like any other edit.
+_LATER_ATTRS = ("data", "engine")
 
 
 def _plain(value):
@@ -50,6 +56,7 @@ def _digest(root_attrs: dict, checkpoint_attrs: dict | None, arrays: dict) -> st
     """sha256 over the run-defining attributes and every array (name, dtype, shape, bytes)."""
     h = hashlib.sha256()
     attrs = {k: _plain(root_attrs.get(k)) for k in _RUN_ATTRS}
+    attrs.update({k: _plain(root_attrs[k]) for k in _LATER_ATTRS if k in root_attrs})
     if checkpoint_attrs is not None:
         attrs.update({f"checkpoint.{k}": _plain(checkpoint_attrs.get(k)) for k in _CHECKPOINT_ATTRS})
     h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
@@ -69,8 +76,11 @@ def _dataset(group, key, value, arrays: dict, prefix: str, dtype=None):
 
 def save_record(path, *, config: dict, network: dict, conventions: dict, history: dict,
                 params: dict, theta_init: dict, checkpoint: dict | None, interrupted: bool,
-                overrides: list | None = None):
+                overrides: list | None = None, data: dict | None = None, engine: str | None = None):
     """Write one run record atomically. ``checkpoint`` has params, optimizer, rng, epoch.
+
+    ``data``: the identity of the data set the run trains on (``stlsim.train.loop.data_identity``:
+    name, sizes, a fingerprint of inputs and labels); ``engine``: the engine it ran on.
 
     ``overrides``: the fields a resume was allowed to change (one dict per change:
     field, recorded, requested, at_epoch), kept across resumes.
@@ -83,6 +93,10 @@ def save_record(path, *, config: dict, network: dict, conventions: dict, history
             "conventions": json.dumps(conventions, sort_keys=True),
             "epochs_done": len(history.get("epoch", [])), "interrupted": bool(interrupted),
             "overrides": json.dumps(list(overrides or []), sort_keys=True)}
+    if data is not None:
+        root["data"] = json.dumps(data, sort_keys=True)
+    if engine is not None:
+        root["engine"] = str(engine)
     arrays: dict = {}
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
@@ -127,6 +141,17 @@ def _read_group(group, prefix: str, arrays: dict) -> dict:
     return out
 
 
+def _schema_version(value, path) -> int:
+    """The record's schema version: an integer in [1, SCHEMA_VERSION], else the file is refused."""
+    from .._checks import fail
+
+    value = _plain(value)
+    if isinstance(value, (bool, float, str, bytes)) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= int(value) <= SCHEMA_VERSION:
+        raise fail(f"schema_version of {str(path)!r}", f"an integer in [1, {SCHEMA_VERSION}]", repr(value))
+    return int(value)
+
+
 def _read_open(f, path) -> dict:
     """Read an open record (``f``: an h5py File); runs inside ``read_hdf5``'s child."""
     from .._checks import fail
@@ -135,8 +160,7 @@ def _read_open(f, path) -> dict:
     if version is None or "config" not in f.attrs:
         raise fail(str(path), "a stlsim run record (with schema_version and config)",
                    "an HDF5 file without them")
-    if int(version) > SCHEMA_VERSION:
-        raise fail(str(path), f"schema_version <= {SCHEMA_VERSION}", f"schema_version {int(version)}")
+    version = _schema_version(version, path)
     for group in ("history", "params", "theta_init"):
         if group not in f:
             raise damaged_file_error(path, f"its group '/{group}' is missing")
@@ -148,6 +172,8 @@ def _read_open(f, path) -> dict:
         "network": json.loads(f.attrs["network"]),
         "conventions": json.loads(f.attrs["conventions"]),
         "overrides": json.loads(attrs.get("overrides", "[]")),
+        "data": json.loads(attrs["data"]) if "data" in attrs else None,
+        "engine": attrs.get("engine"),
         "history": _read_group(f["history"], "history", arrays),
         "params": _read_group(f["params"], "params", arrays),
         "theta_init": _read_group(f["theta_init"], "theta_init", arrays),
@@ -164,13 +190,16 @@ def _read_open(f, path) -> dict:
             "params": _read_group(ck["params"], "checkpoint/params", arrays),
             "optimizer": _read_group(ck["optimizer"], "checkpoint/optimizer", arrays),
         }
-    if int(version) >= 2:
-        stored = attrs.get("digest")
-        if not isinstance(stored, str):
-            raise damaged_file_error(path, "its digest attribute is missing")
-        if _digest(attrs, ck_attrs, arrays) != stored:
-            raise damaged_file_error(path, "its contents do not match the digest stored with them "
-                                           "(the file is damaged)")
+    # The file cannot switch its own check off: a digest present is always checked, and only a
+    # version-1 record (written before digests) may lack one, with nothing of version 2 in it.
+    if version == 1 and "digest" not in attrs and "overrides" not in attrs:
+        return record
+    stored = attrs.get("digest")
+    if not isinstance(stored, str):
+        raise damaged_file_error(path, "its digest attribute is missing")
+    if _digest(attrs, ck_attrs, arrays) != stored:
+        raise damaged_file_error(path, "its contents do not match the digest stored with them "
+                                       "(the file is damaged)")
     return record
 
 

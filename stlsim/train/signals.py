@@ -1,4 +1,7 @@
-"""Ctrl-C and SIGTERM as a flag that a training loop checks between batches.
+"""Ctrl-C, SIGTERM, SIGHUP and SIGQUIT as a flag that a training loop checks between batches.
+
+Every signal a terminal or a scheduler sends to stop a run (``STOP_SIGNALS``: SIGINT, SIGTERM,
+and SIGHUP and SIGQUIT where the platform has them) is handled the same way.
 
 ``interrupt_guard()`` turns the signals into ``requested`` for the duration of a block; a
 save inside ``protect()`` is never cut short. Every application (train, compare, sweep)
@@ -11,7 +14,10 @@ import signal
 import sys
 import threading
 
-__all__ = ["interrupt_guard"]
+__all__ = ["interrupt_guard", "STOP_SIGNALS"]
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+                     if hasattr(signal, name))
 
 
 class _Interrupts:
@@ -41,7 +47,7 @@ _ACTIVE: list = []
 
 @contextlib.contextmanager
 def interrupt_guard():
-    """Turn SIGINT/SIGTERM into a flag for the duration of the block (main thread only).
+    """Turn the stop signals (``STOP_SIGNALS``) into a flag for the block (main thread only).
 
     Yields an object with ``requested`` (the signal's name or None), ``check()`` (raises
     KeyboardInterrupt once a signal arrived) and ``protect()`` (a block, such as a save,
@@ -66,7 +72,7 @@ def interrupt_guard():
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 previous[sig] = signal.signal(sig, handler)
             except (ValueError, OSError):  # pragma: no cover - embedded interpreters

@@ -258,6 +258,44 @@ def expand(spec: GridSpec, base: dict, seeds, modes) -> list:
     return tasks
 
 
+# Tasks a sweep runs at most unless told otherwise (``--max-tasks``): a grid of 10**6 cells is a typo
+# more often than a plan, and expanding it alone takes minutes.
+MAX_TASKS = 10_000
+
+
+def check_size(spec: GridSpec, seeds, modes, max_tasks: int | None = MAX_TASKS, owner: str = "stlsim sweep") -> int:
+    """The number of tasks of ``spec`` x seeds x modes, refused above ``max_tasks`` before any is built."""
+    if not spec.axes:
+        raise fail("grid", "at least one option to vary (NAME=V1,V2,...)", "no axis", owner)
+    cells = 1
+    for values in spec.axes.values():
+        cells *= len(values)
+    n = cells * len(seeds) * len(modes)
+    if max_tasks is not None and n > max_tasks:
+        raise fail("grid", f"at most {max_tasks} tasks (--max-tasks; raise it to run a larger sweep)",
+                   f"{cells} cell(s) x {len(seeds)} seed(s) x {len(modes)} mode(s) = {n} tasks", owner)
+    return n
+
+
+def _check_dataset_name(spec: str, owner: str):
+    """A data-set spec that can be loaded: a known name, an event set, or an existing .npz file."""
+    from ...data.event_datasets import is_event_spec
+
+    name, _, directory = str(spec).partition(":")
+    if str(spec).lower().endswith(".npz"):
+        if not os.path.isfile(spec):
+            raise fail("dataset", "an existing .npz file", f"{spec!r}, which does not exist", owner)
+        return
+    if is_event_spec(spec):
+        return
+    if name.lower() == "digits" and not directory or name.lower() in ("fashion-mnist", "mnist", "cifar10"):
+        if directory and not os.path.isdir(directory):
+            raise fail("dataset", f"{name}:DIR with an existing folder DIR", f"{spec!r}", owner)
+        return
+    raise fail("dataset", "'digits', 'fashion-mnist[:DIR]', 'mnist[:DIR]', 'cifar10[:DIR]', an event data "
+               "set or a path to an .npz file", repr(spec), owner)
+
+
 def preflight(tasks, owner: str = "stlsim sweep"):
     """Check every distinct configuration before any task runs (no data is loaded)."""
     import stlsim
@@ -275,6 +313,13 @@ def preflight(tasks, owner: str = "stlsim sweep"):
         try:
             if task.mode == "ann" and opts["arch"] != "mlp":
                 raise fail("arch", "'mlp' for the ANN baseline (mode 'ann')", repr(opts["arch"]), owner)
+            if opts["arch"] != "mlp":
+                from ... import architectures
+
+                if opts["arch"] not in architectures.names():
+                    raise fail("arch", f"'mlp' or one of {', '.join(architectures.names())}", repr(opts["arch"]),
+                               owner)
+            _check_dataset_name(opts["dataset"], owner)
             spec = RunSpec.from_options(opts, mode=task.mode, seed=task.seed, owner=owner)
             LIF(tau=spec.net.tau, theta_init=spec.net.theta_init, reset=spec.net.reset,
                 detach_reset=spec.net.detach_reset)

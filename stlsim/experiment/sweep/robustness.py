@@ -30,7 +30,6 @@ each level), ``noise_matched.csv`` (the pairs) and ``noise.md`` (the verdicts) i
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -39,6 +38,7 @@ import numpy as np
 from ..._checks import check_real, fail
 from ..._io import atomic_path, say
 from .report import _axes_of, _stats, _t975
+from .runner import check_record_matches, checked_task_doc, record_of
 from .table import _csv_text, read_table
 
 __all__ = ["DEFAULT_NOISE", "noise_rows", "matched_pairs", "stl_effect", "write_noise_report"]
@@ -86,9 +86,20 @@ def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, see
     if not rows:
         raise fail("sweep", f"finished runs of the modes {list(modes)}", "none", owner)
     data_cache, out = {}, []
+    table = os.path.join(sweep_dir, "table.csv")
     for n, row in enumerate(rows, 1):
-        with open(os.path.join(sweep_dir, "tasks", f"{row['task_id']}.json")) as f:
-            options = json.load(f)["options"]
+        # Only the record of this task, at the one place it may be, checked against the task's row.
+        tid = row["task_id"]
+        record_path = record_of(sweep_dir, tid)
+        if os.path.normpath(str(row.get("record") or "")) != os.path.join("records", f"{tid}.h5"):
+            raise fail(f"column 'record' of task {tid} in {table!r}", f"'records/{tid}.h5' (the task's own record, "
+                       "inside the sweep folder)", repr(row.get("record")), owner)
+        doc = checked_task_doc(sweep_dir, tid, owner=owner)
+        if doc["row"].get("mode") != row["mode"] or doc["row"].get("seed") != row["seed"]:
+            raise fail(f"row of task {tid} in {table!r}", f"mode {doc['row'].get('mode')!r} seed "
+                       f"{doc['row'].get('seed')!r} (its task file's)", f"mode {row['mode']!r} seed {row['seed']!r}",
+                       owner)
+        options = doc["options"]
         data_key = (options["dataset"], options.get("train_subset"), options.get("test_subset"))
         if data_key not in data_cache:          # one data set in memory at a time
             data_cache = {data_key: DataSpec(*data_key).load(options.get("timesteps"))}
@@ -97,7 +108,8 @@ def noise_rows(sweep_dir, *, noise=None, modes=("stl", "sl"), max_test=None, see
             raise fail("sweep", "runs on static images (noise is added to images or their rate code)",
                        f"event data {data.name!r}", owner)
         config_t, config_enc = int(options["timesteps"]), options["encoding"]
-        net, _ = network_from_record(os.path.join(sweep_dir, row["record"]), data.sample_shape, data.n_classes)
+        net, rec = network_from_record(record_path, data.sample_shape, data.n_classes)
+        check_record_matches(rec, doc, record_path, owner)
         x, y = data.x_test, data.y_test
         if max_test is not None:
             x, y = x[:max_test], y[:max_test]

@@ -21,6 +21,7 @@ On a cluster of several machines ``OUT`` must be a folder every worker can write
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -87,7 +88,7 @@ def run_task(task, out_dir: str) -> dict | None:
         data, netcfg, config = task_spec(task).load()
         net = build_network(netcfg, data.sample_shape, data.n_classes, seed=task.seed, backend=config.backend)
         rates0 = _initial_rates(net, data, config)
-        resume = record if os.path.exists(record) else None
+        resume = record if _own_record(record, task, row) else None
         result = train(net, data, config, record_path=record, resume=resume, progress=False, netcfg=netcfg)
         if result.interrupted:
             return None
@@ -133,6 +134,23 @@ def _validation_columns(history, config) -> dict:
             "final_val_loss": float(history["val_loss"][-1]), "val_fraction": float(config.val_fraction)}
 
 
+def _own_record(path, task, row) -> bool:
+    """Whether ``path`` holds a record of this task to continue; a record of another run (or a
+    damaged one) is moved aside to ``<id>.h5.rejected`` and the task starts afresh."""
+    from ...train.records import load_record
+
+    if not os.path.exists(path):
+        return False
+    try:
+        check_record_matches(load_record(path), {"row": row, "options": task.option_dict}, path)
+    except ValueError as err:
+        os.replace(path, path + ".rejected")
+        say(f"task {task.id}: its record was not its own run ({' '.join(str(err).split())}); moved to "
+            f"{path}.rejected, the task starts afresh")
+        return False
+    return True
+
+
 def _run_ann(task, record, row) -> dict:
     """The ANN baseline of a task's configuration (``stlsim.train.ann``); fills ``row``."""
     from ...train.ann import ann_macs_per_sample, train_ann
@@ -147,6 +165,92 @@ def _run_ann(task, record, row) -> dict:
                n_test=int(len(data.y_test)))
     row.update(_validation_columns(history, config))
     return history
+
+
+def record_of(out_dir, tid) -> str:
+    """The one place a task's record may be: ``OUT/records/<task id>.h5`` (inside ``OUT``)."""
+    from ..._io import inside
+
+    return inside(os.path.join(out_dir, "records"), f"{tid}.h5", "a task's record")
+
+
+def checked_task_doc(out_dir, tid, *, owner="stlsim sweep") -> dict:
+    """Task ``tid``'s document ``OUT/tasks/<tid>.json``, checked against its name.
+
+    The document's own row must name ``tid``, and its options, mode and seed must hash to
+    ``tid`` (``grid.task_id``): a row copied from another task or edited to another run is refused.
+    """
+    from .grid import task_id
+
+    path = os.path.join(out_dir, "tasks", f"{tid}.json")
+    doc = read_row(out_dir, tid)
+    if not isinstance(doc, dict) or not isinstance(doc.get("row"), dict) or not isinstance(doc.get("options"), dict):
+        raise fail(f"task file {path!r}", "a readable task row of `stlsim sweep`", "none or a damaged one", owner)
+    row = doc["row"]
+    try:
+        own = task_id(doc["options"], row.get("mode"), row.get("seed"))
+    except (TypeError, ValueError):
+        own = None
+    if row.get("task_id") != tid or own != tid:
+        raise fail(f"task file {path!r}", f"the row of task {tid} (its options, mode and seed hash to its name)",
+                   f"the row of task {row.get('task_id')!r}" if row.get("task_id") != tid
+                   else "options, mode or seed of another task", owner)
+    return doc
+
+
+def check_record_matches(rec: dict, doc: dict, path, owner="stlsim sweep"):
+    """Refuse a record that is not the run of task document ``doc`` (mode, seed, options)."""
+    row, options = doc["row"], doc["options"]
+    attrs = rec.get("attrs", {})
+    if attrs.get("mode") != row.get("mode") or attrs.get("seed") != row.get("seed"):
+        raise fail(f"record {str(path)!r}", f"the run of task {row.get('task_id')} ({row.get('mode')} seed "
+                   f"{row.get('seed')})", f"a record of {attrs.get('mode')} seed {attrs.get('seed')}", owner)
+    config = rec.get("config", {})
+    for key, value in options.items():
+        if key in config and value is not None and config[key] is not None and _norm(config[key]) != _norm(value):
+            raise fail(f"record {str(path)!r}", f"the run of task {row.get('task_id')} ({key} {value!r})",
+                       f"a record with {key} {config[key]!r}", owner)
+
+
+def _norm(value):
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return float(value)
+
+
+def _finished(out_dir, tid, doc, log) -> bool:
+    """Whether task ``tid`` holds a finished run whose row agrees with its record (a rerun skips it).
+
+    The row alone is not trusted: it must be the row of this task, its record must exist and be
+    the run of this task, and the row's accuracies must be the record's.
+    """
+    if doc.get("row", {}).get("status") != "ok":
+        return False
+    import json
+
+    import h5py       # in this process: attributes and one checksummed array per task, read fast
+
+    try:
+        doc = checked_task_doc(out_dir, tid)
+        path = record_of(out_dir, tid)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"its record {path!r} is missing")
+        with h5py.File(path, "r") as f:
+            rec = {"attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+                   "config": json.loads(f.attrs["config"])}
+            acc = np.asarray(f["history/test_accuracy"][()], dtype=float)
+        check_record_matches(rec, doc, path)
+        row = doc["row"]
+        if not len(acc) or row.get("final_test_accuracy") != float(acc[-1]) or row.get("epochs_done") != len(acc) \
+                or row.get("best_test_accuracy") != float(acc.max()):
+            raise ValueError(f"its row's accuracies are not those of its record {path!r}")
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        if log:
+            log(f"task {tid}: not taken as finished ({' '.join(str(err).split())}); it runs again")
+        return False
+    return True
 
 
 def _write_row(out_dir, task, row, history):
@@ -193,8 +297,35 @@ def _sweep_job(shared, task):
     return task_fn(task, out_dir)
 
 
+def _claim_sweep(out_dir, ids, force: bool, owner="stlsim sweep"):
+    """A sweep folder holds one sweep: refuse a compare run's folder, and one whose ``sweep.json``
+    names other tasks (another grid, seeds or modes), unless ``force``."""
+    import json
+
+    for name in ("run.json", "results.json"):
+        if os.path.isfile(os.path.join(out_dir, name)) and not force:
+            raise fail("out", "an empty folder or one of this sweep", f"{out_dir!r}, which holds the {name} of a "
+                       "`stlsim compare` run; choose another --out (or pass --force)", owner)
+    path = os.path.join(out_dir, "sweep.json")
+    if ids is None or not os.path.isfile(path) or force:
+        return
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_ids = old["task_ids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old_ids = None
+    if old_ids is None or sorted(old_ids) != sorted(ids):
+        what = "an unreadable sweep.json" if old_ids is None else (
+            f"another sweep ({len(set(old_ids) - set(ids))} of its {len(old_ids)} tasks are not in this one, "
+            f"{len(set(ids) - set(old_ids))} of this one's {len(ids)} not in it)")
+        raise fail("out", "an empty folder or one holding this same sweep (a rerun)",
+                   f"{out_dir!r}, which holds {what}; choose another --out, or pass --force to replace its "
+                   "table and sweep.json (the finished tasks both share are kept)", owner)
+
+
 def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None, task_fn=None,
-              log=say) -> dict:
+              log=say, force: bool = False) -> dict:
     """Run ``tasks`` (from ``grid.expand``) into ``out_dir``; return a summary.
 
     ``scheduler``: "local" (an embedded LocalCluster, one single-threaded worker process per
@@ -203,13 +334,36 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
     Without dask.distributed installed, "local" falls back to serial. ``task_fn(task, out_dir)
     -> row`` replaces ``run_task`` (tests; a module-level function). ``meta`` is stored in
     ``OUT/sweep.json``.
-    """
-    from .table import write_json
 
-    task_fn = run_task if task_fn is None else task_fn
+    The folder is claimed (``.stlsim.lock``) while the sweep runs; a folder of a compare run or of
+    another sweep (other task ids in its ``sweep.json``) is refused unless ``force``. SIGINT,
+    SIGTERM, SIGHUP and SIGQUIT stop it alike: the finished tasks are kept, the tables written and
+    the summary returned with ``interrupted`` True.
+    """
     if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)
                                     or max_workers < 1):
         raise fail("max_workers", "an integer >= 1", repr(max_workers), "run_sweep")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise fail("out", "a folder", f"{out_dir!r}, which is a file", "stlsim sweep")
+    os.makedirs(out_dir, exist_ok=True)
+    from ..._io import claim_folder
+    from ...train.signals import interrupt_guard
+
+    with claim_folder(out_dir, "stlsim sweep", force), interrupt_guard():
+        _claim_sweep(out_dir, [t.id for t in tasks] if meta is not None else None, force)
+        return _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log)
+
+
+def _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log) -> dict:
+    import glob
+
+    from .table import write_json
+
+    for name in glob.glob(os.path.join(out_dir, "**", ".*.tmp"), recursive=True):   # saves cut short
+        with contextlib.suppress(OSError):
+            os.remove(name)
+
+    task_fn = run_task if task_fn is None else task_fn
     os.makedirs(os.path.join(out_dir, "tasks"), exist_ok=True)
     started = time.perf_counter()
     if meta is not None:
@@ -219,7 +373,10 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
                                                           "task_ids": [t.id for t in tasks]})
     ids = [t.id for t in tasks]
     docs = {tid: doc for tid, doc in read_rows(out_dir).items() if tid in set(ids)}
-    todo = [t for t in tasks if docs.get(t.id, {}).get("row", {}).get("status") != "ok"]
+    done = {tid for tid, doc in docs.items() if _finished(out_dir, tid, doc, log)}
+    for tid in set(docs) - done:
+        del docs[tid]                       # a row not trusted is no row: the task runs again
+    todo = [t for t in tasks if t.id not in done]
     progress = _Progress(len(todo), len(tasks) - len(todo), log)
     last_write = [0.0]
 

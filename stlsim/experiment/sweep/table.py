@@ -30,7 +30,9 @@ import io
 import json
 import math
 import os
+import re
 
+from ..._checks import fail
 from ..._io import atomic_path
 
 __all__ = ["write_json", "read_row", "read_rows", "write_tables", "read_table", "METRIC_COLUMNS"]
@@ -178,12 +180,118 @@ def _parse(text):
 _TEXT_COLUMNS = frozenset({"task_id", "record", "worker", "status", "error", "mode"})
 
 
+# Required columns (a missing one would silently drop rows or pairs) and the range of each
+# numeric column a report reads; a column matches the first pattern it starts with.
+_REQUIRED = {"table.csv": ("task_id", "status", "mode", "seed", "final_test_accuracy"),
+             "history.csv": ("task_id", "mode", "seed", "epoch")}
+_STATUSES = ("ok", "error", "killed")
+_MODES = ("stl", "sl", "tl", "ann")
+# (column prefix, what, check, integer)
+_RANGES = (
+    ("seed", "an integer >= 0", lambda v: v >= 0, True),
+    ("epochs_done", "an integer >= 0", lambda v: v >= 0, True),
+    ("best_epoch", "an integer >= 1", lambda v: v >= 1, True),
+    ("epoch", "an integer >= 1", lambda v: v >= 1, True),
+    ("n_test", "an integer >= 1", lambda v: v >= 1, True),
+    ("final_test_accuracy", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("best_test_accuracy", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("final_train_accuracy", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("train_accuracy", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("test_accuracy", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("firing_rate", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0, False),
+    ("final_test_loss", "a finite number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("train_loss", "a finite number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("test_loss", "a finite number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("theta_", "a finite number", lambda v: math.isfinite(v), False),
+    ("sops_per_sample", "a number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("macs_per_sample", "a number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("wall_time_s", "a number >= 0", lambda v: 0.0 <= v < math.inf, False),
+    ("train_wall_time_s", "a number >= 0", lambda v: 0.0 <= v < math.inf, False),
+)
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+_PER_LAYER = ("firing_rate", "theta_")     # prefixes of the per-layer columns (firing_rate_l0, theta_mean_l1, ...)
+
+
+def _range_of(column):
+    """(what, check, integer) of ``column``: its own entry of ``_RANGES``, or its per-layer prefix's."""
+    for prefix, what, check, integer in _RANGES:
+        if column == prefix or (prefix in _PER_LAYER and column.startswith(prefix)):
+            return what, check, integer
+    return None
+
+
+def _check_row(path, number, row, file_kind):
+    """Raise naming file, row and column if ``row`` (parsed) holds a value out of its range."""
+    def bad(column, expected, got):
+        return fail(f"column {column!r} of row {number} of {path!r}", expected, got, owner=None)
+    if not _TASK_ID.match(row.get("task_id") or ""):
+        raise bad("task_id", "a task id (letters, digits, '-' or '_')", repr(row.get("task_id")))
+    if row.get("mode") not in _MODES:
+        raise bad("mode", f"one of {', '.join(_MODES)}", repr(row.get("mode")))
+    if file_kind == "table.csv" and row.get("status") not in _STATUSES:
+        raise bad("status", f"one of {', '.join(_STATUSES)}", repr(row.get("status")))
+    finished = file_kind == "history.csv" or row.get("status") == "ok"
+    for column, value in row.items():
+        rule = _range_of(column)
+        if rule is None:
+            continue
+        what, check, integer = rule
+        if value is None:
+            if finished and column in _REQUIRED[file_kind]:
+                raise bad(column, what, "an empty field")
+            continue
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if integer:
+            number_ok = isinstance(value, int) and not isinstance(value, bool)
+        if not number_ok or (isinstance(value, float) and math.isnan(value)) or not check(value):
+            raise bad(column, what, repr(value))
+
+
 def read_table(path) -> list:
     """``table.csv`` (or ``history.csv``) as a list of dicts; numbers parsed (but never in
-    ``_TEXT_COLUMNS``, such as ``task_id``), empty fields None."""
+    ``_TEXT_COLUMNS``, such as ``task_id``), empty fields None.
+
+    The table is validated as it is read: the required columns are there, every row has as
+    many fields as the header, and each number a report reads lies in its range (accuracies
+    and rates in [0, 1], seeds and sizes integers, ...); an error names the file, the row
+    (1 = the first after the header) and the column.
+    """
     if os.path.isdir(path):
         path = os.path.join(path, "table.csv")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"sweep table {path!r} does not exist (run `stlsim sweep` first)")
-    with open(path, newline="") as f:
-        return [{k: (v if k in _TEXT_COLUMNS else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    file_kind = "history.csv" if os.path.basename(path).startswith("history") else "table.csv"
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            raw = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise fail(repr(path), "a readable sweep table (CSV)", f"an unreadable file ({err})") from None
+    if not header:
+        raise fail(repr(path), "a sweep table with a header line", "an empty file")
+    missing = [c for c in _REQUIRED[file_kind] if c not in header]
+    if missing:
+        raise fail(f"the columns of {path!r}", f"a header with {', '.join(_REQUIRED[file_kind])}",
+                   f"no column {missing[0]!r}")
+    if len(set(header)) != len(header):
+        twice = next(c for c in header if header.count(c) > 1)
+        raise fail(f"the columns of {path!r}", "distinct column names", f"{twice!r} twice")
+    rows = []
+    for number, fields in enumerate(raw, 1):
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise fail(f"row {number} of {path!r}", f"{len(header)} fields (as its header)",
+                       f"{len(fields)} fields")
+        row = {k: (v if k in _TEXT_COLUMNS else _parse(v)) for k, v in zip(header, fields)}
+        for k in ("task_id", "mode", "status"):
+            if row.get(k) == "":
+                row[k] = None
+        _check_row(path, number, row, file_kind)
+        rows.append(row)
+    if not rows:
+        raise fail(repr(path), "a sweep table with at least one row", "only a header (no task finished?)")
+    return rows
