@@ -11,7 +11,7 @@ from stlsim import cli
 from stlsim.experiment.sweep import expand, parse_grid_text, run_sweep, task_id
 from stlsim.experiment.sweep.grid import resolve_options, train_options
 from stlsim.experiment.sweep.report import pareto_front
-from stlsim.experiment.sweep.robustness import matched_pairs, stl_effect, write_noise_report
+from stlsim.experiment.sweep.robustness import matched_pairs, stl_effect
 from stlsim.experiment.spec import RunSpec, dataset_defaults, npz_epochs
 from stlsim.train import NetConfig, build_network
 
