@@ -24,6 +24,7 @@ from . import surrogate as _surrogate
 from ._params import ParamDict
 from ._checks import check_array, check_bool, check_choice, check_dtype, check_int, check_labels, fail
 from .engines import ENGINES, get_backend, get_engine, resolve_backend
+from .engines.backend import kernel_surrogate
 from .engines.event_tape import (EventLayerTape, EventTape, attach_parameters,
                                  detach_parameters, spike_events_of)
 from .grad import bptt
@@ -458,9 +459,12 @@ class Network:
                 raise fail(f"buffers[{key!r}]", f"a {self.dtype.name} array of shape {shape}", got,
                            "Network", TypeError)
 
-    def _check_input(self, x, dense=True):
+    def _check_input(self, x, dense=True, scan=False):
         """``x`` as a checked dense array of the network's dtype; a ``SpikeEvents`` is
-        kept as it is (in that dtype) when ``dense`` is False (the event engine)."""
+        kept as it is (in that dtype) when ``dense`` is False (the event engine).
+        ``scan``: a dense ``x`` is returned as its nonzeros (``SpikeEvents``), for an
+        event engine that would scan it anyway; only those values need the finiteness
+        test (a NaN or an infinity is nonzero), O(events) instead of O(T B N)."""
         if isinstance(x, SpikeEvents):
             if x.input_shape != self.input_shape:
                 raise fail("x", f"SpikeEvents with input_shape {self.input_shape}",
@@ -468,10 +472,17 @@ class Network:
             x = x.astype(self.dtype)
             return x.to_dense() if dense else x
         shape = (None, None) + self.input_shape
-        x = check_array(x, "x", shape=shape, dtype=self.dtype, owner="Network")
+        x = check_array(x, "x", shape=shape, dtype=self.dtype, finite=not scan, owner="Network")
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise fail("x", "an array with at least one time step and one sample",
                        f"shape {x.shape}", "Network")
+        if scan:
+            events = get_engine("event").events_of_dense(x)
+            if events.values is not None and not np.all(np.isfinite(events.values)):
+                n_bad = int(events.values.size - np.count_nonzero(np.isfinite(events.values)))
+                raise fail("x", "finite (no NaN or infinity)", f"{n_bad} non-finite values",
+                           "Network")
+            return events
         return x
 
     def _resolve(self, backend, engine):
@@ -514,7 +525,12 @@ class Network:
             raise fail("engine", "'clock' for a network with one surrogate per layer",
                        repr(engine), "Network")
         self._check_params()
-        x = self._check_input(x, dense=engine != "event")
+        # The event engine scans a dense input for its nonzeros when its first layer is
+        # event-driven and it does not fall back to the clock engine; done here instead,
+        # so that only the nonzeros need the finiteness test.
+        scan = (engine == "event" and not _LEGACY_CALL_PATH and not smooth and reset_spikes is None
+                and type(self.layers[0]) is Dense and kernel_surrogate(self.surrogate) is not None)
+        x = self._check_input(x, dense=engine != "event", scan=scan)
         ctx = Context(training=training, rng=self.rng)
         engine_module = get_engine(engine, "Network")
         extra = {}
@@ -567,13 +583,14 @@ class Network:
             return Record(spikes=spike_events_of(tape, index), membrane=None, currents=None,
                           rates=rates, layer_index=index, engine=engine, backend=backend)
         if isinstance(tape, EventTape) and not _LEGACY_CALL_PATH:
-            return self._lazy_record(tape, x, index, rates, engine, backend)
+            return self._lazy_record(tape, isinstance(x, SpikeEvents), index, rates, engine,
+                                     backend)
         return Record(spikes=[tape.spikes[i] for i in index],
                       membrane=[tape.membrane[i] for i in index],
                       currents=[tape.currents[i] for i in index],
                       rates=rates, layer_index=index, engine=engine, backend=backend)
 
-    def _lazy_record(self, tape, x, index, rates, engine, backend) -> Record:
+    def _lazy_record(self, tape, user_events, index, rates, engine, backend) -> Record:
         """The event engine's Record, dense lists deferred until read. Deferred only when
         every parameter the re-runs read is private to ``params`` once the tape lets go
         of it (then nothing can change it without going through ``params``, which builds
@@ -581,8 +598,8 @@ class Network:
         (O(events)): the re-run must see them as they were."""
         detach_parameters(tape)
         first = tape.layers[0] if tape.layers else None
-        if isinstance(x, SpikeEvents) and isinstance(first, EventLayerTape) and first.inputs is x:
-            first.inputs = x._copy()
+        if user_events and isinstance(first, EventLayerTape):
+            first.inputs = first.inputs._copy()
         params = self.params
         if all(params._private(key) for key in tape.parameter_keys):
             return Record._deferred(tape, index, params, rates, engine, backend)

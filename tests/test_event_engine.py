@@ -562,7 +562,10 @@ def test_record_spikes_with_a_clock_path_layer_and_bad_values():
 
 def test_the_backward_rerun_reuses_the_forwards_copy_of_w_t(monkeypatch):
     monkeypatch.setattr(event, "TRANSPOSE_RATIO", 0.0)            # always push from W.T
-    rng = np.random.default_rng(13)
+    monkeypatch.setattr(event, "KEEP_TRANSPOSED", False)          # from the scratch copy
+    from stlsim import _workspace
+    _workspace.clear()       # room for this test's buffers: a full workspace is cleared,
+    rng = np.random.default_rng(13)   # and the second call would then get a new buffer
     net = make_net((20, 30, 5), surrogate="rectangular")
     x = sparse_input(rng, 30, 2, 20, 0.2)
 

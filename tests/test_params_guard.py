@@ -258,3 +258,24 @@ def test_transposed_weights_are_kept_only_while_unchanged():
     loss, grads = net.loss_and_grad(x, [0, 1], engine="event")
     loss_clock, grads_clock = net.loss_and_grad(x, [0, 1], engine="clock")
     assert abs(loss - loss_clock) <= 1e-12
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_input_is_caught_on_the_event_engine_too(bad):
+    # The event engine's Network scans a dense input for its nonzeros and tests only
+    # those for finiteness: NaN and infinities are nonzeros.
+    net, x = make(), spikes()
+    x[3, 1, 7] = bad
+    x[4, 0, 2] = bad
+    for engine in ENGINES:
+        with pytest.raises(ValueError, match="`x` of `Network` must be finite.*Got 2 non-finite"):
+            net.forward(x, engine=engine)
+        with pytest.raises(ValueError, match="Got 2 non-finite"):
+            net.loss_and_grad(x, [0, 1], engine=engine)
+    x = spikes()
+    x[2, 1, 3] = -0.0                                  # no event, and finite
+    events = event.CALLS["event_input"]
+    rec = net.forward(x, engine="event")
+    assert event.CALLS["event_input"] == events + 1    # scanned by the Network
+    np.testing.assert_array_equal(rec.membrane[0], net.forward(x, engine="clock").membrane[0])
+

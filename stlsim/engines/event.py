@@ -60,7 +60,7 @@ from .event_convert import (dense_to_events, events_to_dense, kernel_values, row
                             scan_dense)
 from .event_tape import EventLayerTape, EventTape, Kept
 
-__all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events",
+__all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events", "events_of_dense",
            "static_weights", "EventTape", "EventLayerTape", "CALLS"]
 
 # (L1) in the forward: a layer with more input events than TRANSPOSE_RATIO times its
@@ -129,6 +129,12 @@ def static_weights():
 
 
 # ------------------------------------------------------------------------- forward --
+
+def events_of_dense(x) -> SpikeEvents:
+    """The nonzeros of a dense (T, B, *shape) input as ``SpikeEvents``: the scan
+    ``run_forward`` does itself when given a dense array (-0.0 is no event)."""
+    return scan_dense(x, _kernels())
+
 
 _EVENT_CPU = None
 
