@@ -112,7 +112,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> dict:
         flags = [opt.flag] + ([opt.short] if opt.short else [])
         metavar = "{" + ",".join(opt.choices) + "}" if opt.choices else (
             "{true,false}" if opt.kind == "bool" else opt.name.upper())
-        parse = (lambda text, opt=opt: opt.parse(text, owner=None, where=opt.flag))
+
+        def parse(text, opt=opt):
+            return opt.parse(text, owner=None, where=opt.flag)
+
         groups[opt.group].add_argument(*flags, dest=opt.name, type=_typed(parse, opt.kind), default=None,
                                        metavar=metavar, help=f"{opt.help} (default: {opt.shown_default})")
     return groups

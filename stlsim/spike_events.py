@@ -190,14 +190,14 @@ class SpikeEvents:
         """Events per input neuron, step and sample."""
         return self.n_events / (self.T * self.batch_size * self.n_inputs)
 
-    def astype(self, dtype) -> "SpikeEvents":
+    def astype(self, dtype) -> SpikeEvents:
         """The same events, representing a dense input of ``dtype``."""
         if np.dtype(dtype) == self.dtype:
             return self
         return SpikeEvents(self.T, self.batch_size, self.input_shape, self.ptr, self.index,
                            self.values, dtype)
 
-    def _copy(self) -> "SpikeEvents":
+    def _copy(self) -> SpikeEvents:
         """The same events in arrays of their own (read-only like these)."""
         arrays = [None if a is None else a.copy() for a in (self.ptr, self.index, self.values)]
         for array in arrays:

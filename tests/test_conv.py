@@ -395,8 +395,9 @@ def test_dropout_mask_per_step_reproducible_and_absent_in_eval():
 
 # -------------------------------------------------------------------- shape inference --
 def test_shapes_are_inferred_or_given():
-    layers = lambda: [stlsim.Conv2d(3, 8, 3), stlsim.MaxPool2d(2), stlsim.Flatten(),
-                      stlsim.Dense(8 * 5 * 5, 4)]
+    def layers():
+        return [stlsim.Conv2d(3, 8, 3), stlsim.MaxPool2d(2), stlsim.Flatten(),
+                          stlsim.Dense(8 * 5 * 5, 4)]
     net = stlsim.Network(layers(), backend="numpy")
     assert net.input_shape == (3, 12, 12)                  # smallest square: 12 -> 10 -> 5
     net = stlsim.Network(layers(), input_shape=(3, 13, 12), backend="numpy")   # 13 -> 11 -> 5

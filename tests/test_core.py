@@ -179,10 +179,13 @@ def test_bad_input_errors_name_argument_expected_and_got():
     good_x, good_y = np.zeros((3, 2, 4)), np.array([0, 1])
     with pytest.raises(ValueError, match=r"`x` of `Network` must be a finite array of shape \(\?, \?, 4\)\. Got shape \(3, 2, 5\)"):
         net.forward(np.zeros((3, 2, 5)))
+    bad = good_x.copy()
+    bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="`x`.*finite.*1 non-finite"):
-        bad = good_x.copy(); bad[0, 0, 0] = np.nan; net.forward(bad)
+        net.forward(bad)
+    bad[0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="`x`.*finite"):
-        bad = good_x.copy(); bad[0, 0, 0] = np.inf; net.forward(bad)
+        net.forward(bad)
     with pytest.raises(TypeError, match="`x`.*numeric"):
         net.forward(np.array([["a"]]))
     with pytest.raises(ValueError, match=r"`y`.*labels in \[0, 1\].*Got values in \[0, 2\]"):

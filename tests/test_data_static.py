@@ -417,7 +417,8 @@ def test_digits_seeded():
     np.testing.assert_array_equal(a.x_train, b.x_train)
     np.testing.assert_array_equal(a.y_test, b.y_test)
     assert not np.array_equal(a.y_train, c.y_train)
-    rows = lambda ds: {row.tobytes() for row in np.concatenate([ds.x_train, ds.x_test])}
+    def rows(ds):
+        return {row.tobytes() for row in np.concatenate([ds.x_train, ds.x_test])}
     assert rows(a) == rows(c)  # same images, split differently
     counts = np.bincount(a.y_train) + np.bincount(a.y_test)
     assert load_digits(test_fraction=0.5).n_test == sum(int(round(0.5 * c)) for c in counts)

@@ -104,7 +104,8 @@ def stlsim_run(params, x, y, *, sizes, population=1, tau=0.5, reset="hard", deta
                          surrogate_param=surrogate_param, dtype=dtype, backend=backend, engine=engine)
     xd = np.asarray(x, dtype=dtype)
     value, grads, rec = net.loss_and_grad(xd, y, loss=loss, smooth=smooth, return_record=True)
-    f64 = lambda a: np.asarray(a, dtype=np.float64)
+    def f64(a):
+        return np.asarray(a, dtype=np.float64)
     return {"loss": float(value), "grads": {k: f64(g) for k, g in grads.items()},
             "spikes": [f64(s) for s in rec.spikes], "membranes": [f64(m) for m in rec.membrane],
             "rates": f64(rec.rates)}

@@ -314,7 +314,7 @@ def read_gesture_labels(csv_path):
     the file. Raises ``ValueError`` naming the file for a bad header, a malformed row,
     a class outside 1..11 or a window that ends before it starts.
     """
-    with open(csv_path, "r", encoding="utf-8", errors="replace") as handle:
+    with open(csv_path, encoding="utf-8", errors="replace") as handle:
         lines = [line.strip() for line in handle]
     lines = [line for line in lines if line]
     if not lines or [c.strip() for c in lines[0].split(",")] != \
@@ -361,7 +361,7 @@ def read_trial_list(path) -> list:
 
     Blank lines are skipped; surrounding whitespace is stripped.
     """
-    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         return [line.strip() for line in handle if line.strip()]
 
 

@@ -27,7 +27,8 @@ do not compile (``kernel_neuron`` is False, ``kernel_surrogate`` returns None).
 from __future__ import annotations
 
 import collections
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Backend(NamedTuple):
     name: str
     lif_forward: Callable
     lif_backward: Callable
-    fused: Optional[Callable]
+    fused: Callable | None
     calls: collections.Counter
 
     def __repr__(self) -> str:

@@ -121,7 +121,8 @@ def run(params, x, y, *, tau=0.5, reset="hard", detach_reset=False, surrogate="a
     value, grads, spikes, membranes, rates = _value_grad_and_record(
         jparams, jnp.asarray(np.asarray(x), dtype=dtype), jnp.asarray(np.asarray(y), dtype=jnp.int32),
         cfg, loss)
-    f64 = lambda a: np.asarray(a, dtype=np.float64)
+    def f64(a):
+        return np.asarray(a, dtype=np.float64)
     return {
         "loss": float(value),
         "grads": {k: f64(g) for k, g in grads.items()},

@@ -144,7 +144,8 @@ def run(params: dict, x: np.ndarray, y: np.ndarray, *, tau: float = 0.5, reset: 
         surrogate_param=surrogate_param, population=population, smooth=smooth)
     value = loss_fn(rates, ty, loss)
     grads = torch.autograd.grad(value, list(tparams.values()), allow_unused=True)
-    as64 = lambda a: a.detach().numpy().astype(np.float64)
+    def as64(a):
+        return a.detach().numpy().astype(np.float64)
     return {
         "loss": float(value.detach()),
         "grads": {k: (as64(g) if g is not None else np.zeros(np.shape(params[k])))
