@@ -23,6 +23,7 @@ __all__ = [
     "check_labels",
     "check_dtype",
     "check_bool",
+    "seed_streams",
 ]
 
 
@@ -160,3 +161,26 @@ def check_labels(value, name: str, n_samples: int, n_classes: int,
             low, high = int(low), int(high)
         raise fail(name, f"labels in [0, {n_classes - 1}]", f"values in [{low}, {high}]", owner)
     return arr.astype(np.int64, copy=False)
+
+
+def seed_streams(seed, n: int, name: str = "seed", owner: str | None = None) -> tuple:
+    """``n`` independent random streams from ``seed``: an int >= 0, a ``numpy.random.SeedSequence``
+    or a ``numpy.random.Generator``.
+
+    An int keeps stlsim's documented streams, ``default_rng(seed)`` and then
+    ``default_rng([seed, k])`` for k = 1, 2, ...; a SeedSequence gives ``default_rng`` of itself,
+    then of its children k (its spawn key extended by k: the user's object is not changed); a
+    Generator is the first stream itself and spawns the others (numpy's ``Generator.spawn``).
+    """
+    if isinstance(seed, np.random.Generator):
+        return (seed, *seed.spawn(n - 1)) if n > 1 else (seed,)
+    if isinstance(seed, np.random.SeedSequence):
+        children = [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k),
+                                           pool_size=seed.pool_size) for k in range(1, n)]
+        return (np.random.default_rng(seed), *(np.random.default_rng(c) for c in children))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise fail(name, "an integer >= 0, a numpy.random.SeedSequence or a numpy.random.Generator",
+                   f"{type(seed).__name__} {seed!r}", owner, TypeError if not isinstance(seed, numbers.Integral)
+                   or isinstance(seed, bool) else ValueError)
+    seed = int(seed)
+    return (np.random.default_rng(seed), *(np.random.default_rng([seed, k]) for k in range(1, n)))

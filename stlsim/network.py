@@ -22,7 +22,7 @@ import numpy as np
 
 from . import surrogate as _surrogate
 from ._params import ParamDict
-from ._checks import check_array, check_bool, check_choice, check_dtype, check_int, check_labels, fail
+from ._checks import check_array, check_bool, check_choice, check_dtype, check_int, check_labels, fail, seed_streams
 from .engines import ENGINES, get_backend, get_engine, resolve_backend
 from .engines.backend import kernel_surrogate
 from .engines.event_tape import (EventLayerTape, EventTape, attach_parameters,
@@ -174,8 +174,9 @@ class Network:
     population : int, default 1
         P, output neurons per class (P = 1: plain readout). Must divide the number of
         neurons of the last layer.
-    seed : int, default 0
-        Seeds the parameter initialisation and the dropout masks.
+    seed : int, numpy.random.SeedSequence or numpy.random.Generator, default 0
+        Seeds the parameter initialisation and the dropout masks (two streams: for an int,
+        ``default_rng(seed)`` and ``default_rng([seed, 1])``; ``stlsim._checks.seed_streams``).
     dtype : numpy dtype, default numpy.float64
         ``numpy.float64`` (the reference) or ``numpy.float32``.
     backend : str, default "auto"
@@ -216,8 +217,8 @@ class Network:
     """
 
     def __init__(self, layers, neuron: LIF | None = None, surrogate="atan", *, population: int = 1,
-                 seed: int = 0, dtype=np.float64, backend: str = "auto", engine: str = "clock",
-                 input_shape=None):
+                 seed: int | np.random.SeedSequence | np.random.Generator = 0, dtype=np.float64,
+                 backend: str = "auto", engine: str = "clock", input_shape=None):
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
             raise fail("layers", "a list of stlsim layers", type(layers).__name__, "Network", TypeError)
         self.layers = list(layers)
@@ -241,11 +242,11 @@ class Network:
             raise fail("population", f"a divisor of the output layer's {n_out} neurons",
                        repr(self.population), "Network")
         self.n_classes = n_out // self.population
-        self.seed = check_int(seed, "seed", low=0, owner="Network")
+        rng, self.rng = seed_streams(seed, 2, "seed", "Network")   # init; dropout masks and the like
+        self.seed = int(seed) if isinstance(seed, (int, np.integer)) else None
         self.dtype = check_dtype(dtype, owner="Network")
         self.backend = resolve_backend(backend, "Network")
         self.engine = check_choice(engine, "engine", tuple(ENGINES), "Network")
-        rng = np.random.default_rng(self.seed)
         self.params = {}
         for i, layer in enumerate(self.layers):
             theta_init = self._neuron_of_layer(i).theta_init if layer.has_neurons else 0.0
@@ -260,8 +261,6 @@ class Network:
             for name, value in layer.init_buffers(self.dtype).items():
                 self.buffers[f"{i}.{name}"] = value
         self._buffer_shapes = {key: value.shape for key, value in self.buffers.items()}
-        # Dropout masks (and any other randomness during training) draw from here.
-        self.rng = np.random.default_rng([self.seed, 1])
         self._expected_shapes = self._param_shapes()
         self._weight_t = {}            # key -> (version, W.T) of event layers' unchanged weights
         self._weight_seen = {}         # key -> version at the last event-engine call

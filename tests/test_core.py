@@ -232,3 +232,24 @@ def test_import_is_lean_and_compiles_nothing():
             "'numba.cuda', 'scipy', 'stlsim.data') if m in sys.modules]; print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_seed_takes_an_int_a_seed_sequence_or_a_generator():
+    layers = lambda: [stlsim.Dense(5, 6), stlsim.Dense(6, 4)]  # noqa: E731
+    by_int = stlsim.Network(layers(), seed=3)
+    again = stlsim.Network(layers(), seed=np.int64(3))
+    assert all(np.array_equal(by_int.params[k], again.params[k]) for k in by_int.params)
+    assert by_int.rng.random() == np.random.default_rng([3, 1]).random()     # the documented streams
+    ss = np.random.SeedSequence(1234)
+    a, b = stlsim.Network(layers(), seed=ss), stlsim.Network(layers(), seed=np.random.SeedSequence(1234))
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params) and a.seed is None
+    assert a.rng.random() == b.rng.random()
+    assert not np.array_equal(a.params["0.weight"], by_int.params["0.weight"])
+    gen = np.random.default_rng(7)
+    c = stlsim.Network(layers(), seed=gen)
+    d = stlsim.Network(layers(), seed=np.random.default_rng(7))
+    assert all(np.array_equal(c.params[k], d.params[k]) for k in c.params)
+    with pytest.raises(TypeError, match="seed.*SeedSequence"):
+        stlsim.Network(layers(), seed=1.5)
+    with pytest.raises(ValueError, match="seed"):
+        stlsim.Network(layers(), seed=-1)
