@@ -50,7 +50,7 @@ class LIF:
     theta_init : float
         Initial value of every threshold (L3). Default 2.0 (the paper's). Any finite
         value is legal, <= 0 included (such a neuron may fire without input).
-    reset : {"hard", "soft", "subtract_after_leak", "none"}
+    reset : {"hard", "soft", "subtract_after_leak", "none", "zero_after_leak"}
         (L4h) ``v_t = (1 - s_t) m_t + s_t v_reset``; (L4s) ``v_t = m_t - s_t theta``;
         "subtract_after_leak" (snnTorch's default): the threshold is subtracted at the
         next step, after the leak, ``m_t = tau m_{t-1} + r I_t - s_{t-1} theta`` (L2a);

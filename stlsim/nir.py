@@ -701,11 +701,15 @@ def _run_peer(peer, graph, dt, x, probe, nodes_of_layer):
         import contextlib
         import io
 
-        from snntorch import utils
+        from snntorch._neurons.neurons import SpikingNeuron
         from snntorch.import_nir import import_from_nir
         with contextlib.redirect_stdout(io.StringIO()):       # it prints as it imports
             model = import_from_nir(graph)
-        utils.reset(model)
+        # Each of the model's own neurons (snntorch.utils.reset resets every instance ever
+        # built, and fails on one that never ran).
+        for module in model.modules():
+            if isinstance(module, SpikingNeuron) and hasattr(module, "reset_mem"):
+                module.reset_mem()
         outs = []
         for t in range(x.shape[0]):
             out = model(torch.as_tensor(x[t], dtype=torch_dtype))

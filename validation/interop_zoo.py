@@ -109,6 +109,39 @@ def snntorch_per_channel():
         snn.Leaky(beta=0.8, init_hidden=True, output=True))
 
 
+def snntorch_synaptic_zero():
+    """snnTorch Synaptic with reset_mechanism="zero" (the new membrane zeroed, input included)."""
+    import torch
+    snn = _snn()
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 100), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True,
+                                                reset_mechanism="zero"),
+        torch.nn.Linear(100, 10), snn.Synaptic(alpha=0.9, beta=0.8, init_hidden=True, output=True,
+                                               reset_mechanism="zero"))
+
+
+def snntorch_mixed_surrogates():
+    """snnTorch tutorial 5's FC net with atan in the hidden layer and fast_sigmoid at the output."""
+    import torch
+    snn = _snn()
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 100), snn.Leaky(beta=0.9, init_hidden=True,
+                                             spike_grad=snn.surrogate.atan(2.0)),
+        torch.nn.Linear(100, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True,
+                                            spike_grad=snn.surrogate.fast_sigmoid(25)))
+
+
+def snntorch_bn_csnn():
+    """A snnTorch CSNN with BatchNorm2d after each conv, in training mode (per-step statistics)."""
+    import torch
+    snn = _snn()
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 12, 5), torch.nn.BatchNorm2d(12), torch.nn.MaxPool2d(2),
+        snn.Leaky(beta=0.5, init_hidden=True), torch.nn.Conv2d(12, 16, 5), torch.nn.BatchNorm2d(16),
+        torch.nn.MaxPool2d(2), snn.Leaky(beta=0.5, init_hidden=True), torch.nn.Flatten(),
+        torch.nn.Linear(16 * 4 * 4, 10), snn.Leaky(beta=0.5, init_hidden=True, output=True))
+
+
 def _snntorch_surrogate_fc(factory, *args):
     def build():
         return snntorch_fc(beta=0.9, grad=getattr(_snn().surrogate, factory)(*args))
@@ -217,6 +250,14 @@ def norse_fc(cell="LIFCell", p=None):
                                  torch.nn.Linear(100, 10), make())
 
 
+def norse_sequence():
+    """Norse's sequence modules: SequentialState(Linear, LIF, Linear, LIF) on (T, B, N)."""
+    import norse.torch as norse
+    import torch
+    return norse.SequentialState(torch.nn.Linear(784, 100), norse.LIF(), torch.nn.Linear(100, 10),
+                                 norse.LIF())
+
+
 def norse_conv():
     """norse/torch/models/conv.py ConvNet as a SequentialState (channels 20, 50 and fc 500
     there; its 10x conv gain, ReLU and LILinearCell readout left out)."""
@@ -263,6 +304,12 @@ ZOO = [
           lambda: snntorch_fc(reset_mechanism="zero"), (784,), (F32,)),
     Entry("snntorch reset none", "snntorch", "Leaky(reset_mechanism='none')",
           lambda: snntorch_fc(beta=0.8, reset_mechanism="none"), (784,), (F32,), gain=1.0),
+    Entry("snntorch Synaptic zero reset", "snntorch", "Synaptic(reset_mechanism='zero')",
+          snntorch_synaptic_zero, (784,), (F32,)),
+    Entry("snntorch surrogate per layer", "snntorch", "atan hidden, fast_sigmoid output",
+          snntorch_mixed_surrogates, (784,), (F32,)),
+    Entry("snntorch CSNN with BatchNorm2d (training)", "snntorch", "Conv2d-BatchNorm2d-MaxPool2d-Leaky",
+          snntorch_bn_csnn, (1, 28, 28), (F32,), gain=1.0, note="16 channels in conv 2; its conv biases have a zero exact gradient (BatchNorm removes them): relative error ~1 is round-off noise on both sides, within 4 x its round-off"),
     Entry("snntorch fast_sigmoid", "snntorch", "snntorch.surrogate", _snntorch_surrogate_fc("fast_sigmoid", 25),
           (784,), (F32,)),
     Entry("snntorch sigmoid", "snntorch", "snntorch.surrogate", _snntorch_surrogate_fc("sigmoid", 5),
@@ -305,6 +352,8 @@ ZOO = [
           _sj_surrogate_fc("PiecewiseLeakyReLU", w=1.0, c=0.01), (1, 28, 28), (F64, F32), gain=8.0),
     Entry("norse MNIST FC (LIFCell)", "norse", "norse/task/mnist.py", norse_fc, (1, 28, 28), (F64, F32),
           T=16, gain=30.0, fast=True, note="LIFCell in place of the LI readout"),
+    Entry("norse LIF sequence modules", "norse", "norse.LIF (SNN)", norse_sequence, (784,),
+          (F64, F32), T=16, gain=30.0),
     Entry("norse ConvNet", "norse", "norse/torch/models/conv.py", norse_conv, (1, 28, 28), (F64, F32),
           T=16, gain=30.0, note="channels 6, 12, fc 50; no 10x gain, ReLU or LI readout"),
     Entry("norse LIFBoxCell FC", "norse", "norse.LIFBoxCell", lambda: norse_fc("LIFBoxCell"),

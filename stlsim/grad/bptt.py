@@ -75,7 +75,7 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
             g = e if detach else e - theta * grad_v                       # (B2s)
             delta = g * dS_dx + grad_v                                    # (B3s)
             grad_theta -= g * dS_dx + s * grad_v                          # (B5) soft: direct term
-        else:                                                             # "none", "subtract_after_leak"
+        else:                                                             # "none" and the after-leak resets
             g = e
             if reset == "subtract_after_leak" and not detach:
                 g = e - theta * delta_next                                # (B2a)
