@@ -140,7 +140,7 @@ class LIF:
 
     # ------------------------------------------------------------------ description --
     @classmethod
-    def preset(cls, name: str, **overrides) -> "LIF":
+    def preset(cls, name: str, **overrides) -> LIF:
         """The neuron of a named convention (``stlsim.conventions.PRESETS``), e.g.
         ``LIF.preset("snntorch.Leaky", tau=0.9)``; overrides replace its settings."""
         convention = get_convention(name)

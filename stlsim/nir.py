@@ -114,7 +114,10 @@ def _neuron_node(nir, net, i, layer, dt, owner):
     theta = np.array(layer.expand_theta(net.params[f"{i}.theta"]), dtype=net.dtype)
     tau = np.broadcast_to(np.asarray(tau_like(eff, theta), dtype=np.float64), shape)
     gain = np.broadcast_to(np.asarray(eff.input_gain, dtype=np.float64), shape)
-    full = lambda value: np.full(shape, value, dtype=np.float64)
+
+    def full(value):
+        return np.full(shape, value, dtype=np.float64)
+
     record = {"settings": neuron.settings(), "threshold_sharing": layer.threshold_sharing,
               "trained": {key: net.params[f"{i}.{key}"].tolist() for key in NEURON_PARAMS
                           if f"{i}.{key}" in net.params}}
