@@ -429,11 +429,6 @@ class RunSpec:
         merged.update(options)
         return RunSpec.from_options(merged, mode=self.train.mode, seed=self.train.seed)
 
-    def for_run(self, mode: str, seed: int) -> RunSpec:
-        """This run in learning mode ``mode`` (``"ann"``: the ReLU baseline, trained as SL) with ``seed``."""
-        train = dataclasses.replace(self.train, mode="sl" if mode == "ann" else mode, seed=int(seed))
-        return dataclasses.replace(self, train=train.validate())
-
     def load(self):
         """(data, netcfg, trainconfig): the data loaded. An event data set is fed as its binned
         frames: the training configuration then has ``encoding="frames"`` and the frames' T."""
