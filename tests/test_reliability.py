@@ -1199,3 +1199,16 @@ def test_class6_parallel_compare_keeps_every_finished_run(workdir, tmp_path):
         record("parallel", f"double Ctrl-C #{k}", "ok" if good else "data_lost",
                f"{proc.returncode} {listed} {_records_in(out)} {err[-300:]}")
     assert not failures("parallel")
+
+
+def test_class11_a_sweep_rerun_removes_temp_files_of_killed_saves(workdir, swept, tmp_path):
+    """Class 11: temp files that a killed sweep left (its saves cut short) are removed by the rerun."""
+    d = _copy_tree(swept, tmp_path / "s")
+    left = [d / "records" / ".x.h5.abc123.h5.tmp", d / "tasks" / ".x.json.abc123.json.tmp", d / ".table.csv.a.csv.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    outcome, _, text = _sweep(d)
+    remaining = [str(p) for p in d.rglob("*.tmp")]
+    record("signals", "temp files of a killed sweep, then a rerun", "ok" if outcome == "ok" and not remaining
+           else "data_lost" if remaining else outcome, f"{outcome} {remaining} {text[-200:]}")
+    assert not failures("signals")

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..._checks import fail
 from ..._io import say
+from ...train.loop import _RESUME_FREE
 from ..executor import Executor
 from ..spec import RunSpec
 from .table import read_row, read_rows, write_tables
@@ -142,7 +143,9 @@ def _own_record(path, task, row) -> bool:
     if not os.path.exists(path):
         return False
     try:
-        check_record_matches(load_record(path), {"row": row, "options": task.option_dict}, path)
+        # what a resume may change (how far to train, where) may differ; train() checks the rest again
+        check_record_matches(load_record(path), {"row": row, "options": task.option_dict}, path,
+                             free=_RESUME_FREE)
     except ValueError as err:
         os.replace(path, path + ".rejected")
         say(f"task {task.id}: its record was not its own run ({' '.join(str(err).split())}); moved to "
@@ -198,9 +201,9 @@ def checked_task_doc(out_dir, tid, *, owner="stlsim sweep") -> dict:
     return doc
 
 
-def check_record_matches(rec: dict, doc: dict, path, owner="stlsim sweep"):
-    """Refuse a record that is not the run of task document ``doc`` (mode, seed, options)."""
-    row, options = doc["row"], doc["options"]
+def check_record_matches(rec: dict, doc: dict, path, owner="stlsim sweep", free=()):
+    """Refuse a record that is not the run of task document ``doc`` (mode, seed, options but ``free``)."""
+    row, options = doc["row"], {k: v for k, v in doc["options"].items() if k not in free}
     attrs = rec.get("attrs", {})
     if attrs.get("mode") != row.get("mode") or attrs.get("seed") != row.get("seed"):
         raise fail(f"record {str(path)!r}", f"the run of task {row.get('task_id')} ({row.get('mode')} seed "
