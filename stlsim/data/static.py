@@ -125,7 +125,7 @@ class Dataset:
         """Shape of one network input per time step (input_shape without T for frames)."""
         return self.input_shape[1:] if self.timesteps else self.input_shape
 
-    def flat(self) -> "Dataset":
+    def flat(self) -> Dataset:
         """The same data with each image flattened to (n_features,) (views, no copy)."""
         if self.timesteps:
             features = int(np.prod(self.input_shape[1:]))
@@ -140,7 +140,7 @@ class Dataset:
             input_shape=(self.n_features,),
         )
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
         """Keep the first ``n_train`` training and ``n_test`` test samples (None: all)."""
         n_train = self.n_train if n_train is None else check_int(
             n_train, "n_train", low=0, high=self.n_train, owner="Dataset.subset")

@@ -46,7 +46,7 @@ from .optim import ExponentialDecay, decayed_names, make_optimizer
 from .signals import interrupt_guard
 
 __all__ = ["train", "evaluate", "theta_stats", "check_resume", "check_resume_data", "data_identity",
-           "conventions_of",
+           "conventions_of", "RESUME_FREE",
            # defined in config.py and signals.py; kept importable from here
            "NetConfig", "TrainConfig", "RunResult", "build_network", "ENCODINGS", "interrupt_guard"]
 
@@ -151,7 +151,7 @@ def _set_rng_state(gen, state):
 
 
 # TrainConfig fields a resume may change freely: how far to train and where to compute.
-_RESUME_FREE = ("epochs", "backend", "eval_batch_size", "engine")
+RESUME_FREE = ("epochs", "backend", "eval_batch_size", "engine")
 
 
 def _normal(value):
@@ -166,7 +166,7 @@ def _run_fields(config_dict: dict, network: dict | None, conventions: dict) -> l
     """(field, value) pairs that define a run, in the order they are compared."""
     fields = [(k, config_dict.get(k)) for k in ("mode", "seed")]
     fields += [(k, config_dict.get(k)) for k in sorted(config_dict)
-               if k not in ("mode", "seed") + _RESUME_FREE]
+               if k not in ("mode", "seed") + RESUME_FREE]
     if network is not None and "repr" not in network:
         fields += [(f"network.{k}", network.get(k)) for k in sorted(network)]
     conv = dict(conventions)
@@ -191,7 +191,7 @@ def check_resume(record: dict, source, config: TrainConfig, net, netcfg=None, ov
                    f"the record {source} without them", "train")
     requested = _run_fields(dataclasses.asdict(config), dataclasses.asdict(netcfg) if netcfg else None,
                             conventions_of(net))
-    known = {_leaf(name) for name, _ in requested} | set(_RESUME_FREE)
+    known = {_leaf(name) for name, _ in requested} | set(RESUME_FREE)
     unknown = sorted(override - known)
     if unknown:
         raise fail("override", f"names of run fields ({', '.join(sorted(known))})", repr(unknown[0]), "train")

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..._checks import fail
 from ..._io import say
-from ...train.loop import _RESUME_FREE
+from ...train.loop import RESUME_FREE
 from ..executor import Executor
 from ..spec import RunSpec
 from .table import read_row, read_rows, write_tables
@@ -145,7 +145,7 @@ def _own_record(path, task, row) -> bool:
     try:
         # what a resume may change (how far to train, where) may differ; train() checks the rest again
         check_record_matches(load_record(path), {"row": row, "options": task.option_dict}, path,
-                             free=_RESUME_FREE)
+                             free=RESUME_FREE)
     except ValueError as err:
         os.replace(path, path + ".rejected")
         say(f"task {task.id}: its record was not its own run ({' '.join(str(err).split())}); moved to "
