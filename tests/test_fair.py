@@ -1,5 +1,6 @@
 """Issue 25, fair comparisons: weight decay forms, the validation split, per-arm tuning and the
 report's multiple-comparison statistics."""
+import csv
 import json
 import os
 
@@ -256,9 +257,10 @@ def test_tuning_picks_by_validation_never_by_test(tmp_path):
     assert os.path.isfile(os.path.join(out, TUNED_TABLE))
     assert "## Tuning" in text and "warning" in text and "SL theta_init=1" in text
     assert "STL theta_init=1: the chosen" not in text
-    cells = read_table(os.path.join(out, "report", "cells.csv"))
+    with open(os.path.join(out, "report", "cells.csv"), newline="") as f:     # the report's table, not a sweep's
+        cells = list(csv.DictReader(f))
     # compared at the chosen values: STL 0.40 vs SL 0.35 (test picks would have given 0.90 vs 0.95)
-    assert all(c["difference"] == pytest.approx(0.05) for c in cells) and len(cells) == 2
+    assert all(float(c["difference"]) == pytest.approx(0.05) for c in cells) and len(cells) == 2
 
 
 def test_tuning_is_refused_without_a_validation_split_and_theta_lr_spares_sl():
@@ -327,7 +329,8 @@ def _cell_rows(diffs, theta_init, tid_prefix="", seed0=0, n_test=1000, lr=1e-3):
     for k, d in enumerate(diffs):
         seed = seed0 + k
         for mode, acc in (("stl", 0.5 + d), ("sl", 0.5)):
-            rows.append({"task_id": f"{tid_prefix}{mode}{theta_init}-{seed}", "status": "ok", "theta_init": theta_init,
+            tid = f"{tid_prefix}{mode}{theta_init}-{seed}".replace(".", "_")     # a valid task id
+            rows.append({"task_id": tid, "status": "ok", "theta_init": theta_init,
                          "seed": seed, "mode": mode, "final_test_accuracy": acc, "n_test": n_test, "lr": lr,
                          "firing_rate_init_l0": 0.1, "firing_rate_l0": 0.2, "theta_shift_l0": 0.01,
                          "sops_per_sample": 100.0})

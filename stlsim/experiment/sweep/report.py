@@ -410,7 +410,7 @@ def _histories(dirs) -> list:
         path = os.path.join(d, "history.csv")
         if not os.path.isfile(path):
             continue
-        mine = read_table(path)
+        mine = read_table(path, allow_empty=True)     # runs without per-epoch rows add none
         ids = {r["task_id"] for r in mine}
         out += [r for r in mine if r["task_id"] not in seen]
         seen |= ids

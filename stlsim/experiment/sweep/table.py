@@ -249,7 +249,7 @@ def _check_row(path, number, row, file_kind):
             raise bad(column, what, repr(value))
 
 
-def read_table(path) -> list:
+def read_table(path, *, allow_empty: bool = False) -> list:
     """``table.csv`` (or ``history.csv``) as a list of dicts; numbers parsed (but never in
     ``_TEXT_COLUMNS``, such as ``task_id``), empty fields None.
 
@@ -292,6 +292,6 @@ def read_table(path) -> list:
                 row[k] = None
         _check_row(path, number, row, file_kind)
         rows.append(row)
-    if not rows:
+    if not rows and not allow_empty:       # a history of runs that kept no epochs may be empty
         raise fail(repr(path), "a sweep table with at least one row", "only a header (no task finished?)")
     return rows
