@@ -141,6 +141,13 @@ def _add_execution(p, what: str):
     return g
 
 
+def _add_figure_options(group):
+    group.add_argument("--fig-format", choices=["png", "pdf", "svg"], default="png",
+                       help="file format of the figures (default: png)")
+    group.add_argument("--dpi", type=_positive_int, default=None,
+                       help="resolution of PNG figures (default: the plot functions', 150; 300 for print)")
+
+
 def _sub(sub, name, help_text, description=None):
     p = sub.add_parser(name, help=help_text, description=description or help_text, allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     _add_execution(p, "runs")
     out = _add_output(p, "runs/compare-<data set>")
+    _add_figure_options(out)
     out.add_argument("--force", action="store_true",
                      help="replace another run's files in --out (otherwise such a folder is refused) (default: off)")
     p.set_defaults(func=cmd_compare)
@@ -203,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-noise", action="store_true", help="skip the noise-robustness curves")
     p.add_argument("--no-energy", action="store_true", help="skip the SOP/energy counts")
     p.add_argument("--no-decisions", action="store_true", help="skip the GJDF decision ablations")
-    _add_output(p, "RUN_DIR")
+    _add_figure_options(_add_output(p, "RUN_DIR"))
     p.set_defaults(func=cmd_report)
 
     p = _sub(sub, "sweep", "a grid of run options x seeds x modes, on Dask or serially")
@@ -302,7 +310,7 @@ def cmd_compare(args) -> int:
           f"{config.epochs} epochs, seeds {seeds}, modes {args.modes}, {runs} runs {where} -> {out}", flush=True)
     results = run_comparison(data, netcfg, config, modes=args.modes, seeds=seeds, out_dir=out,
                              progress=not args.quiet, log=_log(args), max_workers=executor.workers,
-                             scheduler=args.scheduler, force=args.force)
+                             scheduler=args.scheduler, force=args.force, fig_format=args.fig_format, dpi=args.dpi)
     print()
     print(format_table(results))
     print(f"\nresults: {os.path.join(out, 'results.json')}; figures: "
@@ -422,7 +430,8 @@ def cmd_report(args) -> int:
 
     path = write_report(args.run_dir, args.out, baseline_dir=args.baseline, max_test=args.max_test,
                         noise=not args.no_noise, energy=not args.no_energy, decisions=not args.no_decisions,
-                        dataset=args.dataset, backend=args.backend, log=_log(args))
+                        dataset=args.dataset, backend=args.backend, log=_log(args), fig_format=args.fig_format,
+                        dpi=args.dpi)
     print(f"report: {path}")
     return 0
 

@@ -273,7 +273,7 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
             continue
         raise fail(f"model[{name}]", f"a layer or {peer} neuron stlsim can convert (Linear, Conv2d, "
                    "BatchNorm2d, AvgPool2d, MaxPool2d, Dropout, Flatten and the neurons of "
-                   "docs/model.md Section 8)", _qualified(module), owner)
+                   "stlsim.conventions.names())", _qualified(module), owner)
     if pending is not None:
         raise fail(f"model[{pending.weight_name}]", "a neuron after the last weight layer",
                    "no neuron", owner)
@@ -446,7 +446,7 @@ def _snntorch_is_neuron(module, name, owner):
         return True
     if isinstance(module, SpikingNeuron):
         _refuse_subclass(module, name, known, owner, "snntorch/_neurons/leaky.py, synaptic.py: "
-                         "the conventions of docs/model.md Section 8.3")
+                         "the conventions of stlsim.conventions.names()")
     return False
 
 
@@ -541,7 +541,7 @@ def _spikingjelly_is_neuron(module, name, owner):
         return True
     if isinstance(module, BaseNode):
         _refuse_subclass(module, name, known, owner, "spikingjelly/_ops/lif/reference.py, "
-                         "plif/reference.py: the conventions of docs/model.md Section 8.3")
+                         "plif/reference.py: the conventions of stlsim.conventions.names()")
     return False
 
 
@@ -631,7 +631,7 @@ def _norse_is_neuron(module, name, owner):
         return True
     if isinstance(module, known):
         _refuse_subclass(module, name, known, owner, "norse/torch/functional/lif_box.py, lif.py: "
-                         "the conventions of docs/model.md Section 8.3")
+                         "the conventions of stlsim.conventions.names()")
     return False
 
 

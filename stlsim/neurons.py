@@ -135,7 +135,7 @@ class LIF:
             raise fail("alpha_syn", "a value in [0, 1] with learn_alpha_syn=True", "None", "LIF")
         if self.reset == "zero_after_leak" and not self.detach_reset:
             raise fail("detach_reset", "True with reset='zero_after_leak' (snnTorch's Synaptic "
-                       "zero reset detaches it; docs/model.md (L2z) derives that form only)",
+                       "zero reset detaches it, and (L2z) of stlsim's model derives that form only)",
                        "False", "LIF")
 
     # ------------------------------------------------------------------ description --

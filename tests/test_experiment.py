@@ -293,6 +293,22 @@ def test_compare_scheduler_serial_runs_here(tmp_path, capsys):
     assert os.path.isfile(os.path.join(out, "sl_seed0.h5"))
 
 
+def test_compare_writes_its_figures_in_the_asked_format(tmp_path):
+    out = str(tmp_path / "svg")
+    argv = ["compare", "--epochs", "1", "--train-subset", "60", "--test-subset", "30", "--seeds", "1",
+            "--modes", "stl", "--hidden", "16", "-T", "3", "-P", "2", "--max-workers", "1", "--quiet",
+            "--fig-format", "svg", "--out", out]
+    assert cli.main(argv) == 0
+    with open(os.path.join(out, "results.json")) as f:
+        figures = json.load(f)["figures"]
+    assert sorted(figures.values()) == ["curves.svg", "firing_rates.svg", "raster_stl.svg", "thresholds.svg"]
+    for name in figures.values():
+        with open(os.path.join(out, name)) as f:
+            assert "<svg" in f.read(2000)
+    with pytest.raises(SystemExit):
+        cli.main(argv[:-3] + ["--fig-format", "jpg", "--out", out])
+
+
 def test_the_executor_yields_in_job_order_and_applies_one_thread_policy():
     from stlsim.experiment.executor import Executor, job_threads, thread_settings
 

@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from .._checks import check_choice, fail
+from .._checks import check_choice, check_int, fail
 from .._io import LOCK_NAME, atomic_path, claim_folder, provenance, say  # noqa: F401 - LOCK_NAME: kept importable
 from ..train.signals import interrupt_guard
 from .executor import Executor, usable_cores
@@ -239,7 +239,8 @@ def _rebuilt(data, netcfg, trainconfig, seed, params, buffers):
 
 
 def compare(spec, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir=None, progress=True, plots=True,
-            log=say, max_workers=None, scheduler: str = "local", force: bool = False) -> dict:
+            log=say, max_workers=None, scheduler: str = "local", force: bool = False, fig_format: str = "png",
+            dpi: int | None = None) -> dict:
     """``run_comparison`` of a ``RunSpec`` (``stlsim.experiment.spec``): loads its data, then trains
     every mode on every seed. ``out_dir`` defaults to ``runs/compare-<data set>``; ``max_workers``
     to every usable core (``executor.worker_count``)."""
@@ -249,12 +250,13 @@ def compare(spec, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir=None, p
     if out_dir is None:
         out_dir = os.path.join("runs", f"compare-{path_component(data.name)}")
     return run_comparison(data, netcfg, trainconfig, modes=modes, seeds=seeds, out_dir=out_dir, progress=progress,
-                          plots=plots, log=log, max_workers=max_workers, scheduler=scheduler, force=force)
+                          plots=plots, log=log, max_workers=max_workers, scheduler=scheduler, force=force,
+                          fig_format=fig_format, dpi=dpi)
 
 
 def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seeds=(0, 1, 2), out_dir="runs/compare",
                    progress=True, plots=True, log=say, max_workers: int | None = 1, scheduler: str = "local",
-                   force: bool = False) -> dict:
+                   force: bool = False, fig_format: str = "png", dpi: int | None = None) -> dict:
     """Train every mode on every seed; write records, plots and results.json to ``out_dir``.
 
     ``modes``: any of ``COMPARE_MODES`` ("stl", "sl", "tl", and "ann", the ReLU baseline of a
@@ -276,6 +278,8 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
         raise fail("seeds", "a non-empty list of distinct seeds >= 0", repr(seeds), "run_comparison")
     if trainconfig.epochs < 1:
         raise fail("epochs", "at least 1 for a comparison", repr(trainconfig.epochs), "run_comparison")
+    style = {"fmt": check_choice(fig_format, "fig_format", ("png", "pdf", "svg"), "run_comparison"),
+             "dpi": None if dpi is None else check_int(dpi, "dpi", low=1, owner="run_comparison")}
     jobs = [(mode, seed) for mode in modes for seed in seeds]
     executor = Executor(scheduler, max_workers, n_jobs=len(jobs), log=log, owner="stlsim compare")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -284,10 +288,11 @@ def run_comparison(data, netcfg, trainconfig, *, modes=("stl", "sl", "tl"), seed
     with _lock(out_dir, force), interrupt_guard() as signals:
         _claim(out_dir, _identity(data, netcfg, trainconfig, modes, seeds), force)
         return _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log,
-                            executor, signals)
+                            executor, signals, style)
 
 
-def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log, executor, signals):
+def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plots, log, executor, signals,
+                 style):
     runs_by_mode = {mode: [] for mode in modes}
     thetas_by_mode = {}
     started = time.perf_counter()
@@ -373,13 +378,14 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
         figs = results["figures"]
         figs["curves"] = plot.training_curves(runs_by_mode, os.path.join(out_dir, "curves.png"),
                                               title=" vs ".join(m.upper() for m in runs_by_mode)
-                                              + f" on {data.name}")
+                                              + f" on {data.name}", **style)
         spiking = {m: runs for m, runs in runs_by_mode.items() if m != "ann"}   # an ANN has no spikes
         if spiking:
-            figs["firing_rates"] = plot.firing_rates(spiking, os.path.join(out_dir, "firing_rates.png"))
+            figs["firing_rates"] = plot.firing_rates(spiking, os.path.join(out_dir, "firing_rates.png"), **style)
         thetas = {m: t for m, t in thetas_by_mode.items() if m in spiking}
         if thetas:
-            figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"))
+            figs["thresholds"] = plot.threshold_distributions(thetas, os.path.join(out_dir, "thresholds.png"),
+                                                              **style)
         if "stl" in last_net:
             from ..data.encoding import encode, shape_inputs
 
@@ -388,7 +394,8 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
             rec = net.forward(encode(x, trainconfig.timesteps, trainconfig.encoding,
                                      np.random.default_rng(0), net.dtype))
             figs["raster"] = plot.spike_raster(rec, os.path.join(out_dir, "raster_stl.png"),
-                                               title=f"STL: spikes of test sample 0 (label {data.y_test[0]})")
+                                               title=f"STL: spikes of test sample 0 (label {data.y_test[0]})",
+                                               **style)
         figs = {k: os.path.basename(v) for k, v in figs.items()}
         results["figures"] = figs
         write_results()

@@ -406,29 +406,31 @@ def check_claims(analysis: dict, population_gain: dict | None = None) -> list:
 
 
 # --------------------------------------------------------------------------- report --
-def _figures(analysis, out_dir, population_gain=None) -> dict:
+def _figures(analysis, out_dir, population_gain=None, fig_format=None, dpi=None) -> dict:
     from ..plot import analysis as plots
+
+    style = {"fmt": fig_format, "dpi": dpi}
 
     figs = {}
     if population_gain:
         figs["population_gain"] = plots.population_gain(population_gain,
-                                                        os.path.join(out_dir, "report_population_gain.png"))
+                                                        os.path.join(out_dir, "report_population_gain.png"), **style)
     if analysis.get("_rates"):
-        figs["rates"] = plots.rates_over_training(analysis["_rates"], os.path.join(out_dir, "report_rates.png"))
-        figs["theta"] = plots.thresholds_over_training(analysis["_thetas"], os.path.join(out_dir, "report_theta.png"))
+        figs["rates"] = plots.rates_over_training(analysis["_rates"], os.path.join(out_dir, "report_rates.png"), **style)
+        figs["theta"] = plots.thresholds_over_training(analysis["_thetas"], os.path.join(out_dir, "report_theta.png"), **style)
     if analysis.get("_learned"):
         figs["theta_hist"] = plots.threshold_histograms(analysis["_learned"],
-                                                        os.path.join(out_dir, "report_theta_hist.png"))
+                                                        os.path.join(out_dir, "report_theta_hist.png"), **style)
     if analysis.get("energy"):
         figs["energy"] = plots.energy_per_layer({m: {"names": v["names"],
                                                      "snn_joules_per_layer": v["snn_joules_per_layer"],
                                                      "ann_joules_per_layer": v["ann_joules_per_layer"]}
                                                  for m, v in analysis["energy"].items()},
-                                                os.path.join(out_dir, "report_energy.png"))
+                                                os.path.join(out_dir, "report_energy.png"), **style)
     if analysis.get("noise"):
-        figs["noise"] = plots.noise_curves(analysis["noise"], os.path.join(out_dir, "report_noise.png"))
+        figs["noise"] = plots.noise_curves(analysis["noise"], os.path.join(out_dir, "report_noise.png"), **style)
     if analysis.get("decisions"):
-        figs["decisions"] = plots.decision_rules(analysis["decisions"], os.path.join(out_dir, "report_decisions.png"))
+        figs["decisions"] = plots.decision_rules(analysis["decisions"], os.path.join(out_dir, "report_decisions.png"), **style)
     return {k: os.path.basename(v) for k, v in figs.items()}
 
 
@@ -543,7 +545,7 @@ def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -
 
 
 def write_report(run_dir, out_dir=None, *, analysis=None, population_gain=None, baseline_dir=None,
-                 extra_sections=(), extra_claims=(), **kwargs) -> str:
+                 extra_sections=(), extra_claims=(), fig_format=None, dpi=None, **kwargs) -> str:
     """Write ``report.md``, ``analysis.json`` and the figures; return the report's path.
 
     ``baseline_dir``: a compare run with P = 1 on the same data and seeds: the GJDF gain
@@ -567,7 +569,7 @@ def write_report(run_dir, out_dir=None, *, analysis=None, population_gain=None, 
         check_run_dir(baseline_dir)
         population_gain = gjdf_gain(load_run(run_dir)["results"], load_run(baseline_dir)["results"])
     claims = check_claims(analysis, population_gain) + list(extra_claims)
-    figs = _figures(analysis, out_dir, population_gain)
+    figs = _figures(analysis, out_dir, population_gain, fig_format, dpi)
     text = _markdown(analysis, claims, figs, population_gain, extra_sections)
     path = os.path.join(out_dir, "report.md")
     with atomic_path(path) as tmp:

@@ -62,7 +62,7 @@ def _configure_threading():
         warnings.warn(f"Numba's threading layer was started ({numba.threading_layer()!r}) before "
                       "stlsim's kernels loaded, so stlsim cannot select 'workqueue'; its idle "
                       "threads may starve BLAS (slower training steps). Import or use stlsim "
-                      "first, or set NUMBA_THREADING_LAYER (docs/performance.md).",
+                      "first, or set NUMBA_THREADING_LAYER (python3 -m pydoc stlsim.kernels.cpu: Threading).",
                       RuntimeWarning, stacklevel=3)
 
 
@@ -91,7 +91,7 @@ def _guard_openmp_wait_policy():
                       "OMP_WAIT_POLICY: torch's OpenMP threads spin after each torch call and "
                       "can slow stlsim's steps by up to 1.5x. Set OMP_WAIT_POLICY=PASSIVE before "
                       "Python starts, or load stlsim's kernels first (stlsim.get_num_threads()), "
-                      "or torch.set_num_threads(1) (docs/performance.md; STLSIM_OMP_GUARD=0 "
+                      "or torch.set_num_threads(1) (python3 -m pydoc stlsim.kernels.cpu; STLSIM_OMP_GUARD=0 "
                       "silences this).", RuntimeWarning, stacklevel=3)
 
 
