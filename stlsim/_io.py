@@ -92,10 +92,14 @@ def thread_settings() -> dict:
         out["blas"] = [{k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
                                                   "threading_layer")}
                        for info in threadpool_info() if info.get("user_api") == "blas"]
-    if "numba" in sys.modules:
+    if "numba" in sys.modules:      # asked without launching Numba's threads (that would fix its layer)
         import numba
+        from numba.np.ufunc import parallel
 
-        out["numba_threads"] = int(numba.get_num_threads())
+        if getattr(parallel, "_is_initialized", False):
+            out["numba_threads"] = int(numba.get_num_threads())
+        else:
+            out["numba_threads_configured"] = int(numba.config.NUMBA_NUM_THREADS)
     return out
 
 

@@ -233,30 +233,35 @@ class Executor:
             return
         from distributed import LocalCluster
 
-        saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
-        os.environ.update(SINGLE_THREAD_ENV)       # inherited by the worker processes from their start
-        try:
-            # The workers' own log lines (a job's traceback among them) only with --debug: a job's error
-            # reaches the user once, as the one line of the command that ran it.
-            debug = logging.getLogger("stlsim").isEnabledFor(logging.DEBUG)
-            with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=":0", env=dict(SINGLE_THREAD_ENV),
-                              silence_logs=logging.ERROR if debug else logging.CRITICAL + 1,
-                              preload=["stlsim.experiment.executor"]) as cluster, Client(cluster) as client:
-                if self.log:
-                    try:
-                        import bokeh  # noqa: F401
-                        dash = f"dashboard {client.dashboard_link}"
-                    except ImportError:
-                        dash = f"dashboard {client.dashboard_link} (served once bokeh is installed)"
-                    self.log(f"dask: LocalCluster of {self.workers} worker process(es), 1 thread each; {dash}")
-                yield client
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        # The workers' own log lines (a job's traceback among them) only with --debug: a job's error
+        # reaches the user once, as the one line of the command that ran it.
+        debug = logging.getLogger("stlsim").isEnabledFor(logging.DEBUG)
+        with contextlib.ExitStack() as stack:
+            saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+            os.environ.update(SINGLE_THREAD_ENV)   # inherited by the worker processes from their start
+            try:
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    env=dict(SINGLE_THREAD_ENV), silence_logs=logging.ERROR if debug else logging.CRITICAL + 1,
+                    preload=["stlsim.experiment.executor"]))
+            finally:
+                # Restored as soon as the workers are up: this process keeps its own threads (Numba
+                # re-reads NUMBA_NUM_THREADS when it compiles, and refuses a change once its threads
+                # run); a restarted worker gets the settings from `env`.
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            client = stack.enter_context(Client(cluster))
+            if self.log:
+                try:
+                    import bokeh  # noqa: F401
+                    dash = f"dashboard {client.dashboard_link}"
+                except ImportError:
+                    dash = f"dashboard {client.dashboard_link} (served once bokeh is installed)"
+                self.log(f"dask: LocalCluster of {self.workers} worker process(es), 1 thread each; {dash}")
+            yield client
 
     def run(self, fn, jobs, *, shared=None, on_done=None, key: str = "job", errors: str = "raise",
             scatter: bool = False):
