@@ -895,20 +895,10 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
 
 
 def _run_stlsim(net, x, grad_output_fn, adjoint="g", training=False):
-    from .engines import get_backend
-    from .grad import bptt
-    x, output, tape, rates, _, _ = net._forward(x, smooth=False, backend="numpy", engine="clock",
-                                                training=training)
-    grad_output = grad_output_fn(output.astype(np.float64)).astype(net.dtype)
-    traces = [None] * len(net.layers)
-    per_layer = bptt.run_backward(net.layers, net._layer_params(), tape, grad_output,
-                                  net._call_neuron(), net._engine_surrogate, get_backend("numpy"),
-                                  traces=traces)
-    index = net.spiking_layers
-    spikes = [tape.spikes[i] for i in index]
-    margins = [np.abs(tape.membrane[i] - tape.thetas[i]) for i in index]
-    adjoints = [traces[i][adjoint] for i in index]
-    return spikes, adjoints, net._flatten(per_layer), margins
+    run = net.reference_trace(x, grad_output_fn, training=training)
+    margins = [np.abs(m - theta) for m, theta in zip(run.membrane, run.thetas)]
+    adjoints = [trace[adjoint] for trace in run.traces]
+    return run.spikes, adjoints, run.grads, margins
 
 
 # ---------------------------------------------------------------------------- report --

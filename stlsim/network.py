@@ -797,6 +797,42 @@ class Network:
                         layer_index=index, engine=engine, backend=backend)
         return value, self._flatten(per_layer), record
 
+    def reference_trace(self, x, output_grad, *, training: bool = False):
+        """The NumPy reference's forward and backward with every step's adjoints, for a given dL/ds^L.
+
+        What a gradient oracle compares against another framework (``stlsim.interop``): the
+        clock engine and the NumPy backend, float as the network's dtype.
+
+        Parameters
+        ----------
+        x : numpy.ndarray or SpikeEvents
+            Shape (T, B, *input_shape), as for ``forward``.
+        output_grad : callable
+            ``output_grad(output)`` -> dL/d(output spikes), same shape; ``output`` is float64.
+        training : bool, default False
+            As for ``forward``.
+
+        Returns
+        -------
+        types.SimpleNamespace
+            ``output``; per spiking layer ``spikes``, ``membrane``, ``thetas`` (T, B, ...) and
+            ``traces`` (dicts of the backward quantities per step, e.g. ``"g"`` = dL/ds_t,
+            ``"delta"`` = dL/dm_t; ``docs/model.md``); ``grads`` keyed like ``net.params``.
+        """
+        import types
+
+        x, output, tape, _, _, _ = self._forward(x, smooth=False, backend="numpy", engine="clock",
+                                                 training=training)
+        grad_output = np.asarray(output_grad(output.astype(np.float64))).astype(self.dtype)
+        traces = [None] * len(self.layers)
+        per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
+                                      self._engine_surrogate, get_backend("numpy", "Network"), traces=traces)
+        index = self.spiking_layers
+        return types.SimpleNamespace(output=output, spikes=[tape.spikes[i] for i in index],
+                                     membrane=[tape.membrane[i] for i in index],
+                                     thetas=[tape.thetas[i] for i in index], traces=[traces[i] for i in index],
+                                     grads=self._flatten(per_layer))
+
     def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:
         """Forward and backward with every intermediate quantity kept (NumPy reference).
 

@@ -253,3 +253,15 @@ def test_seed_takes_an_int_a_seed_sequence_or_a_generator():
         stlsim.Network(layers(), seed=1.5)
     with pytest.raises(ValueError, match="seed"):
         stlsim.Network(layers(), seed=-1)
+
+
+def test_reference_trace_is_the_probe_gradient_with_every_steps_adjoints():
+    net = stlsim.Network([stlsim.Dense(5, 6), stlsim.Dense(6, 4)], neuron=stlsim.LIF(theta_init=0.3), seed=0)
+    x = (np.random.default_rng(0).random((4, 3, 5)) < 0.5).astype(float)
+    probe = np.random.default_rng(1).standard_normal((4, 3, 4))
+    run = net.reference_trace(x, lambda output: probe)
+    _, grads, record = net.probe_grad(x, probe, backend="numpy", engine="clock")
+    assert set(run.grads) == set(grads) and all(np.allclose(run.grads[k], grads[k], rtol=0, atol=1e-14)
+                                                for k in grads)
+    assert all(np.array_equal(a, b) for a, b in zip(run.spikes, record.spikes))
+    assert len(run.traces) == 2 and run.traces[-1]["g"].shape == (4, 3, 4)
