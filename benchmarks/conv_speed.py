@@ -104,7 +104,7 @@ def torch_step_fn(net, torch):
 
 def gemm_only_fn(net, T, B, dtype):
     """The matrix products a training step of ``net`` cannot avoid, and nothing else
-    (issue 28: the GEMM-only baseline, as ``benchmarks/impls.py`` has for Dense nets).
+    (the GEMM-only baseline, as ``benchmarks/impls.py`` has for Dense nets).
 
     Per Conv2d layer, over all T*B images at once (channels-last, as ``layers.conv``):
     the forward product (L1) cols (T B Ho Wo, kh kw C_in) @ W^T (kh kw C_in, C_out), the

@@ -1,4 +1,4 @@
-"""The event engine measured through the calls users make (issue 28).
+"""The event engine measured through the calls users make.
 
 784-800-10 (LIF tau 0.5, theta 0.5, hard reset, atan; the network of
 ``event_scaling.py``), B = 1, T = 100, Bernoulli input of density 0.005, float32, the
@@ -12,7 +12,7 @@ calls), so the ratios hold under load even when absolute times do not:
 * ``event_record_read``: the same, then ``rec.membrane`` read (dense lists built);
 * ``event_spikes_from_events``: ``record="spikes"`` from a ``SpikeEvents`` input.
 
-Each is measured on the path before issue 28 (``stlsim.network._LEGACY_CALL_PATH =
+Each is measured on the path before the guarded parameters (``stlsim.network._LEGACY_CALL_PATH =
 True``: every parameter scanned for NaN at every call, the dense record built eagerly,
 no W.T kept between calls) and after (the default), in the same rounds. Before timing,
 the outputs of the two paths are compared: spikes, rates, membranes and currents
@@ -163,7 +163,7 @@ def main(argv=None):
                         for name in VARIANTS if name != "clock"}
                  for path, legacy in (("before", True), ("after", False))}
     result = {
-        "what": "issue 28: event engine through net.forward, 784-800-10, B=1, T=100, "
+        "what": "event engine through net.forward, 784-800-10, B=1, T=100, "
                 "density 0.005, float32; median over rounds of the min over calls, ms",
         "load_average_before": load_before, "load_average_after": load_after,
         "machine_note": "shared 2-core VM: other engineers' jobs may have run; compare ratios",

@@ -1,4 +1,4 @@
-"""Does PyTorch in the same process slow stlsim down? (issue 28)
+"""Does PyTorch in the same process slow stlsim down?
 
 The 784-800-10 training step (T = 8, B = 128, float32, the numba backend's fused
 step; ``kernel_speed.py``'s network) is timed in a fresh child process per setting,

@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='options to vary: "theta_init=1,2 init_gain=0.5,1,2,4,8" (list options: hidden=256,128+128)')
     g.add_argument("--grid-file", default=None, help="a TOML grid file ([grid], [fixed], seeds, modes)")
     g.add_argument("--tune", default=None, metavar='"NAME=V1,V2 ..."',
-                   help='issue 25: values tried for every cell, mode and seed, e.g. "lr=1e-3,3e-3,1e-2"; the one '
+                   help='values tried for every cell, mode and seed, e.g. "lr=1e-3,3e-3,1e-2"; the one '
                    "with the best validation accuracy is reported (needs --val-fraction > 0)")
     g.add_argument("--seeds", type=_positive_int, default=None,
                    help="number of seeds 0..K-1 (default: the grid file's, else 3)")
@@ -508,7 +508,7 @@ def cmd_sweep(args) -> int:
 
 
 def _tune_values(args, owner) -> dict:
-    """Issue 25: ``--tune`` parsed (``stlsim.experiment.sweep.tune``); {} without it."""
+    """``--tune`` parsed (``stlsim.experiment.sweep.tune``); {} without it."""
     if not getattr(args, "tune", None):
         return {}
     from .experiment.sweep.tune import parse_tune_text

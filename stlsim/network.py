@@ -37,7 +37,7 @@ from .spike_events import SpikeEvents
 
 __all__ = ["Network", "Record", "StepTrace"]
 
-# The per-call path before issue 28 (every parameter scanned for NaN at every call,
+# The per-call path before the guarded parameters (every parameter scanned for NaN at every call,
 # the event engine's dense Record built eagerly, no kept W.T): True restores it.
 # Kept for benchmarks/public_call.py, which measures both paths in one process.
 _LEGACY_CALL_PATH = False
@@ -315,7 +315,7 @@ class Network:
     def _neuron_of_layer(self, i: int) -> LIF:
         return self.neurons[self._spiking_index[i]]
 
-    # --- one surrogate per spiking layer (the oracle's addition, issue 24) -------------
+    # --- one surrogate per spiking layer (a peer model may use another per layer) -------------
     def _check_surrogates(self, surrogate) -> list:
         """One Surrogate per spiking layer: ``surrogate`` shared, or a list of them (as
         ``neuron``). The engines get ``_engine_surrogate``: the Surrogate when shared, else
@@ -343,7 +343,7 @@ class Network:
     def neuron_in_use(self, i: int) -> LIF:
         """The LIF of spiking layer ``i`` as a forward pass uses it: its trained decay,
         tied gain and synapse taken from ``params`` (clamped or through the sigmoid).
-        (Public for ``stlsim.nir``; the oracle's addition, issue 24.)"""
+        (Public for ``stlsim.nir``.)"""
         if i not in self._spiking_index:
             raise fail("i", f"the index of a spiking layer ({self.spiking_layers})", repr(i),
                        "Network.neuron_in_use")

@@ -220,7 +220,7 @@ def test_compare_without_flags_gives_the_results_it_gave_before(tmp_path, worker
     now_numbers, before_numbers = _numbers(now), _numbers(before)
     for mode in now_numbers["modes"].values():          # a field added since: the sample SD
         assert mode.pop("test_accuracy_sd") >= 0
-    for name in ("weight_decay_mode", "decay_thresholds", "val_fraction"):    # options added since (issue 25)
+    for name in ("weight_decay_mode", "decay_thresholds", "val_fraction"):    # options added since (weight decay forms, validation)
         assert now_numbers["config"]["training"].pop(name) == LATER_OPTIONS[name]
     assert now_numbers == before_numbers
     assert json.loads(now["provenance"]["threads"])["blas"]          # the thread settings are recorded

@@ -1,4 +1,4 @@
-"""Issue 25, fair comparisons: weight decay forms, the validation split, per-arm tuning and the
+"""Fair comparisons: weight decay forms, the validation split, per-arm tuning and the
 report's multiple-comparison statistics."""
 import csv
 import json
@@ -72,7 +72,7 @@ def test_each_weight_decay_form_matches_its_definition(kind, form, decay_theta):
 
 
 def test_the_forms_differ_where_they_should():
-    """Coupled decay under Adam turns a zero gradient into a full step (issue 25); decoupled does not."""
+    """Coupled decay under Adam turns a zero gradient into a full step; decoupled does not."""
     moved = {}
     for form in ("coupled", "decoupled", "none"):
         params = {"theta": np.array([1.0])}

@@ -1,4 +1,4 @@
-"""Issue 24: the oracle's false alarms, wrong twins and unnamed crashes (stlsim.interop).
+"""The oracle's false alarms, wrong twins and unnamed crashes (stlsim.interop).
 
 * The float32 verdict: a difference is a bug only beyond a stated multiple of the model's
   own float32 round-off (stlsim in float32 and float64 on the same weights and input),

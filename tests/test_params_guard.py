@@ -168,7 +168,7 @@ def test_copies_and_pickles_of_the_network_keep_working():
 
 # ----------------------------------------------------------------- the lazy Record --
 def eager(net, x, **kwargs):
-    """The Record as built before issue 28 (every dense list at once)."""
+    """The Record as built before it was lazy (every dense list at once)."""
     saved = stlsim.network._LEGACY_CALL_PATH
     stlsim.network._LEGACY_CALL_PATH = True
     try:

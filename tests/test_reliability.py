@@ -662,9 +662,9 @@ def test_version_1_records_still_resume(workdir, trained, monkeypatch):
     assert outcome == "ok", text
 
 
-# ============================================================ issue 26: application surfaces --
+# ================================================================= the application surfaces --
 # Each case below was written before its fix and failed on the code of its day (see the report
-# of issue 26): reads are confined to their folder and checked against what names them, folders
+# of the application surfaces): reads are confined to their folder and checked against what names them, folders
 # are claimed, tables validated on read, records carry their data identity.
 TINY_SWEEP = ["--train-subset", "60", "--test-subset", "20", "--epochs", "1", "--hidden", "8", "-T", "2",
               "-P", "1", "--dtype", "float64", "--backend", "numpy", "--quiet", "--scheduler", "serial"]

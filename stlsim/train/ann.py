@@ -81,7 +81,7 @@ def train_ann(data, netcfg, config, *, record_path=None):
     dtype = np.dtype(netcfg.dtype)
     frames = config.encoding == "frames"
     validation = None
-    if config.val_fraction:          # issue 25: the same held-out samples as the spiking runs
+    if config.val_fraction:          # the same held-out samples as the spiking runs
         from .config import validation_split
 
         data, x_val, y_val = validation_split(data, config.val_fraction)

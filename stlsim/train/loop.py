@@ -346,7 +346,7 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     encode_rng = np.random.default_rng([config.seed, 3])
     theta_init = {k: v.copy() for k, v in net.params.items() if k.endswith(".theta")}
     history = {k: [] for k in _HISTORY_SCALARS}
-    validation = _validation_part(data, config, history)      # issue 25: None unless val_fraction > 0
+    validation = _validation_part(data, config, history)      # None unless val_fraction > 0
     if validation is not None:
         data = validation[0]
     layer_fields = {"firing_rate": [], "theta_mean": [], "theta_std": []}

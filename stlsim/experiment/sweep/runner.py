@@ -127,7 +127,7 @@ def run_task(task, out_dir: str) -> dict | None:
 
 
 def _validation_columns(history, config) -> dict:
-    """Issue 25: the validation accuracy of a run with ``val_fraction`` > 0 (what tuning chooses by)."""
+    """The validation accuracy of a run with ``val_fraction`` > 0 (what tuning chooses by)."""
     val = history.get("val_accuracy") or []
     if not val:
         return {}

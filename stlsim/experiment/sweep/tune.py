@@ -1,4 +1,4 @@
-"""Per-arm tuning (issue 25): every mode gets its best value of the tuned options, chosen on a
+"""Per-arm tuning: every mode gets its best value of the tuned options, chosen on a
 validation split, never on the test set.
 
 ``stlsim sweep --grid "T=2,4" --tune "lr=1e-3,3e-3,1e-2" --val-fraction 0.2`` trains, for
