@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_choice, check_dtype, fail
+from ._checks import check_choice, check_dtype, fail, seed_streams
 from .neurons import LIF
 
 __all__ = ["from_snntorch", "from_spikingjelly", "from_norse", "compare", "Report", "ParamRow",
@@ -1031,11 +1031,12 @@ def _relative(ours, theirs):
 ROUNDOFF_MULTIPLE = 4.0
 
 
-def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population: int = 1,
-            rtol: float | None = None, dtype=None, peer: str | None = None) -> Report:
+def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generator = 0, loss: str = "probe",
+            y=None, population: int = 1, rtol: float | None = None, dtype=None, peer: str | None = None) -> Report:
     """Run a peer model and its stlsim twin on ``x`` (T, B, *input_shape) and compare.
 
-    ``loss``: "probe" (sum(C * output spikes), C ~ N(0, 1) seeded by ``seed``),
+    ``loss``: "probe" (sum(C * output spikes), C ~ N(0, 1) drawn from ``seed``: an int, a
+    ``numpy.random.SeedSequence`` or a ``numpy.random.Generator``),
     "mse_rate" or "ce_rate" (stlsim's readout with labels ``y`` and ``population``; its
     dL/d(output spikes) is handed to the peer). ``dtype``: float64 by default (float32
     for snnTorch, whose spikes are float32); ``rtol``: 1e-10 in float64, 1e-5 in float32,
@@ -1071,7 +1072,8 @@ def compare(model, x, *, seed: int = 0, loss: str = "probe", y=None, population:
     T, B = x_np.shape[:2]
     n_out = int(np.prod(net.layers[-1].out_shape))
     if loss == "probe":
-        probe = np.random.default_rng(seed).normal(size=(T, B, n_out))
+        (probe_rng,) = seed_streams(seed, 1, "seed", "compare")      # an int, SeedSequence or Generator
+        probe = probe_rng.normal(size=(T, B, n_out))
 
         def grad_output_fn(output):
             return probe.reshape(output.shape)

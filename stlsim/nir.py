@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from ._checks import check_bool, check_dtype, check_real, fail
+from ._checks import check_bool, check_dtype, check_real, fail, seed_streams
 from .layers import AvgPool2d, Conv2d, Dense, Dropout, Flatten, MaxPool2d
 from .neurons import LIF, tau_like
 
@@ -745,7 +745,8 @@ def _run_peer(peer, graph, dt, x, probe, nodes_of_layer):
     return output.detach().double().numpy(), grads
 
 
-def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4, seed: int = 0,
+def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4,
+          seed: int | np.random.SeedSequence | np.random.Generator = 0,
           rtol=None, **read_options) -> CheckReport:
     """Read the NIR file ``path``, run stlsim's forward and the gradient of a seeded random
     probe of the output spikes, L = sum(C * s^L), on a seeded random spike input; with
@@ -779,7 +780,7 @@ def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4, se
         notes.append(f"{against}'s importer: {peer['source']}.")
     dt = head.get("dt") if dt is None else dt
     net = from_nir(graph, dt, **read_options)
-    rng = np.random.default_rng(seed)
+    (rng,) = seed_streams(seed, 1, "seed", "stlsim.nir.check")     # an int, SeedSequence or Generator
     x = (rng.random((timesteps, batch) + net.input_shape) < 0.5).astype(net.dtype)
     probe = rng.standard_normal((timesteps, batch) + tuple(net.layers[-1].out_shape))
     _, grads, record = net.probe_grad(x, probe.astype(net.dtype))

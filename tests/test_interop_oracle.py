@@ -287,3 +287,17 @@ def test_leakys_zero_reset_is_measurably_different_from_synaptics():
     wrong.params.update({k: v.copy() for k, v in net.params.items()})
     x = spikes((12, 3, 8), density=0.4)
     assert not np.array_equal(net.forward(x).spikes[-1], wrong.forward(x).spikes[-1])
+
+
+def test_compare_takes_a_seed_sequence_or_a_generator_as_its_seed():
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=0.8, init_hidden=True, output=True))
+    x = (np.random.default_rng(0).random((5, 2, 6)) < 0.5).astype(np.float32)
+    by_int = interop.compare(model, x, seed=3)
+    by_sequence = interop.compare(model, x, seed=np.random.SeedSequence(3))
+    by_generator = interop.compare(model, x, seed=np.random.default_rng(3))
+    assert by_int.ok and by_sequence.ok and by_generator.ok
+    assert by_int.max_rel_error == by_generator.max_rel_error     # default_rng(3) draws the same probe
+    with pytest.raises(TypeError, match="seed"):
+        interop.compare(model, x, seed="3")
