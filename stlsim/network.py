@@ -43,6 +43,21 @@ __all__ = ["Network", "Record", "StepTrace"]
 _LEGACY_CALL_PATH = False
 
 
+def _dense_field(name: str, doc: str) -> property:
+    """A dense list of ``Record`` that is built (``Record._build``) before it is read or replaced."""
+    attr = "_" + name
+
+    def get(self):
+        self._build()
+        return getattr(self, attr)
+
+    def put(self, value):
+        self._build()
+        setattr(self, attr, value)
+
+    return property(get, put, doc=doc)
+
+
 class Record:
     """Result of ``Network.forward``.
 
@@ -90,35 +105,9 @@ class Record:
         self._currents = [tape.currents[i] for i in index]
         detach_parameters(tape)
 
-    @property
-    def spikes(self) -> list:
-        self._build()
-        return self._spikes
-
-    @spikes.setter
-    def spikes(self, value):
-        self._build()
-        self._spikes = value
-
-    @property
-    def membrane(self) -> list:
-        self._build()
-        return self._membrane
-
-    @membrane.setter
-    def membrane(self, value):
-        self._build()
-        self._membrane = value
-
-    @property
-    def currents(self) -> list:
-        self._build()
-        return self._currents
-
-    @currents.setter
-    def currents(self, value):
-        self._build()
-        self._currents = value
+    spikes = _dense_field("spikes", "Per spiking layer: s, (T, B, *shape).")
+    membrane = _dense_field("membrane", "Per spiking layer: m before the reset, (T, B, *shape).")
+    currents = _dense_field("currents", "Per spiking layer: the input current I, (T, B, *shape).")
 
     def __repr__(self) -> str:
         return (f"Record(engine={self.engine!r}, backend={self.backend!r}, "

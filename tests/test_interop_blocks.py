@@ -9,6 +9,8 @@ between a weight layer and its neurons, as the peers' tutorials write them.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -62,18 +64,11 @@ def test_a_block_in_training_mode_runs_its_dropout_masks():
 
 torch = pytest.importorskip("torch")
 import stlsim.interop as interop  # noqa: E402
+from peer_helpers import random_spikes, scale_weights  # noqa: E402
 
 
-def spikes(shape, density=0.3, seed=0, dtype=np.float32):
-    return (np.random.default_rng(seed).random(shape) < density).astype(dtype)
-
-
-def scaled(model, factor):
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                module.weight.mul_(factor)
-    return model
+spikes = functools.partial(random_spikes, density=0.3, dtype=np.float32)
+scaled = scale_weights
 
 
 def tutorial7_csnn(pool_first=True, seed=0):

@@ -14,24 +14,19 @@ Skipped where a peer is not installed.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import stlsim.interop as interop  # noqa: E402
+from peer_helpers import random_spikes, scale_weights  # noqa: E402
 
 
-def spikes(shape, density=0.3, seed=0, dtype=np.float32):
-    return (np.random.default_rng(seed).random(shape) < density).astype(dtype)
-
-
-def scale_(model, factor):
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                module.weight.mul_(factor)
-    return model
+spikes = functools.partial(random_spikes, density=0.3, dtype=np.float32)
+scale_ = scale_weights
 
 
 def f64(value):

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -81,18 +83,11 @@ def test_surrogate_parameters_are_checked_by_name():
 
 torch = pytest.importorskip("torch")
 import stlsim.interop as interop  # noqa: E402
+from peer_helpers import random_spikes, scale_weights  # noqa: E402
 
 
-def spikes(shape, density=0.4, seed=0, dtype=np.float32):
-    return (np.random.default_rng(seed).random(shape) < density).astype(dtype)
-
-
-def scaled(model, factor):
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
-                module.weight.mul_(factor)
-    return model
+spikes = functools.partial(random_spikes, density=0.4, dtype=np.float32)
+scaled = scale_weights
 
 
 SNNTORCH = [("straight_through_estimator", ()), ("triangular", (0.7,)), ("heaviside", ()),
