@@ -1322,6 +1322,14 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
                 shape = peer_grads[name].shape
                 roundoffs[name] = _relative(as_peer(grads, name, mapped, shape),
                                             as_peer(grads64, name, mapped, shape))[1]
+            # (O3): the parameters of one layer share its adjoints, so their round-offs are
+            # looks at one error; one look can be small by chance (seen: 5 x below the peer's
+            # own on a conv bias), so each row takes the largest of its layer.
+            layer_of = {name: mapped.key.split(".")[0] for name, mapped in conv.params.items()}
+            pooled = {}
+            for name, value in roundoffs.items():
+                pooled[layer_of[name]] = max(pooled.get(layer_of[name], 0.0), value)
+            roundoffs = {name: pooled[layer_of[name]] for name in roundoffs}
         else:
             note = ("stlsim's float32 and float64 runs fire differently on this input (a spike "
                     "decided by round-off), so no round-off estimate: tolerance rtol")
