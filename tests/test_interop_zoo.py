@@ -116,3 +116,66 @@ def test_an_output_gradient_one_step_early_is_caught_and_located_in_spikingjelly
     assert rep.first_divergence_pass == "backward"
     layer, t, _ = rep.first_divergence
     assert layer == 1 and t == entry.T - 1
+
+
+# --- small gradient bugs: a scale of 1 + 1e-8 (float64), 1 + 1e-4 (float32), a surrogate
+# slope off by 1e-3, a reset detached where the peer keeps it ------------------------------
+
+def _scale_first_weight_gradient(factor):
+    def install(model):
+        import torch
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first.weight.register_hook(lambda grad: grad * factor)
+    return install
+
+
+@pytest.mark.parametrize("name,dtype,factor", [
+    ("spikingjelly PLIF FC", "float64", 1 + 1e-8),
+    ("norse MNIST FC (LIFCell)", "float64", 1 + 1e-8),
+    ("snntorch tutorial 5 FC (atan)", "float32", 1 + 1e-4),
+    ("norse MNIST FC (LIFCell)", "float32", 1 + 1e-4)])
+def test_a_gradient_scaled_by_a_hair_is_caught_and_located(name, dtype, factor):
+    entry = _entry(name)
+    clean = run(entry, dtype)
+    assert clean.ok, str(clean)
+    rep = run(_with_hook(entry, _scale_first_weight_gradient(factor)), dtype)
+    assert rep.spikes_equal and not rep.ok, str(rep)
+    bad = [row.name for row in rep.rows if not row.ok]
+    assert bad == [rep.worst] and bad[0].endswith(".weight"), str(rep)
+    # the relative error is the injected one, far above the tolerance
+    row = next(row for row in rep.rows if not row.ok)
+    assert row.relative > 0.5 * (factor - 1) / factor
+
+
+def test_a_surrogate_slope_off_by_1e_3_is_caught_in_the_backward(monkeypatch):
+    import stlsim.interop as interop
+    original = interop._spikingjelly_surrogate
+
+    def off(name, module):
+        surrogate = original(name, module)
+        return type(surrogate)(surrogate.value * (1 + 1e-3))      # Sigmoid(alpha)
+    monkeypatch.setattr(interop, "_spikingjelly_surrogate", off)
+    entry = _entry("spikingjelly PLIF FC")
+    rep = run(entry, "float64")
+    assert rep.spikes_equal and not rep.ok, str(rep)
+    # SpikingJelly's .grad is e_t, the part from above: the output layer's is the probe on
+    # both sides; the first to differ is e_t of layer 0 = W^T delta_t of the output layer.
+    assert rep.first_divergence_pass == "backward" and rep.first_divergence[0] == 0
+    assert rep.first_divergence[1] == entry.T - 1
+
+
+def test_a_wrongly_detached_reset_is_caught(monkeypatch):
+    import stlsim.interop as interop
+    from stlsim import LIF
+    original = interop._spikingjelly_neuron
+
+    def detached(name, module, shape):
+        neuron = original(name, module, shape)
+        return LIF(**{**neuron.settings(), "detach_reset": True})
+    monkeypatch.setattr(interop, "_spikingjelly_neuron", detached)
+    entry = _entry("spikingjelly lif_fc_mnist")
+    assert not any(getattr(m, "detach_reset", True) for m in entry.build().modules()
+                   if hasattr(m, "detach_reset"))
+    rep = run(entry, "float64")
+    assert rep.spikes_equal and not rep.ok, str(rep)
+    assert rep.first_divergence_pass == "backward"

@@ -428,8 +428,9 @@ ZOO = [
 ]
 
 
-def run(entry: Entry, dtype: str, seed: int = 0):
-    """Build the entry's model (seeded), compare it in ``dtype``; returns the Report."""
+def run(entry: Entry, dtype: str, seed: int = 0, roundoff: str = "always"):
+    """Build the entry's model (seeded), compare it in ``dtype``; returns the Report. The
+    float32 round-off is measured on every entry (``roundoff="always"``) for the table."""
     import torch
 
     import stlsim.interop as interop
@@ -445,7 +446,7 @@ def run(entry: Entry, dtype: str, seed: int = 0):
     kwargs = dict(entry.compare)
     if kwargs.get("loss", "probe") != "probe":     # labels for a rate or membrane loss
         kwargs["y"] = np.arange(entry.B) % 10
-    return interop.compare(model, x.astype(dtype), seed=seed, dtype=dtype, **kwargs)
+    return interop.compare(model, x.astype(dtype), seed=seed, dtype=dtype, roundoff=roundoff, **kwargs)
 
 
 def main(path="validation/results/interop_zoo.md"):
