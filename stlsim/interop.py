@@ -976,11 +976,19 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
     model, peer = conv.model, conv.peer
     captured = {id(m): [] for m in conv.neuron_modules}
 
+    currents = {id(m): [] for m in conv.neuron_modules}
+
     def hook(module, inputs, output):
         spikes = output[0] if isinstance(output, tuple) else output
         if spikes.requires_grad:
             spikes.retain_grad()
         captured[id(module)].append(spikes)
+
+    def current_hook(module, inputs):             # the neuron's input current I_t
+        current = inputs[0]
+        if current.requires_grad:
+            current.retain_grad()
+        currents[id(module)].append(current)
 
     # A BatchNorm in training mode updates its running statistics: put them back after.
     statistics = [(b, b.detach().clone()) for m in model.modules()
@@ -995,6 +1003,7 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         membranes.append(module.mem if peer == "snntorch" else output[0])
 
     handles = [m.register_forward_hook(hook) for m in conv.neuron_modules]
+    handles += [m.register_forward_pre_hook(current_hook) for m in conv.neuron_modules]
     if conv.readout_module is not None:
         handles.append(conv.readout_module.register_forward_hook(readout_hook))
     try:
@@ -1043,24 +1052,26 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         with torch.no_grad():
             for buffer, value in statistics:
                 buffer.copy_(value)
-    spikes, adjoints = [], []
+    def gradients(seq):
+        if conv.step_mode == "m":
+            return None if seq[0].grad is None else seq[0].grad.double().numpy()
+        grads_s = [s.grad for s in seq]
+        return None if any(g is None for g in grads_s) else torch.stack(grads_s).double().numpy()
+
+    spikes, adjoints, current_adjoints = [], [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
-        whole = seq[0] if conv.step_mode == "m" else None
-        if whole is not None:
-            spikes.append(whole.detach().double().numpy())
-            adjoints.append(None if whole.grad is None else whole.grad.double().numpy())
-        else:
-            spikes.append(torch.stack([s.detach() for s in seq]).double().numpy())
-            grads_s = [s.grad for s in seq]
-            adjoints.append(None if any(g is None for g in grads_s)
-                            else torch.stack(grads_s).double().numpy())
+        spikes.append(seq[0].detach().double().numpy() if conv.step_mode == "m"
+                      else torch.stack([s.detach() for s in seq]).double().numpy())
+        adjoints.append(gradients(seq))
+        current_adjoints.append(gradients(currents[id(m)]))
     membrane = output.detach().double().numpy() if conv.readout_module is not None else None
-    return spikes, adjoints, grads, membrane
+    return spikes, adjoints, grads, membrane, current_adjoints
 
 
 def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
-    """The twin's NumPy reference: (spikes, adjoints, grads, margins, readout membrane).
+    """The twin's NumPy reference: (spikes, adjoints, grads, margins, readout membrane,
+    dL/dI_t per spiking layer).
     With a readout, ``grad_output_fn`` takes its membrane; the readout's backward turns
     dL/du into dL/ds^L ((BLI1)-(BLI2), (B4), (B6)) and its gradients join ``grads`` as
     ``"readout.{k}.weight"``."""
@@ -1074,12 +1085,27 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
             kept["grads"], grad_spikes = readout.backward(grad_membrane.astype(readout.dtype), cache)
             kept["membrane"] = membrane
             return grad_spikes
-    run = conv.net.reference_trace(x, output_grad, training=training)
+    # dL/dI_t of each spiking layer, as its (B4), (B6) receive it: recorded on the twin's
+    # own layer objects for this run only.
+    recorded = {i: [] for i in conv.net.spiking_layers}
+    for i in recorded:
+        layer, backward = conv.net.layers[i], conv.net.layers[i].backward
+
+        def record(grad_current, *args, _store=recorded[i], _backward=backward, **kwargs):
+            _store.append(grad_current)
+            return _backward(grad_current, *args, **kwargs)
+        layer.backward = record
+    try:
+        run = conv.net.reference_trace(x, output_grad, training=training)
+    finally:
+        for i in recorded:
+            del conv.net.layers[i].backward
     margins = [np.abs(m - theta) for m, theta in zip(run.membrane, run.thetas)]
     adjoints = [trace[adjoint] for trace in run.traces]
+    current_adjoints = [recorded[i][0] for i in conv.net.spiking_layers]
     grads = dict(run.grads)
     grads.update({f"readout.{key}": value for key, value in kept.get("grads", {}).items()})
-    return run.spikes, adjoints, grads, margins, kept.get("membrane")
+    return run.spikes, adjoints, grads, margins, kept.get("membrane"), current_adjoints
 
 
 # ---------------------------------------------------------------------------- report --
@@ -1125,6 +1151,7 @@ class Report:
     firing_rates: tuple = ()               # the twin's mean spikes per neuron and step, per layer
     membrane_error: float | None = None    # readout membranes: max |diff| / max |u| (output="membrane")
     membrane_tolerance: float | None = None
+    first_divergence_of: str | None = None  # "s_t" (forward), "dL/ds_t" or "dL/dI_t" (backward)
 
     @property
     def max_rel_error(self) -> float:
@@ -1178,8 +1205,8 @@ class Report:
         if self.roundoff_note:
             lines.append(f"note: {self.roundoff_note}")
         if self.first_divergence is not None:
-            lines.append(f"first divergence ({self.first_divergence_pass}): layer, t, neuron = "
-                         f"{self.first_divergence}")
+            lines.append(f"first divergence ({self.first_divergence_pass}, {self.first_divergence_of}): "
+                         f"layer, t, neuron = {self.first_divergence}")
         if self.min_margin < 1e-6:
             lines.append("note: a membrane lies within 1e-6 of its threshold: a spike decided by "
                          "a hair is a tie between the two rounding orders, not a bug")
@@ -1301,14 +1328,14 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
             _, grad_rates = loss_from_rates(rates, labels, loss)
             return rates_backward(grad_rates, T, population).reshape(output.shape)
 
-    peer_spikes, peer_adjoints, peer_grads, peer_membrane = _run_peer(conv, torch.as_tensor(x_np),
+    peer_spikes, peer_adjoints, peer_grads, peer_membrane, peer_currents = _run_peer(conv, torch.as_tensor(x_np),
                                                                       grad_output_fn)
     # torch's .grad of a spike tensor: the total dL/ds_t (g_t) where the reset reads the
     # tensor a step returns (snnTorch, Norse cells), the part from above (e_t) where the
     # peer keeps the reset path inside (SpikingJelly's neuron functions in step_mode "m" and
     # "s" alike; Norse's sequence modules, whose output is a stack of the steps' spikes).
     adjoint = "e" if conv.peer == "spikingjelly" or conv.step_mode == "m" else "g"
-    spikes, adjoints, grads, margins, membrane = _run_stlsim(conv, x_np, grad_output_fn, adjoint,
+    spikes, adjoints, grads, margins, membrane, currents = _run_stlsim(conv, x_np, grad_output_fn, adjoint,
                                                              conv.training)
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
 
@@ -1324,10 +1351,19 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_error = _relative(membrane.astype(np.float64).reshape(peer_membrane.shape),
                                    peer_membrane)[1]
 
-    def scan_backward(tolerance):
-        return _divergence([a.reshape(p.shape) if p is not None else None
-                            for a, p in zip(adjoints, peer_adjoints)], peer_adjoints,
-                           tolerance, backward=True)
+    def scan_backward(tolerance, current_tolerance):
+        """The first difference in the order the backward computes: per layer, last first,
+        dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6))."""
+        for layer in range(len(adjoints) - 1, -1, -1):
+            for quantity, ours, theirs, tol in (("dL/ds_t", adjoints, peer_adjoints, tolerance),
+                                                ("dL/dI_t", currents, peer_currents, current_tolerance)):
+                if theirs[layer] is None:
+                    continue
+                where = _divergence([ours[layer].reshape(theirs[layer].shape)], [theirs[layer]],
+                                    [tol[layer] if isinstance(tol, list) else tol], backward=True)
+                if where is not None:
+                    return (layer,) + where[1:], quantity
+        return None, None
 
     # (O3) in float32: the model's own round-off, from a float64 run of the twin. Every
     # tolerance is at least rtol, so where every error is already within rtol the estimate
@@ -1335,13 +1371,13 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # then one peer run and one twin run (docs/howto/check_framework.md).
     within_rtol = (spikes_equal and all(e[1] <= rtol for e in errors.values())
                    and (membrane_error is None or membrane_error <= rtol)
-                   and scan_backward(rtol) is None)
+                   and scan_backward(rtol, rtol)[0] is None)
     roundoffs, note = {}, ""
     if dtype == np.float32 and within_rtol and roundoff == "auto":
         note = "every error within rtol, so the float32 round-off was not measured (roundoff='always' measures it)"
     elif dtype == np.float32:                       # the model's own float32 round-off
         twin = convert(conv.model, x_np.shape[2:], dtype=np.float64, peer=peer, output=conv.output)
-        spikes64, adjoints64, grads64, _, membrane64 = _run_stlsim(
+        spikes64, adjoints64, grads64, _, membrane64, currents64 = _run_stlsim(
             twin, x_np.astype(np.float64), grad_output_fn, adjoint, conv.training)
         if all(np.array_equal(a, b) for a, b in zip(spikes, spikes64)):
             for name, mapped in conv.params.items():
@@ -1372,22 +1408,25 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_tolerance = max(rtol, ROUNDOFF_MULTIPLE * _relative(
             membrane.astype(np.float64), membrane64)[1])
     model_roundoff = max(roundoffs.values(), default=0.0) if roundoffs else None
-    adjoint_tolerance = rtol                  # per layer: that layer's adjoints' own round-off
+    adjoint_tolerance = current_tolerance = rtol    # per layer: its adjoints' own round-off
     if roundoffs:
         adjoint_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a.astype(np.float64), b)[1])
                              for a, b in zip(adjoints, adjoints64)]
+        current_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a.astype(np.float64), b)[1])
+                             for a, b in zip(currents, currents64)]
     noise = [row.name for row in rows if row.roundoff is not None and row.roundoff > 1e-2]
     if noise:
         note = (note + "; " if note else "") + (
             f"{', '.join(noise)}: float32 round-off of {max(roundoffs[n] for n in noise):.2g} of the "
             "gradient itself, a gradient that is round-off noise (zero in exact arithmetic, e.g. "
             "a bias before a BatchNorm in training)")
-    divergence, which = None, None
+    divergence, which, quantity = None, None, None
     if not spikes_equal:
         divergence, which = _divergence([s.reshape(p.shape) for s, p in zip(spikes, peer_spikes)],
                                         peer_spikes, 0.0, backward=False), "forward"
+        quantity = "s_t"
     elif not within_rtol:
-        divergence = scan_backward(adjoint_tolerance)
+        divergence, quantity = scan_backward(adjoint_tolerance, current_tolerance)
         which = "backward" if divergence is not None else None
     min_margin = min(float(np.min(m)) for m in margins)
     return Report(peer=conv.peer, dtype=dtype.name, rtol=rtol, spikes_equal=spikes_equal,
@@ -1395,4 +1434,5 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
                   first_divergence_pass=which, loss=loss, roundoff=model_roundoff,
                   roundoff_multiple=ROUNDOFF_MULTIPLE if model_roundoff is not None else None,
                   roundoff_note=note, firing_rates=tuple(float(np.mean(s)) for s in spikes),
-                  membrane_error=membrane_error, membrane_tolerance=membrane_tolerance)
+                  membrane_error=membrane_error, membrane_tolerance=membrane_tolerance,
+                  first_divergence_of=quantity)

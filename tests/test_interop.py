@@ -152,9 +152,10 @@ def test_a_swapped_surrogate_in_the_peer_is_caught():
     model[3].spike_grad = fast_sigmoid(10.0)
     rep = interop.compare(model, spikes((10, 4, 12)), seed=1)
     assert rep.spikes_equal and not rep.ok
-    # the first adjoint that differs, scanning backwards, is dL/ds of the layer below the
-    # swapped surrogate at the last step: the output layer's own adjoints are the probe
-    assert rep.first_divergence_pass == "backward" and rep.first_divergence[:2] == (0, 9)
+    # the first adjoint that differs, scanning backwards, is dL/dI_t of the layer with the
+    # swapped surrogate at the last step (its dL/ds_t is the probe on both sides)
+    assert rep.first_divergence_pass == "backward" and rep.first_divergence[:2] == (1, 9)
+    assert rep.first_divergence_of == "dL/dI_t"
     assert {row.name for row in rep.rows if not row.ok} >= {"2.weight", "3.beta"}
 
 

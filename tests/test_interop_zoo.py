@@ -158,10 +158,10 @@ def test_a_surrogate_slope_off_by_1e_3_is_caught_in_the_backward(monkeypatch):
     entry = _entry("spikingjelly PLIF FC")
     rep = run(entry, "float64")
     assert rep.spikes_equal and not rep.ok, str(rep)
-    # SpikingJelly's .grad is e_t, the part from above: the output layer's is the probe on
-    # both sides; the first to differ is e_t of layer 0 = W^T delta_t of the output layer.
-    assert rep.first_divergence_pass == "backward" and rep.first_divergence[0] == 0
-    assert rep.first_divergence[1] == entry.T - 1
+    # SpikingJelly's spike .grad is e_t, the part from above: the output layer's is the probe
+    # on both sides; its dL/dI_t = sigma'(...) (...) is the first to differ, at the last step.
+    assert rep.first_divergence_pass == "backward" and rep.first_divergence_of == "dL/dI_t"
+    assert rep.first_divergence[:2] == (1, entry.T - 1)
 
 
 def test_a_wrongly_detached_reset_is_caught(monkeypatch):
@@ -178,4 +178,8 @@ def test_a_wrongly_detached_reset_is_caught(monkeypatch):
                    if hasattr(m, "detach_reset"))
     rep = run(entry, "float64")
     assert rep.spikes_equal and not rep.ok, str(rep)
-    assert rep.first_divergence_pass == "backward"
+    # Before: first_divergence None: one spiking layer, whose spike .grad (e_t) is the probe
+    # on both sides. The reset path lives in dL/dI_t, now scanned too.
+    assert rep.first_divergence_pass == "backward" and rep.first_divergence_of == "dL/dI_t"
+    assert rep.first_divergence[0] == 0
+    assert "first divergence (backward, dL/dI_t)" in str(rep)
