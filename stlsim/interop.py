@@ -171,7 +171,8 @@ def _shape_layer(torch, name, module, owner):
             raise fail(f"model[{name}]", "a Dropout in eval mode (the identity; in training it "
                        "draws masks the twin cannot replay yet: call model.eval())",
                        "a Dropout in training mode", owner)
-        return stlsim.Dropout(float(module.p))
+        # eval: the identity, also when a BatchNorm in training runs the twin in training
+        return stlsim.Dropout(0.0 if not module.training else float(module.p))
     return None
 
 
@@ -185,27 +186,31 @@ def _is_dropout(torch, module, name, owner) -> bool:
     return type(module) is SJDropout
 
 
-def _batchnorm(torch, name, module, owner, after, step_mode="s"):
-    """The (eps, momentum) of a BatchNorm2d right after a Conv2d, else an error naming it;
-    None if ``module`` is no BatchNorm. In training mode only where the peer calls it once
-    per time step (``step_mode`` "s"): its batch statistics are then stlsim's per step."""
+def _batchnorm(torch, name, module, owner, pending, step_mode="s"):
+    """``(eps, momentum, fused)`` of a BatchNorm1d/2d between a weight layer and its neuron,
+    else an error naming it; None if ``module`` is no BatchNorm. ``fused``: a BatchNorm2d
+    right after a Conv2d whose statistics are per step becomes stlsim's Conv2d(batchnorm=
+    True); any other is a ``BatchNorm`` part of the block. In training mode the statistics
+    are per step where the peer calls the model once per step, pooled over T and B where it
+    takes the whole sequence (SpikingJelly's multi-step layers: docs/model.md (BN1p))."""
     if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
         return None
-    if not _is(module, torch.nn.BatchNorm2d, name, owner):
-        raise fail(f"model[{name}]", "a BatchNorm2d after a Conv2d (stlsim's Conv2d(batchnorm="
-                   "True))", _qualified(module), owner)
-    if after is None or type(after).__name__ != "Conv2d":
-        raise fail(f"model[{name}]", "a BatchNorm2d right after a Conv2d",
-                   f"one after {type(after).__name__ if after is not None else 'no weight layer'}",
-                   owner)
+    if not (_is(module, torch.nn.BatchNorm2d, name, owner) or _is(module, torch.nn.BatchNorm1d,
+                                                                   name, owner)):
+        raise fail(f"model[{name}]", "a BatchNorm1d or BatchNorm2d", _qualified(module), owner)
+    if pending is None:
+        raise fail(f"model[{name}]", "a BatchNorm between a weight layer and its neuron",
+                   "one after no weight layer", owner)
     if not module.affine or not module.track_running_stats:
-        raise fail(f"model[{name}]", "a BatchNorm2d with affine=True and running statistics",
+        raise fail(f"model[{name}]", "a BatchNorm with affine=True and running statistics",
                    repr(module), owner)
-    if module.training and step_mode != "s":
-        raise fail(f"model[{name}]", "a BatchNorm2d in eval mode (running statistics; in training "
-                   "a multi-step BatchNorm pools T and B where stlsim normalises each "
-                   "step: call model.eval())", "a BatchNorm2d in training mode", owner)
-    return float(module.eps), float(module.momentum if module.momentum is not None else 0.1)
+    if module.momentum is None:
+        raise fail(f"model[{name}].momentum", "a number (torch's cumulative average, momentum=None, "
+                   "is not modelled)", "None", owner)
+    pooled = module.training and step_mode == "m"
+    fused = (not pending.parts and isinstance(module, torch.nn.BatchNorm2d) and not pooled
+             and type(pending.weight_module).__name__ == "Conv2d")
+    return float(module.eps), float(module.momentum), fused, pooled
 
 
 @dataclass
@@ -217,7 +222,8 @@ class _Group:
     weight_name: str
     weight_module: object
     parts: list                     # stlsim layers after the weight layer (a SynapseBlock's)
-    batchnorm: tuple = None         # (peer name, module)
+    batchnorm: tuple = None         # (peer name, module) of a BatchNorm fused into a Conv2d
+    part_params: list = field(default_factory=list)   # (block part index, peer name, module)
     neuron_name: str = ""
     neuron_module: object = None
 
@@ -233,6 +239,7 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
     stlsim layers (not yet built) and a ``_Group`` per spiking layer."""
     import stlsim
 
+    from .layers.batchnorm import BatchNorm
     from .layers.block import SynapseBlock
     torch = _torch()
     layers, groups = [], []
@@ -257,15 +264,19 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
             groups.append(pending)
             pending = None
             continue
-        bn = _batchnorm(torch, name, module, owner, None if pending is None or pending.parts
-                        else pending.weight_module, step_mode)
+        bn = _batchnorm(torch, name, module, owner, pending, step_mode)
         if bn is not None:
-            eps, momentum = bn
-            weight = layers[pending.index]
-            layers[pending.index] = stlsim.Conv2d(
-                weight.in_channels, weight.out_channels, weight.kernel_size, weight.stride,
-                weight.padding, bias=weight.bias, batchnorm=True, bn_eps=eps, bn_momentum=momentum)
-            pending.batchnorm = (name, module)
+            eps, momentum, fused, pooled = bn
+            if fused:
+                weight = layers[pending.index]
+                layers[pending.index] = stlsim.Conv2d(
+                    weight.in_channels, weight.out_channels, weight.kernel_size, weight.stride,
+                    weight.padding, bias=weight.bias, batchnorm=True, bn_eps=eps, bn_momentum=momentum)
+                pending.batchnorm = (name, module)
+            else:                                        # a part of the block (BN1), (BN1p)
+                pending.parts.append(BatchNorm(module.num_features, eps=eps, momentum=momentum,
+                                               statistics="pooled" if pooled else "per_step"))
+                pending.part_params.append((len(pending.parts), name, module))
             continue
         shape_layer = _shape_layer(torch, name, module, owner)
         if shape_layer is not None:
@@ -319,6 +330,13 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
                                                       getattr(bn, attr))
             buffers[f"{local}bn_running_mean"] = bn.running_mean
             buffers[f"{local}bn_running_var"] = bn.running_var
+        for k, part_name, part in group.part_params:             # a BatchNorm part of the block
+            part_shape = tuple(layers[index].parts[k].out_shape)
+            for attr in ("weight", "bias"):
+                params[f"{part_name}.{attr}"] = _Mapped(f"{index}.{k}.{attr}", part_shape,
+                                                        getattr(part, attr))
+            buffers[f"{index}.{k}.running_mean"] = part.running_mean
+            buffers[f"{index}.{k}.running_var"] = part.running_var
         for attr, (local_name, tensor, scale) in _neuron_param_names(module, name).items():
             params[f"{name}.{attr}"] = _Mapped(f"{index}.{local_name}", shape, tensor, scale,
                                                copy=scale == 1.0)

@@ -8,7 +8,8 @@ from .pool import AvgPool2d, MaxPool2d
 from .shape import Flatten, Reshape
 from .activation import ReLU
 from .leaky import LeakyIntegrator
+from .batchnorm import BatchNorm
 
 __all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
            "Flatten", "Reshape", "Dropout", "SynapseBlock",
-           "ReLU", "LeakyIntegrator"]
+           "ReLU", "LeakyIntegrator", "BatchNorm"]

@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import fail
+from .._checks import check_choice, check_int, check_real, fail
+from .base import Layer
 
-__all__ = ["batchnorm_forward", "batchnorm_backward"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "BatchNorm", "BN_STATISTICS"]
+
+BN_STATISTICS = ("per_step", "pooled")
 
 
 def _stat_axes(ndim: int) -> tuple:
@@ -92,3 +95,71 @@ def batchnorm_backward(grad_current, cache, weight):
     else:
         grad_z = g_hat * inv_std
     return grad_z, grad_weight, grad_bias
+
+
+class BatchNorm(Layer):
+    """``BatchNorm(num_features, statistics="per_step")``: BatchNorm on a layer's currents as
+    a part of a ``SynapseBlock`` (after a Dense: torch's BatchNorm1d; after a Conv2d:
+    BatchNorm2d). ``statistics`` (docs/model.md 9.8):
+
+    - "per_step": each step t normalised with its own batch statistics, the running
+      estimates updated once per step (a peer that calls the model once per step);
+    - "pooled": the statistics of all T steps and the batch together, updated once per
+      call (SpikingJelly's multi-step ``layer.BatchNorm1d/2d``: ``seq_to_ann_forward`` folds
+      T into the batch), (BN1p).
+
+    In eval both use the running estimates. Parameters ``weight``, ``bias`` (gamma, beta);
+    buffers ``running_mean``, ``running_var``."""
+
+    has_neurons = False
+
+    def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
+                 statistics: str = "per_step"):
+        owner = "BatchNorm"
+        self.num_features = check_int(num_features, "num_features", low=1, owner=owner)
+        self.eps = check_real(eps, "eps", low=0.0, low_open=True, owner=owner)
+        self.momentum = check_real(momentum, "momentum", low=0.0, high=1.0, owner=owner)
+        self.statistics = check_choice(statistics, "statistics", BN_STATISTICS, owner)
+        self.in_shape = self.out_shape = None
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.num_features}, statistics={self.statistics!r})"
+
+    def known_in_shape(self):
+        return None
+
+    def build(self, in_shape, position):
+        if not in_shape or in_shape[0] != self.num_features:
+            raise fail(f"layers[{position}]", f"inputs with {self.num_features} channels first",
+                       f"shape {tuple(in_shape)}", "BatchNorm")
+        self.in_shape = self.out_shape = tuple(in_shape)
+
+    def infer_in_shape(self, out_shape, position):
+        return tuple(out_shape)
+
+    def param_shapes(self) -> dict:
+        return {"weight": (self.num_features,), "bias": (self.num_features,)}
+
+    def init_params(self, rng, dtype, theta_init):
+        return {"weight": np.ones(self.num_features, dtype=dtype),
+                "bias": np.zeros(self.num_features, dtype=dtype)}
+
+    def init_buffers(self, dtype) -> dict:
+        return {"running_mean": np.zeros(self.num_features, dtype=dtype),
+                "running_var": np.ones(self.num_features, dtype=dtype)}
+
+    def _fold(self, x):
+        """(T, B, C, ...) as one step of batch T B when the statistics pool time (BN1p)."""
+        return x.reshape((1, -1) + x.shape[2:]) if self.statistics == "pooled" else x
+
+    def forward(self, x, params, ctx):
+        current, cache = batchnorm_forward(
+            self._fold(x), params["weight"], params["bias"], params["running_mean"],
+            params["running_var"], training=ctx.training, momentum=self.momentum, eps=self.eps)
+        return current.reshape(x.shape), (cache, x.shape)
+
+    def backward(self, grad_out, cache, params, need_input_grad):
+        bn_cache, shape = cache
+        grad_z, grad_weight, grad_bias = batchnorm_backward(self._fold(grad_out), bn_cache,
+                                                            params["weight"])
+        return {"weight": grad_weight, "bias": grad_bias}, grad_z.reshape(shape)
