@@ -76,6 +76,8 @@ class Conversion:
     training: bool = False                    # a BatchNorm in training mode: batch statistics
     readout: object = None                    # a stlsim.readout.MembraneReadout, or None
     readout_module: object = None             # the peer module whose membrane is the output
+    dropouts: list = field(default_factory=list)   # (peer Dropout in training, its twin layer)
+    dropout_masks: dict = field(default_factory=dict)   # id(peer Dropout) -> its masks, last run
     output: str = "spikes"                    # what the loss reads: "spikes" or "membrane"
 
 
@@ -148,7 +150,9 @@ def _weight_layer(torch, name, module, owner):
     return layer, names
 
 
-def _shape_layer(torch, name, module, owner):
+def _shape_layer(torch, name, module, owner, dropouts=None):
+    """The stlsim layer of a pooling, Flatten or Dropout module, else None. A Dropout in
+    training is appended to ``dropouts`` with its twin, which replays the peer's masks."""
     import stlsim
     if _is(module, torch.nn.Flatten, name, owner):
         if module.start_dim not in (1, -3, -2) and module.end_dim != -1:
@@ -168,11 +172,14 @@ def _shape_layer(torch, name, module, owner):
             return stlsim_cls(module.kernel_size, module.stride)
     if _is_dropout(torch, module, name, owner):
         if module.training and float(module.p) > 0:
-            raise fail(f"model[{name}]", "a Dropout in eval mode (the identity; in training it "
-                       "draws masks the twin cannot replay yet: call model.eval())",
-                       "a Dropout in training mode", owner)
-        # eval: the identity, also when a BatchNorm in training runs the twin in training
-        return stlsim.Dropout(0.0 if not module.training else float(module.p))
+            if dropouts is None:
+                raise fail(f"model[{name}]", "a Dropout in eval mode here (the identity)",
+                           "a Dropout in training mode", owner)
+            layer = stlsim.Dropout(float(module.p))     # replays the peer's masks (9.9)
+            dropouts.append((module, layer))
+            return layer
+        # eval: the identity, also when another module in training runs the twin in training
+        return stlsim.Dropout(0.0)
     return None
 
 
@@ -186,7 +193,7 @@ def _is_dropout(torch, module, name, owner) -> bool:
     return type(module) is SJDropout
 
 
-def _batchnorm(torch, name, module, owner, pending, step_mode="s"):
+def _batchnorm(torch, name, module, owner, pending, step_mode="s", training=False):
     """``(eps, momentum, fused)`` of a BatchNorm1d/2d between a weight layer and its neuron,
     else an error naming it; None if ``module`` is no BatchNorm. ``fused``: a BatchNorm2d
     right after a Conv2d whose statistics are per step becomes stlsim's Conv2d(batchnorm=
@@ -208,8 +215,10 @@ def _batchnorm(torch, name, module, owner, pending, step_mode="s"):
         raise fail(f"model[{name}].momentum", "a number (torch's cumulative average, momentum=None, "
                    "is not modelled)", "None", owner)
     pooled = module.training and step_mode == "m"
+    # stlsim's Conv2d(batchnorm=True) follows the twin's training flag, which is on when any
+    # module trains: a BatchNorm in another mode is a part with its mode fixed
     fused = (not pending.parts and isinstance(module, torch.nn.BatchNorm2d) and not pooled
-             and type(pending.weight_module).__name__ == "Conv2d")
+             and type(pending.weight_module).__name__ == "Conv2d" and module.training == training)
     return float(module.eps), float(module.momentum), fused, pooled
 
 
@@ -232,7 +241,7 @@ class _Group:
         return "0." if self.parts else ""
 
 
-def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
+def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=False, dropouts=None):
     """Split the peer's modules into stlsim layers: shape layers as they come, and each
     weight layer (Linear/Conv2d) with what follows it up to its neuron (BatchNorm, pooling,
     dropout: a ``SynapseBlock``, docs/model.md (L1b)). Returns ``(layers, groups)``: the
@@ -264,7 +273,7 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
             groups.append(pending)
             pending = None
             continue
-        bn = _batchnorm(torch, name, module, owner, pending, step_mode)
+        bn = _batchnorm(torch, name, module, owner, pending, step_mode, training)
         if bn is not None:
             eps, momentum, fused, pooled = bn
             if fused:
@@ -275,10 +284,11 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s"):
                 pending.batchnorm = (name, module)
             else:                                        # a part of the block (BN1), (BN1p)
                 pending.parts.append(BatchNorm(module.num_features, eps=eps, momentum=momentum,
-                                               statistics="pooled" if pooled else "per_step"))
+                                               statistics="pooled" if pooled else "per_step",
+                                               mode="train" if module.training else "eval"))
                 pending.part_params.append((len(pending.parts), name, module))
             continue
-        shape_layer = _shape_layer(torch, name, module, owner)
+        shape_layer = _shape_layer(torch, name, module, owner, dropouts)
         if shape_layer is not None:
             if pending is not None:                     # between the weights and the neuron
                 pending.parts.append(shape_layer)
@@ -301,13 +311,14 @@ def _qualified(module) -> str:
 
 
 def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
-           surrogate_of_module, step_mode="s"):
+           surrogate_of_module, step_mode="s", training=False):
     """Walk the peer's modules (``_segments``), learn every layer's shape, then build each
     layer's LIF from its peer neuron and copy the peer's values into the network."""
     import stlsim
 
     from .layers.shape import resolve_shapes
-    layers, groups = _segments(children, neuron_of_module, owner, peer, step_mode)
+    dropouts = []
+    layers, groups = _segments(children, neuron_of_module, owner, peer, step_mode, training, dropouts)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
     neurons, neuron_modules, params, surrogates, buffers = [], [], {}, [], {}
     for group in groups:
@@ -361,7 +372,7 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         net.params[key] = _to_stlsim_shape(theta, net.layers[layer_index].out_shape,
                                            net.params[key].shape).astype(dtype)
     return Conversion(net=net, peer=peer, model=model, neuron_modules=neuron_modules,
-                      params=params, dtype=np.dtype(dtype))
+                      params=params, dtype=np.dtype(dtype), training=training, dropouts=dropouts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -793,20 +804,24 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None, output=None) -> 
         "norse": (_norse_neuron, _norse_surrogate)}[peer]
     step_mode = {"spikingjelly": _spikingjelly_step_mode, "norse": _norse_step_mode}.get(
         peer, lambda model, owner: "s")(model, owner)
+    training = any(_trains(m) for _, m in children)
     conversion = _build(children, input_shape, neuron_of, check_dtype(dtype, owner=owner), owner,
-                        peer, model, surrogate_of, step_mode)
+                        peer, model, surrogate_of, step_mode, training)
     conversion.step_mode = step_mode
-    conversion.training = any(isinstance(m, _training_modules()) and m.training
-                              for _, m in children)
     conversion.output = output
     if tail:
         _attach_readout(conversion, tail, owner)
     return conversion
 
 
-def _training_modules():
-    """The torch modules whose training mode the twin follows (BatchNorm's batch statistics)."""
-    return (_torch().nn.modules.batchnorm._BatchNorm,)
+def _trains(module) -> bool:
+    """Whether the peer module acts differently in training: a BatchNorm (batch statistics)
+    or a Dropout with p > 0 (masks) in training mode; the twin then runs in training."""
+    torch = _torch()
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        return module.training
+    dropout = isinstance(module, torch.nn.Dropout) or type(module).__name__ == "Dropout"
+    return dropout and module.training and float(getattr(module, "p", 0.0)) > 0
 
 
 def _norse_step_mode(model, owner) -> str:
@@ -1020,8 +1035,28 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
     def readout_hook(module, inputs, output):     # the membrane u_t the loss reads (LI2)
         membranes.append(module.mem if peer == "snntorch" else output[0])
 
+    # A Dropout in training: its masks, for the twin to replay (docs/model.md 9.9). torch's
+    # Dropout draws a fresh mask per call from torch's generator; the same draw on ones,
+    # from the generator state before the call, is that mask. SpikingJelly's layer.Dropout
+    # keeps one mask per sequence in ``module.mask``.
+    masks, rng_before = {id(m): [] for m, _ in conv.dropouts}, {}
+
+    def dropout_pre(module, inputs):
+        rng_before[id(module)] = torch.get_rng_state()
+
+    def dropout_post(module, inputs, output):
+        after = torch.get_rng_state()
+        torch.set_rng_state(rng_before[id(module)])
+        masks[id(module)].append(torch.nn.functional.dropout(
+            torch.ones_like(inputs[0]), module.p, training=True))
+        torch.set_rng_state(after)
+
     handles = [m.register_forward_hook(hook) for m in conv.neuron_modules]
     handles += [m.register_forward_pre_hook(current_hook) for m in conv.neuron_modules]
+    for module, _ in conv.dropouts:
+        if isinstance(module, torch.nn.Dropout):
+            handles += [module.register_forward_pre_hook(dropout_pre),
+                        module.register_forward_hook(dropout_post)]
     if conv.readout_module is not None:
         handles.append(conv.readout_module.register_forward_hook(readout_hook))
     try:
@@ -1055,6 +1090,14 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
             output = torch.stack(outs)
         if conv.readout_module is not None:            # the loss reads the readout's membrane
             output = membranes[0] if conv.step_mode == "m" else torch.stack(membranes)
+        conv.dropout_masks = {}
+        for module, _ in conv.dropouts:
+            if isinstance(module, torch.nn.Dropout):   # one mask per call: per step, or (T, B, ...)
+                seq = masks[id(module)]
+                mask = seq[0] if len(seq) == 1 and conv.step_mode == "m" else torch.stack(seq)
+            else:                                      # SpikingJelly: one for every step
+                mask = module.mask[None]
+            conv.dropout_masks[id(module)] = mask.detach().double().numpy()
         grad = grad_output_fn(output.detach().cpu().double().numpy())
         output.backward(torch.as_tensor(grad, dtype=output.dtype))
         grads = {}
@@ -1093,6 +1136,8 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
     With a readout, ``grad_output_fn`` takes its membrane; the readout's backward turns
     dL/du into dL/ds^L ((BLI1)-(BLI2), (B4), (B6)) and its gradients join ``grads`` as
     ``"readout.{k}.weight"``."""
+    for module, layer in conv.dropouts:               # the peer's masks of its last run
+        layer.masks = conv.dropout_masks.get(id(module))
     readout, kept = conv.readout, {}
     if readout is None:
         output_grad = grad_output_fn
@@ -1395,6 +1440,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         note = "every error within rtol, so the float32 round-off was not measured (roundoff='always' measures it)"
     elif dtype == np.float32:                       # the model's own float32 round-off
         twin = convert(conv.model, x_np.shape[2:], dtype=np.float64, peer=peer, output=conv.output)
+        twin.dropout_masks = {id(module): conv.dropout_masks[id(module)] for module, _ in twin.dropouts}
         spikes64, adjoints64, grads64, _, membrane64, currents64 = _run_stlsim(
             twin, x_np.astype(np.float64), grad_output_fn, adjoint, conv.training)
         if all(np.array_equal(a, b) for a, b in zip(spikes, spikes64)):

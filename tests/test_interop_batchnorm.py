@@ -1,10 +1,14 @@
-"""BatchNorm as a part of a synapse block (docs/model.md 9.8: (BN1), (BN1p), (BN2)).
+"""Training-mode layers: BatchNorm as a part of a synapse block (docs/model.md 9.8: (BN1),
+(BN1p), (BN2)) and Dropout with the peer's own masks replayed (9.9: (D1), (D2)).
 
 * Smooth mode: BPTT through BatchNorm1d after a Dense and a pooled BatchNorm2d, in
   training, equals float64 finite differences.
 * Spiking mode: SpikingJelly's multi-step BatchNorm2d and BatchNorm1d in training (pooled
   statistics) and snnTorch's BatchNorm1d in training (per step) agree with the peers.
-* Negative: per-step statistics where the peer pools them (and the reverse) fire differently.
+* Dropout in training: the peer's masks replayed (torch's per call, SpikingJelly's per
+  sequence), checked by finite differences and against snnTorch and SpikingJelly.
+* Negative: per-step statistics where the peer pools them fire differently; so do masks
+  drawn by stlsim instead of the peer's.
 """
 from __future__ import annotations
 
@@ -136,10 +140,82 @@ def test_per_step_statistics_where_the_peer_pools_them_fire_differently():
     assert not all(np.array_equal(a, b) for a, b in zip(pooled, per_step))
 
 
-def test_dropout_in_training_is_still_refused_by_name():
-    model = sj_bn_model("m")
-    from spikingjelly.activation_based import layer
-    model = torch.nn.Sequential(*list(model.children())[:8], layer.Dropout(0.5, step_mode="m"),
-                                *list(model.children())[8:])
-    with pytest.raises(ValueError, match=r"`model\[8\]`.*Dropout in eval mode"):
-        interop.from_spikingjelly(model, (1, 8, 8))
+# --- Dropout in training: the peer's masks, replayed (9.9) ------------------------------
+
+def test_smooth_bptt_through_replayed_dropout_masks_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    masks = (rng.random((5, 3, 6)) >= 0.4) / 0.6                 # one per step, scaled
+    block = SynapseBlock([stlsim.Dense(6, 4, init_gain=3.0), stlsim.Dropout(0.4, masks=masks[..., :4])])
+    net = stlsim.Network([SynapseBlock([stlsim.Dense(5, 6, init_gain=3.0),
+                                        stlsim.Dropout(0.4, masks=masks)]), block],
+                         neuron=stlsim.LIF(tau=0.6, theta_init=0.3), surrogate="sigmoid",
+                         population=2, seed=0, backend="numpy")
+    x = (rng.random((5, 3, 5)) < 0.5).astype(np.float64)
+    y = np.array([0, 1, 1])
+    _, grads = net.loss_and_grad(x, y, smooth=True, training=True)
+    fd = finite_difference_grads(net, x, y, step=1e-5, training=True)
+    errors = compare(grads, fd)
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+    dropped = net.forward(x, training=True).currents[0]
+    assert np.all(dropped[masks[..., :6] == 0] == 0)             # the given masks, not drawn ones
+
+
+def snntorch_dropout_model():
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(7)
+    return scale_weights(torch.nn.Sequential(
+        torch.nn.Linear(20, 30), snn.Leaky(beta=0.9, init_hidden=True), torch.nn.Dropout(0.4),
+        torch.nn.Linear(30, 5), torch.nn.Dropout(0.3), snn.Leaky(beta=0.8, init_hidden=True, output=True)),
+        3.0)
+
+
+def test_snntorch_dropout_in_training_replays_torchs_masks():
+    # Before: refused ("a Dropout in eval mode ... draws masks the twin cannot replay").
+    model = snntorch_dropout_model()
+    x = random_spikes((10, 4, 20))
+    state = torch.get_rng_state()
+    rep = interop.compare(model, x, seed=0, roundoff="always")
+    assert rep.ok and min(rep.firing_rates) > 0.05, str(rep)
+    assert not torch.equal(torch.get_rng_state(), state)       # the peer drew, as in training
+    conv = interop.convert(model, (20,), dtype=np.float32)
+    assert len(conv.dropouts) == 2
+
+
+@pytest.mark.parametrize("step_mode", ["m", "s"])
+def test_spikingjelly_dropout_in_training_replays_its_sequence_mask(step_mode):
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    torch.manual_seed(8)
+    model = torch.nn.Sequential(layer.Linear(20, 30), neuron.LIFNode(surrogate_function=surrogate.ATan()),
+                                layer.Dropout(0.5), layer.Linear(30, 5),
+                                neuron.LIFNode(surrogate_function=surrogate.ATan()))
+    functional.set_step_mode(model, step_mode)
+    model = scale_weights(model.double(), 5.0)
+    x = random_spikes((10, 4, 20), dtype=np.float64)
+    conv = interop.convert(model, (20,))
+    rep = interop.compare(model, x, seed=0)
+    assert rep.ok and min(rep.firing_rates) > 0.01, str(rep)
+    # the twin saw one mask for every step, (1, B, 30)
+    interop._run_peer(conv, torch.as_tensor(x), lambda out: np.ones(out.shape))
+    (mask,) = conv.dropout_masks.values()
+    assert mask.shape == (1, 4, 30)
+
+
+def test_masks_drawn_by_stlsim_instead_of_the_peers_fire_differently():
+    model = snntorch_dropout_model()
+    x = random_spikes((10, 4, 20))
+    conv = interop.convert(model, (20,), dtype=np.float32)
+    interop._run_peer(conv, torch.as_tensor(x), lambda out: np.ones(out.shape))
+    replayed = interop._run_stlsim(conv, x, lambda out: np.ones(out.shape), training=True)[0]
+    for module, layer in conv.dropouts:                     # forget the peer's masks: draw
+        conv.dropout_masks.pop(id(module))
+    drawn = interop._run_stlsim(conv, x, lambda out: np.ones(out.shape), training=True)[0]
+    assert not all(np.array_equal(a, b) for a, b in zip(replayed, drawn))
+
+
+def test_dropout_in_training_before_a_readout_is_refused_by_name():
+    norse = pytest.importorskip("norse.torch")
+    model = norse.SequentialState(torch.nn.Linear(20, 30), norse.LIFCell(), torch.nn.Dropout(0.5),
+                                  torch.nn.Linear(30, 5), norse.LICell())
+    with pytest.raises(ValueError, match=r"`model\[2\]`.*Dropout in eval mode here"):
+        interop.convert(model, (20,))

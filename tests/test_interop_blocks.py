@@ -5,7 +5,6 @@ between a weight layer and its neurons, as the peers' tutorials write them.
 * Spiking mode: snnTorch tutorial 7's CSNN (Conv2d -> MaxPool2d -> Leaky) and SpikingJelly's
   CSNN and PLIF net (BatchNorm2d, Dropout in eval) agree with the peers.
 * Negative: pooling after the neuron (the nearest wrong order) gives other spikes.
-* Refusals name the module: Dropout in training mode.
 """
 from __future__ import annotations
 
@@ -155,13 +154,13 @@ def test_spikingjelly_csnn_with_batchnorm_and_dropout_in_eval_agrees(plif):
     assert {"1.weight", "1.bias", "5.weight"} <= names                 # BatchNorm's gamma, beta
 
 
-def test_dropout_in_training_mode_is_refused_by_name():
-    # A multi-step BatchNorm2d in training is converted now (pooled statistics,
-    # tests/test_interop_batchnorm.py); a Dropout in training is still refused.
+def test_the_spikingjelly_plif_net_in_training_agrees():
+    # Before: refused (a multi-step BatchNorm2d, then a Dropout, in training). Now pooled
+    # batch statistics and the peer's own dropout masks (tests/test_interop_batchnorm.py).
     model = spikingjelly_csnn(plif=True)
     model.train()
-    with pytest.raises(ValueError, match=r"`model\[9\]`.*Dropout in eval mode"):
-        interop.from_spikingjelly(model, (1, 28, 28))
+    rep = interop.compare(model, spikes((6, 4, 1, 28, 28), seed=2, dtype=np.float64), seed=2)
+    assert rep.ok, str(rep)
 
 
 @pytest.mark.parametrize("v_reset", [0.0, None])

@@ -109,6 +109,15 @@ def snntorch_per_channel():
         snn.Leaky(beta=0.8, init_hidden=True, output=True))
 
 
+def _snntorch_dropout_fc():
+    """snnTorch tutorial 5's FC with a torch Dropout after each hidden layer, in training."""
+    import torch
+    snn = _snn()
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, 100), snn.Leaky(beta=0.95, init_hidden=True), torch.nn.Dropout(0.3),
+        torch.nn.Linear(100, 10), snn.Leaky(beta=0.95, init_hidden=True, output=True))
+
+
 def snntorch_synaptic_zero():
     """snnTorch Synaptic with reset_mechanism="zero" (the new membrane zeroed, input included)."""
     import torch
@@ -379,6 +388,14 @@ ZOO = [
     Entry("spikingjelly PLIF MNISTNet", "spikingjelly", "model/parametric_lif_net.py", sj_plif_net,
           (1, 28, 28), (F64, F32), gain=8.0, compare={"loss": "mse_rate", "population": 10},
           note="channels 8, hidden 64; eval (Dropout identity); VotingLayer = population 10"),
+    Entry("spikingjelly PLIF MNISTNet, training", "spikingjelly", "model/parametric_lif_net.py",
+          lambda: sj_plif_net().train(), (1, 28, 28), (F64, F32), gain=8.0,
+          compare={"loss": "mse_rate", "population": 10},
+          note="train(): BatchNorm2d with statistics pooled over T and B, Dropout with "
+               "SpikingJelly's own masks replayed"),
+    Entry("snntorch FC with Dropout, training", "snntorch", "snnTorch tutorial 5 with nn.Dropout",
+          lambda: _snntorch_dropout_fc(), (784,), (F32,), fast=True,
+          note="torch's masks, one per step, replayed"),
     Entry("spikingjelly PLIF FC", "spikingjelly", "neuron.ParametricLIFNode",
           lambda: sj_fc2("ParametricLIFNode"), (1, 28, 28), (F64, F32), gain=8.0),
     Entry("spikingjelly soft reset", "spikingjelly", "LIFNode(v_reset=None)",

@@ -108,18 +108,22 @@ class BatchNorm(Layer):
       call (SpikingJelly's multi-step ``layer.BatchNorm1d/2d``: ``seq_to_ann_forward`` folds
       T into the batch), (BN1p).
 
-    In eval both use the running estimates. Parameters ``weight``, ``bias`` (gamma, beta);
-    buffers ``running_mean``, ``running_var``."""
+    In eval both use the running estimates. ``mode``: None follows the call's ``training``,
+    "train" or "eval" fixes it. Parameters ``weight``, ``bias`` (gamma, beta); buffers
+    ``running_mean``, ``running_var``."""
 
     has_neurons = False
 
     def __init__(self, num_features: int, *, eps: float = 1e-5, momentum: float = 0.1,
-                 statistics: str = "per_step"):
+                 statistics: str = "per_step", mode: str | None = None):
         owner = "BatchNorm"
         self.num_features = check_int(num_features, "num_features", low=1, owner=owner)
         self.eps = check_real(eps, "eps", low=0.0, low_open=True, owner=owner)
         self.momentum = check_real(momentum, "momentum", low=0.0, high=1.0, owner=owner)
         self.statistics = check_choice(statistics, "statistics", BN_STATISTICS, owner)
+        # None: follow the call's training flag; "train" / "eval": fixed (a peer module in
+        # eval beside others in training)
+        self.mode = None if mode is None else check_choice(mode, "mode", ("train", "eval"), owner)
         self.in_shape = self.out_shape = None
 
     def __repr__(self) -> str:
@@ -155,7 +159,8 @@ class BatchNorm(Layer):
     def forward(self, x, params, ctx):
         current, cache = batchnorm_forward(
             self._fold(x), params["weight"], params["bias"], params["running_mean"],
-            params["running_var"], training=ctx.training, momentum=self.momentum, eps=self.eps)
+            params["running_var"], training=ctx.training if self.mode is None else self.mode == "train",
+            momentum=self.momentum, eps=self.eps)
         return current.reshape(x.shape), (cache, x.shape)
 
     def backward(self, grad_out, cache, params, need_input_grad):
