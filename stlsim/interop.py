@@ -78,6 +78,8 @@ class Conversion:
     readout_module: object = None             # the peer module whose membrane is the output
     dropouts: list = field(default_factory=list)   # (peer Dropout in training, its twin layer)
     dropout_masks: dict = field(default_factory=dict)   # id(peer Dropout) -> its masks, last run
+    spike_scales: list = field(default_factory=list)    # per spiking layer: graded factor c or None
+    output_scale: object = None               # c of the output layer's graded spikes (G1), or None
     output: str = "spikes"                    # what the loss reads: "spikes" or "membrane"
 
 
@@ -233,6 +235,7 @@ class _Group:
     parts: list                     # stlsim layers after the weight layer (a SynapseBlock's)
     batchnorm: tuple = None         # (peer name, module) of a BatchNorm fused into a Conv2d
     part_params: list = field(default_factory=list)   # (block part index, peer name, module)
+    scale_index: int | None = None  # the Scale layer of graded spikes (-1: the output's)
     neuron_name: str = ""
     neuron_module: object = None
 
@@ -250,6 +253,7 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
 
     from .layers.batchnorm import BatchNorm
     from .layers.block import SynapseBlock
+    from .layers.scale import Scale
     torch = _torch()
     layers, groups = [], []
     pending = None                              # the _Group being collected
@@ -271,6 +275,9 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
             if pending.parts:
                 layers[pending.index] = SynapseBlock([layers[pending.index]] + pending.parts)
             groups.append(pending)
+            if _graded(module):                      # snnTorch's graded spikes: (G1) after it
+                layers.append(Scale())
+                pending.scale_index = len(layers) - 1
             pending = None
             continue
         bn = _batchnorm(torch, name, module, owner, pending, step_mode, training)
@@ -303,6 +310,9 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
                    "no neuron", owner)
     if not groups:
         raise fail("model", "at least one neuron layer", "none", owner)
+    if groups[-1].scale_index is not None:       # the output's (G1) stays outside the Network
+        layers.pop()
+        groups[-1].scale_index = -1
     return layers, groups
 
 
@@ -321,6 +331,7 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
     layers, groups = _segments(children, neuron_of_module, owner, peer, step_mode, training, dropouts)
     resolve_shapes(layers, input_shape)          # every layer's out_shape (Network redoes it)
     neurons, neuron_modules, params, surrogates, buffers = [], [], {}, [], {}
+    graded_factors, k_layer = {}, 0               # spiking layer -> (key, peer tensor, shape)
     for group in groups:
         name, module, index = group.neuron_name, group.neuron_module, group.index
         shape = tuple(layers[index].out_shape)
@@ -351,9 +362,25 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         for attr, (local_name, tensor, scale) in _neuron_param_names(module, name).items():
             params[f"{name}.{attr}"] = _Mapped(f"{index}.{local_name}", shape, tensor, scale,
                                                copy=scale == 1.0)
+        if group.scale_index is not None:            # graded spikes (G1): the factor c
+            key = "output.scale" if group.scale_index == -1 else f"{group.scale_index}.scale"
+            graded_factors[k_layer] = (key, module.graded_spikes_factor, shape)
+            params[f"{name}.graded_spikes_factor"] = _Mapped(key, shape, module.graded_spikes_factor)
+        k_layer += 1
     net = stlsim.Network(layers, neuron=neurons, surrogate=surrogates, population=1, seed=0,
                          dtype=dtype, backend="numpy", input_shape=tuple(input_shape))
+    spike_scales = [None] * len(groups)
+    output_scale = None
+    for k, (key, tensor, shape) in graded_factors.items():
+        value = _to_stlsim_shape(_array(tensor, np.float64), shape, shape)
+        spike_scales[k] = value
+        if key == "output.scale":
+            output_scale = value.astype(dtype)
+        else:
+            net.params[key] = value.astype(dtype)
     for peer_name, mapped in list(params.items()):     # copy the peer's values into the network
+        if mapped.key == "output.scale":
+            continue
         target = net.params.get(mapped.key)
         if target is None or mapped.tensor is None:
             del params[peer_name]
@@ -372,7 +399,8 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         net.params[key] = _to_stlsim_shape(theta, net.layers[layer_index].out_shape,
                                            net.params[key].shape).astype(dtype)
     return Conversion(net=net, peer=peer, model=model, neuron_modules=neuron_modules,
-                      params=params, dtype=np.dtype(dtype), training=training, dropouts=dropouts)
+                      params=params, dtype=np.dtype(dtype), training=training, dropouts=dropouts,
+                      spike_scales=spike_scales, output_scale=output_scale)
 
 
 @dataclass(frozen=True, eq=False)
@@ -425,7 +453,7 @@ def _neuron_param_names(module, name) -> dict:
     the peer's gradient is ``scale`` times stlsim's (summed to the peer's shape)."""
     out = {}
     for attr, parameter in module.named_parameters(recurse=False):
-        if not parameter.requires_grad:
+        if not parameter.requires_grad or attr == "graded_spikes_factor":   # (G2): a Scale's
             continue
         local = _NEURON_PARAMS.get(attr)
         if local is None:
@@ -513,6 +541,14 @@ def _snntorch_surrogate(name, module):
     return getattr(stlsim.surrogate, cls_name)(*values)
 
 
+def _graded(module) -> bool:
+    """snnTorch's graded spikes: a factor other than 1, or a trained one (G1)."""
+    factor = getattr(module, "graded_spikes_factor", None)
+    if factor is None or _module_kind(module) != "snntorch":
+        return False
+    return bool(getattr(factor, "requires_grad", False)) or bool(np.any(_array(factor, np.float64) != 1.0))
+
+
 def _snntorch_neuron(name, module, shape):
     import snntorch as snn
     torch = _torch()
@@ -525,9 +561,6 @@ def _snntorch_neuron(name, module, shape):
                    owner)
     if getattr(module, "inhibition", False) or getattr(module, "state_quant", False):
         raise fail(f"model[{name}]", "no inhibition or state quantisation", "one of them", owner)
-    if np.any(_array(module.graded_spikes_factor, np.float64) != 1.0):
-        raise fail(f"model[{name}].graded_spikes_factor", "1", repr(
-            _array(module.graded_spikes_factor, np.float64).tolist()), owner)
     reset = {"subtract": "subtract_after_leak", "zero": "hard", "none": "none"}[
         module.reset_mechanism]
     if type(module) is snn.Synaptic and reset == "hard":
@@ -902,8 +935,10 @@ def _leaky_integrator(name, module, peer, shape, owner):
     """The stlsim ``LeakyIntegrator`` of the peer's readout module (docs/model.md (LI1)-(LI3))."""
     from .layers.leaky import LeakyIntegrator
     torch = _torch()
+    # input_weights: LILinearCell's own, mapped below; a graded factor scales spikes the
+    # readout does not read, so it gets no gradient and changes nothing here
     trained = [attr for attr, p in module.named_parameters(recurse=False)
-               if p.requires_grad and attr not in ("input_weights",)]
+               if p.requires_grad and attr not in ("input_weights", "graded_spikes_factor")]
     if peer == "norse":
         p, dt = module.p, module.dt
         trained += [f"p.{field_name}" for field_name, value in p._asdict().items()
@@ -1138,16 +1173,24 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
     ``"readout.{k}.weight"``."""
     for module, layer in conv.dropouts:               # the peer's masks of its last run
         layer.masks = conv.dropout_masks.get(id(module))
-    readout, kept = conv.readout, {}
-    if readout is None:
-        output_grad = grad_output_fn
-    else:
-        def output_grad(spikes):
-            membrane, cache = readout.forward(spikes.astype(readout.dtype))
+    readout, scale, kept = conv.readout, conv.output_scale, {}
+
+    def output_grad(spikes):
+        """dL/ds^L from the output the peer's loss reads: the spikes, graded by c (G1), then
+        read by the readout (LI1)-(LI3) if there is one; backward (BLI), (G2)."""
+        spikes = spikes.astype(conv.dtype)
+        output = spikes if scale is None else spikes * scale                  # (G1)
+        if readout is None:
+            grad_output = np.asarray(grad_output_fn(output.astype(np.float64))).astype(conv.dtype)
+        else:
+            membrane, cache = readout.forward(output)
             grad_membrane = np.asarray(grad_output_fn(membrane.astype(np.float64)))
-            kept["grads"], grad_spikes = readout.backward(grad_membrane.astype(readout.dtype), cache)
+            kept["grads"], grad_output = readout.backward(grad_membrane.astype(readout.dtype), cache)
             kept["membrane"] = membrane
-            return grad_spikes
+        if scale is None:
+            return grad_output
+        kept["scale"] = np.sum(grad_output * spikes, axis=(0, 1))             # (G2) dL/dc
+        return grad_output * scale                                             # (G2) dL/ds
     # dL/dI_t of each spiking layer, as its (B4), (B6) receive it: recorded on the twin's
     # own layer objects for this run only.
     recorded = {i: [] for i in conv.net.spiking_layers}
@@ -1168,6 +1211,8 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
     current_adjoints = [recorded[i][0] for i in conv.net.spiking_layers]
     grads = dict(run.grads)
     grads.update({f"readout.{key}": value for key, value in kept.get("grads", {}).items()})
+    if "scale" in kept:
+        grads["output.scale"] = kept["scale"]
     return run.spikes, adjoints, grads, margins, kept.get("membrane"), current_adjoints
 
 
@@ -1400,6 +1445,14 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     adjoint = "e" if conv.peer == "spikingjelly" or conv.step_mode == "m" else "g"
     spikes, adjoints, grads, margins, membrane, currents = _run_stlsim(conv, x_np, grad_output_fn, adjoint,
                                                              conv.training)
+    # snnTorch's graded spikes: its spike tensors hold c s_t (G1), their .grad dL/d(c s_t);
+    # the twin's s_t and dL/ds_t are compared as c s_t and c dL/d(c s_t) (G2).
+    for k, c in enumerate(conv.spike_scales):
+        if c is not None:
+            peer_spikes[k] = peer_spikes[k] / c.reshape(peer_spikes[k].shape[2:]) \
+                if np.all(c != 0) else peer_spikes[k]
+            if peer_adjoints[k] is not None:
+                peer_adjoints[k] = peer_adjoints[k] * c.reshape(peer_adjoints[k].shape[2:])
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
 
     def as_peer(grad_of, name, mapped, shape):

@@ -9,7 +9,8 @@ from .shape import Flatten, Reshape
 from .activation import ReLU
 from .leaky import LeakyIntegrator
 from .batchnorm import BatchNorm
+from .scale import Scale
 
 __all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
            "Flatten", "Reshape", "Dropout", "SynapseBlock",
-           "ReLU", "LeakyIntegrator", "BatchNorm"]
+           "ReLU", "LeakyIntegrator", "BatchNorm", "Scale"]
