@@ -168,10 +168,16 @@ def test_unconvertible_models_are_clear_errors():
                                                   snn.Leaky(beta=0.5, init_hidden=True)), (3,))
     with pytest.raises(ValueError, match="init_hidden=True"):
         interop.from_snntorch(torch.nn.Sequential(torch.nn.Linear(3, 4), snn.Leaky(beta=0.5)), (3,))
-    with pytest.raises(ValueError, match="BatchNorm2d right after a Conv2d"):
-        interop.from_snntorch(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AvgPool2d(2),
-                                                  torch.nn.BatchNorm2d(2).eval(),
-                                                  snn.Leaky(beta=0.5, init_hidden=True)), (1, 6, 6))
+    # a BatchNorm after pooling is a part of the block now (layers.BatchNorm); one after a
+    # neuron belongs to no weight layer
+    net = interop.from_snntorch(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AvgPool2d(2),
+                                                    torch.nn.BatchNorm2d(2).eval(),
+                                                    snn.Leaky(beta=0.5, init_hidden=True)), (1, 6, 6))
+    assert type(net.layers[0].parts[2]).__name__ == "BatchNorm"
+    with pytest.raises(ValueError, match=r"`model\[2\]`.*between a weight layer and its neuron"):
+        interop.from_snntorch(torch.nn.Sequential(torch.nn.Linear(3, 4), snn.Leaky(beta=0.5, init_hidden=True),
+                                                  torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2),
+                                                  snn.Leaky(beta=0.5, init_hidden=True)), (3,))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         interop.from_snntorch("model", (3,))
 
