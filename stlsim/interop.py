@@ -7,23 +7,31 @@
     print(rep)                                # one row per parameter
 
 A converter reads the peer's usual feed-forward idiom (a ``torch.nn.Sequential`` of
-``nn.Linear`` / ``nn.Conv2d`` / BatchNorm2d / pooling / Dropout / ``nn.Flatten`` and the
+``nn.Linear`` / ``nn.Conv2d`` / BatchNorm1d/2d / pooling / Dropout / ``nn.Flatten`` and the
 peer's neurons: snnTorch with ``init_hidden=True``, SpikingJelly in ``step_mode="m"`` or
 ``"s"``, Norse ``SequentialState``) and returns a ``stlsim.Network`` with the same
 parameters (copied) and the peer's exact neuron conventions (``stlsim.conventions``,
 ``docs/model.md`` Sections 8 and 9), or raises an error naming the module it cannot
 convert and why. Dispatch is on exact types: a subclass of a known module is refused by
-name. Layers between a weight layer and its neuron become a ``SynapseBlock`` ((L1b)).
+name. Layers between a weight layer and its neuron become a ``SynapseBlock`` ((L1b));
+BatchNorm in training takes per-step or pooled batch statistics ((BN1), (BN1p)); Dropout
+in training replays the peer's own masks ((D1)); snnTorch's graded spikes are a
+``Scale`` ((G1)). A leaky-integrator readout after the last spiking layer (Norse's
+``LICell`` / ``LI`` / ``LILinearCell``, or snnTorch's ``mem`` with ``output="membrane"``)
+becomes a ``stlsim.readout.MembraneReadout`` ((LI1)-(LI3)).
 
-``compare`` runs both on the same input, takes a loss on the output spikes (a seeded
-random linear probe ``sum(C * s^L)``, or stlsim's ``"mse_rate"``/``"ce_rate"`` readout
-with labels ``y``, whose dL/ds^L is handed to the peer), and compares the forward spikes
-of every layer, the adjoints dL/ds_t of every layer and step (as torch's ``.grad`` of a
-spike tensor holds them), and the gradient of every trainable parameter (a shared peer
-value against the sum over the neurons it stands for, (O1)). stlsim's side is the NumPy
-reference, float64 by default. In float32 a difference is a bug only beyond
-``ROUNDOFF_MULTIPLE`` times the model's own round-off, measured by running the twin in
-float64 on the same weights and input ((O3)).
+``compare`` runs both on the same input, takes a loss on the output (a seeded random
+linear probe ``sum(C * output)``; stlsim's ``"mse_rate"``/``"ce_rate"`` readout of the
+spikes, or ``"ce_membrane_sum"``/``"ce_membrane_max"`` on a readout's membrane, with labels
+``y``; its gradient is handed to the peer), and compares the forward spikes of every layer
+(and the readout's membrane), the adjoints dL/ds_t and dL/dI_t of every layer and step (as
+torch's ``.grad`` of a spike tensor and of a neuron's input hold them), and the gradient of
+every trainable parameter (a shared peer value against the sum over the neurons it stands
+for, (O1)). stlsim's side is the NumPy reference, float64 by default. In float32 a
+difference is a bug only beyond ``ROUNDOFF_MULTIPLE`` times the model's own round-off,
+measured by running the twin in float64 on the same weights and input ((O3), per layer
+(O3l)); where every error is already within ``rtol`` that run is skipped, since it could
+not change the verdict.
 
 Peer quirks handled here (checked against the installed peers' source):
 snnTorch 1.0's surrogates return float32 spikes, so its models run in float32 only;
@@ -790,8 +798,9 @@ def _norse_neuron(name, module, shape):
 
 
 def from_norse(model, input_shape, *, dtype=np.float64):
-    """The stlsim twin of a Norse ``SequentialState`` (``LIFBoxCell``, ``LIFCell``).
-    Returns a ``stlsim.Network``."""
+    """The stlsim twin of a Norse ``SequentialState`` (``LIFBoxCell``, ``LIFCell``, ``LIF``)
+    up to its last spiking layer. Returns a ``stlsim.Network``; a leaky-integrator readout
+    after it is in ``convert(...).readout``."""
     return convert(model, input_shape, dtype=dtype, peer="norse").net
 
 
