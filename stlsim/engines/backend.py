@@ -71,10 +71,8 @@ def kernel_surrogate(surrogate):
     if _CODES is None:
         from .. import surrogate as surrogates
         from ..kernels import scalar                  # plain Python: no numba import
-        _CODES = {kind: scalar.SURROGATE_CODES[kind.name]
-                  for kind in (surrogates.ATan, surrogates.Sigmoid, surrogates.Rectangular,
-                               surrogates.SuperSpike, surrogates.SpikingJellySuperSpike,
-                               surrogates.Triangle)}
+        _CODES = {type(surrogates.get(name)): code for name, code in scalar.SURROGATE_CODES.items()
+                  if name in surrogates.NAMES}                # every surrogate the kernels have
     code = _CODES.get(type(surrogate))
     return None if code is None else (code, float(surrogate.value))
 

@@ -25,10 +25,11 @@ Surrogates are selected by an integer code (``SURROGATE_CODES``) so that a kerne
 take it as an argument; the branch is loop-invariant.
 """
 import math
+import struct
 
 __all__ = [
     "ATAN", "SIGMOID", "RECTANGULAR", "SUPERSPIKE", "SUPERSPIKE_SJ", "TRIANGLE",
-    "SURROGATE_CODES",
+    "SURROGATE_CODES", "NORSE_SQRT_PI", "peer_primitive", "peer_derivative",
     "atan_primitive", "atan_derivative", "sigmoid_primitive", "sigmoid_derivative",
     "rectangular_primitive", "rectangular_derivative", "superspike_primitive",
     "superspike_derivative", "surrogate_primitive", "surrogate_derivative", "heaviside",
@@ -38,8 +39,29 @@ __all__ = [
 ]
 
 ATAN, SIGMOID, RECTANGULAR, SUPERSPIKE, SUPERSPIKE_SJ, TRIANGLE = 0, 1, 2, 3, 4, 5
+# The peers' one-parameter surrogates, docs/model.md (S1)-(S18) (stlsim.surrogate names).
+# The two-parameter ones ((S4), (S6), (S11), (S13), (S15)) have no code: the kernels take
+# one shape parameter, so the backends run the NumPy reference for them (counted).
+(STRAIGHT_THROUGH, SIGNED_CONSTANT, SPIKE_GATE, LEAKY_GATE, PIECEWISE_QUADRATIC, PIECEWISE_EXP,
+ SOFT_SIGN, ERF, LOG_ABS, Q_PSEUDO_SPIKE, HEAVI_TANH, CIRC, HEAVI_ERFC) = range(6, 19)
 SURROGATE_CODES = {"atan": ATAN, "sigmoid": SIGMOID, "rectangular": RECTANGULAR,
-                   "superspike": SUPERSPIKE, "superspike_sj": SUPERSPIKE_SJ, "triangle": TRIANGLE}
+                   "superspike": SUPERSPIKE, "superspike_sj": SUPERSPIKE_SJ, "triangle": TRIANGLE,
+                   "straight_through": STRAIGHT_THROUGH, "snntorch_triangular": SIGNED_CONSTANT,
+                   "spike_gate": SPIKE_GATE, "leaky_spike_operator": LEAKY_GATE,
+                   "piecewise_quadratic": PIECEWISE_QUADRATIC, "piecewise_exp": PIECEWISE_EXP,
+                   "soft_sign": SOFT_SIGN, "erf": ERF, "nonzero_sign_log_abs": LOG_ABS,
+                   "q_pseudo_spike": Q_PSEUDO_SPIKE, "heavi_tanh": HEAVI_TANH, "circ": CIRC,
+                   "heavi_erfc": HEAVI_ERFC}
+
+
+def _float32(value):
+    """``value`` rounded to float32 (without numpy)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+# Norse's sqrt(pi) is a float32 tensor's: sqrt of pi rounded to float32, rounded to float32
+# (stlsim.surrogate.NORSE_SQRT_PI; a float64 sqrt rounds correctly to float32 here).
+NORSE_SQRT_PI = _float32(math.sqrt(_float32(math.pi)))
 
 
 # --- surrogates: (primitive P, derivative P' = sigma') pairs, spec "Surrogate gradient" --
@@ -113,6 +135,82 @@ def triangle_derivative(x, alpha):
     return alpha * max(1.0 - abs(x), 0.0)
 
 
+def _sign(x):
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return 0.0
+
+
+# (S1)-(S18): transcriptions of stlsim.surrogate's NumPy pairs, same operations in order.
+
+def peer_primitive(kind, x, a):
+    """P(x) of a peer surrogate (codes STRAIGHT_THROUGH .. HEAVI_ERFC)."""
+    if kind == STRAIGHT_THROUGH:
+        return 0.5 + a * x                                                  # (S1)
+    if kind == SIGNED_CONSTANT:
+        return 0.5 - a * abs(x)                                             # (S2)
+    if kind == SPIKE_GATE:
+        return a * max(x, 0.0)                                              # (S3)
+    if kind == LEAKY_GATE:
+        return 0.5 + (x if x > 0 else a * x)                                # (S5)
+    if kind == PIECEWISE_QUADRATIC:                                         # (S7)
+        q = min(abs(x), 1.0 / a)
+        return 0.5 + _sign(x) * (a * q - 0.5 * a * a * q * q)
+    if kind == PIECEWISE_EXP:                                               # (S8)
+        half = 0.5 * math.exp(-a * abs(x))
+        return half if x < 0 else 1.0 - half
+    if kind == SOFT_SIGN:
+        return 0.5 + 0.5 * x / (1.0 / a + abs(x))                           # (S9)
+    if kind == ERF:
+        return 0.5 + 0.5 * math.erf(a * x)                                  # (S10)
+    if kind == LOG_ABS:
+        return 0.5 + _sign(x) * math.log1p(a * abs(x))                      # (S12)
+    if kind == Q_PSEUDO_SPIKE:                                              # (S14)
+        u = 1.0 + 2.0 / (a - 1.0) * abs(x)
+        return 0.5 + _sign(x) * 0.5 * (1.0 - u ** (1.0 - a))
+    if kind == HEAVI_TANH:
+        return 0.5 + math.tanh(a * x) / a                                   # (S16)
+    if kind == CIRC:
+        return 0.5 + a * x / math.sqrt(a * a + x * x)                       # (S17)
+    return 0.5 + (math.sqrt(math.pi) / NORSE_SQRT_PI) * math.erf(a * x) / a   # (S18)
+
+
+def peer_derivative(kind, x, a):
+    """sigma'(x) of a peer surrogate (codes STRAIGHT_THROUGH .. HEAVI_ERFC)."""
+    if kind == STRAIGHT_THROUGH:
+        return a                                                            # (S1)
+    if kind == SIGNED_CONSTANT:
+        return -a if x >= 0 else a                                          # (S2)
+    if kind == SPIKE_GATE:
+        return a if x > 0 else 0.0                                          # (S3)
+    if kind == LEAKY_GATE:
+        return 1.0 if x > 0 else a                                          # (S5)
+    if kind == PIECEWISE_QUADRATIC:                                         # (S7)
+        return 0.0 if abs(x) > 1.0 / a else a - a * a * abs(x)
+    if kind == PIECEWISE_EXP:
+        return 0.5 * a * math.exp(-a * abs(x))                              # (S8)
+    if kind == SOFT_SIGN:                                                   # (S9)
+        d = 1.0 / a + abs(x)
+        return 1.0 / (2.0 * a * d * d)
+    if kind == ERF:                                                         # (S10)
+        z = a * x
+        return (a / math.sqrt(math.pi)) * math.exp(-z * z)
+    if kind == LOG_ABS:
+        return 1.0 / (1.0 / a + abs(x))                                     # (S12)
+    if kind == Q_PSEUDO_SPIKE:
+        return (1.0 + 2.0 / (a - 1.0) * abs(x)) ** (-a)                     # (S14)
+    if kind == HEAVI_TANH:                                                  # (S16)
+        t = math.tanh(x * a)
+        return 1.0 - t * t
+    if kind == CIRC:                                                        # (S17)
+        r = a * a + x * x
+        return a ** 3 / (r * math.sqrt(r))
+    z = a * x                                                               # (S18)
+    return 2.0 * math.exp(-z * z) / NORSE_SQRT_PI
+
+
 def surrogate_primitive(kind, x, param):
     """P(x) of the surrogate with code ``kind`` and shape parameter ``param``."""
     if kind == ATAN:
@@ -125,6 +223,8 @@ def surrogate_primitive(kind, x, param):
         return superspike_sj_primitive(x, param)
     if kind == TRIANGLE:
         return triangle_primitive(x, param)
+    if kind >= STRAIGHT_THROUGH:
+        return peer_primitive(kind, x, param)
     return superspike_primitive(x, param)
 
 
@@ -140,6 +240,8 @@ def surrogate_derivative(kind, x, param):
         return superspike_sj_derivative(x, param)
     if kind == TRIANGLE:
         return triangle_derivative(x, param)
+    if kind >= STRAIGHT_THROUGH:
+        return peer_derivative(kind, x, param)
     return superspike_derivative(x, param)
 
 
@@ -288,7 +390,8 @@ JITABLE = (
     atan_primitive, atan_derivative, sigmoid_primitive, sigmoid_derivative,
     rectangular_primitive, rectangular_derivative, superspike_primitive,
     superspike_derivative, superspike_sj_primitive, superspike_sj_derivative,
-    triangle_primitive, triangle_derivative, surrogate_primitive, surrogate_derivative, heaviside, spike,
+    triangle_primitive, triangle_derivative, _sign, peer_primitive, peer_derivative,
+    surrogate_primitive, surrogate_derivative, heaviside, spike,
     reset, lif_forward_step, lif_backward_step, fires, lif_forward_step_general,
     lif_backward_step_general,
 )
