@@ -906,7 +906,7 @@ def _norse_integrators():
     """Norse's leaky integrators (``norse/torch/module/leaky_integrator.py``): the cell, the
     sequence module, and the cell with its own weights."""
     import norse.torch as norse
-    return tuple(getattr(norse, name) for name in ("LICell", "LI", "LILinearCell")
+    return tuple(getattr(norse, name) for name in ("LICell", "LI", "LILinearCell", "LIBoxCell")
                  if hasattr(norse, name))
 
 
@@ -957,14 +957,17 @@ def _leaky_integrator(name, module, peer, shape, owner):
                    "trains only its weights)", "a trained tensor", owner)
     if peer == "norse":
         rate = _per_neuron(_norse_rate(dt, p.tau_mem_inv), shape, f"model[{name}].p.tau_mem_inv", owner)
-        syn = _norse_rate(dt, p.tau_syn_inv)
-        if syn.size != 1:
-            raise fail(f"model[{name}].p.tau_syn_inv", "one value per layer", f"shape {syn.shape}",
-                       owner)
+        alpha = 0.0                    # LIBoxCell (leaky_integrator_box.py): no synaptic current
+        if hasattr(p, "tau_syn_inv"):
+            syn = _norse_rate(dt, p.tau_syn_inv)
+            if syn.size != 1:
+                raise fail(f"model[{name}].p.tau_syn_inv", "one value per layer",
+                           f"shape {syn.shape}", owner)
+            alpha = 1.0 - float(syn.reshape(-1)[0])
         v_leak = _norse_scalar(module, name, "v_leak", owner)
         rate = rate if np.ndim(rate) == 0 else rate.reshape(shape)
         return LeakyIntegrator(1.0 - rate, input_gain=rate, v_leak=v_leak, v_init=v_leak,
-                               alpha=1.0 - float(syn.reshape(-1)[0]))
+                               alpha=alpha)
     import snntorch as snn
     if not module.reset_delay or getattr(module, "inhibition", False) or \
             getattr(module, "state_quant", False):
@@ -1216,6 +1219,9 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
         for i in recorded:
             del conv.net.layers[i].backward
     margins = [np.abs(m - theta) for m, theta in zip(run.membrane, run.thetas)]
+    integrator = None if readout is None else readout.layers[-1]
+    if integrator is not None and integrator.reset != "none":    # the readout's own spikes (LI3)
+        margins.append(np.abs(kept["membrane"] - integrator.theta))
     adjoints = [trace[adjoint] for trace in run.traces]
     current_adjoints = [recorded[i][0] for i in conv.net.spiking_layers]
     grads = dict(run.grads)

@@ -144,7 +144,7 @@ def norse_model(kind, relu=False):
     return scale_weights(norse.SequentialState(torch.nn.Linear(20, 30), spiking, *head).double(), 10.0)
 
 
-@pytest.mark.parametrize("kind", ["LICell", "LI", "LILinearCell"])
+@pytest.mark.parametrize("kind", ["LICell", "LI", "LILinearCell", "LIBoxCell"])
 @pytest.mark.parametrize("loss", ["probe", "ce_membrane_max"])
 def test_norse_leaky_integrator_readouts_agree(kind, loss):
     model = norse_model(kind, relu=kind != "LI")
