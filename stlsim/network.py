@@ -292,6 +292,13 @@ class Network:
                         raise fail("tau", f"a float or {int(np.prod(shape))} values (one per "
                                    f"neuron of layer {i}, shape {shape})", f"{n.tau.size} values",
                                    "Network") from None
+            if n.adaptive:
+                size, n_neurons = n.adaptation.size(), int(np.prod(self.layers[i].out_shape))
+                if size is not None and size != n_neurons:
+                    raise fail("adaptation", f"beta and rho as floats or {n_neurons} values (one "
+                               f"per neuron of layer {i})",
+                               f"beta of {np.size(n.adaptation.beta)}, rho of "
+                               f"{np.size(n.adaptation.rho)} values", "Network")
         self._spiking_index = {i: k for k, i in enumerate(spiking)}
         # What the engines get: the LIF itself when shared, else one entry per layer.
         if all(n == neurons[0] for n in neurons):
@@ -360,12 +367,14 @@ class Network:
         Returns
         -------
         dict of str to list of str
-            ``{"synaptic": [...], "threshold": [...], "decay": [...]}``; "decay" holds
-            trained decays and synapses (``LIF(learn_tau=...)``).
+            ``{"synaptic": [...], "threshold": [...], "decay": [...]}``; "threshold"
+            holds the thresholds and a trained adaptation (``Adaptation(learn_beta=...,
+            learn_rho=...)``, docs/model.md Section 10), "decay" the trained decays and
+            synapses (``LIF(learn_tau=...)``); recurrent weights are synaptic.
         """
         groups = {"synaptic": [], "threshold": [], "decay": []}
         for key in self.params:
-            if key.endswith(".theta"):
+            if key.endswith(".theta") or key.split(".", 1)[1] in ADAPTATION_PARAMS:
                 groups["threshold"].append(key)
             elif key.split(".", 1)[1] in NEURON_PARAMS:
                 groups["decay"].append(key)
@@ -868,11 +877,20 @@ class Network:
 
 # ------------------------------------------------------------- trained neuron values --
 NEURON_PARAMS = ("tau", "tau_w", "alpha_syn")
+ADAPTATION_PARAMS = ("adapt_beta", "adapt_rho")       # threshold parameters (Section 10)
 
 
 def _neuron_init(neuron: LIF, layer) -> dict:
-    """Initial values of the trained neuron parameters of one layer (float64)."""
+    """Initial values of the trained neuron parameters of one layer (float64): per-neuron
+    adaptation values are shaped like the layer's neurons (``out_shape``)."""
     out = {}
+    if neuron.adaptive:
+        for name, value, learn in (("adapt_beta", neuron.adaptation.beta, neuron.adaptation.learn_beta),
+                                   ("adapt_rho", neuron.adaptation.rho, neuron.adaptation.learn_rho)):
+            if learn:
+                value = np.asarray(value, dtype=np.float64)
+                out[name] = (value.reshape(layer.out_shape).copy() if value.size > 1
+                             else np.full(layer.out_shape, float(value.reshape(-1)[0])))
     tau = np.atleast_1d(np.asarray(neuron.tau, dtype=np.float64))
     if neuron.learn_tau == "factor":
         out["tau"] = tau.copy()
@@ -902,6 +920,14 @@ def _effective_neuron(neuron: LIF, params, i) -> LIF:
         values["input_gain"] = 1.0 - (float(t) if np.ndim(t) == 0 else np.asarray(t))
     if neuron.learn_alpha_syn:
         values["alpha_syn"] = float(np.clip(params[f"{i}.alpha_syn"][0], 0.0, 1.0))
+    if neuron.adaptive and neuron.adaptation.learns:                 # (L3v), (L5a) trained
+        adaptation = neuron.adaptation
+        changes = {}
+        if adaptation.learn_beta:
+            changes["beta"] = params[f"{i}.adapt_beta"].astype(np.float64)
+        if adaptation.learn_rho:
+            changes["rho"] = np.clip(params[f"{i}.adapt_rho"].astype(np.float64), 0.0, 1.0)
+        values["adaptation"] = replace_unchecked(adaptation, **changes)
     return replace_unchecked(neuron, **values) if values else neuron
 
 
@@ -928,4 +954,11 @@ def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
     if grad_alpha is not None:
         raw = params[f"{i}.alpha_syn"]
         out["alpha_syn"] = np.array([grad_alpha.sum()]) * ((raw >= 0) & (raw <= 1))
+    grad_beta = local.pop("neuron:beta", None)
+    if grad_beta is not None:
+        out["adapt_beta"] = grad_beta                                       # (B12)
+    grad_rho = local.pop("neuron:rho", None)
+    if grad_rho is not None:
+        raw = params[f"{i}.adapt_rho"]
+        out["adapt_rho"] = grad_rho * ((raw >= 0) & (raw <= 1))             # (B12), the clamp
     return out

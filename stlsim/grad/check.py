@@ -8,7 +8,8 @@ differences check it entry by entry.
 gradient of the function in which the spikes inside the reset (L4) are held at the
 values of the unperturbed run. ``finite_difference_grads`` builds exactly that
 function (``reset_spikes`` frozen from the base run), so detached gradients are
-checked as strictly as attached ones.
+checked as strictly as attached ones. ``Adaptation(detach=True)`` holds the spikes of
+(L5a) the same way.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
     rng_state = net.rng.bit_generator.state
     saved_buffers = {key: value.copy() for key, value in net.buffers.items()}
     reset_spikes = None
-    if any(n.detach_reset for n in net.neurons):
+    if any(n.detach_reset or (n.adaptive and n.adaptation.detach) for n in net.neurons):
         _, _, tape, _, _, _ = net._forward(x, smooth=True, backend="numpy", engine="clock",
                                            training=training)
         reset_spikes = [None if s is None else s.copy() for s in tape.spikes]

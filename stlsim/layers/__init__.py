@@ -1,5 +1,5 @@
 """Layers: synapses with hand-derived backward passes, side by side."""
-from .base import Context, Layer, THRESHOLD_SHARING
+from .base import Context, Layer, Recurrence, THRESHOLD_SHARING
 from .conv import Conv2d
 from .dense import Dense
 from .block import SynapseBlock
@@ -7,5 +7,5 @@ from .dropout import Dropout
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Flatten, Reshape
 
-__all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
+__all__ = ["Context", "Layer", "Recurrence", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
            "Flatten", "Reshape", "Dropout", "SynapseBlock"]

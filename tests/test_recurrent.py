@@ -1,0 +1,266 @@
+"""Recurrent layers and adaptive thresholds: docs/model.md Section 10, (L1r), (L3v), (L5a),
+(B2r), (B10)-(B13).
+
+* smooth mode: BPTT against float64 finite differences for every trained quantity
+  (W, V, b_rec, theta, beta, rho, and the Section 8 options they combine with);
+* spiking mode: against an independent autodiff model written here in torch from the
+  equations (not from stlsim's code), and the two nearest wrong conventions (the
+  adaptation updated before the spike, the recurrent input one step late) differ;
+* the stateful reference reduces to the feed-forward one without recurrence or
+  adaptation; the event engine refuses them by name; the fused paths do not take them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import stlsim
+from stlsim.grad.bptt import lif_backward, lif_backward_stateful
+from stlsim.grad.check import compare, finite_difference_grads
+from stlsim.engines.clock import lif_forward, lif_forward_stateful
+
+
+def make_net(neuron, recurrent=("all", None), *, sizes=(5, 7, 4), surrogate="sigmoid", seed=0,
+             gain=2.5, theta=(0.2, 0.7), bias=False, dtype=np.float64, backend="numpy"):
+    layers = [stlsim.Dense(a, b, init_gain=gain, recurrent=r,
+                           recurrent_bias=bias and r == "all")
+              for a, b, r in zip(sizes[:-1], sizes[1:], recurrent)]
+    net = stlsim.Network(layers, neuron=neuron, surrogate=surrogate, seed=seed, dtype=dtype,
+                         backend=backend)
+    rng = np.random.default_rng(seed + 11)
+    for key in net.params:
+        if key.endswith(".theta"):
+            net.params[key][:] = rng.uniform(*theta, net.params[key].shape)
+    return net
+
+
+def spikes_in(T=7, B=3, n=5, density=0.5, seed=1):
+    return (np.random.default_rng(seed).random((T, B, n)) < density).astype(np.float64)
+
+
+ADAPT = dict(beta=0.6, rho=0.8, learn_beta=True, learn_rho=True)
+
+CASES = [
+    ("all", {}, None),
+    ("one", {}, None),
+    ("all+bias", {}, None),
+    ("all", dict(reset="soft"), None),
+    ("all", dict(reset="subtract_after_leak"), None),
+    ("all", dict(reset="subtract_after_leak", detach_reset=True), None),
+    ("all", dict(reset="none"), None),
+    ("all", dict(alpha_syn=0.6, learn_alpha_syn=True), None),           # RSynaptic-like
+    ("all", dict(learn_tau="factor", tau=0.8), None),
+    ("one", dict(input_gain=0.4, v_leak=0.1, v_reset=-0.1), None),
+    (None, {}, ADAPT),
+    (None, dict(reset="soft"), ADAPT),
+    (None, dict(reset="subtract_after_leak"), ADAPT),
+    (None, dict(reset="hard", detach_reset=True), dict(ADAPT, detach=True)),
+    (None, dict(spike_at_threshold=False), dict(beta=1.2, rho=0.9, learn_beta=True)),
+    ("all", {}, ADAPT),                                                   # both together
+    ("one", dict(reset="soft", alpha_syn=0.5), ADAPT),
+    ("all", dict(tau=np.linspace(0.3, 0.9, 7)), dict(beta=np.linspace(0.2, 1.0, 7), rho=0.7,
+                                                      learn_beta=True, learn_rho=True)),
+]
+
+
+def _case_id(case):
+    rec, options, adapt = case
+    parts = [f"rec={rec}"] + list(options) + (["adapt"] if adapt else [])
+    return ",".join(parts)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_smooth_bptt_matches_finite_differences(case):
+    rec, options, adapt = case
+    options = dict(options)
+    tau = options.pop("tau", 0.7)
+    bias = rec == "all+bias"
+    rec = "all" if bias else rec
+    adaptation = None if adapt is None else stlsim.Adaptation(**adapt)
+    first = stlsim.LIF(theta_init=0.4, tau=tau, adaptation=adaptation, **options)
+    second = stlsim.LIF(theta_init=0.4, tau=0.7 if np.ndim(tau) else tau,
+                        adaptation=None if adapt is None or np.ndim(adapt["beta"])
+                        else stlsim.Adaptation(**adapt), **options)
+    net = make_net([first, second], (rec, "one" if rec else None), bias=bias)
+    x, y = spikes_in(), np.array([0, 1, 3])
+    _, grads = net.loss_and_grad(x, y, smooth=True)
+    fd = finite_difference_grads(net, x, y, max_entries=8)
+    errors = compare(grads, fd)
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+    trained = {"recurrent", "adapt_beta", "adapt_rho"} & {k.split(".", 1)[1] for k in grads}
+    for key, e in errors.items():
+        if key.split(".", 1)[1] in trained:
+            assert e["scale"] > 1e-5, f"{key}: a dead gradient checks nothing ({e})"
+
+
+def test_parameters_names_shapes_and_groups():
+    neuron = stlsim.LIF(adaptation=stlsim.Adaptation(learn_beta=True, learn_rho=True))
+    net = stlsim.Network([stlsim.Dense(700, 128, recurrent="all"), stlsim.Dense(128, 20)],
+                         neuron=neuron)
+    assert net.params["0.recurrent"].shape == (128, 128)
+    assert net.params["0.adapt_beta"].shape == (128,) and net.params["1.adapt_rho"].shape == (20,)
+    np.testing.assert_array_equal(net.params["0.adapt_beta"], 1.8)
+    groups = net.param_groups()
+    assert "0.recurrent" in groups["synaptic"]
+    assert {"0.adapt_beta", "0.adapt_rho", "1.adapt_beta", "1.adapt_rho"} <= set(groups["threshold"])
+    one = stlsim.Network([stlsim.Dense(4, 6, recurrent="one")])
+    assert one.params["0.recurrent"].shape == (6,)
+    fixed = stlsim.Network([stlsim.Dense(4, 6)], neuron=stlsim.LIF(adaptation=stlsim.Adaptation()))
+    assert sorted(fixed.params) == ["0.theta", "0.weight"]       # nothing trained: no parameter
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="recurrent"):
+        stlsim.Dense(3, 4, recurrent="full")
+    with pytest.raises(ValueError, match="recurrent_bias"):
+        stlsim.Dense(3, 4, recurrent_bias=True)
+    with pytest.raises(ValueError, match="rho"):
+        stlsim.Adaptation(rho=1.5)
+    with pytest.raises(ValueError, match="beta"):
+        stlsim.Adaptation(beta=np.nan)
+    with pytest.raises(TypeError, match="adaptation"):
+        stlsim.LIF(adaptation=1.8)
+    with pytest.raises(ValueError, match="adaptation"):
+        stlsim.Network([stlsim.Dense(3, 4)],
+                       neuron=stlsim.LIF(adaptation=stlsim.Adaptation(beta=[1.0, 2.0])))
+
+
+def test_settings_round_trip_and_equality():
+    neuron = stlsim.LIF(tau=0.9, adaptation=stlsim.Adaptation(beta=[0.5, 1.0], rho=0.9))
+    again = stlsim.LIF(**neuron.settings())
+    assert again == neuron and hash(again) == hash(neuron)
+    assert neuron != stlsim.LIF(tau=0.9, adaptation=stlsim.Adaptation(beta=[0.5, 1.1], rho=0.9))
+    assert not neuron.is_paper_form and "Adaptation(" in repr(neuron)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(reset="soft"), dict(reset="subtract_after_leak"),
+                                     dict(alpha_syn=0.5, input_gain=0.3, v_leak=0.2),
+                                     dict(reset="zero_after_leak", detach_reset=True)])
+def test_stateful_reference_reduces_to_the_feed_forward_one(options):
+    """Without recurrence and adaptation, the Section 10 loops are Sections 4 and 8.2."""
+    rng = np.random.default_rng(3)
+    neuron = stlsim.LIF(tau=0.8, theta_init=0.5, **options)
+    surrogate = stlsim.surrogate.get("atan")
+    current = rng.normal(0.3, 0.8, (9, 4, 6))
+    theta = rng.uniform(0.2, 0.9, 6)
+    for smooth in (False, True):
+        s1, m1 = lif_forward(current, theta, neuron, surrogate, smooth)
+        s2, m2 = lif_forward_stateful(current, theta, neuron, surrogate, smooth)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_allclose(m1, m2, rtol=1e-13, atol=1e-13)
+        e = rng.normal(size=current.shape)
+        acc1 = {"grad_tau": np.zeros(6), "grad_gain": np.zeros(6)}
+        acc2 = {"grad_tau": np.zeros(6), "grad_gain": np.zeros(6)}
+        g1, t1 = lif_backward(e, m1, s1, theta, neuron, surrogate, current=current, **acc1)
+        g2, t2, rec = lif_backward_stateful(e, m1, s1, theta, neuron, surrogate, current=current,
+                                            **acc2)
+        assert rec == {}
+        np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(t1, t2, rtol=1e-12, atol=1e-13)
+        for key in acc1:
+            np.testing.assert_allclose(acc1[key], acc2[key], rtol=1e-12, atol=1e-13)
+
+
+def test_event_engine_refuses_by_name_and_fused_paths_decline():
+    x = spikes_in(n=5)
+    net = make_net(stlsim.LIF(theta_init=0.5), ("all", None))
+    with pytest.raises(ValueError, match="recurrent"):
+        net.forward(x, engine="event")
+    adaptive = make_net(stlsim.LIF(theta_init=0.5, adaptation=stlsim.Adaptation()), (None, None))
+    with pytest.raises(ValueError, match="adaptation"):
+        adaptive.forward(x, engine="event")
+    pytest.importorskip("numba")
+    for candidate in (net, adaptive):
+        reference = candidate.loss_and_grad(x, np.array([0, 1, 2]), backend="numpy")
+        backend = stlsim.engines.get_backend("numba")
+        before = backend.calls["fused_loss_and_grad"]
+        fast = candidate.loss_and_grad(x, np.array([0, 1, 2]), backend="numba")
+        assert backend.calls["fused_loss_and_grad"] == before
+        assert fast[0] == pytest.approx(reference[0], rel=1e-12)
+        for key in reference[1]:
+            np.testing.assert_allclose(fast[1][key], reference[1][key], rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------- an independent autodiff model (torch) --
+
+def _torch_model(torch, x, W, V, theta, beta, rho, *, kind, tau, reset, wrong=None, slope=2.0):
+    """(L1r), (L3v), (L5a) for ONE layer, written from docs/model.md Section 10 with torch's
+    autograd; atan surrogate (stlsim's ATan(2)). ``wrong``: "adapt_first" (the threshold of
+    step t already holds s_t's rise: a_{t+1} in (L3v)) or "late" (R(s_{t-2}) in (L1r))."""
+    pi = torch.pi
+
+    class Spike(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u):
+            ctx.save_for_backward(u)
+            return (u >= 0).to(u.dtype)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (u,) = ctx.saved_tensors
+            return grad * (slope / 2) / (1 + (pi / 2 * slope * u) ** 2)
+
+    T, B, _ = x.shape
+    N = W.shape[0]
+    v = torch.zeros(B, N, dtype=x.dtype)
+    a = torch.zeros(B, N, dtype=x.dtype)
+    s1 = torch.zeros(B, N, dtype=x.dtype)                     # s_{t-1}
+    s2 = torch.zeros(B, N, dtype=x.dtype)                     # s_{t-2}
+    out = []
+    for t in range(T):
+        s_rec = s2 if wrong == "late" else s1
+        rec = s_rec @ V.T if kind == "all" else s_rec * V
+        m = tau * v + x[t] @ W.T + rec
+        if wrong == "adapt_first":
+            # the mistake: the adaptation takes this step's spike first (from the
+            # Heaviside of the static threshold), then the spike is compared with it
+            pre = Spike.apply(m - theta - beta * a)
+            th = theta + beta * (rho * a + pre)
+        else:
+            th = theta + beta * a
+        s = Spike.apply(m - th)
+        v = (1 - s) * m if reset == "hard" else m - s * th
+        a = rho * a + s
+        out.append(s)
+        s2, s1 = s1, s
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("kind", ["all", "one"])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_spiking_gradients_match_an_independent_autodiff_model(kind, reset):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    T, B, n_in, N = 12, 4, 6, 8
+    neuron = stlsim.LIF(tau=0.85, theta_init=1.0, reset=reset,
+                        adaptation=stlsim.Adaptation(beta=0.5, rho=0.9, learn_beta=True,
+                                                     learn_rho=True))
+    net = stlsim.Network([stlsim.Dense(n_in, N, recurrent=kind, init_gain=3.0)], neuron=neuron,
+                         surrogate=stlsim.surrogate.ATan(2.0), backend="numpy")
+    net.params["0.theta"][:] = rng.uniform(0.6, 1.2, N)
+    net.params["0.adapt_beta"][:] = rng.uniform(0.2, 0.8, N)
+    net.params["0.adapt_rho"][:] = rng.uniform(0.7, 0.95, N)
+    x = (rng.random((T, B, n_in)) < 0.4).astype(np.float64)
+    probe = rng.normal(size=(T, B, N))
+    _, grads, record = net.probe_grad(x, probe)
+
+    def run(wrong=None):
+        tensors = {k: torch.tensor(net.params[f"0.{k}"], requires_grad=True)
+                   for k in ("weight", "recurrent", "theta", "adapt_beta", "adapt_rho")}
+        s = _torch_model(torch, torch.tensor(x), tensors["weight"], tensors["recurrent"],
+                         tensors["theta"], tensors["adapt_beta"], tensors["adapt_rho"],
+                         kind=kind, tau=0.85, reset=reset, wrong=wrong)
+        (s * torch.tensor(probe)).sum().backward()
+        return s.detach().numpy(), {k: t.grad.numpy() for k, t in tensors.items()}
+
+    spikes, peer = run()
+    assert record.spikes[0].mean() > 0.05                      # the layer fires
+    np.testing.assert_array_equal(spikes, record.spikes[0])
+    for name, value in peer.items():
+        np.testing.assert_allclose(grads[f"0.{name}"], value, rtol=1e-9, atol=1e-11,
+                                   err_msg=name)
+    for wrong in ("adapt_first", "late"):
+        spikes_w, peer_w = run(wrong)
+        differs = not np.array_equal(spikes_w, spikes) or any(
+            not np.allclose(grads[f"0.{k}"], v, rtol=1e-6, atol=1e-9) for k, v in peer_w.items())
+        assert differs, f"the wrong convention {wrong!r} is not detected"
