@@ -31,7 +31,7 @@ from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.dense import Dense
 from .layers.shape import resolve_shapes
-from .neurons import LIF, after_reset, replace_unchecked
+from .neurons import LIF, adaptation_arrays, adaptation_states, after_reset, neuron_of, replace_unchecked
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 from .spike_events import SpikeEvents
 
@@ -813,7 +813,8 @@ class Network:
         Returns
         -------
         types.SimpleNamespace
-            ``output``; per spiking layer ``spikes``, ``membrane``, ``thetas`` (T, B, ...) and
+            ``output``; per spiking layer ``spikes``, ``membrane``, ``thetas`` (per neuron;
+            (T, B, ...) per step for an adaptive layer, docs/model.md (L3v)) and
             ``traces`` (dicts of the backward quantities per step, e.g. ``"g"`` = dL/ds_t,
             ``"delta"`` = dL/dm_t; ``docs/model.md``); ``grads`` keyed like ``net.params``.
         """
@@ -826,9 +827,15 @@ class Network:
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
                                       self._engine_surrogate, get_backend("numpy", "Network"), traces=traces)
         index = self.spiking_layers
+        neurons = self._call_neuron()
+        thetas = []
+        for i in index:                      # an adaptive layer's threshold of each step (L3v)
+            beta, rho = adaptation_arrays(neuron_of(neurons, i), tape.thetas[i])
+            thetas.append(tape.thetas[i] if beta is None
+                          else tape.thetas[i] + beta * adaptation_states(tape.spikes[i], rho))
         return types.SimpleNamespace(output=output, spikes=[tape.spikes[i] for i in index],
                                      membrane=[tape.membrane[i] for i in index],
-                                     thetas=[tape.thetas[i] for i in index], traces=[traces[i] for i in index],
+                                     thetas=thetas, traces=[traces[i] for i in index],
                                      grads=self._flatten(per_layer))
 
     def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:

@@ -167,6 +167,10 @@ class LIF:
     adaptation : Adaptation or None
         An adaptive threshold ``theta + beta a_t`` (LSNN / ALIF; Section 10, (L3v), (L5a)).
         None (default): the threshold is static.
+    synapse_delay : bool
+        The membrane integrates the (synaptic) current of the step before, J_{t-1} with
+        J_0 = 0, in place of J_t (L1d): Norse's LSNN decays the membrane with its current
+        state before this step's input jumps it (``norse/torch/functional/lsnn.py``).
     """
 
     tau: object = 0.5
@@ -183,13 +187,15 @@ class LIF:
     tie_gain: bool = False
     learn_alpha_syn: bool = False
     adaptation: object = None
+    synapse_delay: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "tau", _check_tau(self.tau))
         set_(self, "theta_init", check_real(self.theta_init, "theta_init", owner="LIF"))
         check_choice(self.reset, "reset", RESETS, owner="LIF")
-        for name in ("detach_reset", "spike_at_threshold", "tie_gain", "learn_alpha_syn"):
+        for name in ("detach_reset", "spike_at_threshold", "tie_gain", "learn_alpha_syn",
+                     "synapse_delay"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise fail(name, "True or False", repr(value), "LIF", TypeError)
@@ -248,7 +254,7 @@ class LIF:
         return (not self.per_neuron_tau and self.reset in ("hard", "soft")
                 and self.spike_at_threshold and self.input_gain == 1.0 and self.v_leak == 0.0
                 and self.v_reset == 0.0 and self.v_init == 0.0 and not self.has_synapse
-                and not self.learns and not self.tie_gain and self.adaptation is None)
+                and not self.learns and not self.tie_gain and not self.stateful)
 
     @property
     def has_synapse(self) -> bool:
@@ -264,6 +270,12 @@ class LIF:
     @property
     def adaptive(self) -> bool:
         return self.adaptation is not None
+
+    @property
+    def stateful(self) -> bool:
+        """True if the neuron needs the stateful loops of Section 10 (an adaptive threshold
+        or a delayed synapse); a recurrent layer needs them too."""
+        return self.adaptation is not None or self.synapse_delay
 
     def settings(self) -> dict:
         """Every field as a plain value (tau as a list when per neuron)."""
@@ -293,7 +305,8 @@ class LIF:
         shown = [f"{f.name}={text(getattr(self, f.name))}" for f in fields(self)
                  if f.name in ("tau", "theta_init", "reset", "detach_reset")
                  or (f.name == "adaptation" and self.adaptation is not None)
-                 or (f.name != "adaptation" and not np.array_equal(getattr(self, f.name), f.default))]
+                 or (f.name != "adaptation"
+                     and not np.array_equal(getattr(self, f.name), f.default))]
         return f"LIF({', '.join(shown)})"
 
 

@@ -58,6 +58,10 @@ CASES = [
     (None, dict(spike_at_threshold=False), dict(beta=1.2, rho=0.9, learn_beta=True)),
     ("all", {}, ADAPT),                                                   # both together
     ("one", dict(reset="soft", alpha_syn=0.5), ADAPT),
+    (None, dict(synapse_delay=True, alpha_syn=0.7, input_gain=0.5, learn_alpha_syn=True), None),
+    ("all", dict(synapse_delay=True, alpha_syn=0.6, tau=0.8, input_gain=0.2, v_leak=0.1,
+                 spike_at_threshold=False), dict(ADAPT, detach=True)),     # LSNN-like
+    ("one", dict(synapse_delay=True, tie_gain=True, learn_tau="factor", tau=0.8), None),
     ("all", dict(tau=np.linspace(0.3, 0.9, 7)), dict(beta=np.linspace(0.2, 1.0, 7), rho=0.7,
                                                       learn_beta=True, learn_rho=True)),
 ]
@@ -264,3 +268,153 @@ def test_spiking_gradients_match_an_independent_autodiff_model(kind, reset):
         differs = not np.array_equal(spikes_w, spikes) or any(
             not np.allclose(grads[f"0.{k}"], v, rtol=1e-6, atol=1e-9) for k, v in peer_w.items())
         assert differs, f"the wrong convention {wrong!r} is not detected"
+
+
+# ------------------------------------------------------------------ the real peers --
+
+def _snntorch_models(torch, snn):
+    def seq(neuron):
+        model = torch.nn.Sequential(torch.nn.Linear(10, 12), neuron, torch.nn.Linear(12, 5),
+                                    snn.Leaky(beta=0.8, init_hidden=True))
+        with torch.no_grad():
+            model[0].weight.mul_(3.0)
+            model[2].weight.mul_(3.0)
+        return model
+    return {
+        "RLeaky": lambda: seq(snn.RLeaky(beta=0.9, linear_features=12, init_hidden=True)),
+        "RLeaky.one": lambda: seq(snn.RLeaky(beta=0.9, all_to_all=False, V=torch.rand(12) * 0.5,
+                                             init_hidden=True)),
+        "RLeaky.one.scalar": lambda: seq(snn.RLeaky(beta=0.85, all_to_all=False, V=0.3,
+                                                    init_hidden=True)),
+        "RSynaptic": lambda: seq(snn.RSynaptic(alpha=0.8, beta=0.9, linear_features=12,
+                                               init_hidden=True)),
+        "RLeaky.zero": lambda: seq(snn.RLeaky(beta=0.9, linear_features=12, init_hidden=True,
+                                              reset_mechanism="zero")),
+    }
+
+
+@pytest.mark.parametrize("name", ["RLeaky", "RLeaky.one", "RLeaky.one.scalar", "RSynaptic",
+                                  "RLeaky.zero"])
+def test_snntorch_recurrent_neurons_match_the_peer(name):
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from stlsim import interop
+    torch.manual_seed(0)
+    model = _snntorch_models(torch, snn)[name]()
+    x = (torch.rand(20, 4, 10) < 0.3).float()
+    rep = interop.compare(model, x)
+    assert rep.ok, str(rep)
+    assert all(rate > 0.01 for rate in rep.firing_rates), rep.firing_rates
+    recurrent = [row for row in rep.rows if row.key == "0.recurrent"]
+    assert recurrent and recurrent[0].relative <= recurrent[0].tolerance     # V is compared
+
+
+def _norse_models(torch, norse):
+    p = norse.LSNNParameters(tau_adapt_inv=torch.as_tensor(1 / 50.0), beta=torch.as_tensor(1.8))
+    return {
+        "LIFRecurrentCell": lambda: norse.SequentialState(
+            norse.LIFRecurrentCell(10, 12), torch.nn.Linear(12, 5), norse.LIFCell()),
+        "LIFRecurrentCell.autapses": lambda: norse.SequentialState(
+            norse.LIFRecurrentCell(10, 12, autapses=True), torch.nn.Linear(12, 5), norse.LIFCell()),
+        "LSNNCell": lambda: norse.SequentialState(
+            torch.nn.Linear(10, 12), norse.LSNNCell(p), torch.nn.Linear(12, 5), norse.LIFCell()),
+        "LSNNRecurrentCell": lambda: norse.SequentialState(
+            norse.LSNNRecurrentCell(10, 12, p), torch.nn.Linear(12, 5), norse.LIFCell()),
+        "LSNNRecurrent": lambda: norse.SequentialState(
+            norse.LSNNRecurrent(10, 12, p), torch.nn.Linear(12, 5), norse.LIF()),
+    }
+
+
+@pytest.mark.parametrize("name", ["LIFRecurrentCell", "LIFRecurrentCell.autapses", "LSNNCell",
+                                  "LSNNRecurrentCell", "LSNNRecurrent"])
+def test_norse_recurrent_and_adaptive_neurons_match_the_peer(name):
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+    from stlsim import interop
+    torch.manual_seed(1)
+    model = _norse_models(torch, norse)[name]()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(10.0)
+    model = model.double()
+    x = (torch.rand(60, 4, 10) < 0.4).double()
+    rep = interop.compare(model, x)
+    assert rep.ok, str(rep)
+    assert rep.max_rel_error <= 1e-10
+    assert all(rate > 0.01 for rate in rep.firing_rates), rep.firing_rates
+
+
+def test_lsnn_without_the_delayed_synapse_is_measurably_different():
+    """(L1d) matters: the same LSNN converted with the membrane reading this step's current
+    fires differently from Norse."""
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+    from stlsim import interop
+    from stlsim.neurons import replace_unchecked
+    torch.manual_seed(1)
+    model = _norse_models(torch, norse)["LSNNRecurrentCell"]()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(10.0)
+    model = model.double()
+    x = (torch.rand(60, 4, 10) < 0.4).double()
+    with torch.no_grad():
+        state, outs = None, []
+        for t in range(x.shape[0]):
+            out, state = model(x[t], state)
+            outs.append(out)
+    peer = torch.stack(outs).numpy()
+    net = interop.from_norse(model, (10,))
+    np.testing.assert_array_equal(net.forward(x.numpy()).spikes[-1], peer)
+    wrong = stlsim.Network(net.layers, neuron=[replace_unchecked(n, synapse_delay=False)
+                                               for n in net.neurons],
+                           surrogate=net.surrogates, backend="numpy")
+    wrong.params = {k: v.copy() for k, v in net.params.items()}
+    assert not np.array_equal(wrong.forward(x.numpy()).spikes[-1], peer)
+
+
+@pytest.mark.parametrize("name, peer", [("snntorch.RLeaky", "RLeaky"), ("snntorch.RSynaptic", "RSynaptic"),
+                                        ("snntorch.RLeaky.one", "RLeaky.one"),
+                                        ("norse.LIFRecurrentCell", "LIFRecurrentCell"),
+                                        ("norse.LSNNRecurrentCell", "LSNNRecurrentCell")])
+def test_presets_are_what_the_converter_reads_from_the_peer(name, peer):
+    torch = pytest.importorskip("torch")
+    from stlsim import conventions, interop
+    if name.startswith("snntorch"):
+        snn = pytest.importorskip("snntorch")
+        model = _snntorch_models(torch, snn)[peer]()
+        twin = interop.from_snntorch(model, (10,))
+        overrides = dict(tau=0.9, **({"alpha_syn": 0.8} if "Synaptic" in name else {}))
+    else:
+        norse = pytest.importorskip("norse.torch")
+        model = _norse_models(torch, norse)[peer]()
+        if "LSNN" in peer:                        # the preset takes Norse's defaults
+            cell = model[0]
+            cell.p = norse.LSNNParameters()
+        twin = interop.from_norse(model, (10,))
+        overrides = {}
+    preset = stlsim.LIF.preset(name, theta_init=0.0, **overrides)
+    converted = twin.neurons[0]
+    for key, value in preset.settings().items():
+        got = converted.settings()[key]
+        if value is None or isinstance(value, bool):
+            assert got == value, (key, got, value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                assert np.allclose(got[k], v, rtol=1e-6), (key, k, got[k], v)
+        else:
+            assert np.allclose(got, value, rtol=1e-6) if not isinstance(value, str) \
+                else got == value, (key, got, value)
+    layer = twin.layers[0]
+    for option, value in conventions.get(name).layer.items():
+        assert getattr(layer, option) == value
+
+
+def test_nir_write_refuses_recurrent_and_adaptive_networks_by_name(tmp_path):
+    pytest.importorskip("nir")
+    from stlsim import nir as stlsim_nir
+    with pytest.raises(ValueError, match="recurrent"):
+        stlsim_nir.write(make_net(stlsim.LIF(), ("all", None)), tmp_path / "a.nir", 1e-3)
+    adaptive = make_net(stlsim.LIF(adaptation=stlsim.Adaptation()), (None, None))
+    with pytest.raises(ValueError, match="adaptation"):
+        stlsim_nir.write(adaptive, tmp_path / "b.nir", 1e-3)

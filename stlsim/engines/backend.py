@@ -93,7 +93,7 @@ def compiled_neuron(neuron) -> bool:
     NumPy reference (``grad.bptt.run_backward``)."""
     return (not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
             and neuron.reset != "zero_after_leak"        # (L2z): the NumPy reference only
-            and not neuron.adaptive)                     # Section 10: lif_forward_stateful
+            and not neuron.stateful)                     # Section 10: lif_forward_stateful
 
 
 def compiled_spec(neuron, surrogate):

@@ -35,7 +35,7 @@ def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spik
 
     Returns ``(spikes, membrane)``, both (T, B, *shape); ``membrane`` is m_t before reset.
     """
-    if recurrence is not None or neuron.adaptive:
+    if recurrence is not None or neuron.stateful:
         return lif_forward_stateful(current, theta, neuron, surrogate, smooth, reset_spikes,
                                     recurrence)
     spike_fn = _spike_function(neuron, surrogate, smooth)
@@ -59,11 +59,13 @@ def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spik
 def lif_forward_stateful(current, theta, neuron: LIF, surrogate, smooth=False, reset_spikes=None,
                          recurrence=None):
     """``lif_forward`` with a layer's own state beyond the membrane: the recurrent
-    current (L1r) and the adaptive threshold (L3v), (L5a) of ``docs/model.md`` Section 10.
+    current (L1r), the adaptive threshold (L3v), (L5a) and the delayed synapse (L1d) of
+    ``docs/model.md`` Section 10.
 
     The synapse (L1s) is filtered step by step here, since I_t needs s_{t-1}.
-    ``reset_spikes`` replaces s_t in every detached use: the reset (``detach_reset``) and
-    the adaptation (``Adaptation(detach=True)``). Returns ``(spikes, membrane)``.
+    ``reset_spikes`` replaces s_t in the detached uses only: the reset when
+    ``detach_reset``, the adaptation when ``Adaptation(detach=True)``. Returns
+    ``(spikes, membrane)``.
     """
     spike_fn = _spike_function(neuron, surrogate, smooth)
     dtype = current.dtype
@@ -80,21 +82,22 @@ def lif_forward_stateful(current, theta, neuron: LIF, surrogate, smooth=False, r
     a = np.zeros_like(current[0])                                         # a_1 = 0 (L5a)
     theta_prev = theta
     flat = current.shape[:2] + (-1,)
+    frozen_reset = reset_spikes is not None and neuron.detach_reset
+    frozen_adaptation = reset_spikes is not None and beta is not None and neuron.adaptation.detach
     for t in range(current.shape[0]):
         i_t = current[t]
         if recurrence is not None:                                        # (L1r)
             i_t = i_t + recurrence.current(s_rec.reshape(flat[1:])).reshape(i_t.shape)
-        if neuron.has_synapse:                                            # (L1s)
-            j = neuron.alpha_syn * j + i_t
-            i_t = j
+        j_prev = j
+        j = neuron.alpha_syn * j + i_t if neuron.has_synapse else i_t     # (L1s)
+        i_t = j_prev if neuron.synapse_delay else j                       # (L1d): J_{t-1}
         theta_t = theta if beta is None else theta + beta * a             # (L3v)
-        s_prev = s if reset_spikes is None or t == 0 else reset_spikes[t - 1]
+        s_prev = s if not frozen_reset or t == 0 else reset_spikes[t - 1]
         m, s, v = lif_step(i_t, v, theta_t, neuron, spike_fn, s_prev, theta_prev)  # (L2)-(L4)
-        if reset_spikes is not None:
+        if frozen_reset:
             v = _reset(m, reset_spikes[t], theta_t, neuron)
         if beta is not None:                                              # (L5a)
-            detached = neuron.adaptation.detach and reset_spikes is not None
-            a = rho * a + (reset_spikes[t] if detached else s)
+            a = rho * a + (reset_spikes[t] if frozen_adaptation else s)
         membrane[t] = m
         spikes[t] = s
         s_rec, theta_prev = s, theta_t
@@ -169,7 +172,7 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
             if reset_spikes is not None and reset_spikes[i] is not None:
                 spikes, membrane = lif_forward(out, theta, layer_neuron, layer_surrogate, smooth,
                                                reset_spikes[i], recurrence)
-            elif recurrence is not None or layer_neuron.adaptive:
+            elif recurrence is not None or layer_neuron.stateful:
                 spikes, membrane = backend_stateful_forward(backend)(
                     out, theta, layer_neuron, layer_surrogate, smooth, recurrence)
             else:

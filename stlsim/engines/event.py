@@ -349,7 +349,7 @@ def _check_neurons(neuron, layers):
         extra = [name for name, value in n.settings().items()
                  if name in ("reset", "spike_at_threshold", "input_gain", "v_leak", "v_reset",
                              "v_init", "alpha_syn", "learn_tau", "tie_gain", "learn_alpha_syn",
-                             "adaptation")
+                             "adaptation", "synapse_delay")
                  and np.any(value != LIF_DEFAULTS[name])
                  and not (name == "reset" and value == "soft")]
         if n.per_neuron_tau:

@@ -147,7 +147,7 @@ def lif_backward_stateful(grad_spikes, membrane, spikes, theta, neuron: LIF, sur
     grad_current = np.empty_like(grad_spikes)
     grad_theta = np.zeros_like(grad_spikes[0])
     zero = np.zeros_like(grad_spikes[0])
-    delta_next, gamma_next, alpha_next, grad_syn_next = zero, zero, zero, zero
+    delta_next, gamma_next, alpha_next, grad_syn_next, drive_next = zero, zero, zero, zero, zero
     if trace is not None:
         for key in ("eps", "g", "delta"):
             trace[key] = np.empty_like(grad_spikes)
@@ -186,7 +186,9 @@ def lif_backward_stateful(grad_spikes, membrane, spikes, theta, neuron: LIF, sur
         delta_pre = delta
         if zero_after_leak:
             delta_pre = (1 - (spikes[t - 1] if t > 0 else s_0)) * delta   # (B3z)
-        grad_j = delta_pre if np.ndim(gain) == 0 and gain == 1.0 else gain * delta_pre  # (B3g)
+        drive = delta_pre if np.ndim(gain) == 0 and gain == 1.0 else gain * delta_pre  # (B3g)
+        grad_j = drive_next if neuron.synapse_delay else drive           # (B1d): m_{t+1} reads J_t
+        drive_next = drive
         if neuron.has_synapse:                                            # (B1s), in the loop
             grad_j = grad_j + neuron.alpha_syn * grad_syn_next
             if grad_alpha is not None and t > 0:
@@ -198,7 +200,8 @@ def lif_backward_stateful(grad_spikes, membrane, spikes, theta, neuron: LIF, sur
                       if t > 0 else neuron.v_init)
             grad_tau += np.sum(delta_pre * (v_prev - neuron.v_leak), axis=0)   # (B7)
         if grad_gain is not None:
-            grad_gain += np.sum(delta_pre * syn[t], axis=0)               # (B8)
+            drive_in = syn[t] if not neuron.synapse_delay else (syn[t - 1] if t > 0 else 0.0)
+            grad_gain += np.sum(delta_pre * drive_in, axis=0)             # (B8)
         if trace is not None:
             trace["eps"][t], trace["g"][t], trace["delta"][t] = grad_v, g, delta
         delta_next, gamma_next = delta, grad_j
@@ -270,7 +273,7 @@ def run_backward(layers, params_per_layer, tape, grad_output, neuron, surrogate,
             layer_neuron = neuron_of(neuron, i)
             layer_surrogate = neuron_of(surrogate, i)            # one per layer, or shared
             recurrence = layer.recurrence(params)
-            if recurrence is not None or layer_neuron.adaptive:  # Section 10
+            if recurrence is not None or layer_neuron.stateful:  # Section 10
                 if traces is not None:
                     traces[i] = {"e": grad_h}
                 extra = decay_grads(layer_neuron, tape.thetas[i])
