@@ -418,3 +418,19 @@ def test_nir_write_refuses_recurrent_and_adaptive_networks_by_name(tmp_path):
     adaptive = make_net(stlsim.LIF(adaptation=stlsim.Adaptation()), (None, None))
     with pytest.raises(ValueError, match="adaptation"):
         stlsim_nir.write(adaptive, tmp_path / "b.nir", 1e-3)
+
+
+def test_synaptic_operations_count_the_recurrent_spikes():
+    from stlsim.analysis.energy import ann_macs, synaptic_operations
+    for kind, fan in (("all", 7), ("one", 1)):
+        net = make_net(stlsim.LIF(theta_init=0.5), (kind, None))
+        x = spikes_in()
+        record = net.forward(x)
+        ops = synaptic_operations(net, x, record=record)
+        feed_forward = synaptic_operations(make_net(stlsim.LIF(theta_init=0.5), (None, None)), x,
+                                           record=record)
+        own = (record.spikes[0][:-1] != 0).sum(axis=(0, 2))
+        assert own.sum() > 0
+        np.testing.assert_array_equal(ops.per_sample[:, 0] - feed_forward.per_sample[:, 0],
+                                      own * fan)
+        assert ann_macs(net.layers[0]) == 5 * 7 + (49 if kind == "all" else 7)
