@@ -75,7 +75,7 @@ def test_float64_keeps_its_rtol_and_no_roundoff_estimate():
     torch.manual_seed(0)
     model = scale_(torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=0.8, init_hidden=True,
                                                                          output=True)), 3.0)
-    rep = interop.compare(model, spikes((6, 2, 6)), dtype=np.float32)
+    rep = interop.compare(model, spikes((6, 2, 6)), dtype=np.float32, roundoff="always")
     assert rep.roundoff is not None
     # SpikingJelly in float64: rtol 1e-10 and no estimate
     sj = pytest.importorskip("spikingjelly")  # noqa: F841
@@ -296,3 +296,33 @@ def test_compare_takes_a_seed_sequence_or_a_generator_as_its_seed():
     assert by_int.max_rel_error == by_generator.max_rel_error     # default_rng(3) draws the same probe
     with pytest.raises(TypeError, match="seed"):
         interop.compare(model, x, seed="3")
+
+
+def test_within_rtol_the_roundoff_run_is_skipped_and_the_verdict_is_the_same(monkeypatch):
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(0)
+    model = scale_(torch.nn.Sequential(torch.nn.Linear(6, 5), snn.Leaky(beta=0.8, init_hidden=True,
+                                                                         output=True)), 3.0)
+    x = spikes((6, 2, 6))
+    runs = []
+    original = interop._run_stlsim
+
+    def counted(conv, *args, **kwargs):
+        runs.append(conv.dtype)
+        return original(conv, *args, **kwargs)
+    monkeypatch.setattr(interop, "_run_stlsim", counted)
+    auto = interop.compare(model, x, dtype=np.float32)
+    assert runs == [np.float32]                          # one twin run, no float64 re-run
+    assert auto.ok and auto.roundoff is None and "not measured" in auto.roundoff_note
+    assert auto.max_rel_error <= auto.rtol
+    always = interop.compare(model, x, dtype=np.float32, roundoff="always")
+    assert runs[1:] == [np.float32, np.float64]
+    assert always.ok == auto.ok and always.max_rel_error == auto.max_rel_error
+    with pytest.raises(ValueError, match="roundoff"):
+        interop.compare(model, x, roundoff="never")
+
+
+def test_beyond_rtol_the_roundoff_is_still_measured():
+    # the MNIST CSNN: errors 1.3-1.7e-5 > rtol, so "auto" runs the float64 twin
+    rep = interop.compare(mnist_csnn(0), spikes((25, 16, 1, 28, 28), seed=0), seed=0)
+    assert rep.ok and rep.roundoff is not None and rep.max_rel_error > rep.rtol

@@ -5,10 +5,10 @@ converted by ``stlsim.interop`` and compared on random input spikes.
 
 Widths are reduced where a tutorial's would make the NumPy reference slow (the layer
 types, order, neurons, surrogates and options are the tutorial's); each entry cites its
-source and says what differs. Weights are scaled so that every layer fires. Models whose
-readout stlsim does not convert (a leaky-integrator readout, SpikingJelly's VotingLayer)
-end in their last spiking layer here, with the readout's role taken by stlsim's rate loss
-where it is the same (VotingLayer = population readout). ``tests/test_interop_zoo.py``
+source and says what differs. Weights are scaled so that every layer fires. Leaky-integrator
+readouts (Norse's LICell, LI, LILinearCell; snnTorch's mem) are converted with their loss on
+the membrane (docs/model.md 9.6). SpikingJelly's VotingLayer is stlsim's population readout
+with a rate loss. ``tests/test_interop_zoo.py``
 asserts ``rep.ok`` on every entry and dtype.
 """
 from __future__ import annotations
@@ -269,6 +269,43 @@ def norse_conv():
         norse.LIFCell(), torch.nn.Linear(50, 10), norse.LIFCell())
 
 
+def norse_fc_li(sequence=False):
+    """Norse's MNIST FC with its leaky-integrator readout: Linear -> LIFCell -> Linear ->
+    LICell (``LIF`` and ``LI`` sequence modules with ``sequence``), the loss on the
+    readout's voltage (norse/task/mnist.py: log_softmax of its maximum over time)."""
+    import norse.torch as norse
+    import torch
+    if sequence:
+        return norse.SequentialState(torch.nn.Linear(784, 100), norse.LIF(), torch.nn.Linear(100, 10),
+                                     norse.LI())
+    return norse.SequentialState(torch.nn.Flatten(), torch.nn.Linear(784, 100), norse.LIFCell(),
+                                 torch.nn.Linear(100, 10), norse.LICell())
+
+
+def norse_convnet(v_th=None):
+    """norse/torch/models/conv.py ConvNet (ConvNet4 with ``v_th`` 0.7 in its first two cells,
+    the model of norse/task/mnist.py) as a SequentialState, in its order: Conv2d -> LIFCell ->
+    max_pool2d -> 10 x Conv2d -> LIFCell -> max_pool2d -> Linear -> LIFCell -> ReLU ->
+    LILinearCell. Channels 6, 12 and fc 50 (20, 50, 500 there; 32, 64, 1024 in ConvNet4); the
+    10 x gain is folded into conv 2's weights (the same forward; the peer's gradient with
+    respect to the unscaled weights is 10 x the one compared here)."""
+    import norse.torch as norse
+    import torch
+    from norse.torch.functional.lif import LIFParameters
+
+    def cell(first=False):
+        extra = {"v_th": torch.as_tensor(v_th)} if (v_th is not None and first) else {}
+        return norse.LIFCell(p=LIFParameters(method="super", alpha=torch.tensor(100.0), **extra))
+    conv2 = torch.nn.Conv2d(6, 12, 5)
+    with torch.no_grad():
+        conv2.weight.mul_(10.0)
+        conv2.bias.mul_(10.0)
+    return norse.SequentialState(
+        torch.nn.Conv2d(1, 6, 5), cell(True), torch.nn.MaxPool2d(2), conv2, cell(True),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12 * 4 * 4, 50), cell(),
+        torch.nn.ReLU(), norse.LILinearCell(50, 10))
+
+
 def norse_trained():
     """A LIFCell whose LIFParameters tensors are trained (tau_mem_inv per neuron, v_th)."""
     import torch
@@ -296,6 +333,15 @@ ZOO = [
           lambda: snntorch_csnn(pool_first=False), (1, 28, 28), (F32,), T=25, B=16),
     Entry("snntorch Synaptic FC", "snntorch", "snnTorch tutorial 5 (Synaptic)", snntorch_synaptic,
           (784,), (F32,), fast=True),
+    Entry("snntorch tutorial 5 FC, loss on mem_rec", "snntorch", "snnTorch tutorial 5",
+          snntorch_fc, (784,), (F32,), fast=True,
+          compare={"output": "membrane", "loss": "ce_membrane_sum"},
+          note="CrossEntropyLoss of every step's mem, summed, as the tutorial; reset subtract"),
+    Entry("snntorch Synaptic FC, loss on mem", "snntorch", "snnTorch tutorial 5 (Synaptic)",
+          snntorch_synaptic, (784,), (F32,), compare={"output": "membrane", "loss": "ce_membrane_sum"}),
+    Entry("snntorch output Leaky reset none, loss on mem", "snntorch", "Leaky(reset_mechanism='none')",
+          lambda: snntorch_fc(beta=0.8, reset_mechanism="none"), (784,), (F32,), gain=1.0,
+          compare={"output": "membrane"}),
     Entry("snntorch learnable beta and thresholds", "snntorch", "snnTorch Leaky(learn_beta, "
           "learn_threshold)", snntorch_learnable, (784,), (F32,)),
     Entry("snntorch per-channel threshold, beta", "snntorch", "per-channel learned threshold and beta", snntorch_per_channel,
@@ -352,6 +398,19 @@ ZOO = [
           _sj_surrogate_fc("PiecewiseLeakyReLU", w=1.0, c=0.01), (1, 28, 28), (F64, F32), gain=8.0),
     Entry("norse MNIST FC (LIFCell)", "norse", "norse/task/mnist.py", norse_fc, (1, 28, 28), (F64, F32),
           T=16, gain=30.0, fast=True, note="LIFCell in place of the LI readout"),
+    Entry("norse MNIST FC, LICell readout", "norse", "norse/task/mnist.py", norse_fc_li, (1, 28, 28),
+          (F64, F32), T=16, gain=30.0, fast=True, compare={"loss": "ce_membrane_max"},
+          note="hidden 100; loss: log_softmax of the max voltage over time, as mnist.py"),
+    Entry("norse LIF and LI sequence modules", "norse", "norse.LIF, norse.LI (SNN)",
+          lambda: norse_fc_li(sequence=True), (784,), (F64, F32), T=16, gain=30.0),
+    Entry("norse ConvNet, LILinearCell readout", "norse", "norse/torch/models/conv.py ConvNet",
+          norse_convnet, (1, 28, 28), (F64, F32), T=16, gain=30.0,
+          compare={"loss": "ce_membrane_max"},
+          note="as written but channels 6, 12, fc 50; 10x conv gain folded into the weights"),
+    Entry("norse ConvNet4 (MNIST task), LILinearCell readout", "norse",
+          "norse/torch/models/conv.py ConvNet4, norse/task/mnist.py", lambda: norse_convnet(0.7),
+          (1, 28, 28), (F64, F32), T=16, gain=30.0, compare={"loss": "ce_membrane_max"},
+          note="as written but channels 6, 12, fc 50; v_th 0.7; 10x conv gain folded"),
     Entry("norse LIF sequence modules", "norse", "norse.LIF (SNN)", norse_sequence, (784,),
           (F64, F32), T=16, gain=30.0),
     Entry("norse ConvNet", "norse", "norse/torch/models/conv.py", norse_conv, (1, 28, 28), (F64, F32),
@@ -384,7 +443,7 @@ def run(entry: Entry, dtype: str, seed: int = 0):
         torch.set_default_dtype(default)
     x = (np.random.default_rng(seed).random((entry.T, entry.B) + entry.input_shape) < 0.3)
     kwargs = dict(entry.compare)
-    if kwargs.get("loss", "probe") != "probe":
+    if kwargs.get("loss", "probe") != "probe":     # labels for a rate or membrane loss
         kwargs["y"] = np.arange(entry.B) % 10
     return interop.compare(model, x.astype(dtype), seed=seed, dtype=dtype, **kwargs)
 

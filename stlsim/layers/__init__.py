@@ -6,6 +6,8 @@ from .block import SynapseBlock
 from .dropout import Dropout
 from .pool import AvgPool2d, MaxPool2d
 from .shape import Flatten, Reshape
+from .activation import ReLU
+from .leaky import LeakyIntegrator
 
-__all__ = ["Context", "Layer", "Recurrence", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
-           "Flatten", "Reshape", "Dropout", "SynapseBlock"]
+__all__ = ["Context", "Layer", "Recurrence", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d",
+           "AvgPool2d", "Flatten", "Reshape", "Dropout", "SynapseBlock", "ReLU", "LeakyIntegrator"]
