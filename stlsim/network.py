@@ -827,23 +827,27 @@ class Network:
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
                                       self._engine_surrogate, get_backend("numpy", "Network"), traces=traces)
         index = self.spiking_layers
-        neurons = self._call_neuron()
-        thetas = []
-        for i in index:                      # an adaptive layer's threshold of each step (L3v)
-            beta, rho = adaptation_arrays(neuron_of(neurons, i), tape.thetas[i])
-            thetas.append(tape.thetas[i] if beta is None
-                          else tape.thetas[i] + beta * adaptation_states(tape.spikes[i], rho))
+        thetas = [self._thresholds_in_use(tape, i) for i in index]
         return types.SimpleNamespace(output=output, spikes=[tape.spikes[i] for i in index],
                                      membrane=[tape.membrane[i] for i in index],
                                      thetas=thetas, traces=[traces[i] for i in index],
                                      grads=self._flatten(per_layer))
+
+    def _thresholds_in_use(self, tape, i):
+        """Layer ``i``'s thresholds as its neurons compared them: ``tape.thetas[i]``, or for
+        an adaptive layer theta + beta a_t of every step (T, B, ...), docs/model.md (L3v)."""
+        beta, rho = adaptation_arrays(neuron_of(self._call_neuron(), i), tape.thetas[i])
+        if beta is None:
+            return tape.thetas[i]
+        return tape.thetas[i] + beta * adaptation_states(tape.spikes[i], rho)
 
     def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:
         """Forward and backward with every intermediate quantity kept (NumPy reference).
 
         For teaching: ``trace.forward[l]["m"][t, b, i]`` is the membrane of neuron i of
         the l-th spiking layer at step t; ``trace.backward[l]["delta"][t, b, i]`` its
-        dL/dm_t (the notation of ``docs/model.md``).
+        dL/dm_t (the notation of ``docs/model.md``). An adaptive layer's
+        ``trace.forward[l]["theta"]`` holds its threshold of every step, theta + beta a_t (L3v).
 
         Parameters
         ----------
@@ -874,8 +878,11 @@ class Network:
         forward, backward, thetas = [], [], []
         for i in index:
             m, s, theta = tape.membrane[i], tape.spikes[i], tape.thetas[i]
-            v = after_reset(m, s, theta, self._neuron_of_layer(i))             # (L4)
+            theta_t = self._thresholds_in_use(tape, i)
+            v = after_reset(m, s, theta_t, self._neuron_of_layer(i))           # (L4)
             forward.append({"I": tape.currents[i], "m": m, "s": s, "v": v})
+            if theta_t is not theta:
+                forward[-1]["theta"] = theta_t                                 # (L3v) per step
             backward.append(traces[i])
             thetas.append(np.array(theta))
         return StepTrace(forward=forward, backward=backward, theta=thetas, layer_index=index,

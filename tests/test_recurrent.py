@@ -434,3 +434,54 @@ def test_synaptic_operations_count_the_recurrent_spikes():
         np.testing.assert_array_equal(ops.per_sample[:, 0] - feed_forward.per_sample[:, 0],
                                       own * fan)
         assert ann_macs(net.layers[0]) == 5 * 7 + (49 if kind == "all" else 7)
+
+
+def test_learning_modes_and_the_threshold_learning_rate_cover_the_adaptation():
+    from stlsim.train.modes import trainable_names
+    neuron = stlsim.LIF(theta_init=0.5, adaptation=stlsim.Adaptation(learn_beta=True,
+                                                                     learn_rho=True))
+    net = make_net(neuron, ("all", None))
+    adapt = {k for k in net.params if "adapt_" in k}
+    assert adapt and adapt <= set(trainable_names(net, "stl"))
+    assert adapt <= set(trainable_names(net, "tl")) and "0.recurrent" not in trainable_names(net, "tl")
+    assert not adapt & set(trainable_names(net, "sl")) and "0.recurrent" in trainable_names(net, "sl")
+    # one plain SGD step: beta moves by theta_lr * grad, the recurrent weights by lr * grad
+    from stlsim.data import Dataset
+    from stlsim.train import TrainConfig, train
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 5)).astype(np.float32)
+    y = rng.integers(0, 4, 20)
+    data = Dataset(x, y, x, y, "toy", 4, (5,))
+    config = TrainConfig(epochs=1, batch_size=20, lr=1e-3, theta_lr=0.5, optimizer="sgd",
+                         momentum=0.0, weight_decay=0.0, timesteps=6, encoding="direct",
+                         lr_decay=1.0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    reference = stlsim.Network(net.layers, neuron=net.neurons, surrogate=net.surrogates,
+                               backend="numpy")
+    reference.params = {k: v.copy() for k, v in before.items()}
+    train(net, data, config, progress=False)
+    moved = {k: net.params[k] - before[k] for k in net.params}
+    ratio_beta = np.max(np.abs(moved["0.adapt_beta"]))
+    ratio_rec = np.max(np.abs(moved["0.recurrent"]))
+    assert ratio_beta > 0 and ratio_rec > 0
+    # the step sizes differ by theta_lr / lr = 500 relative to the gradients
+    _, grads = reference.loss_and_grad(np.repeat(x[None], 6, axis=0), y)
+    np.testing.assert_allclose(moved["0.adapt_beta"], -0.5 * grads["0.adapt_beta"], rtol=1e-6,
+                               atol=1e-12)
+    np.testing.assert_allclose(moved["0.recurrent"], -1e-3 * grads["0.recurrent"], rtol=1e-6,
+                               atol=1e-12)
+
+
+def test_step_through_shows_the_threshold_of_every_step():
+    neuron = stlsim.LIF(theta_init=0.5, reset="soft", adaptation=stlsim.Adaptation(beta=0.4, rho=0.7))
+    net = make_net(neuron, (None, None))
+    x, y = spikes_in(), np.array([0, 1, 3])
+    trace = net.step_through(x, y)
+    layer = trace.forward[0]
+    assert layer["theta"].shape == layer["m"].shape
+    a = np.zeros_like(layer["s"][0])
+    for t in range(x.shape[0]):                        # (L3v), (L5a) and the soft reset (L4s)
+        np.testing.assert_allclose(layer["theta"][t], net.params["0.theta"] + 0.4 * a)
+        np.testing.assert_allclose(layer["v"][t], layer["m"][t] - layer["s"][t] * layer["theta"][t])
+        a = 0.7 * a + layer["s"][t]
+    assert layer["s"].sum() > 0
