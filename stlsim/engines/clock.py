@@ -22,18 +22,32 @@ def lif_forward(current, theta, neuron: LIF, surrogate, smooth=False, reset_spik
                 recurrence=None):
     """Simulate LIF neurons through time; the NumPy reference.
 
+    A recurrent layer or a stateful neuron (docs/model.md Section 10) runs
+    ``lif_forward_stateful``.
+
     Parameters
     ----------
-    current : (T, B, *shape) input currents I_t.
-    theta : (*shape) threshold per neuron (already broadcast from its sharing level).
-    reset_spikes : optional (T, B, *shape). If given, these values replace s_t inside
-        the reset (L4) while (L3) still computes the output. Used only to build the
-        function whose finite differences check ``detach_reset=True`` gradients.
-    recurrence : optional ``layers.Recurrence`` of the layer, (L1r).
+    current : numpy.ndarray
+        (T, B, *shape) input currents I_t.
+    theta : numpy.ndarray
+        (*shape) threshold per neuron (already broadcast from its sharing level).
+    neuron : LIF
+        The layer's neuron.
+    surrogate : stlsim.surrogate.Surrogate
+        Its primitive is the spike function in smooth mode.
+    smooth : bool, default False
+        Smooth mode (docs/model.md Section 5).
+    reset_spikes : numpy.ndarray, optional
+        (T, B, *shape). If given, these values replace s_t inside the reset (L4) while
+        (L3) still computes the output. Used only to build the function whose finite
+        differences check ``detach_reset=True`` gradients.
+    recurrence : stlsim.layers.Recurrence, optional
+        The layer's recurrence, (L1r).
 
-    A recurrent layer or an adaptive neuron (Section 10) runs ``lif_forward_stateful``.
-
-    Returns ``(spikes, membrane)``, both (T, B, *shape); ``membrane`` is m_t before reset.
+    Returns
+    -------
+    spikes, membrane : numpy.ndarray
+        Both (T, B, *shape); ``membrane`` is m_t before reset.
     """
     if recurrence is not None or neuron.stateful:
         return lif_forward_stateful(current, theta, neuron, surrogate, smooth, reset_spikes,

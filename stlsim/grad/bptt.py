@@ -20,23 +20,38 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
 
     Parameters
     ----------
-    grad_spikes : (T, B, *shape) e_t = dL/ds_t arriving from the layer above.
-    membrane, spikes : (T, B, *shape) m_t and s_t from the forward pass.
-    theta : (*shape) threshold per neuron.
-    trace : optional dict; if given, receives arrays "eps", "g", "delta" (T, B, *shape)
-        for the step-through view.
-    grad_tau : optional array shaped like ``theta``; dL/dtau per neuron, summed over b
-        and t (B7), is added into it (for a learnable or per-neuron decay).
-    current : the layer's input currents I_t (T, B, *shape); needed for ``grad_gain``
-        and ``grad_alpha``.
-    grad_gain, grad_alpha : optional arrays shaped like ``theta``: dL/dr (B8) and
-        dL/dalpha_syn (B9) per neuron are added into them.
+    grad_spikes : numpy.ndarray
+        (T, B, *shape) e_t = dL/ds_t arriving from the layer above.
+    membrane, spikes : numpy.ndarray
+        (T, B, *shape) m_t and s_t from the forward pass.
+    theta : numpy.ndarray
+        (*shape) threshold per neuron.
+    neuron : LIF
+        The layer's neuron.
+    surrogate : stlsim.surrogate.Surrogate
+        Its derivative is sigma'.
+    trace : dict, optional
+        If given, receives arrays "eps", "g", "delta" (T, B, *shape) for the step-through
+        view.
+    grad_tau : numpy.ndarray, optional
+        Shaped like ``theta``; dL/dtau per neuron, summed over b and t (B7), is added into
+        it (for a learnable or per-neuron decay).
+    current : numpy.ndarray, optional
+        The layer's input currents I_t (T, B, *shape); needed for ``grad_gain`` and
+        ``grad_alpha``.
+    grad_gain, grad_alpha : numpy.ndarray, optional
+        Shaped like ``theta``: dL/dr (B8) and dL/dalpha_syn (B9) per neuron are added into
+        them.
 
-    Returns ``(grad_current, grad_theta)``: dL/dI_t (T, B, *shape), the gradient w.r.t.
-    the layer's input currents (= delta_t = dL/dm_t unless the input gain r != 1,
-    (B3g), or a synapse filters the input, (B1s)); and dL/dtheta per neuron (*shape),
-    summed over b and t (B5) but not yet over shared thresholds. With the default
-    options these are exactly (B1)-(B5).
+    Returns
+    -------
+    grad_current : numpy.ndarray
+        dL/dI_t (T, B, *shape), the gradient w.r.t. the layer's input currents (= delta_t
+        = dL/dm_t unless the input gain r != 1, (B3g), or a synapse filters the input,
+        (B1s)).
+    grad_theta : numpy.ndarray
+        dL/dtheta per neuron (*shape), summed over b and t (B5) but not yet over shared
+        thresholds. With the default options these are exactly (B1)-(B5).
     """
     tau = tau_like(neuron, theta)
     reset = neuron.reset
