@@ -14,9 +14,9 @@ from . import conventions, surrogate
 from .kernels import get_num_threads, set_num_threads
 from .layers import AvgPool2d, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d
 from .network import Network, Record, StepTrace
-from .neurons import LIF
+from .neurons import LIF, Adaptation
 from .spike_events import SpikeEvents
 
-__all__ = ["__version__", "conventions", "surrogate", "Network", "Record", "StepTrace", "LIF", "Dense", "Layer",
+__all__ = ["__version__", "conventions", "surrogate", "Network", "Record", "StepTrace", "LIF", "Adaptation", "Dense", "Layer",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "SpikeEvents", "set_num_threads",
            "get_num_threads"]

@@ -24,7 +24,9 @@ __all__ = ["Convention", "PRESETS", "PENDING", "get", "names", "from_spikingjell
 
 @dataclass(frozen=True)
 class Convention:
-    """One named convention: ``LIF`` settings, a surrogate (name, parameter), sources."""
+    """One named convention: ``LIF`` settings, a surrogate (name, parameter), sources, and
+    for a recurrent peer neuron the ``Dense`` options of its layer (``layer``, e.g.
+    ``stlsim.Dense(700, 128, **get("snntorch.RLeaky").layer)``; docs/model.md Section 10)."""
 
     name: str
     settings: dict
@@ -33,6 +35,7 @@ class Convention:
     sources: tuple = ()
     notes: str = ""
     required: tuple = field(default=())     # settings the peer has no default for
+    layer: dict = field(default_factory=dict)   # the Dense options the peer's layer needs
 
     def surrogate(self, value=None):
         """The surrogate of this convention (its parameter replaced by ``value``)."""
@@ -146,6 +149,67 @@ PRESETS = {
         notes="One trained w per layer: tau = 1 - sigmoid(w), input gain sigmoid(w) = 1 - tau "
               "(tie_gain); the parameter is '{layer}.tau_w'."),
 }
+
+_LEAKY, _SYNAPTIC, _NORSE_CELL = (PRESETS["snntorch.Leaky"], PRESETS["snntorch.Synaptic"],
+                                  PRESETS["norse.LIFCell"])
+_RLEAKY_SOURCE = ("snntorch/_neurons/rleaky.py: _base_state_function, mem = beta.clamp(0, 1) * "
+                  "mem + input_ + recurrent(spk); recurrent = nn.Linear(linear_features, "
+                  "linear_features) (all_to_all=True, with a bias) or RecurrentOneToOne: spk * V; "
+                  "spk starts at zeros (reset_mem)")
+
+
+def _lsnn(dt=1e-3, tau_mem_inv=100.0, tau_syn_inv=200.0, tau_adapt_inv=1.0 / 800, beta=1.8,
+          recurrent=False) -> dict:
+    """LIF settings of Norse's LSNN cells (``LSNNParameters`` defaults): (L1d), (L3v), (L5a)
+    with rho = 1 - dt tau_adapt_inv and beta = rho beta_N (docs/model.md 10.1)."""
+    rho = 1.0 - dt * tau_adapt_inv
+    return {**from_norse(tau_mem_inv, dt), "alpha_syn": 1.0 - dt * tau_syn_inv,
+            "synapse_delay": True, "detach_reset": recurrent,
+            "adaptation": {"beta": rho * beta, "rho": rho, "learn_beta": False,
+                           "learn_rho": False, "detach": recurrent}}
+
+
+_LSNN_SOURCES = ("norse/torch/functional/lsnn.py: v_decayed = v + dt tau_mem_inv ((v_leak - v) "
+                 "+ i) (the current before this step's input), b_decayed = b + dt tau_adapt_inv "
+                 "(v_th - b), z = heaviside(v_decayed - b_decayed), b_new = b_decayed + z beta; "
+                 "LSNNParameters(tau_syn_inv=200, tau_mem_inv=100, tau_adapt_inv=1/800, beta=1.8)",
+                 "norse/torch/module/lsnn.py: initial state v = v_leak, i = 0, b = v_th")
+
+PRESETS.update({
+    "snntorch.RLeaky": Convention(
+        "snntorch.RLeaky", dict(_LEAKY.settings), "atan", 2.0, sources=(_RLEAKY_SOURCE,),
+        notes="Leaky with an all-to-all recurrence (nn.Linear, bias included): "
+              "Dense(..., recurrent='all', recurrent_bias=True). Pass tau=beta.",
+        required=("tau",), layer={"recurrent": "all", "recurrent_bias": True}),
+    "snntorch.RLeaky.one": Convention(
+        "snntorch.RLeaky.one", dict(_LEAKY.settings), "atan", 2.0, sources=(_RLEAKY_SOURCE,),
+        notes="RLeaky(all_to_all=False, V=...): Dense(..., recurrent='one').",
+        required=("tau",), layer={"recurrent": "one"}),
+    "snntorch.RSynaptic": Convention(
+        "snntorch.RSynaptic", dict(_SYNAPTIC.settings), "atan", 2.0,
+        sources=("snntorch/_neurons/rsynaptic.py: syn = alpha.clamp(0, 1) * syn + input_ + "
+                 "recurrent(spk); mem = beta.clamp(0, 1) * mem + syn", _RLEAKY_SOURCE),
+        notes="Synaptic with the recurrent current before the synapse (L1r), (L1s).",
+        required=("tau", "alpha_syn"), layer={"recurrent": "all", "recurrent_bias": True}),
+    "norse.LIFRecurrentCell": Convention(
+        "norse.LIFRecurrentCell", {**_NORSE_CELL.settings, "detach_reset": True}, "superspike", 1.0,
+        sources=("norse/torch/functional/lif.py: lif_step, i_jump = i + W z_in + V z; v_new = "
+                 "(1 - z_new.detach()) v_decayed + z_new.detach() v_reset",
+                 "norse/torch/module/snn.py: SNNRecurrentCell(autapses=False) zeroes V's diagonal "
+                 "and its gradient"),
+        notes="LIFCell with a recurrence and a detached reset; the input weights live in the "
+              "cell (Dense(input_size, hidden_size, recurrent='all')).",
+        layer={"recurrent": "all"}),
+    "norse.LSNNCell": Convention(
+        "norse.LSNNCell", _lsnn(), "superspike", 1.0, sources=_LSNN_SOURCES,
+        notes="lsnn_feed_forward_step: nothing detached."),
+    "norse.LSNNRecurrentCell": Convention(
+        "norse.LSNNRecurrentCell", _lsnn(recurrent=True), "superspike", 1.0,
+        sources=_LSNN_SOURCES + ("lsnn_step: z_new.detach() in the reset and in b; i_new adds "
+                                 "V z (the spikes of the step before)",),
+        notes="A spike reaches the membrane through V two steps later (L1r) with (L1d).",
+        layer={"recurrent": "all"}),
+})
 
 # Conventions that need a model stlsim does not have yet: named so that asking for one
 # is a clear error, not a silently different neuron.

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import check_choice, check_dtype, fail, seed_streams
-from .neurons import LIF
+from .neurons import LIF, Adaptation
 
 __all__ = ["from_snntorch", "from_spikingjelly", "from_norse", "compare", "Report", "ParamRow",
            "Conversion", "convert"]
@@ -275,11 +275,27 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
             pending = _Group(len(layers), name, module, [])
             layers.append(layer)
             continue
+        if pending is None and _is_neuron(module, peer, name, owner) and \
+                hasattr(module, "input_weights") and hasattr(module, "hidden_size"):
+            # a Norse recurrent cell: its own input weights, recurrence and neurons
+            import stlsim
+            layers.append(stlsim.Dense(int(module.input_size), int(module.hidden_size),
+                                     recurrent="all"))
+            groups.append(_Group(len(layers) - 1, name, module, [], neuron_name=name,
+                                 neuron_module=module))
+            continue
         if _is_neuron(module, peer, name, owner):
             if pending is None:
                 raise fail(f"model[{name}]", "a neuron right after a Linear or Conv2d",
                            f"{type(module).__name__} after no weight layer", owner)
             pending.neuron_name, pending.neuron_module = name, module
+            recurrence = _recurrence(module, name, owner)
+            if recurrence is not None:
+                if pending.parts:
+                    raise fail(f"model[{name}]", "a recurrent neuron right after a Linear",
+                               "pooling, BatchNorm or dropout before it", owner)
+                layers[pending.index] = _recurrent_dense(layers[pending.index], module, name,
+                                                         recurrence[0], recurrence[1], owner)
             if pending.parts:
                 layers[pending.index] = SynapseBlock([layers[pending.index]] + pending.parts)
             groups.append(pending)
@@ -324,6 +340,42 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
     return layers, groups
 
 
+def _recurrence(module, name, owner):
+    """The recurrence of a peer neuron module, docs/model.md (L1r): None (feed-forward), or
+    ``(kind, bias, {peer attribute: (stlsim local name, tensor)})`` for snnTorch's
+    ``RLeaky`` / ``RSynaptic`` (``snntorch/_neurons/rleaky.py``: ``recurrent(spk)``, an
+    ``nn.Linear`` with bias, or ``RecurrentOneToOne``: ``spk * V``) and Norse's recurrent
+    cells (``norse/torch/module/snn.py`` ``SNNRecurrentCell``: ``input_weights``,
+    ``recurrent_weights``, no bias)."""
+    if _module_kind(module) == "snntorch" and type(module) in _snntorch_known()[2:]:
+        if not module.all_to_all:
+            return "one", False, {}            # V: a neuron parameter (_NEURON_PARAMS)
+        recurrent = module.recurrent
+        if type(recurrent) is not _torch().nn.Linear:
+            raise fail(f"model[{name}]", "a linear or one-to-one recurrence (stlsim's Dense)",
+                       f"a {type(recurrent).__name__} recurrence (conv2d_channels, kernel_size)",
+                       owner)
+        mapping = {"recurrent.weight": ("recurrent", recurrent.weight)}
+        if recurrent.bias is not None:
+            mapping["recurrent.bias"] = ("recurrent_bias", recurrent.bias)
+        return "all", recurrent.bias is not None, mapping
+    if hasattr(module, "recurrent_weights") and hasattr(module, "input_weights"):
+        return "all", False, {"input_weights": ("weight", module.input_weights),
+                              "recurrent_weights": ("recurrent", module.recurrent_weights)}
+    return None
+
+
+def _recurrent_dense(layer, module, name, kind, bias, owner):
+    """The feed-forward ``Dense`` of a peer's weight layer, rebuilt with the neuron's
+    recurrence (stlsim's recurrent weights belong to the layer)."""
+    import stlsim
+    if type(layer) is not stlsim.Dense:
+        raise fail(f"model[{name}]", "a recurrent neuron right after a Linear (stlsim's "
+                   "recurrent layer is a Dense)", f"{type(layer).__name__} before it", owner)
+    return stlsim.Dense(layer.in_features, layer.out_features, bias=layer.bias,
+                        recurrent=kind, recurrent_bias=bias)
+
+
 def _qualified(module) -> str:
     return f"{type(module).__module__}.{type(module).__name__}"
 
@@ -351,8 +403,15 @@ def _build(children, input_shape, neuron_of_module, dtype, owner, peer, model,
         local = f"{index}.{group.prefix}"
         for attr in ("weight", "bias"):
             tensor = getattr(group.weight_module, attr, None)
-            if tensor is not None:
+            if tensor is not None and group.weight_module is not module:
                 params[f"{group.weight_name}.{attr}"] = _Mapped(f"{local}{attr}", weight_shape, tensor)
+        recurrence = _recurrence(module, name, owner)
+        for attr, (local_name, tensor) in ({} if recurrence is None else recurrence[2]).items():
+            mask = None
+            if local_name == "recurrent" and getattr(module, "autapses", True) is False:
+                mask = 1.0 - np.eye(shape[0])       # Norse zeroes the diagonal's gradient
+            params[f"{name}.{attr}"] = _Mapped(f"{index}.{local_name}", weight_shape, tensor,
+                                               mask=mask)
         if group.batchnorm is not None:
             bn_name, bn = group.batchnorm
             for attr in ("weight", "bias"):
@@ -421,6 +480,7 @@ class _Mapped:
     tensor: object = None          # the peer's tensor (its .grad is read and restored)
     scale: float = 1.0             # peer gradient = scale * stlsim's gradient
     copy: bool = True              # copy the peer's value into net.params[key]
+    mask: object = None            # peer gradient = mask * that (Norse's autapse hook)
 
 
 def _to_stlsim_shape(value, layer_shape, target_shape):
@@ -453,7 +513,7 @@ def _sum_to_shape(value, shape):
 
 # Trainable parameters of the peers' neurons -> the stlsim parameter each one is.
 _NEURON_PARAMS = {"threshold": "theta", "beta": "tau", "alpha": "alpha_syn", "w": "tau_w",
-                  "v_threshold": "theta"}
+                  "v_threshold": "theta", "V": "recurrent"}
 
 
 def _neuron_param_names(module, name) -> dict:
@@ -461,12 +521,13 @@ def _neuron_param_names(module, name) -> dict:
     the peer's gradient is ``scale`` times stlsim's (summed to the peer's shape)."""
     out = {}
     for attr, parameter in module.named_parameters(recurse=False):
-        if not parameter.requires_grad or attr == "graded_spikes_factor":   # (G2): a Scale's
-            continue
+        if not parameter.requires_grad or attr in ("input_weights", "recurrent_weights",
+                                                   "graded_spikes_factor"):
+            continue         # a Norse recurrent cell's weights: _recurrence; (G2): a Scale's
         local = _NEURON_PARAMS.get(attr)
         if local is None:
             raise fail(f"model[{name}].{attr}", "a trained parameter stlsim models (threshold, "
-                       "beta, alpha, w, v_threshold)", f"a trained {attr!r}", "stlsim.interop")
+                       "beta, alpha, w, v_threshold, V)", f"a trained {attr!r}", "stlsim.interop")
         out[attr] = (local, parameter, 1.0)
     out.update(_norse_trained(module, name))
     return out
@@ -504,7 +565,12 @@ def _refuse_subclass(module, name, known, owner, why):
 
 def _snntorch_known():
     import snntorch as snn
-    return (snn.Leaky, snn.Synaptic)
+    return (snn.Leaky, snn.Synaptic, snn.RLeaky, snn.RSynaptic)
+
+
+def _snntorch_synaptic():
+    import snntorch as snn
+    return (snn.Synaptic, snn.RSynaptic)
 
 
 def _snntorch_is_neuron(module, name, owner):
@@ -558,7 +624,6 @@ def _graded(module) -> bool:
 
 
 def _snntorch_neuron(name, module, shape):
-    import snntorch as snn
     torch = _torch()
     owner = "from_snntorch"
     if not module.init_hidden:
@@ -571,7 +636,8 @@ def _snntorch_neuron(name, module, shape):
         raise fail(f"model[{name}]", "no inhibition or state quantisation", "one of them", owner)
     reset = {"subtract": "subtract_after_leak", "zero": "hard", "none": "none"}[
         module.reset_mechanism]
-    if type(module) is snn.Synaptic and reset == "hard":
+    if type(module) in _snntorch_known()[1:] and reset == "hard":
+        # (RLeaky's _base_zero too: base - reset * base, the whole new membrane)
         # snntorch/_neurons/synaptic.py _base_zero: mem = (1 - reset)(beta mem + syn), the
         # new membrane zeroed with this step's input in it (L2z); Leaky's zero reset keeps
         # the input ((L4h) detached).
@@ -583,7 +649,7 @@ def _snntorch_neuron(name, module, shape):
     settings = dict(tau=np.clip(beta, 0.0, 1.0), reset=reset, detach_reset=True,
                     spike_at_threshold=False, theta_init=0.0,
                     learn_tau="factor" if learn_beta else False)
-    if type(module) is snn.Synaptic:
+    if type(module) in _snntorch_synaptic():
         alpha = _array(module.alpha, np.float64)
         if alpha.size != 1:
             raise fail(f"model[{name}].alpha", "one value per layer (stlsim's alpha_syn is a "
@@ -688,14 +754,16 @@ def from_spikingjelly(model, input_shape, *, dtype=np.float64):
 
 def _norse_known():
     import norse.torch as norse
-    return (norse.LIFBoxCell, norse.LIFCell) + _norse_sequences()
+    return (norse.LIFBoxCell, norse.LIFCell, norse.LIFRecurrentCell, norse.LSNNCell,
+            norse.LSNNRecurrentCell) + _norse_sequences()
 
 
 def _norse_sequences():
     """Norse's sequence modules: the same step as the cell, looped over T inside the
     module (``norse/torch/module/snn.py`` ``SNN.forward`` stacks the outputs)."""
     import norse.torch as norse
-    return tuple(getattr(norse, name) for name in ("LIF", "LIFBox") if hasattr(norse, name))
+    return tuple(getattr(norse, name) for name in ("LIF", "LIFBox", "LSNN", "LIFRecurrent",
+                                                   "LSNNRecurrent") if hasattr(norse, name))
 
 
 def _norse_is_neuron(module, name, owner):
@@ -787,7 +855,29 @@ def _norse_neuron(name, module, shape):
         settings.update(input_gain=1.0, tie_gain=True)
     if "p.tau_mem_inv" in trained:
         settings["learn_tau"] = "factor"
-    if type(module) in (norse.LIFCell, norse.LIF):
+    lsnn = type(module) in (norse.LSNNCell, norse.LSNNRecurrentCell, norse.LSNN,
+                            norse.LSNNRecurrent)
+    recurrent = type(module) in (norse.LIFRecurrentCell, norse.LSNNRecurrentCell,
+                                 norse.LIFRecurrent, norse.LSNNRecurrent)
+    if lsnn:
+        # norse/torch/functional/lsnn.py: the membrane reads the current of the step before
+        # (L1d); b relaxes to v_th by dt tau_adapt_inv and jumps by beta per spike: (L3v),
+        # (L5a) with rho = 1 - dt tau_adapt_inv, beta = rho beta_N (docs/model.md 10.1);
+        # lsnn_step detaches z in the reset and in b, lsnn_feed_forward_step in neither.
+        if "p.v_th" in trained:
+            raise fail(f"model[{name}].p.v_th", "a fixed constant for an LSNN (its state b "
+                       "starts at v_th.detach(), a gradient path stlsim does not model)",
+                       "a tensor with requires_grad=True", owner)
+        rho = 1.0 - _per_neuron(_norse_rate(dt, p.tau_adapt_inv), shape,
+                                f"model[{name}].p.tau_adapt_inv", owner)
+        beta = rho * _per_neuron(_array(p.beta, np.float64), shape, f"model[{name}].p.beta", owner)
+        settings.update(synapse_delay=True, detach_reset=recurrent,
+                        adaptation=Adaptation(beta=beta, rho=rho, detach=recurrent))
+    if recurrent and not lsnn:
+        # norse/torch/functional/lif.py lif_step: i_jump = i + W z_in + V z (L1r), (L1s);
+        # v_new = (1 - z_new.detach()) v_decayed + z_new.detach() v_reset: a detached reset
+        settings["detach_reset"] = True
+    if type(module) in (norse.LIFCell, norse.LIF) or recurrent or lsnn:
         syn = _norse_rate(dt, p.tau_syn_inv)
         if syn.size != 1:
             raise fail(f"model[{name}].p.tau_syn_inv", "one value per layer (stlsim's alpha_syn "
@@ -1471,7 +1561,8 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
 
     def as_peer(grad_of, name, mapped, shape):
-        return mapped.scale * _to_peer_shape(grad_of[mapped.key], mapped.layer_shape, shape)
+        grad = mapped.scale * _to_peer_shape(grad_of[mapped.key], mapped.layer_shape, shape)
+        return grad if mapped.mask is None else mapped.mask * grad
 
     errors = {}                                     # peer name -> (max |diff|, relative, where)
     for name, mapped in conv.params.items():

@@ -31,7 +31,7 @@ from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.dense import Dense
 from .layers.shape import resolve_shapes
-from .neurons import LIF, after_reset, replace_unchecked
+from .neurons import LIF, adaptation_arrays, adaptation_states, after_reset, neuron_of, replace_unchecked
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 from .spike_events import SpikeEvents
 
@@ -292,6 +292,13 @@ class Network:
                         raise fail("tau", f"a float or {int(np.prod(shape))} values (one per "
                                    f"neuron of layer {i}, shape {shape})", f"{n.tau.size} values",
                                    "Network") from None
+            if n.adaptive:
+                size, n_neurons = n.adaptation.size(), int(np.prod(self.layers[i].out_shape))
+                if size is not None and size != n_neurons:
+                    raise fail("adaptation", f"beta and rho as floats or {n_neurons} values (one "
+                               f"per neuron of layer {i})",
+                               f"beta of {np.size(n.adaptation.beta)}, rho of "
+                               f"{np.size(n.adaptation.rho)} values", "Network")
         self._spiking_index = {i: k for k, i in enumerate(spiking)}
         # What the engines get: the LIF itself when shared, else one entry per layer.
         if all(n == neurons[0] for n in neurons):
@@ -360,12 +367,14 @@ class Network:
         Returns
         -------
         dict of str to list of str
-            ``{"synaptic": [...], "threshold": [...], "decay": [...]}``; "decay" holds
-            trained decays and synapses (``LIF(learn_tau=...)``).
+            ``{"synaptic": [...], "threshold": [...], "decay": [...]}``; "threshold"
+            holds the thresholds and a trained adaptation (``Adaptation(learn_beta=...,
+            learn_rho=...)``, docs/model.md Section 10), "decay" the trained decays and
+            synapses (``LIF(learn_tau=...)``); recurrent weights are synaptic.
         """
         groups = {"synaptic": [], "threshold": [], "decay": []}
         for key in self.params:
-            if key.endswith(".theta"):
+            if key.endswith(".theta") or key.split(".", 1)[1] in ADAPTATION_PARAMS:
                 groups["threshold"].append(key)
             elif key.split(".", 1)[1] in NEURON_PARAMS:
                 groups["decay"].append(key)
@@ -804,7 +813,8 @@ class Network:
         Returns
         -------
         types.SimpleNamespace
-            ``output``; per spiking layer ``spikes``, ``membrane``, ``thetas`` (T, B, ...) and
+            ``output``; per spiking layer ``spikes``, ``membrane``, ``thetas`` (per neuron;
+            (T, B, ...) per step for an adaptive layer, docs/model.md (L3v)) and
             ``traces`` (dicts of the backward quantities per step, e.g. ``"g"`` = dL/ds_t,
             ``"delta"`` = dL/dm_t; ``docs/model.md``); ``grads`` keyed like ``net.params``.
         """
@@ -817,17 +827,27 @@ class Network:
         per_layer = bptt.run_backward(self.layers, self._layer_params(), tape, grad_output, self._call_neuron(),
                                       self._engine_surrogate, get_backend("numpy", "Network"), traces=traces)
         index = self.spiking_layers
+        thetas = [self._thresholds_in_use(tape, i) for i in index]
         return types.SimpleNamespace(output=output, spikes=[tape.spikes[i] for i in index],
                                      membrane=[tape.membrane[i] for i in index],
-                                     thetas=[tape.thetas[i] for i in index], traces=[traces[i] for i in index],
+                                     thetas=thetas, traces=[traces[i] for i in index],
                                      grads=self._flatten(per_layer))
+
+    def _thresholds_in_use(self, tape, i):
+        """Layer ``i``'s thresholds as its neurons compared them: ``tape.thetas[i]``, or for
+        an adaptive layer theta + beta a_t of every step (T, B, ...), docs/model.md (L3v)."""
+        beta, rho = adaptation_arrays(neuron_of(self._call_neuron(), i), tape.thetas[i])
+        if beta is None:
+            return tape.thetas[i]
+        return tape.thetas[i] + beta * adaptation_states(tape.spikes[i], rho)
 
     def step_through(self, x, y, *, loss: str = "mse_rate", smooth: bool = False) -> StepTrace:
         """Forward and backward with every intermediate quantity kept (NumPy reference).
 
         For teaching: ``trace.forward[l]["m"][t, b, i]`` is the membrane of neuron i of
         the l-th spiking layer at step t; ``trace.backward[l]["delta"][t, b, i]`` its
-        dL/dm_t (the notation of ``docs/model.md``).
+        dL/dm_t (the notation of ``docs/model.md``). An adaptive layer's
+        ``trace.forward[l]["theta"]`` holds its threshold of every step, theta + beta a_t (L3v).
 
         Parameters
         ----------
@@ -858,8 +878,11 @@ class Network:
         forward, backward, thetas = [], [], []
         for i in index:
             m, s, theta = tape.membrane[i], tape.spikes[i], tape.thetas[i]
-            v = after_reset(m, s, theta, self._neuron_of_layer(i))             # (L4)
+            theta_t = self._thresholds_in_use(tape, i)
+            v = after_reset(m, s, theta_t, self._neuron_of_layer(i))           # (L4)
             forward.append({"I": tape.currents[i], "m": m, "s": s, "v": v})
+            if theta_t is not theta:
+                forward[-1]["theta"] = theta_t                                 # (L3v) per step
             backward.append(traces[i])
             thetas.append(np.array(theta))
         return StepTrace(forward=forward, backward=backward, theta=thetas, layer_index=index,
@@ -868,11 +891,20 @@ class Network:
 
 # ------------------------------------------------------------- trained neuron values --
 NEURON_PARAMS = ("tau", "tau_w", "alpha_syn")
+ADAPTATION_PARAMS = ("adapt_beta", "adapt_rho")       # threshold parameters (Section 10)
 
 
 def _neuron_init(neuron: LIF, layer) -> dict:
-    """Initial values of the trained neuron parameters of one layer (float64)."""
+    """Initial values of the trained neuron parameters of one layer (float64): per-neuron
+    adaptation values are shaped like the layer's neurons (``out_shape``)."""
     out = {}
+    if neuron.adaptive:
+        for name, value, learn in (("adapt_beta", neuron.adaptation.beta, neuron.adaptation.learn_beta),
+                                   ("adapt_rho", neuron.adaptation.rho, neuron.adaptation.learn_rho)):
+            if learn:
+                value = np.asarray(value, dtype=np.float64)
+                out[name] = (value.reshape(layer.out_shape).copy() if value.size > 1
+                             else np.full(layer.out_shape, float(value.reshape(-1)[0])))
     tau = np.atleast_1d(np.asarray(neuron.tau, dtype=np.float64))
     if neuron.learn_tau == "factor":
         out["tau"] = tau.copy()
@@ -902,6 +934,14 @@ def _effective_neuron(neuron: LIF, params, i) -> LIF:
         values["input_gain"] = 1.0 - (float(t) if np.ndim(t) == 0 else np.asarray(t))
     if neuron.learn_alpha_syn:
         values["alpha_syn"] = float(np.clip(params[f"{i}.alpha_syn"][0], 0.0, 1.0))
+    if neuron.adaptive and neuron.adaptation.learns:                 # (L3v), (L5a) trained
+        adaptation = neuron.adaptation
+        changes = {}
+        if adaptation.learn_beta:
+            changes["beta"] = params[f"{i}.adapt_beta"].astype(np.float64)
+        if adaptation.learn_rho:
+            changes["rho"] = np.clip(params[f"{i}.adapt_rho"].astype(np.float64), 0.0, 1.0)
+        values["adaptation"] = replace_unchecked(adaptation, **changes)
     return replace_unchecked(neuron, **values) if values else neuron
 
 
@@ -928,4 +968,11 @@ def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
     if grad_alpha is not None:
         raw = params[f"{i}.alpha_syn"]
         out["alpha_syn"] = np.array([grad_alpha.sum()]) * ((raw >= 0) & (raw <= 1))
+    grad_beta = local.pop("neuron:beta", None)
+    if grad_beta is not None:
+        out["adapt_beta"] = grad_beta                                       # (B12)
+    grad_rho = local.pop("neuron:rho", None)
+    if grad_rho is not None:
+        raw = params[f"{i}.adapt_rho"]
+        out["adapt_rho"] = grad_rho * ((raw >= 0) & (raw <= 1))             # (B12), the clamp
     return out

@@ -14,26 +14,102 @@ import numpy as np
 from ._checks import check_choice, check_real, fail
 from .conventions import get as get_convention
 
-__all__ = ["LIF", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
+__all__ = ["LIF", "Adaptation", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
+           "adaptation_arrays", "adaptation_states",
            "replace_unchecked", "synaptic_current"]
 
 RESETS = ("hard", "soft", "subtract_after_leak", "none", "zero_after_leak")
 
 
-def _check_tau(value):
-    """A decay factor in [0, 1]: a float, or a read-only array (one per neuron)."""
+def _check_tau(value, name="tau", owner="LIF", low=0.0, high=1.0):
+    """A real in [low, high] (a decay factor by default): a float, or a read-only array
+    (one per neuron). ``low``/``high`` None: any finite real."""
     if np.ndim(value) == 0:
-        return check_real(value, "tau", low=0.0, high=1.0, owner="LIF")
+        return check_real(value, name, low=low, high=high, owner=owner)
+    what = "decay factors in [0, 1]" if (low, high) == (0.0, 1.0) else "finite reals"
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise fail("tau", "a float or an array of floats in [0, 1]", type(value).__name__, "LIF",
+        raise fail(name, f"a float or an array of {what}", type(value).__name__, owner,
                    TypeError) from None
-    if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
-        raise fail("tau", "decay factors in [0, 1] (finite)",
-                   f"values in [{arr.min()}, {arr.max()}]", "LIF")
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or (low is not None and arr.min() < low) \
+            or (high is not None and arr.max() > high):
+        got = f"values in [{arr.min()}, {arr.max()}]" if arr.size else "an empty array"
+        raise fail(name, f"{what} (finite)", got, owner)
     arr.flags.writeable = False
     return arr
+
+
+def _equal_fields(a, b) -> bool:
+    return all(np.array_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+
+
+def _hashable(value):
+    return tuple(value.tolist()) if isinstance(value, np.ndarray) else value
+
+
+@dataclass(frozen=True, eq=False)
+class Adaptation:
+    """An adaptive threshold (LSNN / ALIF): (L3v), (L5a) of ``docs/model.md`` Section 10.
+
+    The threshold at step t is ``theta + beta * a_t``, with ``a_{t+1} = rho * a_t + s_t``
+    and ``a_1 = 0`` per neuron: each spike raises the neuron's threshold from the next
+    step on, and the rise decays by ``rho`` per step.
+
+    Parameters
+    ----------
+    beta : float, or an array over the layer's neurons
+        Threshold rise per spike. Default 1.8 (Bellec et al. 2018; Norse's default).
+    rho : float in [0, 1], or an array over the layer's neurons
+        Decay factor of the adaptation state per step. Default 0.95.
+    learn_beta, learn_rho : bool
+        Train beta ("{layer}.adapt_beta") or rho ("{layer}.adapt_rho", clamped to [0, 1]
+        in the forward), one value per neuron; they are threshold parameters (TL and STL
+        train them at the threshold learning rate, SL keeps them fixed).
+    detach : bool
+        If True, the spike in (L5a) is a constant for the gradient (Norse's
+        ``lsnn_step``: ``b + z_new.detach() * beta``).
+    """
+
+    beta: object = 1.8
+    rho: object = 0.95
+    learn_beta: bool = False
+    learn_rho: bool = False
+    detach: bool = False
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "beta", _check_tau(self.beta, "beta", "Adaptation", None, None))
+        set_(self, "rho", _check_tau(self.rho, "rho", "Adaptation"))
+        for name in ("learn_beta", "learn_rho", "detach"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise fail(name, "True or False", repr(value), "Adaptation", TypeError)
+            set_(self, name, bool(value))
+
+    @property
+    def learns(self) -> bool:
+        return self.learn_beta or self.learn_rho
+
+    def size(self) -> int | None:
+        """The number of neurons the per-neuron values fix (None: both scalars)."""
+        sizes = {np.size(v) for v in (self.beta, self.rho) if np.ndim(v)}
+        return sizes.pop() if len(sizes) == 1 else (None if not sizes else -1)
+
+    def settings(self) -> dict:
+        return {f.name: (lambda v: v.tolist() if isinstance(v, np.ndarray) else v)(
+            getattr(self, f.name)) for f in fields(self)}
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return _equal_fields(self, other)
+
+    def __hash__(self):
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+    def __repr__(self):
+        return "Adaptation(" + ", ".join(f"{k}={v!r}" for k, v in self.settings().items()) + ")"
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +164,13 @@ class LIF:
     learn_alpha_syn : bool
         Train alpha_syn (B9), clamped to [0, 1] (snnTorch ``learn_alpha``); parameter
         ``"{layer}.alpha_syn"``.
+    adaptation : Adaptation or None
+        An adaptive threshold ``theta + beta a_t`` (LSNN / ALIF; Section 10, (L3v), (L5a)).
+        None (default): the threshold is static.
+    synapse_delay : bool
+        The membrane integrates the (synaptic) current of the step before, J_{t-1} with
+        J_0 = 0, in place of J_t (L1d): Norse's LSNN decays the membrane with its current
+        state before this step's input jumps it (``norse/torch/functional/lsnn.py``).
     """
 
     tau: object = 0.5
@@ -103,13 +186,16 @@ class LIF:
     learn_tau: object = False
     tie_gain: bool = False
     learn_alpha_syn: bool = False
+    adaptation: object = None
+    synapse_delay: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "tau", _check_tau(self.tau))
         set_(self, "theta_init", check_real(self.theta_init, "theta_init", owner="LIF"))
         check_choice(self.reset, "reset", RESETS, owner="LIF")
-        for name in ("detach_reset", "spike_at_threshold", "tie_gain", "learn_alpha_syn"):
+        for name in ("detach_reset", "spike_at_threshold", "tie_gain", "learn_alpha_syn",
+                     "synapse_delay"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise fail(name, "True or False", repr(value), "LIF", TypeError)
@@ -133,6 +219,11 @@ class LIF:
                        repr(self.input_gain), "LIF")
         if self.learn_alpha_syn and self.alpha_syn is None:
             raise fail("alpha_syn", "a value in [0, 1] with learn_alpha_syn=True", "None", "LIF")
+        if isinstance(self.adaptation, dict):                # as ``settings()`` writes it
+            set_(self, "adaptation", Adaptation(**self.adaptation))
+        if self.adaptation is not None and not isinstance(self.adaptation, Adaptation):
+            raise fail("adaptation", "None or a stlsim.Adaptation", type(self.adaptation).__name__,
+                       "LIF", TypeError)
         if self.reset == "zero_after_leak" and not self.detach_reset:
             raise fail("detach_reset", "True with reset='zero_after_leak' (snnTorch's Synaptic "
                        "zero reset detaches it, and (L2z) of stlsim's model derives that form only)",
@@ -163,7 +254,7 @@ class LIF:
         return (not self.per_neuron_tau and self.reset in ("hard", "soft")
                 and self.spike_at_threshold and self.input_gain == 1.0 and self.v_leak == 0.0
                 and self.v_reset == 0.0 and self.v_init == 0.0 and not self.has_synapse
-                and not self.learns and not self.tie_gain)
+                and not self.learns and not self.tie_gain and not self.stateful)
 
     @property
     def has_synapse(self) -> bool:
@@ -171,26 +262,40 @@ class LIF:
 
     @property
     def learns(self) -> bool:
-        """True if the decay or the synapse is trained (extra parameters, (B7)-(B9))."""
-        return bool(self.learn_tau) or self.learn_alpha_syn
+        """True if the decay, the synapse or the adaptation is trained (extra parameters,
+        (B7)-(B9), (B12))."""
+        return (bool(self.learn_tau) or self.learn_alpha_syn
+                or (self.adaptation is not None and self.adaptation.learns))
+
+    @property
+    def adaptive(self) -> bool:
+        return self.adaptation is not None
+
+    @property
+    def stateful(self) -> bool:
+        """True if the neuron needs the stateful loops of Section 10 (an adaptive threshold
+        or a delayed synapse); a recurrent layer needs them too."""
+        return self.adaptation is not None or self.synapse_delay
 
     def settings(self) -> dict:
         """Every field as a plain value (tau as a list when per neuron)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, Adaptation):
+                value = value.settings()
             out[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
         return out
 
     def __eq__(self, other):
         if type(other) is not type(self):
             return NotImplemented
-        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name))
+        return all(getattr(self, f.name) == getattr(other, f.name) if f.name == "adaptation"
+                   else np.array_equal(getattr(self, f.name), getattr(other, f.name))
                    for f in fields(self))
 
     def __hash__(self):
-        tau = tuple(self.tau.tolist()) if self.per_neuron_tau else self.tau
-        return hash((tau,) + tuple(getattr(self, f.name) for f in fields(self)[1:]))
+        return hash(tuple(_hashable(getattr(self, f.name)) for f in fields(self)))
 
     def __repr__(self):
         def text(value):
@@ -199,17 +304,21 @@ class LIF:
             return repr(value.tolist() if isinstance(value, np.ndarray) else value)
         shown = [f"{f.name}={text(getattr(self, f.name))}" for f in fields(self)
                  if f.name in ("tau", "theta_init", "reset", "detach_reset")
-                 or not np.array_equal(getattr(self, f.name), f.default)]
+                 or (f.name == "adaptation" and self.adaptation is not None)
+                 or (f.name != "adaptation"
+                     and not np.array_equal(getattr(self, f.name), f.default))]
         return f"LIF({', '.join(shown)})"
 
 
-def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None):
+def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None, theta_prev=None):
     """One LIF time step; pure, state in and out.
 
     Returns ``(m, s, v)``: membrane before reset, spikes (0/1, or P(m - theta) in
     smooth mode, whatever ``spike_fn`` computes) and membrane after reset.
     ``s_prev`` (the spikes of the step before; None at the first step) is read only
-    by ``reset="subtract_after_leak"``. With the default options this is exactly
+    by ``reset="subtract_after_leak"``, which subtracts ``s_prev * theta_prev``
+    (``theta_prev``: the threshold of the step before, theta itself when None; it
+    differs under adaptation, (L3v)). With the default options this is exactly
     (L2)-(L4); the extra terms are skipped, not added as zeros.
     """
     tau = neuron.tau
@@ -219,7 +328,7 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None):
     gain = neuron.input_gain
     m = m + (current if np.ndim(gain) == 0 and gain == 1.0 else gain * current)  # (L2g) gain
     if neuron.reset == "subtract_after_leak" and s_prev is not None:
-        m = m - s_prev * theta                                      # (L2a)
+        m = m - s_prev * (theta if theta_prev is None else theta_prev)  # (L2a)
     if neuron.reset == "zero_after_leak" and s_prev is not None:
         m = (1 - s_prev) * m                                        # (L2z)
     s = spike_fn(m - theta)                                         # (L3), (L3')
@@ -270,8 +379,9 @@ def initial_spikes(v_init, theta, neuron: LIF):
 def replace_unchecked(neuron: LIF, **values) -> LIF:
     """A copy of ``neuron`` with fields replaced, without the checks of ``LIF`` (for the
     values a ``Network`` computes from its parameters on each call: a trained decay, the
-    gain tied to it, a per-neuron array shaped like the layer)."""
-    copy = LIF.__new__(LIF)
+    gain tied to it, a per-neuron array shaped like the layer). Works for an
+    ``Adaptation`` too."""
+    copy = type(neuron).__new__(type(neuron))
     for name, value in vars(neuron).items():
         object.__setattr__(copy, name, value)
     for name, value in values.items():
@@ -291,3 +401,28 @@ def synaptic_current(current, neuron: LIF):
         j = alpha * j + current[t]                                  # (L1s)
         syn[t] = j
     return syn
+
+
+def adaptation_arrays(neuron: LIF, theta):
+    """(beta, rho) of an adaptive neuron as arrays shaped like ``theta`` (the layer's
+    neurons), or (None, None) without adaptation."""
+    if not neuron.adaptive:
+        return None, None
+    theta = np.asarray(theta)
+    out = []
+    for value in (neuron.adaptation.beta, neuron.adaptation.rho):
+        value = np.asarray(value, dtype=theta.dtype)
+        out.append(value.reshape(theta.shape) if value.size == theta.size > 1
+                   else np.broadcast_to(value.reshape(()) if value.size == 1 else value,
+                                        theta.shape))
+    return tuple(out)
+
+
+def adaptation_states(spikes, rho):
+    """a_t (T, B, *shape) of (L5a) from the spikes s_t: a_1 = 0, a_{t+1} = rho a_t + s_t."""
+    a = np.empty_like(spikes)
+    state = np.zeros_like(spikes[0])
+    for t in range(spikes.shape[0]):
+        a[t] = state
+        state = rho * state + spikes[t]
+    return a

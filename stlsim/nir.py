@@ -173,6 +173,14 @@ def to_nir(net, dt, *, allow_lossy: bool = False):
         raise fail("net.surrogate", f"one of stlsim's named surrogates ({', '.join(NAMES)})",
                    repr(net.surrogate), owner)
     net._check_params()
+    for i, layer in enumerate(net.layers):       # docs/model.md Section 10: not written yet
+        if getattr(layer, "recurrent", None) is not None:
+            raise fail(f"layers[{i}]", "a feed-forward layer (stlsim does not write recurrent "
+                       "layers to NIR yet)", repr(layer), owner)
+        if layer.has_neurons and net.neuron_in_use(i).stateful:
+            raise fail(f"neuron of layer {i}", "a neuron without adaptation or synapse_delay "
+                       "(stlsim does not write them to NIR yet)", repr(net.neuron_in_use(i)),
+                       owner)
     nodes = {"input": nir.Input(input_type={"input": np.array(net.input_shape)})}
     order, losses, pending = ["input"], [], []
 

@@ -194,7 +194,9 @@ def ann_macs(layer) -> int:
     from ..layers.dense import Dense
 
     if isinstance(layer, Dense):
-        return layer.in_features * layer.out_features
+        recurrent = {"all": layer.out_features ** 2, "one": layer.out_features}.get(
+            layer.recurrent, 0)                         # an RNN cell's recurrent product
+        return layer.in_features * layer.out_features + recurrent
     if isinstance(layer, Conv2d):
         kh, kw = layer.kernel_size
         return int(np.prod(layer.out_shape)) * layer.in_channels * kh * kw
@@ -212,7 +214,10 @@ def synaptic_operations(net, x, *, input_ops: str = "auto", record=None, backend
     Runs ``net.forward(x)`` in evaluation mode (or uses ``record``, a ``Record`` of that
     same call) and counts, for every synaptic layer, the nonzero entries that reach it
     times their fan-out (module docstring). ``input_ops`` decides how the network input
-    counts: "auto" (default; SOPs if binary, else MACs), "sop", "mac" or "none".
+    counts: "auto" (default; SOPs if binary, else MACs), "sop", "mac" or "none". A
+    recurrent layer (docs/model.md (L1r)) adds its own spikes of steps 1..T-1 times their
+    recurrent fan-out (out_features for "all", 1 for "one"), and its equivalent ANN the
+    recurrent product's MACs.
     """
     from ..layers.base import Context
 
@@ -247,6 +252,11 @@ def synaptic_operations(net, x, *, input_ops: str = "auto", record=None, backend
             ops = np.zeros(B, dtype=np.int64)
         elif not first and not _is_binary(signal):
             sample_macs, ops = ops, np.zeros(B, dtype=np.int64)         # weighted inputs need a multiply
+        recurrent = getattr(layer, "recurrent", None)
+        if recurrent is not None:          # (L1r): the layer's own spikes of steps 1..T-1 feed back
+            own = spikes_of[i].reshape(T, B, -1)[:-1] != 0
+            ops = ops + own.sum(axis=(0, 2), dtype=np.int64) * (
+                layer.out_features if recurrent == "all" else 1)
         names.append(f"{i}:{layer!r}")
         index.append(i)
         per_sample.append(ops)

@@ -90,7 +90,8 @@ def compiled_neuron(neuron) -> bool:
     tied to a per-neuron decay). The backward of a trained decay or synapse runs on the
     NumPy reference (``grad.bptt.run_backward``)."""
     return (not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
-            and neuron.reset != "zero_after_leak")       # (L2z): the NumPy reference only
+            and neuron.reset != "zero_after_leak"        # (L2z): the NumPy reference only
+            and not neuron.stateful)                     # Section 10: lif_forward_stateful
 
 
 def compiled_spec(neuron, surrogate):
@@ -105,7 +106,8 @@ def dense_only(layers, surrogate):
     """``kernel_surrogate(surrogate)`` if every layer is a plain ``Dense`` (what the fused
     steps take), else None."""
     spec = kernel_surrogate(surrogate)
-    if spec is None or not all(type(layer) is Dense for layer in layers):
+    if spec is None or not all(type(layer) is Dense and layer.recurrent is None
+                               for layer in layers):
         return None
     return spec
 

@@ -348,7 +348,8 @@ def _check_neurons(neuron, layers):
             continue
         extra = [name for name, value in n.settings().items()
                  if name in ("reset", "spike_at_threshold", "input_gain", "v_leak", "v_reset",
-                             "v_init", "alpha_syn", "learn_tau", "tie_gain", "learn_alpha_syn")
+                             "v_init", "alpha_syn", "learn_tau", "tie_gain", "learn_alpha_syn",
+                             "adaptation", "synapse_delay")
                  and np.any(value != LIF_DEFAULTS[name])
                  and not (name == "reset" and value == "soft")]
         if n.per_neuron_tau:
@@ -379,6 +380,11 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
         return clock.run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend,
                                  smooth=smooth, reset_spikes=reset_spikes)
     _check_neurons(neuron, layers)
+    for i, layer in enumerate(layers):
+        if getattr(layer, "recurrent", None) is not None:      # Section 10: clock engine only
+            raise fail(f"layers[{i}]", "feed-forward layers for engine='event' (the event "
+                       "kernels have no recurrent current, (L1r))",
+                       f"{layer!r} (use engine='clock')", "Network")
     CALLS["forward"] += 1
     kernels = _kernels()
     T, B = x.shape[:2]

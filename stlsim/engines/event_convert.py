@@ -22,13 +22,25 @@ def events_to_dense(events, T, n_inputs, *, batch_size=None, values=None, dtype=
 
     Parameters
     ----------
-    events : int array (K, 2) of rows ``(t, i)`` (one sample, B = 1; the format of
-        ``stlsim.data.events.events_to_sparse``) or (K, 3) of rows ``(t, b, i)``.
-        ``i`` is the flat (row-major) index into the input shape.
-    T : number of time steps.
-    n_inputs : int, or the input shape of one sample (e.g. ``(2, 34, 34)``).
-    batch_size : B (default: 1 for (K, 2) events, 1 + the largest b for (K, 3)).
-    values : optional (K,) event weights (default 1). Events at the same (t, b, i) add.
+    events : numpy.ndarray
+        int (K, 2) of rows ``(t, i)`` (one sample, B = 1; the format of
+        ``stlsim.data.events.events_to_sparse``) or (K, 3) of rows ``(t, b, i)``. ``i`` is
+        the flat (row-major) index into the input shape.
+    T : int
+        Number of time steps.
+    n_inputs : int or tuple
+        The number of inputs, or the input shape of one sample (e.g. ``(2, 34, 34)``).
+    batch_size : int, optional
+        B (default: 1 for (K, 2) events, 1 + the largest b for (K, 3)).
+    values : numpy.ndarray, optional
+        (K,) event weights (default 1). Events at the same (t, b, i) add.
+    dtype : numpy dtype, default float64
+        The dtype of the array.
+
+    Returns
+    -------
+    numpy.ndarray
+        (T, B, *input_shape).
 
     The event engine turns the array back into events internally (its nonzeros), so
     ``net.forward(events_to_dense(...), engine="event")`` simulates exactly these events.

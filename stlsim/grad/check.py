@@ -8,7 +8,8 @@ differences check it entry by entry.
 gradient of the function in which the spikes inside the reset (L4) are held at the
 values of the unperturbed run. ``finite_difference_grads`` builds exactly that
 function (``reset_spikes`` frozen from the base run), so detached gradients are
-checked as strictly as attached ones.
+checked as strictly as attached ones. ``Adaptation(detach=True)`` holds the spikes of
+(L5a) the same way.
 """
 from __future__ import annotations
 
@@ -30,16 +31,31 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
 
     Parameters
     ----------
-    keys : parameter names to check (default: all).
-    step : finite-difference step h.
-    max_entries : if given, check at most this many randomly chosen entries per
-        parameter (others are NaN in the result).
-    training : evaluate the loss in training mode (BatchNorm batch statistics, dropout).
-        Every evaluation then replays ``net.rng`` from its state at this call, so all see
-        the same dropout masks; ``net.rng`` and ``net.buffers`` are restored at the end.
+    net : stlsim.Network
+        The network; its parameters are perturbed in place and restored.
+    x, y : numpy.ndarray
+        Input (T, B, *input_shape) and labels (B,).
+    loss : str, default "mse_rate"
+        As for ``Network.loss``.
+    keys : list of str, optional
+        Parameter names to check (default: all).
+    step : float, optional
+        Finite-difference step h.
+    max_entries : int, optional
+        If given, check at most this many randomly chosen entries per parameter (others
+        are NaN in the result).
+    seed : int, default 0
+        Seed of the choice of entries.
+    training : bool, default False
+        Evaluate the loss in training mode (BatchNorm batch statistics, dropout). Every
+        evaluation then replays ``net.rng`` from its state at this call, so all see the
+        same dropout masks; ``net.rng`` and ``net.buffers`` are restored at the end.
         Compare with ``loss_and_grad(..., training=True)`` run from that same state.
 
-    Returns a dict of arrays shaped like the parameters.
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Arrays shaped like the parameters.
     """
     if step is None:
         step = 1e-4 if net.surrogate.name in ("rectangular", "superspike") else 5e-4
@@ -51,7 +67,7 @@ def finite_difference_grads(net, x, y, *, loss="mse_rate", keys=None, step=None,
     rng_state = net.rng.bit_generator.state
     saved_buffers = {key: value.copy() for key, value in net.buffers.items()}
     reset_spikes = None
-    if any(n.detach_reset for n in net.neurons):
+    if any(n.detach_reset or (n.adaptive and n.adaptation.detach) for n in net.neurons):
         _, _, tape, _, _, _ = net._forward(x, smooth=True, backend="numpy", engine="clock",
                                            training=training)
         reset_spikes = [None if s is None else s.copy() for s in tape.spikes]

@@ -1,5 +1,5 @@
 """Layers: synapses with hand-derived backward passes, side by side."""
-from .base import Context, Layer, THRESHOLD_SHARING
+from .base import Context, Layer, Recurrence, THRESHOLD_SHARING
 from .conv import Conv2d
 from .dense import Dense
 from .block import SynapseBlock
@@ -11,6 +11,6 @@ from .leaky import LeakyIntegrator
 from .batchnorm import BatchNorm
 from .scale import Scale
 
-__all__ = ["Context", "Layer", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d",
-           "Flatten", "Reshape", "Dropout", "SynapseBlock",
-           "ReLU", "LeakyIntegrator", "BatchNorm", "Scale"]
+__all__ = ["Context", "Layer", "Recurrence", "THRESHOLD_SHARING", "Dense", "Conv2d", "MaxPool2d",
+           "AvgPool2d", "Flatten", "Reshape", "Dropout", "SynapseBlock", "ReLU", "LeakyIntegrator",
+           "BatchNorm", "Scale"]

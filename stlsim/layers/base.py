@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .._checks import check_choice, fail
 
-__all__ = ["Layer", "Context", "THRESHOLD_SHARING"]
+__all__ = ["Layer", "Context", "Recurrence", "THRESHOLD_SHARING"]
 
 THRESHOLD_SHARING = ("neuron", "channel", "layer")
 
@@ -30,6 +31,37 @@ class Context:
 
     training: bool = False
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+class Recurrence(NamedTuple):
+    """A layer's own spikes of the step before, fed back into its current: (L1r) of
+    ``docs/model.md`` Section 10, ``I_t = I^in_t + R(s_{t-1}) + b_rec``.
+
+    ``kind`` is "all" (``weight`` (N, N): ``R(s) = V s``) or "one" (``weight`` (N,):
+    ``R(s) = V * s``); ``bias`` is b_rec (N,) or None. Spikes are (B, N) rows.
+    """
+
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+
+    def current(self, s):
+        """R(s) + b_rec for the spikes ``s`` (B, N) of the step before (L1r)."""
+        out = s @ self.weight.T if self.kind == "all" else s * self.weight
+        return out if self.bias is None else out + self.bias
+
+    def backward(self, gamma):
+        """R^T(gamma): the recurrent part of dL/ds_{t-1} from gamma_t = dL/dI_t (B2r)."""
+        return gamma @ self.weight if self.kind == "all" else gamma * self.weight
+
+    def grads(self, gamma, spikes) -> dict:
+        """(B13) dL/dV and dL/db_rec from gamma (T, B, N) and the spikes (T, B, N)."""
+        n = gamma.shape[-1]
+        g, s = gamma[1:].reshape(-1, n), spikes[:-1].reshape(-1, n)
+        out = {"recurrent": g.T @ s if self.kind == "all" else np.sum(g * s, axis=0)}
+        if self.bias is not None:
+            out["recurrent_bias"] = gamma.reshape(-1, n).sum(axis=0)
+        return out
 
 
 class Layer(ABC):
@@ -81,6 +113,10 @@ class Layer(ABC):
         if self.threshold_sharing == "channel":
             return grad_per_neuron.reshape(self.out_shape[0], -1).sum(axis=1)
         return np.asarray(grad_per_neuron.sum())
+
+    def recurrence(self, params: dict):
+        """The layer's ``Recurrence`` built from its parameters, or None (feed-forward)."""
+        return None
 
     # --- compute -----------------------------------------------------------------------
     @abstractmethod

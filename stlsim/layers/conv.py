@@ -82,20 +82,28 @@ class Conv2d(Layer):
 
     Parameters
     ----------
-    in_channels, out_channels : channel counts.
-    kernel_size, stride, padding : int or (int, int), as ``torch.nn.Conv2d`` (zero padding).
-    bias : add a learnable bias per output channel (default False, as the paper).
-    batchnorm : apply BatchNorm per time step to the currents before the neurons
-        (parameters ``bn_weight``, ``bn_bias``; running estimates in ``Network.buffers``;
-        see ``stlsim.layers.batchnorm``).
-    threshold_sharing : "neuron" (theta of shape (C_out, H_out, W_out), the paper's
-        choice), "channel" ((C_out,)) or "layer" (()).
-    init_gain : weights ~ U(-g/sqrt(fan_in), g/sqrt(fan_in)), fan_in = C_in*kh*kw
-        (g = 1 is torch's default bound).
-    theta_init : overrides the network neuron's theta_init for this layer.
-    input_size : optional (H, W) of the input. Usually left out: ``Network`` passes
-        shapes along the layers, or infers the input size (see ``docs/conv.md``).
-    bn_momentum, bn_eps : BatchNorm's running-estimate momentum and epsilon (torch's).
+    in_channels, out_channels : int
+        Channel counts.
+    kernel_size, stride, padding : int or (int, int)
+        As ``torch.nn.Conv2d`` (zero padding).
+    bias : bool, default False
+        Add a learnable bias per output channel (False: as the paper).
+    batchnorm : bool, default False
+        Apply BatchNorm per time step to the currents before the neurons (parameters
+        ``bn_weight``, ``bn_bias``; running estimates in ``Network.buffers``; see
+        ``stlsim.layers.batchnorm``).
+    threshold_sharing : {"neuron", "channel", "layer"}, default "neuron"
+        theta of shape (C_out, H_out, W_out) (the paper's choice), (C_out,) or ().
+    init_gain : float, default 1.0
+        Weights ~ U(-g/sqrt(fan_in), g/sqrt(fan_in)), fan_in = C_in*kh*kw (g = 1 is
+        torch's default bound).
+    theta_init : float, optional
+        Overrides the network neuron's theta_init for this layer.
+    input_size : (int, int), optional
+        (H, W) of the input. Usually left out: ``Network`` passes shapes along the layers,
+        or infers the input size (see ``docs/conv.md``).
+    bn_momentum, bn_eps : float, default 0.1 and 1e-5
+        BatchNorm's running-estimate momentum and epsilon (torch's).
 
     ``weight`` has shape (C_out, C_in, kh, kw), like ``torch.nn.Conv2d.weight``.
     """

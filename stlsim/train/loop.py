@@ -336,7 +336,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
     names = trainable_names(net, config.mode)
     lr_per_param = None
     if config.theta_lr is not None:
-        lr_per_param = {n: config.theta_lr for n in names if n.endswith(".theta")}
+        thresholds = set(net.param_groups()["threshold"])    # theta, and a trained adaptation
+        lr_per_param = {n: config.theta_lr for n in names if n in thresholds}
     optimizer = make_optimizer(config.optimizer, net.params, names, lr=config.lr,
                                weight_decay=config.weight_decay, lr_per_param=lr_per_param,
                                momentum=config.momentum, weight_decay_mode=config.weight_decay_mode,

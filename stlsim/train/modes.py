@@ -5,7 +5,10 @@
 * ``tl``:  thresholds only; every synaptic parameter stays at its random init.
 
 A decay or synapse the neuron model trains (``LIF(learn_tau=...)``, ``learn_alpha_syn``)
-is trained in every mode: the model asked for it.
+is trained in every mode: the model asked for it. A trained adaptive threshold
+(``Adaptation(learn_beta=..., learn_rho=...)``, docs/model.md Section 10) belongs with the
+thresholds: trained by ``stl`` and ``tl`` at the threshold learning rate, fixed by ``sl``.
+Recurrent weights are synaptic.
 """
 from __future__ import annotations
 
