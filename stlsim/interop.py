@@ -300,6 +300,10 @@ def _segments(children, neuron_of_module, owner, peer, step_mode="s", training=F
                 layers[pending.index] = SynapseBlock([layers[pending.index]] + pending.parts)
             groups.append(pending)
             if _graded(module):                      # snnTorch's graded spikes: (G1) after it
+                if type(module) not in _snntorch_known()[:2]:
+                    raise fail(f"model[{name}].graded_spikes_factor", "1 for a recurrent neuron "
+                               "(its own graded spikes feed back; not modelled)",
+                               repr(_array(module.graded_spikes_factor, np.float64).tolist()), owner)
                 layers.append(Scale())
                 pending.scale_index = len(layers) - 1
             pending = None
@@ -1018,9 +1022,10 @@ def _split_readout(children, peer, output, owner):
     if peer == "norse" and not ends_in_integrator:
         raise fail(f"model[{children[-1][0]}]", "a Norse LICell, LI or LILinearCell at the end "
                    "for output='membrane'", _qualified(last), owner)
-    if peer == "snntorch" and type(last) not in _snntorch_known():
+    if peer == "snntorch" and type(last) not in _snntorch_known()[:2]:
         raise fail(f"model[{children[-1][0]}]", "a snnTorch Leaky or Synaptic at the end whose "
-                   "mem the loss reads, for output='membrane'", _qualified(last), owner)
+                   "mem the loss reads, for output='membrane' (a recurrent one feeds its own "
+                   "spikes back: not a leaky integrator)", _qualified(last), owner)
     end = len(children) - 1
     start = end
     while start > 0 and not _is_neuron(children[start - 1][1], peer, children[start - 1][0], owner):

@@ -82,3 +82,18 @@ def test_reset_delay_false_is_refused_by_name():
                                 snn.Leaky(beta=0.8, init_hidden=True, reset_delay=False, output=True))
     with pytest.raises(ValueError, match=r"model\[1\].*reset_delay=True"):
         interop.from_snntorch(model, (20,))
+
+
+def test_graded_recurrent_neurons_and_recurrent_readouts_are_refused_by_name():
+    # snnTorch 1.0's RLeaky takes no graded_spikes_factor argument, but fire() applies the
+    # attribute all the same
+    recurrent = snn.RLeaky(beta=0.8, linear_features=6, init_hidden=True, output=True)
+    recurrent.graded_spikes_factor = torch.tensor(2.0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 6), recurrent)
+    with pytest.raises(ValueError, match=r"model\[1\]\.graded_spikes_factor.*recurrent"):
+        interop.from_snntorch(model, (20,))
+    model = torch.nn.Sequential(torch.nn.Linear(20, 6), snn.Leaky(beta=0.8, init_hidden=True),
+                                torch.nn.Linear(6, 3),
+                                snn.RLeaky(beta=0.8, linear_features=3, init_hidden=True, output=True))
+    with pytest.raises(ValueError, match=r"model\[3\].*Leaky or Synaptic at the end"):
+        interop.convert(model, (20,), output="membrane")
