@@ -1194,7 +1194,10 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         torch.set_rng_state(after)
 
     handles = [m.register_forward_hook(hook) for m in conv.neuron_modules]
-    handles += [m.register_forward_pre_hook(current_hook) for m in conv.neuron_modules]
+    # (a Norse recurrent cell takes the layer's input and holds its own input weights: its
+    # input is not the current I_t, and its dL/dI_t is not compared)
+    handles += [m.register_forward_pre_hook(current_hook) for m in conv.neuron_modules
+                if not hasattr(m, "input_weights")]
     for module, _ in conv.dropouts:
         if isinstance(module, torch.nn.Dropout):
             handles += [module.register_forward_pre_hook(dropout_pre),
@@ -1256,6 +1259,8 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
             for buffer, value in statistics:
                 buffer.copy_(value)
     def gradients(seq):
+        if not seq:
+            return None
         if conv.step_mode == "m":
             return None if seq[0].grad is None else seq[0].grad.double().numpy()
         grads_s = [s.grad for s in seq]
