@@ -3,7 +3,7 @@ snnTorch tutorial 5's FC network (T = 8, batch 4).
 
     python3 -m benchmarks.interop_cost          # writes benchmarks/results/interop_cost.json
 
-Times (best of ``repeats``, warm, in one process) of: the peer's forward + backward alone;
+Times (best of ``repeats`` interleaved rounds, warm, in one process) of: the peer's forward + backward alone;
 the twin's float32 forward + backward (NumPy reference) alone; the twin's float64 run that
 estimates the model's round-off; and ``compare`` as a whole, with ``roundoff="auto"`` (the
 float64 run only where some error exceeds rtol) and ``roundoff="always"``. The budget is
@@ -67,7 +67,13 @@ def _case(interop, entry, repeats):
              ("compare_auto_s", whole_auto), ("compare_always_s", whole_always))
     for _, fn in steps:                                   # warm up (imports, caches)
         fn()
-    result = {name: _best(fn, repeats) for name, fn in steps}
+    # Interleaved: each round times every step once, so a change of the machine's load
+    # during the run reaches all of them alike; the best round of each is kept.
+    times = {name: [] for name, _ in steps}
+    for _ in range(repeats):
+        for name, fn in steps:
+            times[name].append(_best(fn, 1))
+    result = {name: min(values) for name, values in times.items()}
     peer_twin = result["peer_fwd_bwd_s"] + result["twin_float32_s"]
     result["roundoff_measured_by_auto"] = reports["auto"].roundoff is not None
     result["max_rel_error"] = reports["auto"].max_rel_error
@@ -78,11 +84,27 @@ def _case(interop, entry, repeats):
     result["compare_auto_over_its_runs"] = result["compare_auto_s"] / needed
     result["compare_always_over_peer_plus_2_twin"] = result["compare_always_s"] / (
         peer_twin + result["twin_float64_roundoff_s"])
+    result["compare_outside_runs_fraction"] = _outside_runs(interop, model, x)
     result["meta"] = {"model": entry.name, "T": entry.T, "B": entry.B}
     return result
 
 
-def main(repeats: int = 3, path: str = "benchmarks/results/interop_cost.json"):
+def _outside_runs(interop, model, x):
+    """The share of one ``compare`` call (roundoff="always") spent outside the peer's and
+    the twin's runs (conversion, hooks, the comparisons and the report), from one profile
+    of the call: a ratio inside one call, so a machine's changing load moves it little."""
+    import cProfile
+    import pstats
+    profile = cProfile.Profile()
+    profile.runcall(interop.compare, model, x, seed=0, roundoff="always")
+    stats = pstats.Stats(profile).stats
+    cumulative = {func[2]: entry[3] for func, entry in stats.items()
+                  if func[0].endswith("interop.py")}
+    runs = cumulative.get("_run_peer", 0.0) + cumulative.get("_run_stlsim", 0.0)
+    return 1.0 - runs / cumulative["compare"]
+
+
+def main(repeats: int = 5, path: str = "benchmarks/results/interop_cost.json"):
     import torch
 
     import stlsim.interop as interop
