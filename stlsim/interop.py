@@ -1353,11 +1353,14 @@ class ParamRow:
 
 @dataclass
 class Report:
-    """What ``compare`` found. ``ok``: spikes identical and every gradient within its
-    ``tolerance`` (relative to the largest |gradient| of that parameter): ``rtol`` in
-    float64; in float32 ``max(rtol, roundoff_multiple * roundoff)``, the model's own
-    float32 round-off measured on these weights and this input (``docs/howto/
-    check_framework.md``)."""
+    """What ``compare`` found. ``ok``: spikes identical, a readout's membranes within
+    ``membrane_tolerance``, and every gradient within its ``tolerance`` (relative to the
+    largest |gradient| of that parameter): ``rtol`` in float64; in float32 ``max(rtol,
+    roundoff_multiple * roundoff)``, the model's own float32 round-off measured on these
+    weights and this input, per layer (``docs/howto/check_framework.md``; None where every
+    error is within ``rtol`` and it was not measured). ``first_divergence``: (layer, t,
+    neuron) of the first difference, ``first_divergence_pass`` "forward" or "backward",
+    ``first_divergence_of`` the quantity ("s_t", "dL/ds_t" or "dL/dI_t")."""
 
     peer: str
     dtype: str
