@@ -129,7 +129,7 @@ def test_a_membrane_readout_names_what_it_misses():
 # ------------------------------------------------------------------ against the peers --
 
 torch = pytest.importorskip("torch")
-interop = pytest.importorskip("stlsim.interop")
+from stlsim import interop  # noqa: E402  (after the torch skip: the peers need torch)
 
 
 def norse_model(kind, relu=False):
