@@ -1041,8 +1041,11 @@ def _leaky_integrator(name, module, peer, shape, owner):
     torch = _torch()
     # input_weights: LILinearCell's own, mapped below; a graded factor scales spikes the
     # readout does not read, so it gets no gradient and changes nothing here
+    # snnTorch's trained beta and threshold are the readout's trained tau and theta (BLI3)
+    learned = {"beta": "tau", "threshold": "theta"} if peer == "snntorch" else {}
     trained = [attr for attr, p in module.named_parameters(recurse=False)
-               if p.requires_grad and attr not in ("input_weights", "graded_spikes_factor")]
+               if p.requires_grad and attr not in ("input_weights", "graded_spikes_factor")
+               and attr not in learned]
     if peer == "norse":
         p, dt = module.p, module.dt
         trained += [f"p.{field_name}" for field_name, value in p._asdict().items()
@@ -1072,10 +1075,12 @@ def _leaky_integrator(name, module, peer, shape, owner):
     if type(module) is snn.Synaptic and reset == "zero":
         raise fail(f"model[{name}].reset_mechanism", "'none' or 'subtract' for a Synaptic readout "
                    "(its zero reset also zeroes the synaptic current)", "'zero'", owner)
+    learn = tuple(local for attr, local in learned.items()
+                  if getattr(getattr(module, attr), "requires_grad", False))
     threshold = _array(module.threshold, np.float64)
-    if threshold.size != 1:
-        raise fail(f"model[{name}].threshold", "one value for a readout", f"shape {threshold.shape}",
-                   owner)
+    if threshold.size != 1 and "theta" not in learn:
+        raise fail(f"model[{name}].threshold", "one value for a readout (or a trained one)",
+                   f"shape {threshold.shape}", owner)
     beta = _per_neuron(_array(module.beta, np.float64), shape, f"model[{name}].beta", owner)
     beta = np.clip(beta, 0.0, 1.0)
     alpha = 0.0
@@ -1085,8 +1090,10 @@ def _leaky_integrator(name, module, peer, shape, owner):
             raise fail(f"model[{name}].alpha", "one value per layer", f"shape {alpha_value.shape}",
                        owner)
         alpha = float(np.clip(alpha_value.reshape(-1)[0], 0.0, 1.0))
+    # a trained beta and threshold take the peer's values in the readout's parameters
+    # (_attach_readout); the constants here are their initial values only
     return LeakyIntegrator(beta if np.ndim(beta) == 0 else beta.reshape(shape), alpha=alpha,
-                           reset=reset, theta=float(threshold.reshape(-1)[0]))
+                           reset=reset, theta=float(threshold.reshape(-1)[0]), learn=learn)
 
 
 def _attach_readout(conv, tail, owner):
@@ -1126,6 +1133,13 @@ def _attach_readout(conv, tail, owner):
     out_shape = tuple(layers[-1].out_shape) if layers else shape
     layers.append(_leaky_integrator(name, module, conv.peer, out_shape, owner))
     readout = MembraneReadout(layers, in_shape=shape, dtype=conv.dtype)
+    k_integrator = len(layers) - 1
+    for attr, local in (("beta", "tau"), ("threshold", "theta")):   # trained (BLI3)
+        if local in layers[-1].learn:
+            tensor, key = getattr(module, attr), f"{k_integrator}.{local}"
+            readout.params[key] = _to_stlsim_shape(_array(tensor, np.float64), out_shape,
+                                                   out_shape).astype(conv.dtype)
+            conv.params[f"{name}.{attr}"] = _Mapped(f"readout.{key}", out_shape, tensor)
     k_weight = len(layers) - 2
     for peer_name, peer_module, names in weights:
         for attr, local in names.items():

@@ -127,9 +127,9 @@ class MembraneReadout:
         self.in_shape, self.out_shape = tuple(in_shape), shape
         self.dtype = np.dtype(dtype)
         (rng,) = seed_streams(seed, 1, "seed", owner)
-        self.params = {f"{k}.{name}": value for k, layer in enumerate(layers)
-                       for name, value in layer.init_params(rng, self.dtype, 0.0).items()
-                       if name != "theta"}
+        self.params = {f"{k}.{name}": value for k, layer in enumerate(layers)     # not the weight
+                       for name, value in layer.init_params(rng, self.dtype, 0.0).items()  # layer's theta
+                       if not (layer.has_neurons and name == "theta")}
 
     def __repr__(self) -> str:
         return f"MembraneReadout([{', '.join(repr(layer) for layer in self.layers)}])"

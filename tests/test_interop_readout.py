@@ -40,21 +40,27 @@ def test_leaky_integrator_backward_matches_finite_differences(reset):
     rng = np.random.default_rng(0)
     tau = rng.uniform(0.5, 0.95, (3,))                       # one decay per neuron
     layer = LeakyIntegrator(tau, input_gain=0.7, v_leak=0.1, v_init=0.2, alpha=0.6, reset=reset,
-                            theta=0.8)
+                            theta=0.8, learn=("tau", "theta"))
     layer.build((3,), 0)
+    params = layer.init_params(rng, np.float64, 0.0)
     x = rng.normal(0.3, 0.6, (9, 2, 3))
     probe = rng.normal(size=x.shape)
     ctx = stlsim.layers.Context()
-    u, spikes = layer.forward(x, {}, ctx)
-    _, grad = layer.backward(probe, spikes, {}, need_input_grad=True)
+    u, cache = layer.forward(x, params, ctx)
+    grads, grad = layer.backward(probe, cache, params, need_input_grad=True)
+    spikes = cache[0]
 
     def loss():
-        u_h, spikes_h = layer.forward(x, {}, ctx)
+        u_h, cache_h = layer.forward(x, params, ctx)
         if spikes is not None:                                # the same pieces: no spike flips
-            assert np.array_equal(spikes_h, spikes)
+            assert np.array_equal(cache_h[0], spikes)
         return float(np.sum(probe * u_h))
     fd = central(loss, x)
     assert np.max(np.abs(grad - fd)) <= 1e-8 * np.max(np.abs(fd))
+    for name in ("tau", "theta"):                             # (BLI3)
+        fd = central(loss, params[name])
+        assert np.max(np.abs(grads[name] - fd)) <= 1e-7 * max(np.max(np.abs(fd)), 1e-12), name
+        assert (np.max(np.abs(fd)) > 0) == (name == "tau" or reset == "subtract"), name
     if reset != "none":
         assert 0 < spikes.mean() < 1                         # the reset acted
 
@@ -184,7 +190,28 @@ def test_snntorch_loss_on_mem_agrees(reset, cls):
     conv = interop.convert(model, (20,), dtype=np.float32, output="membrane")
     _, cache = conv.readout.forward(conv.net.forward(x).spikes[-1])
     if reset != "none":
-        assert 0 < cache[-1].mean() < 1                      # the readout's reset acted
+        assert 0 < cache[-1][0].mean() < 1                   # the readout's reset acted
+
+
+@pytest.mark.parametrize("reset", ["none", "subtract", "zero"])
+def test_snntorch_trained_readout_beta_and_threshold_agree(reset):
+    # Before: refused ("a constant (stlsim's leaky-integrator readout trains only its weights)").
+    snn = pytest.importorskip("snntorch")
+    torch.manual_seed(4)
+    model = scale_weights(torch.nn.Sequential(
+        torch.nn.Linear(20, 30), snn.Leaky(beta=0.9, init_hidden=True), torch.nn.Linear(30, 5),
+        snn.Leaky(beta=torch.rand(5) * 0.5 + 0.4, threshold=torch.rand(5) * 0.5 + 0.5, learn_beta=True,
+                  learn_threshold=True, init_hidden=True, output=True, reset_mechanism=reset)), 3.0)
+    x = random_spikes((16, 4, 20))
+    rep = interop.compare(model, x, seed=1, output="membrane", loss="ce_membrane_sum",
+                          y=np.arange(4) % 5, roundoff="always")
+    assert rep.ok, str(rep)
+    rows = {row.name: row for row in rep.rows}
+    assert rows["3.beta"].key == "readout.1.tau" and rows["3.threshold"].key == "readout.1.theta"
+    conv = interop.convert(model, (20,), dtype=np.float32, output="membrane")
+    _, cache = conv.readout.forward(conv.net.forward(x).spikes[-1])
+    if reset != "none":
+        assert 0 < cache[-1][0].mean() < 1                   # the readout's reset acted
 
 
 # --- negative: the nearest wrong conventions are caught ---------------------------------
@@ -243,7 +270,7 @@ def test_the_membrane_loss_is_not_the_spike_loss():
 # --- refusals --------------------------------------------------------------------------
 
 def test_readout_refusals_name_the_argument():
-    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("snntorch")
     norse = pytest.importorskip("norse.torch")
     x = random_spikes((4, 2, 20), dtype=np.float64)
     with pytest.raises(ValueError, match="output.*'membrane'.*Norse leaky integrator"):
@@ -252,11 +279,11 @@ def test_readout_refusals_name_the_argument():
         interop.compare(norse_model("LICell"), x, loss="mse_rate", y=[0, 1])
     with pytest.raises(ValueError, match="loss.*for output='spikes'"):
         interop.compare(snntorch_model("none"), x.astype(np.float32), loss="ce_membrane_sum", y=[0, 1])
-    learned = torch.nn.Sequential(torch.nn.Linear(20, 30), snn.Leaky(beta=0.9, init_hidden=True),
-                                  torch.nn.Linear(30, 5),
-                                  snn.Leaky(beta=0.8, learn_beta=True, init_hidden=True, output=True))
-    with pytest.raises(ValueError, match=r"model\[3\]\.beta.*a constant"):
-        interop.convert(learned, (20,), output="membrane")
+    learned = norse.SequentialState(torch.nn.Linear(20, 30), norse.LIFCell(), torch.nn.Linear(30, 5),
+                                    norse.LICell(p=norse.LIParameters(
+                                        tau_mem_inv=torch.nn.Parameter(torch.tensor(100.0)))))
+    with pytest.raises(ValueError, match=r"model\[3\]\.p\.tau_mem_inv.*a constant"):
+        interop.convert(learned, (20,))
     no_linear = norse.SequentialState(torch.nn.Linear(20, 30), norse.LIFCell(), norse.LICell())
     with pytest.raises(ValueError, match="one Linear right before"):
         interop.convert(no_linear, (20,))
