@@ -353,6 +353,10 @@ ZOO = [
           compare={"output": "membrane"}),
     Entry("snntorch learnable beta and thresholds", "snntorch", "snnTorch Leaky(learn_beta, "
           "learn_threshold)", snntorch_learnable, (784,), (F32,)),
+    Entry("snntorch learnable beta and thresholds, loss on mem", "snntorch", "snnTorch Leaky(learn_beta, "
+          "learn_threshold)", snntorch_learnable, (784,), (F32,),
+          compare={"output": "membrane", "loss": "ce_membrane_sum"},
+          note="the output Leaky's trained beta read through its mem (BLI3)"),
     Entry("snntorch per-channel threshold, beta", "snntorch", "per-channel learned threshold and beta", snntorch_per_channel,
           (1, 28, 28), (F32,)),
     Entry("snntorch reset zero", "snntorch", "Leaky(reset_mechanism='zero')",
