@@ -231,3 +231,17 @@ def test_netconfig_round_trips_through_json():
     cfg = NetConfig(recurrent="one", adaptation=True, adapt_beta=0.3, learn_adapt_rho=True).validate()
     again = NetConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))).validate()
     assert again == cfg
+
+
+def test_docs_page_code_runs(tmp_path, monkeypatch):
+    """The Python blocks of docs/recurrent.md run, in order, in one namespace."""
+    import re
+
+    text = open(os.path.join(ROOT, "docs", "recurrent.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "recurrent.md", "exec"), namespace)  # noqa: S102 - running the page is the test
+    assert namespace["worst"] <= 1e-6
