@@ -224,7 +224,9 @@ def test_report_of_an_adaptive_run_shows_the_threshold_dynamics(tmp_path):
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert os.path.getsize(os.path.join(out, "report_theta_dynamics.png")) > 1000
     with open(os.path.join(out, "report.md")) as f:
-        assert "report_theta_dynamics.png" in f.read()
+        text = f.read()
+    assert "report_theta_dynamics.png" in text
+    assert "recurrent hidden layers (all), adaptive thresholds (beta 1.8, rho 0.95, beta trained)" in text
 
 
 def test_netconfig_round_trips_through_json():

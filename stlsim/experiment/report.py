@@ -464,6 +464,18 @@ def _table(header, rows) -> str:
     return "\n".join(lines)
 
 
+def _state_words(net) -> str:
+    """The hidden layers' recurrence and adaptation, as the report's network line names them ('' if none)."""
+    words = []
+    if net.get("recurrent", "none") != "none":
+        words.append(f"recurrent hidden layers ({net['recurrent']})")
+    if net.get("adaptation"):
+        learned = [n for n in ("beta", "rho") if net.get(f"learn_adapt_{n}")]
+        words.append(f"adaptive thresholds (beta {net.get('adapt_beta')}, rho {net.get('adapt_rho')}"
+                     + (f", {' and '.join(learned)} trained" if learned else "") + ")")
+    return "".join(", " + w for w in words)
+
+
 def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -> str:
     ds, cfg = analysis["dataset"], analysis["config"]
     net, tr = cfg["network"], cfg["training"]
@@ -471,7 +483,8 @@ def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -
           f"Run: `{analysis['run_dir']}`. Data: {ds['name']}, {ds['n_train']} train / {ds['n_test']} test "
           f"samples, input {ds['input_shape']}, {ds['n_classes']} classes. Network: {net['arch']} hidden "
           f"{net['hidden']}, P = {net['population']}, tau {net['tau']}, theta init {net['theta_init']}, "
-          f"init gain {net['init_gain']}, {net['reset']} reset, {net['surrogate']} surrogate, {net['dtype']}. "
+          f"init gain {net['init_gain']}, {net['reset']} reset, {net['surrogate']} surrogate, {net['dtype']}"
+          f"{_state_words(net)}. "
           f"Training: {tr['epochs']} epochs, T = {tr['timesteps']}, {tr['encoding']} encoding, {tr['optimizer']} "
           f"lr {tr['lr']}, batch {tr['batch_size']}, loss {tr['loss']}. Seeds {cfg['seeds']}.", ""]
     if analysis.get("max_test"):
