@@ -247,3 +247,19 @@ def test_docs_page_code_runs(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "recurrent.md", "exec"), namespace)  # noqa: S102 - running the page is the test
     assert namespace["worst"] <= 1e-6
+
+
+def test_a_rerun_of_a_frame_data_sweep_skips_its_finished_tasks(tmp_path):
+    """A frame data set's record says encoding 'frames' where its task says the option's value:
+    the record is still the task's own run, so a rerun (or a widened grid) keeps it."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    args = [sys.executable, "-m", "stlsim", "sweep", "--dataset", "saccade-digits", "--train-subset", "30",
+            "--test-subset", "10", "--epochs", "1", "--hidden", "6", "--recurrent", "one", "--seeds", "1",
+            "--modes", "stl", "--scheduler", "serial", "--out", str(tmp_path / "s")]
+    first = subprocess.run([*args, "--grid", "lr=1e-3"], capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run([*args, "--grid", "lr=1e-3,1e-2", "--force"], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2/2 tasks ok, 0 failed, 0 not run, 1 skipped" in again.stdout + again.stderr
+    assert "rejected" not in again.stdout + again.stderr
