@@ -8,12 +8,14 @@ The fair protocol of docs/sweep.md: every arm's learning rate is tuned on a vali
 (20 % of the training set, the same samples for every arm and seed; the test split is never
 used for a choice), AdamW-style decoupled weight decay that spares the thresholds, 5 seeds; a
 seed fixes the initial weights, the data order and the split, so the arms are paired by seed.
+The lr grid is 1e-3, 3e-3, 1e-2, 3e-2: a first pass tuned over the last three, its winners sat on
+the lower edge in 7 of 10 plain runs (a choice made on validation accuracy), so the grid was
+widened by 1e-3 and the sweeps rerun, their finished runs kept.
 
 * sweep ``plain``: recurrent (all-to-all) 1-128r-100 network, no adaptation, modes STL and SL;
 * sweep ``adaptive``: the same network with adaptive thresholds in the hidden layer
   (theta + beta a_t, a_{t+1} = rho a_t + s_t; beta = 0.09 per spike, trained per neuron in STL,
-  rho = 0.95 fixed), mode STL.
-
+  rho = 0.95 fixed), mode STL;
 * sweep ``adaptive_sl``: the adaptive network trained by SL (beta stays 0.09): a control that
   separates the adaptation from the threshold learning (added after the first three arms ran).
 
@@ -37,7 +39,7 @@ import time
 
 # The design (sized on 2 shared cores so that every run ends within the session; see summary.md).
 DESIGN = {"hidden": "128", "epochs": "15", "batch_size": "100", "val_fraction": "0.2", "seeds": "5",
-          "lr_grid": "3e-3,1e-2,3e-2", "adapt_beta": "0.09", "adapt_rho": "0.95"}
+          "lr_grid": "1e-3,3e-3,1e-2,3e-2", "adapt_beta": "0.09", "adapt_rho": "0.95"}
 COMMON = ["--dataset", "mnist1d-seq", "--recurrent", "all", "--hidden", DESIGN["hidden"], "--epochs",
           DESIGN["epochs"], "--batch-size", DESIGN["batch_size"], "--val-fraction", DESIGN["val_fraction"],
           "--weight-decay-mode", "decoupled", "--decay-thresholds", "false", "--seeds", DESIGN["seeds"],
@@ -153,14 +155,9 @@ def main(argv=None) -> int:
             wall = json.load(f)
     if not args.summarize_only:
         for name, extra in SWEEPS.items():
-            if os.path.exists(os.path.join(args.runs, name, "tuned.csv")):
-                # done: a rerun of a frame data set's sweep does not skip its finished tasks (their
-                # records say encoding 'frames', the task 'direct'), so it is not asked for
-                print(f"{name}: done ({os.path.join(args.runs, name, 'tuned.csv')})", flush=True)
-                continue
-            start = time.time()
-            _stlsim("sweep", *COMMON, *extra, "--out", os.path.join(args.runs, name))
-            wall[name] = time.time() - start
+            start = time.time()      # a rerun skips the finished tasks; --force: a widened --tune grid
+            _stlsim("sweep", *COMMON, *extra, "--out", os.path.join(args.runs, name), "--force")
+            wall[name] = wall.get(name, 0.0) + time.time() - start
             os.makedirs(args.runs, exist_ok=True)
             with open(wall_file, "w") as f:
                 json.dump(wall, f)
