@@ -70,6 +70,29 @@ def _rows(path):
     return read_table(path)
 
 
+def _dynamics_figure(runs, arms, out):
+    """theta + beta a_t over the first test sample for seed 0 of the adaptive arms (their tuned runs)."""
+    from stlsim.analysis import network_from_record, threshold_dynamics
+    from stlsim.data.encoding import encode
+    from stlsim.data.sequence import load_mnist1d_seq
+    from stlsim.plot.analysis import threshold_dynamics as plot_dynamics
+
+    data = load_mnist1d_seq()
+    found = {}
+    for arm, mode in (("adaptive STL", "stl"), ("adaptive SL", "sl")):
+        rows = [r for r in arms.get(arm, []) if int(r["seed"]) == 0 and r.get("record")]
+        if rows:
+            sweep = ARMS[arm][0]
+            net, _ = network_from_record(os.path.join(runs, sweep, rows[0]["record"]), data.sample_shape,
+                                         data.n_classes)
+            x = encode(data.x_test[:1], data.timesteps, "frames", None, net.dtype)
+            found[mode] = threshold_dynamics(net, x)
+    if not found:
+        return None
+    return plot_dynamics(found, os.path.join(out, "threshold_dynamics.png"),
+                         title="mnist1d-seq, first test sample: adaptive thresholds (seed 0, tuned lr)")
+
+
 def summarize(runs: str, out: str, wall: dict | None = None) -> dict:
     import numpy as np
 
@@ -128,6 +151,9 @@ def summarize(runs: str, out: str, wall: dict | None = None) -> dict:
                      f"{p['won']}/{p['lost']}/{p['tied']} | {p['p']:.3g} | {p['q']:.3g} | {p['verdict']} |")
     if wall:
         lines += ["", "Wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in wall.items()) + "."]
+    figure = _dynamics_figure(runs, arms, out)
+    if figure:
+        lines += ["", f"![Adaptive thresholds over one test sample, seed 0]({os.path.basename(figure)})"]
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

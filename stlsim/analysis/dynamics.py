@@ -142,8 +142,9 @@ def threshold_dynamics(net, x, layer: int | None = None, sample: int = 0, neuron
     (default: the first adaptive layer). The adaptation state follows (L5a) of
     ``docs/model.md``, a_1 = 0, a_{t+1} = rho a_t + s_t, from the layer's recorded spikes,
     with the trained beta and rho (``Network.neuron_in_use``). ``neurons``: which neurons
-    (flat indices); default the ``n_neurons`` that spike most on this sample (then the
-    lowest indices). Returns ``{"layer", "neurons", "theta_eff" (T, k), "theta" (k,),
+    (flat indices); default ``n_neurons`` spread evenly over the ranks of the spike counts of
+    the neurons that spike on this sample, from the busiest to the quietest (ties: the lower
+    index first). Returns ``{"layer", "neurons", "theta_eff" (T, k), "theta" (k,),
     "beta" (k,), "rho" (k,), "membrane" (T, k), m_t before the reset, "spikes" (T, k),
     "a" (T, k), "theta_eff_mean" (T,), the layer's mean over all its neurons}``.
     """
@@ -174,9 +175,13 @@ def threshold_dynamics(net, x, layer: int | None = None, sample: int = 0, neuron
     for t in range(1, T):                                   # (L5a): a_1 = 0, a_{t+1} = rho a_t + s_t
         a[t] = rho * a[t - 1] + s[t - 1]
     theta_eff = theta + beta * a                            # (L3v)
-    if neurons is None:
-        order = np.lexsort((np.arange(n), -s.sum(axis=0)))
-        neurons = order[:min(int(n_neurons), n)]
+    if neurons is None:          # spread over the active neurons' spike counts, busiest first
+        counts = s.sum(axis=0)
+        order = np.lexsort((np.arange(n), -counts))
+        active = order[counts[order] > 0]
+        pool = active if len(active) >= min(int(n_neurons), n) else order
+        k = min(int(n_neurons), len(pool))
+        neurons = pool[np.unique(np.round(np.linspace(0, len(pool) - 1, k)).astype(np.int64))]
     neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
     if neurons.size == 0 or neurons.min() < 0 or neurons.max() >= n:
         raise fail("neurons", f"indices of the layer's {n} neurons", repr(neurons.tolist()), "threshold_dynamics")

@@ -262,8 +262,8 @@ def threshold_dynamics(dynamics_by_mode: dict, path, title="Adaptive thresholds 
     plt = _pyplot()
     modes = list(dynamics_by_mode)
     n_rows = max(len(d["neurons"]) for d in dynamics_by_mode.values()) + 1
-    fig, axes = plt.subplots(n_rows, len(modes), figsize=(4.2 * len(modes), 1.3 * n_rows + 1.2), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(n_rows, len(modes), figsize=(max(6.5, 4.2 * len(modes)), 1.3 * n_rows + 1.2),
+                             sharex=True, squeeze=False)
     for c, mode in enumerate(modes):
         d = dynamics_by_mode[mode]
         color = MODE_COLORS.get(mode, "C0")
