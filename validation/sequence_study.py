@@ -17,7 +17,9 @@ widened by 1e-3 and the sweeps rerun, their finished runs kept.
   (theta + beta a_t, a_{t+1} = rho a_t + s_t; beta = 0.09 per spike, trained per neuron in STL,
   rho = 0.95 fixed), mode STL;
 * sweep ``adaptive_sl``: the adaptive network trained by SL (beta stays 0.09): a control that
-  separates the adaptation from the threshold learning (added after the first three arms ran).
+  separates the adaptation from the threshold learning (added after the first three arms ran);
+* sweep ``feedforward_sl``: the network without recurrence, SL: context (is the recurrence used?),
+  in no paired comparison (added last).
 
 ``stlsim sweep-report`` gives STL - SL of the plain sweep; this script adds the paired
 comparisons of the arms (STL - SL, adaptive STL - SL, adaptive STL - STL, adaptive STL -
@@ -51,9 +53,11 @@ SWEEPS = {
     # a control added once the three arms had run: SL on the adaptive network (beta stays 0.09)
     "adaptive_sl": ["--grid", "adaptation=on", "--adapt-beta", DESIGN["adapt_beta"], "--adapt-rho",
                     DESIGN["adapt_rho"], "--learn-adapt-beta", "true", "--modes", "sl"],
+    # context, in no pair: the same network without the recurrence (the last flag wins), SL
+    "feedforward_sl": ["--grid", "adaptation=off", "--recurrent", "none", "--modes", "sl"],
 }
 ARMS = {"SL": ("plain", "sl"), "STL": ("plain", "stl"), "adaptive STL": ("adaptive", "stl"),
-        "adaptive SL": ("adaptive_sl", "sl")}
+        "adaptive SL": ("adaptive_sl", "sl"), "feed-forward SL (no recurrence)": ("feedforward_sl", "sl")}
 PAIRS = [("STL", "SL"), ("adaptive STL", "SL"), ("adaptive STL", "STL"), ("adaptive STL", "adaptive SL")]
 DIFFERING = ("adaptation", "adapt_beta", "adapt_rho", "learn_adapt_beta", "learn_adapt_rho", "lr", "theta_lr")
 
