@@ -222,6 +222,9 @@ def test_compare_without_flags_gives_the_results_it_gave_before(tmp_path, worker
         assert mode.pop("test_accuracy_sd") >= 0
     for name in ("weight_decay_mode", "decay_thresholds", "val_fraction"):    # options added since (weight decay forms, validation)
         assert now_numbers["config"]["training"].pop(name) == LATER_OPTIONS[name]
+    for name in ("recurrent", "adaptation", "adapt_beta", "adapt_rho", "learn_adapt_beta",
+                 "learn_adapt_rho"):                            # options added since (recurrent, adaptive layers)
+        assert now_numbers["config"]["network"].pop(name) == LATER_OPTIONS[name]
     assert now_numbers == before_numbers
     assert json.loads(now["provenance"]["threads"])["blas"]          # the thread settings are recorded
 

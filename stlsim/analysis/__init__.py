@@ -12,10 +12,12 @@ puts measurements, claims and figures together is ``stlsim.experiment.report``.
 * ``joint_decision``, ``decision_accuracy``: the GJDF (P neurons per class, T steps
   voting) and its ablations: fewer voting neurons, a time window, per-step votes (``gjdf.py``).
 * ``load_run``, ``rates_over_training``, ``thresholds_over_training``, ``rate_stability``,
-  ``learned_thresholds``, ``propagation_depth`` (``dynamics.py``).
+  ``learned_thresholds``, ``propagation_depth``, and ``threshold_dynamics``: an adaptive
+  layer's effective threshold theta + beta a_t over one input (``dynamics.py``).
 """
-from .dynamics import (SILENT, learned_thresholds, load_run, network_from_record, propagation_depth,
-                       rate_stability, rates_over_training, thresholds_over_training)
+from .dynamics import (SILENT, adaptive_layers, learned_thresholds, load_run, network_from_record,
+                       propagation_depth, rate_stability, rates_over_training, threshold_dynamics,
+                       thresholds_over_training)
 from .energy import (E_AC, E_MAC, INPUT_OPS, Energy, SynapticOps, ann_macs, energy, fan_out,
                      synaptic_operations)
 from .gjdf import VOTES, decision_accuracy, decision_rules, joint_decision
@@ -29,5 +31,5 @@ __all__ = [
     "NOISE_KINDS", "DEFAULT_LEVELS",
     "joint_decision", "decision_accuracy", "decision_rules", "VOTES",
     "load_run", "network_from_record", "rates_over_training", "thresholds_over_training", "rate_stability",
-    "learned_thresholds", "propagation_depth", "SILENT",
+    "learned_thresholds", "propagation_depth", "SILENT", "threshold_dynamics", "adaptive_layers",
 ]

@@ -28,7 +28,8 @@ import numpy as np
 from .._checks import fail
 
 __all__ = ["load_run", "network_from_record", "rates_over_training", "thresholds_over_training",
-           "rate_stability", "learned_thresholds", "propagation_depth", "SILENT"]
+           "rate_stability", "learned_thresholds", "propagation_depth", "threshold_dynamics",
+           "adaptive_layers", "SILENT"]
 
 SILENT = 1e-3
 
@@ -125,6 +126,69 @@ def learned_thresholds(run) -> dict:
         if init is not None:
             out[mode] = {"init": init, "final": final}
     return out
+
+
+# ------------------------------------------------------ adaptive thresholds over time --
+def adaptive_layers(net) -> list:
+    """Indices (in ``net.layers``) of the spiking layers with an adaptive threshold."""
+    return [i for i in net.spiking_layers if net.neuron_in_use(i).adaptive]
+
+
+def threshold_dynamics(net, x, layer: int | None = None, sample: int = 0, neurons=None, n_neurons: int = 4,
+                       backend=None) -> dict:
+    """The effective threshold theta_t = theta + beta a_t of an adaptive layer over one input.
+
+    ``x`` is the network's time-major input (T, B, ...); ``layer`` an index of ``net.layers``
+    (default: the first adaptive layer). The adaptation state follows (L5a) of
+    ``docs/model.md``, a_1 = 0, a_{t+1} = rho a_t + s_t, from the layer's recorded spikes,
+    with the trained beta and rho (``Network.neuron_in_use``). ``neurons``: which neurons
+    (flat indices); default ``n_neurons`` spread evenly over the ranks of the spike counts of
+    the neurons that spike on this sample, from the busiest to the quietest (ties: the lower
+    index first). Returns ``{"layer", "neurons", "theta_eff" (T, k), "theta" (k,),
+    "beta" (k,), "rho" (k,), "membrane" (T, k), m_t before the reset, "spikes" (T, k),
+    "a" (T, k), "theta_eff_mean" (T,), the layer's mean over all its neurons}``.
+    """
+    adaptive = adaptive_layers(net)
+    if not adaptive:
+        raise fail("net", "a network with an adaptive layer (LIF(adaptation=...))", "none adaptive",
+                   "threshold_dynamics")
+    layer = adaptive[0] if layer is None else int(layer)
+    if layer not in adaptive:
+        raise fail("layer", f"the index of an adaptive layer ({adaptive})", repr(layer), "threshold_dynamics")
+    record = net.forward(x, backend=backend)
+    k = record.layer_index.index(layer)
+    spikes = np.asarray(record.spikes[k], dtype=np.float64)
+    T, B = spikes.shape[:2]
+    if not 0 <= int(sample) < B:
+        raise fail("sample", f"an index of the batch (0..{B - 1})", repr(sample), "threshold_dynamics")
+    s = spikes[:, int(sample)].reshape(T, -1)
+    m = np.asarray(record.membrane[k], dtype=np.float64)[:, int(sample)].reshape(T, -1)
+    n = s.shape[1]
+    neuron = net.neuron_in_use(layer)
+    beta = np.broadcast_to(np.asarray(neuron.adaptation.beta, np.float64).reshape(-1), (n,))
+    rho = np.broadcast_to(np.asarray(neuron.adaptation.rho, np.float64).reshape(-1), (n,))
+    theta = np.broadcast_to(np.asarray(net.params[f"{layer}.theta"], np.float64).reshape(-1), (n,)) \
+        if np.size(net.params[f"{layer}.theta"]) in (1, n) else None
+    if theta is None:
+        raise fail("net", "thresholds per neuron or per layer", "another sharing", "threshold_dynamics")
+    a = np.zeros((T, n))
+    for t in range(1, T):                                   # (L5a): a_1 = 0, a_{t+1} = rho a_t + s_t
+        a[t] = rho * a[t - 1] + s[t - 1]
+    theta_eff = theta + beta * a                            # (L3v)
+    if neurons is None:          # spread over the active neurons' spike counts, busiest first
+        counts = s.sum(axis=0)
+        order = np.lexsort((np.arange(n), -counts))
+        active = order[counts[order] > 0]
+        pool = active if len(active) >= min(int(n_neurons), n) else order
+        k = min(int(n_neurons), len(pool))
+        neurons = pool[np.unique(np.round(np.linspace(0, len(pool) - 1, k)).astype(np.int64))]
+    neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
+    if neurons.size == 0 or neurons.min() < 0 or neurons.max() >= n:
+        raise fail("neurons", f"indices of the layer's {n} neurons", repr(neurons.tolist()), "threshold_dynamics")
+    return {"layer": layer, "neurons": neurons.tolist(), "theta_eff": theta_eff[:, neurons],
+            "theta": theta[neurons].copy(), "beta": beta[neurons].copy(), "rho": rho[neurons].copy(),
+            "membrane": m[:, neurons], "spikes": s[:, neurons], "a": a[:, neurons],
+            "theta_eff_mean": theta_eff.mean(axis=1)}
 
 
 # ---------------------------------------------------------------- propagation depth --

@@ -34,7 +34,11 @@ EVENT_SPECS = ("nmnist", "dvsgesture", "shd", "saccade-digits")
 
 
 def is_event_spec(spec) -> bool:
-    return isinstance(spec, str) and spec.split(":", 1)[0].lower() in EVENT_SPECS
+    """A data set fed as pre-binned frames ``(N, T, features)``: an event set of ``EVENT_SPECS``, or a
+    sequence set of ``stlsim.data.sequence.SEQUENCE_SPECS`` (``mnist1d-seq``: one value per step)."""
+    from .sequence import SEQUENCE_SPECS
+
+    return isinstance(spec, str) and spec.split(":", 1)[0].lower() in EVENT_SPECS + SEQUENCE_SPECS
 
 
 def _frames(events_list, T, sensor_size, downsample=1, windows=None, t_window=(0, 300_000), sources=None):
@@ -152,9 +156,13 @@ def load_event_dataset(spec: str, timesteps: int | None = None, n_train=None, n_
     ``n_train``/``n_test`` keep the first samples of each split (read or converted only
     as needed where the format allows).
     """
+    from .sequence import SEQUENCE_SPECS, load_sequence_dataset
+
     name, _, where = spec.partition(":")
     name = name.lower()
     kwargs = {} if timesteps is None else {"timesteps": timesteps}
+    if name in SEQUENCE_SPECS:
+        return load_sequence_dataset(spec, timesteps)
     if name == "saccade-digits":
         return load_saccade_digits(n_train=n_train, n_test=n_test, **kwargs)
     if not where:

@@ -31,10 +31,14 @@ def load_run_data(results: dict, spec: str | None = None):
     """The data set of a compare run, cut to the run's train/test sizes."""
     from ..data import load_dataset
 
+    from ..data.event_datasets import is_event_spec, load_event_dataset
+
     info = results["dataset"]
     if spec is None:
         name, source = info["name"], info.get("source", "")
-        if name == "digits":
+        if is_event_spec(name):          # an event or sequence set: its folder, when the run recorded one
+            spec = f"{name}:{source}" if os.path.isdir(source) else name
+        elif name == "digits":
             spec = "digits"
         elif name in ("fashion-mnist", "mnist", "cifar10") and os.path.isdir(source):
             spec = f"{name}:{source}"
@@ -42,7 +46,11 @@ def load_run_data(results: dict, spec: str | None = None):
             spec = source
         else:
             spec = name
-    data = load_dataset(spec)
+    if is_event_spec(spec):
+        timesteps = results.get("config", {}).get("training", {}).get("timesteps")
+        data = load_event_dataset(spec, timesteps)
+    else:
+        data = load_dataset(spec)
     n_train = min(int(info["n_train"]), data.n_train)
     n_test = min(int(info["n_test"]), data.n_test)
     return data.subset(n_train, n_test)
@@ -51,7 +59,7 @@ def load_run_data(results: dict, spec: str | None = None):
 def _encoded_test(net, data, n, timesteps, encoding, seed=8):
     from ..data.encoding import encode, shape_inputs
 
-    x = shape_inputs(net, data.x_test[:n])
+    x = shape_inputs(net, data.x_test[:n], encoding == "frames")
     return encode(x, timesteps, encoding, np.random.default_rng([seed]), net.dtype)
 
 
@@ -229,6 +237,19 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
             "quantiles": [np.quantile(a, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist() for a in t["final"]],
             "negative_fraction": [float(np.mean(a <= 0)) for a in t["final"]]})
     out["_rates"], out["_thetas"], out["_learned"] = rates, thetas, learned
+    if results["config"].get("network", {}).get("adaptation") and any(run["records"].values()):
+        try:                              # adaptive thresholds over one test sample, seed 0 of each mode
+            if data is None:
+                data = load_run_data(results, dataset)
+            out["_dynamics"] = {}
+            for mode, paths in run["records"].items():
+                if paths:
+                    net, _ = dynamics.network_from_record(paths[0], data.sample_shape, data.n_classes,
+                                                          backend=backend)
+                    x = _encoded_test(net, data, 1, timesteps, encoding)
+                    out["_dynamics"][mode] = dynamics.threshold_dynamics(net, x, backend=backend)
+        except (OSError, ValueError, TypeError) as err:
+            out["notes"].append(f"data set not loadable ({err}); adaptive thresholds not shown")
 
     if not (noise or energy or decisions) or not any(run["records"].values()):
         return out
@@ -251,7 +272,7 @@ def analyze_run(run_dir, *, data=None, dataset: str | None = None, max_test: int
             continue
         nets[mode] = []
         for path in paths:
-            net, rec = dynamics.network_from_record(path, data.input_shape, data.n_classes, backend=backend)
+            net, rec = dynamics.network_from_record(path, data.sample_shape, data.n_classes, backend=backend)
             if net.buffers and not any(k.startswith("buffer:") for k in rec["params"]):
                 out["notes"].append("these records hold no BatchNorm running estimates (written before "
                                     "stlsim stored them); BN layers use their initial estimates here")
@@ -421,6 +442,9 @@ def _figures(analysis, out_dir, population_gain=None, fig_format=None, dpi=None)
     if analysis.get("_learned"):
         figs["theta_hist"] = plots.threshold_histograms(analysis["_learned"],
                                                         os.path.join(out_dir, "report_theta_hist.png"), **style)
+    if analysis.get("_dynamics"):
+        figs["theta_dynamics"] = plots.threshold_dynamics(analysis["_dynamics"],
+                                                          os.path.join(out_dir, "report_theta_dynamics.png"), **style)
     if analysis.get("energy"):
         figs["energy"] = plots.energy_per_layer({m: {"names": v["names"],
                                                      "snn_joules_per_layer": v["snn_joules_per_layer"],
@@ -440,6 +464,18 @@ def _table(header, rows) -> str:
     return "\n".join(lines)
 
 
+def _state_words(net) -> str:
+    """The hidden layers' recurrence and adaptation, as the report's network line names them ('' if none)."""
+    words = []
+    if net.get("recurrent", "none") != "none":
+        words.append(f"recurrent hidden layers ({net['recurrent']})")
+    if net.get("adaptation"):
+        learned = [n for n in ("beta", "rho") if net.get(f"learn_adapt_{n}")]
+        words.append(f"adaptive thresholds (beta {net.get('adapt_beta')}, rho {net.get('adapt_rho')}"
+                     + (f", {' and '.join(learned)} trained" if learned else "") + ")")
+    return "".join(", " + w for w in words)
+
+
 def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -> str:
     ds, cfg = analysis["dataset"], analysis["config"]
     net, tr = cfg["network"], cfg["training"]
@@ -447,7 +483,8 @@ def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -
           f"Run: `{analysis['run_dir']}`. Data: {ds['name']}, {ds['n_train']} train / {ds['n_test']} test "
           f"samples, input {ds['input_shape']}, {ds['n_classes']} classes. Network: {net['arch']} hidden "
           f"{net['hidden']}, P = {net['population']}, tau {net['tau']}, theta init {net['theta_init']}, "
-          f"init gain {net['init_gain']}, {net['reset']} reset, {net['surrogate']} surrogate, {net['dtype']}. "
+          f"init gain {net['init_gain']}, {net['reset']} reset, {net['surrogate']} surrogate, {net['dtype']}"
+          f"{_state_words(net)}. "
           f"Training: {tr['epochs']} epochs, T = {tr['timesteps']}, {tr['encoding']} encoding, {tr['optimizer']} "
           f"lr {tr['lr']}, batch {tr['batch_size']}, loss {tr['loss']}. Seeds {cfg['seeds']}.", ""]
     if analysis.get("max_test"):
@@ -478,7 +515,8 @@ def _markdown(analysis, claims, figs, population_gain=None, extra_sections=()) -
                    "theta <= 0"], rows), ""]
     for key, caption in (("rates", "Firing rates per layer over training"),
                          ("theta", "Thresholds per layer over training"),
-                         ("theta_hist", "Learned threshold distributions (all seeds)")):
+                         ("theta_hist", "Learned threshold distributions (all seeds)"),
+                         ("theta_dynamics", "Adaptive thresholds theta + beta a_t over one test sample (seed 0)")):
         if key in figs:
             md += [f"![{caption}]({figs[key]})", ""]
     if analysis.get("energy"):

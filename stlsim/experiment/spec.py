@@ -59,13 +59,13 @@ def parse_int_list(text: str) -> list:
 
 
 def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``), any case."""
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``), any case."""
     word = str(text).strip().lower()
-    if word in ("true", "1", "yes"):
+    if word in ("true", "1", "yes", "on"):
         return True
-    if word in ("false", "0", "no"):
+    if word in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise ValueError(f"expected true or false (or on / off), got {text!r}")
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a real number", "str": "a string", "bool": "true or false",
@@ -84,6 +84,7 @@ class Option:
     target: str               # "data", "net" or "train"
     choices: tuple | None = None
     low: float | None = None  # smallest allowed value (numbers; layer sizes of int_list)
+    high: float | None = None  # largest allowed value (numbers)
     nullable: bool = False    # None is a value a user may give (e.g. theta_lr: "the lr")
     short: str | None = None  # a short flag, e.g. "-T"
 
@@ -137,7 +138,11 @@ class Option:
             if kind == "float" and not math.isfinite(value):
                 raise fail(where, "a finite real number", repr(value), owner)
             if self.low is not None and value < self.low:
-                raise fail(where, f"a number >= {self.low:g}", repr(value), owner)
+                raise fail(where, f"a number >= {self.low:g}" if self.high is None else
+                           f"a number in [{self.low:g}, {self.high:g}]", repr(value), owner)
+            if self.high is not None and value > self.high:
+                raise fail(where, f"a number <= {self.high:g}" if self.low is None else
+                           f"a number in [{self.low:g}, {self.high:g}]", repr(value), owner)
         elif not isinstance(value, str):
             raise fail(where, "a string", f"{type(value).__name__} {value!r}", owner, TypeError)
         if self.choices is not None and value not in self.choices:
@@ -155,10 +160,12 @@ class Option:
 
 
 # The options whose default depends on the data set (DATASET_DEFAULTS).
-_DATASET_DEPENDENT = ("hidden", "epochs", "timesteps", "theta_init", "init_gain", "encoding")
+_DATASET_DEPENDENT = ("hidden", "epochs", "timesteps", "theta_init", "init_gain", "encoding", "recurrent",
+                      "adaptation")
 
 _DATASETS_HELP = ("digits | fashion-mnist[:DIR] | mnist[:DIR] | cifar10[:DIR] | PATH.npz | nmnist:DIR | "
-                  "dvsgesture:DIR | shd:DIR | saccade-digits (synthetic events)")
+                  "dvsgesture:DIR | shd:DIR | saccade-digits (synthetic events) | mnist1d-seq (MNIST-1D, one value "
+                  "per step)")
 
 OPTIONS = {o.name: o for o in [
     # data
@@ -184,6 +191,19 @@ OPTIONS = {o.name: o for o in [
            "network", "net"),
     Option("threshold_sharing", "str", "neuron", "one threshold per neuron (per position in a conv layer), "
            "per conv channel, or one per layer", "network", "net", choices=("neuron", "channel", "layer")),
+    Option("recurrent", "str", None, "recurrent connections of the hidden layers (mlp): none; all (all-to-all, "
+           "V is N x N); one (one-to-one, V is N); the input current at t gets V s_{t-1}", "network", "net",
+           choices=("none", "all", "one")),
+    Option("adaptation", "bool", None, "adaptive thresholds in the hidden layers (LSNN / ALIF): theta + "
+           "adapt_beta * a_t, a_{t+1} = adapt_rho * a_t + s_t", "network", "net"),
+    Option("adapt_beta", "float", 1.8, "threshold rise per spike of an adaptive neuron (with --adaptation on)",
+           "network", "net", low=0.0),
+    Option("adapt_rho", "float", 0.95, "decay per step of the adaptation state, in [0, 1] (with --adaptation "
+           "on)", "network", "net", low=0.0, high=1.0),
+    Option("learn_adapt_beta", "bool", False, "train adapt_beta per neuron (a threshold parameter: STL and TL "
+           "train it at the threshold lr, SL does not)", "network", "net"),
+    Option("learn_adapt_rho", "bool", False, "train adapt_rho per neuron (a threshold parameter, as "
+           "adapt_beta)", "network", "net"),
     Option("dtype", "str", "float32", "floating-point type of the network", "network", "net",
            choices=("float64", "float32")),
     # training
@@ -218,7 +238,9 @@ OPTIONS = {o.name: o for o in [
 # Options added after the first sweeps were recorded: at these values they are left out of a
 # task's hash, so the task ids (and the skip-on-rerun) of earlier sweeps stay the same.
 LATER_OPTIONS = {"threshold_sharing": "neuron", "detach_reset": False, "surrogate_param": None,
-                 "weight_decay_mode": "coupled", "decay_thresholds": True, "val_fraction": 0.0}
+                 "weight_decay_mode": "coupled", "decay_thresholds": True, "val_fraction": 0.0,
+                 "recurrent": "none", "adaptation": False, "adapt_beta": 1.8, "adapt_rho": 0.95,
+                 "learn_adapt_beta": False, "learn_adapt_rho": False}
 
 
 def option(name: str, owner: str = "RunSpec") -> Option:
@@ -262,7 +284,12 @@ DATASET_DEFAULTS = {
     "saccade-digits": {"hidden": [256], "epochs": 15, "timesteps": 20, **_IMAGES},
     "nmnist": {"hidden": [800], "epochs": 5, "timesteps": 20, **_IMAGES},
     "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, **_IMAGES},
-    "shd": {"hidden": [256], "epochs": 10, "timesteps": 100, **_IMAGES},
+    # the standard SHD network: 700-128r-20, recurrent (all-to-all) and adaptive (Bellec et al. 2018;
+    # Cramer et al. 2020 use 128 recurrent hidden neurons); the population readout stays the table's
+    "shd": {"hidden": [128], "epochs": 10, "timesteps": 100, **_IMAGES, "recurrent": "all", "adaptation": True},
+    # MNIST-1D as a sequence: one analog value per step (T = 40), a recurrent hidden layer
+    "mnist1d-seq": {"hidden": [128], "epochs": 10, "timesteps": 40, "theta_init": 1.0, "init_gain": 4.0,
+                    "encoding": "direct", "recurrent": "all", "adaptation": False},
     # a user's own .npz: any features in [0, 1]; the analog values go straight in (direct), as rate
     # coding lost 4 points on the digits, 1.4 on Fashion-MNIST and 18 on MNIST-1D (docs/sweep.md);
     # epochs by size (None: see `dataset_defaults`)
@@ -308,11 +335,14 @@ def _npz_train_size(path: str):
     return _NPZ_SIZES[key]
 
 
+_FEED_FORWARD = {"recurrent": "none", "adaptation": False}    # where a data set's row says nothing
+
+
 def dataset_defaults(dataset: str, train_subset=None, n_train=None) -> dict:
     """The defaults of a run on ``dataset`` (a copy); for an .npz the epochs follow its size
     (``n_train``, else read from the file's ``y_train``, at most ``train_subset``; 5 if it cannot be read)."""
     key = dataset_key(dataset)
-    defaults = dict(DATASET_DEFAULTS.get(key, DATASET_DEFAULTS["mnist"]))
+    defaults = {**_FEED_FORWARD, **DATASET_DEFAULTS.get(key, DATASET_DEFAULTS["mnist"])}
     defaults["hidden"] = list(defaults["hidden"])
     if defaults["epochs"] is None:
         if n_train is None:
@@ -337,7 +367,8 @@ class DataSpec:
 
     @property
     def is_events(self) -> bool:
-        """An event data set (N-MNIST, DVS128 Gesture, SHD, saccade digits): fed as binned frames."""
+        """An event data set (N-MNIST, DVS128 Gesture, SHD, saccade digits) or a sequence set
+        (``mnist1d-seq``): fed as its frames, one per step."""
         from ..data.event_datasets import is_event_spec
 
         return is_event_spec(self.dataset)

@@ -20,7 +20,7 @@ def _save(fig, path, fmt, dpi, owner):
     return _save_figure(fig, path, fmt, dpi, owner, tight=False)
 
 __all__ = ["rates_over_training", "thresholds_over_training", "threshold_histograms", "noise_curves",
-           "energy_per_layer", "propagation_depth", "decision_rules", "population_gain"]
+           "energy_per_layer", "propagation_depth", "decision_rules", "population_gain", "threshold_dynamics"]
 
 
 def _margins(fig, bottom=0.16, top=0.84, left=None, wspace=0.25):
@@ -251,3 +251,48 @@ def population_gain(gain: dict, path, title="GJDF: accuracy with P output neuron
     fig.suptitle(title)
     _margins(fig)
     return _save(fig, path, fmt, dpi, "population_gain")
+
+
+def threshold_dynamics(dynamics_by_mode: dict, path, title="Adaptive thresholds over one test sample",
+                       *, fmt=None, dpi=None):
+    """``{mode: stlsim.analysis.threshold_dynamics(...)}``: per mode one column, per neuron one
+    panel with the membrane m_t before the reset (grey), the effective threshold
+    theta + beta a_t (coloured), the static theta (dashed) and the neuron's spikes (ticks on top);
+    a last panel shows the layer's mean effective threshold."""
+    plt = _pyplot()
+    modes = list(dynamics_by_mode)
+    n_rows = max(len(d["neurons"]) for d in dynamics_by_mode.values()) + 1
+    fig, axes = plt.subplots(n_rows, len(modes), figsize=(max(6.5, 4.2 * len(modes)), 1.3 * n_rows + 1.2),
+                             sharex=True, squeeze=False)
+    for c, mode in enumerate(modes):
+        d = dynamics_by_mode[mode]
+        color = MODE_COLORS.get(mode, "C0")
+        T = d["theta_eff"].shape[0]
+        t = np.arange(1, T + 1)
+        for r in range(n_rows - 1):
+            ax = axes[r][c]
+            if r >= len(d["neurons"]):
+                ax.axis("off")
+                continue
+            ax.plot(t, d["membrane"][:, r], color="0.6", lw=0.8, label="membrane m_t (before reset)")
+            ax.plot(t, d["theta_eff"][:, r], color=color, lw=1.4, label="theta + beta a_t")
+            ax.axhline(d["theta"][r], color=color, ls="--", lw=0.8, label="theta")
+            top = max(float(np.max(d["theta_eff"][:, r])), float(np.max(d["membrane"][:, r])))
+            steps = t[d["spikes"][:, r] > 0.5]
+            ax.plot(steps, np.full(steps.shape, top * 1.08 if top > 0 else 0.1), "|", color="k", ms=6,
+                    label="spike")
+            ax.set_ylabel(f"neuron {d['neurons'][r]}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.text(1.0, 1.0, f"beta {d['beta'][r]:.2g}, rho {d['rho'][r]:.3g}, {len(steps)} spikes",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+        axes[0][c].set_title(f"{mode.upper()}: layer {d['layer'] + 1}", fontsize=9, pad=12)
+        ax = axes[-1][c]
+        ax.plot(t, d["theta_eff_mean"], color=color, lw=1.4)
+        ax.set_ylabel("layer mean\ntheta + beta a_t", fontsize=8)
+        ax.set_xlabel("time step")
+        ax.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(title)
+    _margins(fig, bottom=0.1, top=0.9, left=0.14)
+    return _save(fig, path, fmt, dpi, "threshold_dynamics")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real, fail
-from ..neurons import LIF
+from ..neurons import LIF, Adaptation
 from .modes import MODES
 from .optim import WEIGHT_DECAY_MODES
 
@@ -43,6 +43,12 @@ class NetConfig:
     init_gain: float = 4.0
     dtype: str = "float32"
     threshold_sharing: str = "neuron"
+    recurrent: str = "none"          # hidden layers: "none", "all" (V: N x N) or "one" (V: N)
+    adaptation: bool = False         # adaptive thresholds in the hidden layers (docs/model.md Section 10)
+    adapt_beta: float = 1.8
+    adapt_rho: float = 0.95
+    learn_adapt_beta: bool = False
+    learn_adapt_rho: bool = False
 
     def validate(self):
         """Check the fields a network is built from (``build_network`` calls this)."""
@@ -65,7 +71,38 @@ class NetConfig:
         if self.arch == "mlp" and self.threshold_sharing == "channel":
             raise fail("threshold_sharing", "'neuron' or 'layer' for the dense 'mlp' (a dense layer has no "
                        "channels; 'channel' needs a convolutional arch)", repr(self.threshold_sharing), "NetConfig")
+        check_choice(self.recurrent, "recurrent", ("none", "all", "one"), "NetConfig")
+        for name in ("adaptation", "learn_adapt_beta", "learn_adapt_rho"):
+            if not isinstance(getattr(self, name), bool):
+                raise fail(name, "True or False", repr(getattr(self, name)), "NetConfig", TypeError)
+        check_real(self.adapt_beta, "adapt_beta", low=0.0, owner="NetConfig")
+        check_real(self.adapt_rho, "adapt_rho", low=0.0, high=1.0, owner="NetConfig")
+        if self.arch != "mlp" and (self.recurrent != "none" or self.adaptation):
+            raise fail("arch", "'mlp' for recurrent or adaptive hidden layers (the dense network; "
+                       "the convolutional presets have neither)", repr(self.arch), "NetConfig")
+        if not self.hidden and (self.recurrent != "none" or self.adaptation):
+            raise fail("hidden", "at least one hidden layer for recurrent or adaptive hidden layers",
+                       repr(self.hidden), "NetConfig")
+        if not self.adaptation:
+            changed = [f"{name}={getattr(self, name)!r}" for name, default in _ADAPTATION_DEFAULTS.items()
+                       if getattr(self, name) != default]
+            if changed:
+                raise fail("adaptation", "True (on) where the adaptation is set (" + ", ".join(changed) +
+                           "): without it these settings would change nothing", repr(self.adaptation),
+                           "NetConfig")
         return self
+
+    def hidden_neuron(self) -> LIF:
+        """The LIF of the hidden layers: the output layer's, plus the adaptation when it is on."""
+        adaptation = None
+        if self.adaptation:
+            adaptation = Adaptation(beta=float(self.adapt_beta), rho=float(self.adapt_rho),
+                                    learn_beta=self.learn_adapt_beta, learn_rho=self.learn_adapt_rho)
+        return LIF(tau=self.tau, theta_init=self.theta_init, reset=self.reset, detach_reset=self.detach_reset,
+                   adaptation=adaptation)
+
+
+_ADAPTATION_DEFAULTS = {"adapt_beta": 1.8, "adapt_rho": 0.95, "learn_adapt_beta": False, "learn_adapt_rho": False}
 
 
 @dataclass
@@ -168,8 +205,13 @@ def build_network(netcfg: NetConfig, input_shape, n_classes: int, seed: int, bac
     n_out = n_classes * netcfg.population
     if netcfg.arch == "mlp":
         sizes = [int(np.prod(input_shape))] + [int(h) for h in netcfg.hidden] + [n_out]
-        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain, threshold_sharing=netcfg.threshold_sharing)
-                  for a, b in zip(sizes[:-1], sizes[1:])]
+        recurrent = getattr(netcfg, "recurrent", "none")
+        recurrent = None if recurrent in (None, "none") else recurrent
+        layers = [stlsim.Dense(a, b, init_gain=netcfg.init_gain, threshold_sharing=netcfg.threshold_sharing,
+                               recurrent=recurrent if k < len(sizes) - 2 else None)
+                  for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+        if getattr(netcfg, "adaptation", False):       # the hidden layers adapt, the output layer does not
+            neuron = [netcfg.hidden_neuron()] * (len(layers) - 1) + [neuron]
     else:
         try:
             from .. import architectures
