@@ -16,7 +16,7 @@ from stlsim.experiment.spec import LATER_OPTIONS, OPTIONS, RunSpec, dataset_defa
 from stlsim.train import NetConfig, TrainConfig, build_network, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEW = {"recurrent": "none", "adaptation": False, "adapt_beta": 1.8, "adapt_rho": 0.95,
+NEW = {"recurrent": "none", "adaptation": False, "adapt_beta": 0.09, "adapt_rho": 0.95,
        "learn_adapt_beta": False, "learn_adapt_rho": False}
 
 
@@ -90,16 +90,16 @@ def _write_shd(folder, n=6, seed=1):
 
 def test_shd_trains_the_standard_recurrent_adaptive_network(tmp_path):
     defaults = dataset_defaults(f"shd:{tmp_path}")
-    assert (defaults["hidden"], defaults["recurrent"], defaults["adaptation"]) == ([128], "all", True)
+    assert (defaults["hidden"], defaults["recurrent"], defaults["adaptation"], defaults["population"]) == (
+        [128], "all", True, 1)
     _write_shd(str(tmp_path))
-    spec = RunSpec.from_options({"dataset": f"shd:{tmp_path}", "epochs": 1, "timesteps": 12, "population": 1,
-                                 "batch_size": 3})
+    spec = RunSpec.from_options({"dataset": f"shd:{tmp_path}", "epochs": 1, "timesteps": 12, "batch_size": 3})
     data, netcfg, config = spec.load()
     assert config.encoding == "frames" and data.x_train.shape == (6, 12, 700)
     net = build_network(netcfg, data.sample_shape, data.n_classes, seed=0)
     assert [(layer.in_features, layer.out_features, layer.recurrent) for layer in net.layers] == [(700, 128, "all"),
                                                                                      (128, 20, None)]
-    assert net.neurons[0].adaptation == stlsim.Adaptation() and not net.neurons[1].adaptive
+    assert net.neurons[0].adaptation == stlsim.Adaptation(beta=0.09, rho=0.95) and not net.neurons[1].adaptive
     result = train(net, data, config, progress=False, netcfg=netcfg)
     assert len(result.history["test_accuracy"]) == 1
 
@@ -226,7 +226,7 @@ def test_report_of_an_adaptive_run_shows_the_threshold_dynamics(tmp_path):
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
     assert "report_theta_dynamics.png" in text
-    assert "recurrent hidden layers (all), adaptive thresholds (beta 1.8, rho 0.95, beta trained)" in text
+    assert "recurrent hidden layers (all), adaptive thresholds (beta 0.09, rho 0.95, beta trained)" in text
 
 
 def test_netconfig_round_trips_through_json():

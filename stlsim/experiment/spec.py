@@ -161,7 +161,7 @@ class Option:
 
 # The options whose default depends on the data set (DATASET_DEFAULTS).
 _DATASET_DEPENDENT = ("hidden", "epochs", "timesteps", "theta_init", "init_gain", "encoding", "recurrent",
-                      "adaptation")
+                      "adaptation", "population")
 
 _DATASETS_HELP = ("digits | fashion-mnist[:DIR] | mnist[:DIR] | cifar10[:DIR] | PATH.npz | nmnist:DIR | "
                   "dvsgesture:DIR | shd:DIR | saccade-digits (synthetic events) | mnist1d-seq (MNIST-1D, one value "
@@ -176,7 +176,8 @@ OPTIONS = {o.name: o for o in [
     Option("arch", "str", "mlp", "mlp (dense; sizes from --hidden) or a preset of stlsim.architectures",
            "network", "net"),
     Option("hidden", "int_list", None, "hidden layer sizes of the mlp, e.g. 256 or 800,400", "network", "net"),
-    Option("population", "int", 10, "output neurons per class (the joint decision); 1 = plain", "network",
+    Option("population", "int", None, "output neurons per class (the joint decision; 10 but on SHD); 1 = plain",
+           "network",
            "net", low=1, short="-P"),
     Option("tau", "float", 0.5, "membrane decay per step, in [0, 1]", "network", "net", low=0.0),
     Option("theta_init", "float", None, "initial threshold of every neuron", "network", "net"),
@@ -196,7 +197,8 @@ OPTIONS = {o.name: o for o in [
            choices=("none", "all", "one")),
     Option("adaptation", "bool", None, "adaptive thresholds in the hidden layers (LSNN / ALIF): theta + "
            "adapt_beta * a_t, a_{t+1} = adapt_rho * a_t + s_t", "network", "net"),
-    Option("adapt_beta", "float", 1.8, "threshold rise per spike of an adaptive neuron (with --adaptation on)",
+    Option("adapt_beta", "float", 0.09, "threshold rise per spike of an adaptive neuron (with --adaptation "
+           "on; 0.09 is Bellec et al.'s 1.8 times 1 - rho at rho 0.95: their a_t rises by 1 - rho per spike)",
            "network", "net", low=0.0),
     Option("adapt_rho", "float", 0.95, "decay per step of the adaptation state, in [0, 1] (with --adaptation "
            "on)", "network", "net", low=0.0, high=1.0),
@@ -239,7 +241,7 @@ OPTIONS = {o.name: o for o in [
 # task's hash, so the task ids (and the skip-on-rerun) of earlier sweeps stay the same.
 LATER_OPTIONS = {"threshold_sharing": "neuron", "detach_reset": False, "surrogate_param": None,
                  "weight_decay_mode": "coupled", "decay_thresholds": True, "val_fraction": 0.0,
-                 "recurrent": "none", "adaptation": False, "adapt_beta": 1.8, "adapt_rho": 0.95,
+                 "recurrent": "none", "adaptation": False, "adapt_beta": 0.09, "adapt_rho": 0.95,
                  "learn_adapt_beta": False, "learn_adapt_rho": False}
 
 
@@ -285,8 +287,9 @@ DATASET_DEFAULTS = {
     "nmnist": {"hidden": [800], "epochs": 5, "timesteps": 20, **_IMAGES},
     "dvsgesture": {"hidden": [512], "epochs": 10, "timesteps": 20, **_IMAGES},
     # the standard SHD network: 700-128r-20, recurrent (all-to-all) and adaptive (Bellec et al. 2018;
-    # Cramer et al. 2020 use 128 recurrent hidden neurons); the population readout stays the table's
-    "shd": {"hidden": [128], "epochs": 10, "timesteps": 100, **_IMAGES, "recurrent": "all", "adaptation": True},
+    # Cramer et al. 2020 use 128 recurrent hidden neurons); one output neuron per class (population 1)
+    "shd": {"hidden": [128], "epochs": 10, "timesteps": 100, **_IMAGES, "recurrent": "all", "adaptation": True,
+            "population": 1},
     # MNIST-1D as a sequence: one analog value per step (T = 40), a recurrent hidden layer
     "mnist1d-seq": {"hidden": [128], "epochs": 10, "timesteps": 40, "theta_init": 1.0, "init_gain": 4.0,
                     "encoding": "direct", "recurrent": "all", "adaptation": False},
@@ -335,7 +338,7 @@ def _npz_train_size(path: str):
     return _NPZ_SIZES[key]
 
 
-_FEED_FORWARD = {"recurrent": "none", "adaptation": False}    # where a data set's row says nothing
+_FEED_FORWARD = {"recurrent": "none", "adaptation": False, "population": 10}   # where a row says nothing
 
 
 def dataset_defaults(dataset: str, train_subset=None, n_train=None) -> dict:

@@ -45,7 +45,7 @@ class NetConfig:
     threshold_sharing: str = "neuron"
     recurrent: str = "none"          # hidden layers: "none", "all" (V: N x N) or "one" (V: N)
     adaptation: bool = False         # adaptive thresholds in the hidden layers (docs/model.md Section 10)
-    adapt_beta: float = 1.8
+    adapt_beta: float = 0.09
     adapt_rho: float = 0.95
     learn_adapt_beta: bool = False
     learn_adapt_rho: bool = False
@@ -102,7 +102,7 @@ class NetConfig:
                    adaptation=adaptation)
 
 
-_ADAPTATION_DEFAULTS = {"adapt_beta": 1.8, "adapt_rho": 0.95, "learn_adapt_beta": False, "learn_adapt_rho": False}
+_ADAPTATION_DEFAULTS = {"adapt_beta": 0.09, "adapt_rho": 0.95, "learn_adapt_beta": False, "learn_adapt_rho": False}
 
 
 @dataclass
