@@ -63,7 +63,7 @@ HARD, SOFT, AFTER_LEAK = scalar.HARD, scalar.SOFT, scalar.AFTER_LEAK
 
 # --- one sample, one step: the neurons of a row -------------------------------------------
 
-@register_jitable
+@register_jitable(inline="always")
 def _forward_row(cur, rec, mem, spk, v, s_prev, a, th_prev, theta, tau, leak, gain, v_reset,
                  rec_bias, beta, rho, one, kind, param, smooth, reset, rec_kind, adaptive,
                  strict, has_leak, has_gain, has_reset_potential, per_tau, has_bias):
@@ -115,23 +115,22 @@ def _forward_row(cur, rec, mem, spk, v, s_prev, a, th_prev, theta, tau, leak, ga
             a[i] = rho[i] * a[i] + s                                      # (L5a) a_{t+1}
 
 
-@register_jitable
-def _backward_row(e_t, rec, gamma_next, mem, spk, adapt, grad_cur, delta_next, alpha_next,
-                  theta_part, beta_part, rho_part, theta, tau, gain, v_reset, beta, rho,
-                  rec_w, one, last, kind, param, reset, rec_kind, adaptive, detach,
-                  detach_adapt, has_gain, per_tau):
+@register_jitable(inline="always")
+def _backward_row(e_t, rec, mem, spk, adapt, grad_cur, delta_next, alpha_next, theta_part,
+                  beta_part, rho_part, vt, theta, tau, gain, v_reset, beta, rho, one, last, kind,
+                  param, reset, rec_kind, adaptive, detach, detach_adapt, has_gain, per_tau):
     """(B2r), (B1)-(B3), (B10)-(B12) for the N neurons of one sample at one step, reverse
-    time. ``rec`` holds (V^T gamma_{t+1}) ("all"); ``gamma_next`` the row gamma_{t+1}
-    ("one"); ``last``: t = T (no step after)."""
+    time. ``rec`` holds R^T(gamma_{t+1}) (B2r); ``last``: t = T (no step after); ``vt``
+    a row of scratch (vartheta_t).
+
+    Two loops: the second takes the sums of (B5), (B12) and the recursion (B11). In one
+    loop, the three more arrays written kept LLVM from vectorising it (7x slower)."""
     after_leak = reset == AFTER_LEAK
     tau_0 = tau[0]
     for i in range(e_t.shape[0]):
         e = e_t[i]
-        if not last:
-            if rec_kind == ALL:
-                e = e + rec[i]                                            # (B2r) V^T gamma
-            elif rec_kind == ONE:
-                e = e + gamma_next[i] * rec_w[i]                          # (B2r) V * gamma
+        if rec_kind != NONE and not last:
+            e = e + rec[i]                                                # (B2r) R^T gamma
         if adaptive and not detach_adapt:
             e = e + alpha_next[i]                                         # (B2r) alpha_{t+1}
         m = mem[i]
@@ -155,18 +154,21 @@ def _backward_row(e_t, rec, gamma_next, mem, spk, adapt, grad_cur, delta_next, a
             gs = g * ds
             delta = gs + grad_v                                           # (B3n)
             vartheta = -(gs + s * dn) if after_leak else -gs              # (B10)
-        theta_part[i] += vartheta                                         # (B5)
-        if adaptive:
-            a_t = adapt[i]
-            an = alpha_next[i]
-            beta_part[i] += a_t * vartheta                                # (B12) dL/dbeta
-            rho_part[i] += a_t * an                                       # (B12) dL/drho
-            alpha_next[i] = beta[i] * vartheta + rho[i] * an              # (B11) alpha_t
+        vt[i] = vartheta
         grad_cur[i] = gain * delta if has_gain else delta                 # (B3g) gamma_t
         delta_next[i] = delta
+    for i in range(e_t.shape[0]):
+        theta_part[i] += vt[i]                                            # (B5)
+    if adaptive:
+        for i in range(e_t.shape[0]):
+            beta_part[i] += adapt[i] * vt[i]                              # (B12) dL/dbeta
+        for i in range(e_t.shape[0]):
+            an = alpha_next[i]
+            rho_part[i] += adapt[i] * an                                  # (B12) dL/drho
+            alpha_next[i] = beta[i] * vt[i] + rho[i] * an                 # (B11) alpha_t
 
 
-@register_jitable
+@register_jitable(inline="always")
 def _adaptation_states(spikes, rho, adapt, b, acc):
     """a_t of sample b (L5a): a_1 = 0, a_{t+1} = rho a_t + s_t, into ``adapt``."""
     for i in range(acc.shape[0]):
@@ -184,23 +186,25 @@ def _adaptation_states(spikes, rho, adapt, b, acc):
 def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
     after_leak = reset == AFTER_LEAK
 
-    def init(state, b, theta, v_init, s_init):
+    def init(v, s_prev, a, th_prev, rec, theta, v_init, s_init):
         for i in range(theta.shape[0]):
-            state[0, b, i] = v_init                                       # v_0
-            state[1, b, i] = s_init[i] if after_leak else 0               # s_0 (L2a)
-            state[2, b, i] = 0                                            # a_1 = 0
-            state[3, b, i] = theta[i]                                     # theta_0
-            state[4, b, i] = 0                                            # V s_0 = 0
+            v[i] = v_init                                                 # v_0
+            s_prev[i] = s_init[i] if after_leak else 0                    # s_0 (L2a)
+            a[i] = 0                                                      # a_1 = 0
+            th_prev[i] = theta[i]                                         # theta_0
+            rec[i] = 0                                                    # V s_0 = 0
 
     init = register_jitable(init)
 
     def forward_fused(current, membrane, spikes, theta, tau, leak, gain, v_reset, v_init,
                       s_init, rec_t, rec_bias, beta, rho, one, param, strict, has_leak,
-                      has_gain, has_reset_potential, per_tau, has_bias, state):
+                      has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
+                      a_state, th_state, rec_state):
         T, B, N = current.shape
         for b in numba.prange(B):
-            init(state, b, theta, v_init, s_init)
-            v, s_prev, a, th_prev, rec = state[0, b], state[1, b], state[2, b], state[3, b], state[4, b]
+            v, s_prev, a = v_state[b], s_state[b], a_state[b]
+            th_prev, rec = th_state[b], rec_state[b]
+            init(v, s_prev, a, th_prev, rec, theta, v_init, s_init)
             for t in range(T):
                 if t > 0 and rec_kind == ALL:                             # V s_{t-1}: spiking rows
                     for i in range(N):
@@ -223,11 +227,13 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
 
     def forward_blas(current, membrane, spikes, theta, tau, leak, gain, v_reset, v_init,
                      s_init, rec_t, rec_bias, beta, rho, one, param, strict, has_leak,
-                     has_gain, has_reset_potential, per_tau, has_bias, state):
+                     has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
+                     a_state, th_state, rec_state):
         T, B, N = current.shape
         for b in range(B):
-            init(state, b, theta, v_init, s_init)
-        rec_all = state[4]
+            init(v_state[b], s_state[b], a_state[b], th_state[b], rec_state[b], theta, v_init,
+                 s_init)
+        rec_all = rec_state
         for t in range(T):
             if t > 0 and rec_kind == ALL:
                 np.dot(spikes[t - 1], rec_t, rec_all)                     # (B, N) V s_{t-1}
@@ -235,7 +241,7 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
                 rec_all[:, :] = spikes[t - 1]
             for b in range(B):
                 _forward_row(current[t, b], rec_all[b], membrane[t, b], spikes[t, b],
-                             state[0, b], state[1, b], state[2, b], state[3, b], theta, tau,
+                             v_state[b], s_state[b], a_state[b], th_state[b], theta, tau,
                              leak, gain, v_reset, rec_bias, beta, rho, one, kind, param, smooth,
                              reset, rec_kind, adaptive, strict, has_leak, has_gain,
                              has_reset_potential, per_tau, has_bias)
@@ -251,10 +257,11 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
 
     def backward_fused(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
                        s_init, rec_w, beta, rho, one, param, detach, detach_adapt, has_gain,
-                       per_tau, adapt, state, theta_part, beta_part, rho_part):
+                       per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
+                       beta_part, rho_part):
         T, B, N = grad_spikes.shape
         for b in numba.prange(B):
-            delta_next, alpha_next, rec = state[0, b], state[1, b], state[2, b]
+            delta_next, alpha_next, rec = delta_state[b], alpha_state[b], rec_state[b]
             for i in range(N):
                 delta_next[i] = 0                                         # delta_{T+1} = 0
                 alpha_next[i] = 0                                         # alpha_{T+1} = 0
@@ -275,11 +282,16 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
                             row = rec_w[k]
                             for i in range(N):
                                 rec[i] += g_k * row[i]
-                _backward_row(grad_spikes[t, b], rec, grad_current[min(t + 1, T - 1), b],
-                              membrane[t, b], spikes[t, b], adapt[t, b] if adaptive else rec,
+                elif rec_kind == ONE and not last:                        # V * gamma_{t+1}
+                    g_next = grad_current[t + 1, b]
+                    w = rec_w[0]
+                    for i in range(N):
+                        rec[i] = g_next[i] * w[i]
+                a_t = adapt[t, b] if adaptive else rec
+                _backward_row(grad_spikes[t, b], rec, membrane[t, b], spikes[t, b], a_t,
                               grad_current[t, b], delta_next, alpha_next, theta_part[b],
-                              beta_part[b], rho_part[b], theta, tau, gain, v_reset, beta, rho,
-                              rec_w[0], one, last, kind, param, reset, rec_kind, adaptive,
+                              beta_part[b], rho_part[b], vt_state[b], theta, tau, gain, v_reset, beta, rho,
+                              one, last, kind, param, reset, rec_kind, adaptive,
                               detach, detach_adapt, has_gain, per_tau)
             if reset == AFTER_LEAK:
                 for i in range(N):
@@ -287,34 +299,41 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
 
     def backward_blas(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
                       s_init, rec_w, beta, rho, one, param, detach, detach_adapt, has_gain,
-                      per_tau, adapt, state, theta_part, beta_part, rho_part):
+                      per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
+                      beta_part, rho_part):
         T, B, N = grad_spikes.shape
         for b in range(B):
             for i in range(N):
-                state[0, b, i] = 0
-                state[1, b, i] = 0
+                delta_state[b, i] = 0
+                alpha_state[b, i] = 0
                 theta_part[b, i] = 0
                 beta_part[b, i] = 0
                 rho_part[b, i] = 0
             if adaptive:
-                _adaptation_states(spikes, rho, adapt, b, state[2, b])
-        rec_all = state[2]
+                _adaptation_states(spikes, rho, adapt, b, rec_state[b])
+        rec_all = rec_state
         for t in range(T - 1, -1, -1):
             last = t == T - 1
             if rec_kind == ALL and not last:
                 np.dot(grad_current[t + 1], rec_w, rec_all)               # (B, N) V^T gamma
-            g_next = grad_current[min(t + 1, T - 1)]
+            elif rec_kind == ONE and not last:
+                w = rec_w[0]
+                for b in range(B):
+                    g_next = grad_current[t + 1, b]
+                    rec = rec_all[b]
+                    for i in range(N):
+                        rec[i] = g_next[i] * w[i]                         # V * gamma_{t+1}
             for b in range(B):
-                _backward_row(grad_spikes[t, b], rec_all[b], g_next[b], membrane[t, b],
-                              spikes[t, b], adapt[t, b] if adaptive else rec_all[b],
-                              grad_current[t, b], state[0, b], state[1, b], theta_part[b],
-                              beta_part[b], rho_part[b], theta, tau, gain, v_reset, beta, rho,
-                              rec_w[0], one, last, kind, param, reset, rec_kind, adaptive,
+                a_t = adapt[t, b] if adaptive else rec_all[b]
+                _backward_row(grad_spikes[t, b], rec_all[b], membrane[t, b], spikes[t, b], a_t,
+                              grad_current[t, b], delta_state[b], alpha_state[b], theta_part[b],
+                              beta_part[b], rho_part[b], vt_state[b], theta, tau, gain, v_reset, beta, rho,
+                              one, last, kind, param, reset, rec_kind, adaptive,
                               detach, detach_adapt, has_gain, per_tau)
         if reset == AFTER_LEAK:
             for b in range(B):
                 for i in range(N):
-                    theta_part[b, i] -= s_init[i] * state[0, b, i]        # (B5a) at t = 1
+                    theta_part[b, i] -= s_init[i] * delta_state[b, i]     # (B5a) at t = 1
 
     kernel = backward_fused if strategy == "fused" else backward_blas
     kernel.__qualname__ = (f"backward_{strategy}_k{kind}_r{reset}_rec{rec_kind}"
@@ -336,6 +355,13 @@ def _parallel(strategy, batch, n_elements) -> bool:
     """Lanes are samples: the fused loops run parallel over the batch when it has more
     than one sample and enough work (``kernels.cpu``'s threshold and mode)."""
     return strategy == "fused" and batch > 1 and cpu._parallel(n_elements)
+
+
+def _states(count, B, N, dtype):
+    """``count`` separate (B, N) arrays of state. Separate allocations, not rows of one
+    array: two rows of one array written in the same loop are one object to LLVM, at a
+    distance it cannot tell, and the loop is not vectorised (4-10x slower)."""
+    return [np.empty((B, N), dtype) for _ in range(count)]
 
 
 def _vector(value, n, dtype):
@@ -379,7 +405,7 @@ def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, rec_kind, r
         current, membrane, spikes, theta, neuron.tau, neuron.leak, neuron.gain, neuron.v_reset,
         neuron.v_init, neuron.s_init, rec_t, bias, beta_v, rho_v, dtype.type(1), param,
         neuron.strict, neuron.has_leak, neuron.has_gain, neuron.has_reset_potential,
-        neuron.per_tau, has_bias, np.empty((5, B, N), dtype))
+        neuron.per_tau, has_bias, *_states(5, B, N, dtype))
 
 
 def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param, rec_kind,
@@ -417,7 +443,7 @@ def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, par
         grad_spikes, membrane, spikes, theta, grad_current, neuron.tau, neuron.gain,
         neuron.v_reset, neuron.s_init, rec_w, beta_v, rho_v, dtype.type(1), param,
         neuron.detach, bool(detach_adapt), neuron.has_gain, neuron.per_tau, adapt,
-        np.empty((3, B, N), dtype), parts, beta_part, rho_part)
+        *_states(4, B, N, dtype), parts, beta_part, rho_part)
     np.sum(parts, axis=0, out=grad_theta)                                 # (B5) over b
     if grad_beta is not None:
         grad_beta += beta_part.sum(axis=0)                                # (B12)
