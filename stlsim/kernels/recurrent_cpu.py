@@ -15,10 +15,11 @@ Layout: (T, B, N) arrays, C-contiguous, one float dtype; a Dense layer's neurons
   them in spiking mode), into the rows of V^T, in the loop over time of each sample.
 * ``backward``: gamma_t = dL/dI_t, dL/dtheta, and the adaptation's dL/dbeta, dL/drho.
   The recurrent adjoint V^T gamma_{t+1} (B2r) is dense (sigma' is nowhere zero for most
-  surrogates): one BLAS GEMM (B, N) x (N, N) per step.
+  surrogates): one BLAS GEMM (B, N) x (N, N) per step, or, where the batch runs parallel
+  on more than one thread, a fused loop.
 
 Strategies (``STRATEGY``, "fused" or "blas", measured by ``benchmarks/recurrent_speed.py``
-and ``docs/performance.md``): "fused" runs each direction as one loop per sample over
+and ``docs/performance.md``; the backward's default "auto" picks by the thread count): "fused" runs each direction as one loop per sample over
 time (parallel over the batch), the recurrent products written out in the loop;
 "blas" runs the loop over time outside, one BLAS call per step for all samples (the
 forward's V s_{t-1} and the backward's V^T gamma_{t+1}) and the neurons of every
@@ -49,8 +50,12 @@ __all__ = ["forward", "backward", "CALLS", "NONE", "ALL", "ONE", "REC_CODES", "S
 CALLS = cpu.CALLS                  # one counter with the feed-forward kernels
 NONE, ALL, ONE = 0, 1, 2
 REC_CODES = {None: NONE, "all": ALL, "one": ONE}
-# The strategy of each direction (see the module doc); chosen by measurement.
-STRATEGY = {"forward": "fused", "backward": "blas"}
+# The strategy of each direction (see the module doc); chosen by measurement
+# (docs/performance.md). "auto": "fused" where it runs parallel over the batch on more
+# than one thread (a BLAS call per step from the kernel then runs a second OpenBLAS,
+# SciPy's, whose threads competed with NumPy's and Numba's: up to 4.6x slower), else
+# "blas" (1.4-1.7x faster than the serial fused loop).
+STRATEGY = {"forward": "fused", "backward": "auto"}
 
 prepare_cache(__file__)
 register_scalar()
@@ -419,10 +424,14 @@ def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, par
     ``grad_spikes``, ``membrane``, ``spikes``, ``grad_current``: C-contiguous (T, B, N);
     ``rec_weight``: V as in ``forward``; ``beta``, ``rho``: (N,) or None;
     ``detach_adapt``: ``Adaptation(detach=True)`` (no alpha term in (B2r)).
+    ``strategy``: "fused", "blas" or "auto" (default ``STRATEGY["backward"]``).
     """
     T, B, N = grad_spikes.shape
     dtype = grad_spikes.dtype
     strategy = strategy or STRATEGY["backward"]
+    if strategy == "auto":                      # fused where it runs parallel, else BLAS
+        threads = numba.get_num_threads()
+        strategy = "fused" if threads > 1 and _parallel("fused", B, grad_spikes.size) else "blas"
     adaptive = beta is not None
     if rec_kind == ALL:
         rec_w = np.ascontiguousarray(rec_weight, dtype=dtype)                 # V: gamma @ V
