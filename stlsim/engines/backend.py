@@ -15,6 +15,14 @@ built by plain imports in its own module (``numpy_backend``, ``numba_backend``,
   (``fused(layers, params_per_layer, x, labels, neuron, surrogate, population, loss,
   smooth) -> FusedResult | None``; None means "not this network": the caller then runs
   the layer-by-layer path). Same results as that path.
+* ``lif_forward_stateful(current, theta, neuron, surrogate, smooth, recurrence)
+  -> (spikes, membrane)`` and ``lif_backward_stateful(grad_spikes, membrane, spikes,
+  theta, neuron, surrogate, trace=None, recurrence=None, current=None, **accumulators)
+  -> (grad_current, grad_theta, recurrent_grads)``: optional (default None), a layer with
+  recurrence or an adaptive threshold (Section 10); the definitions are
+  ``engines.clock.lif_forward_stateful`` and ``grad.bptt.lif_backward_stateful``. A
+  backend without them runs the NumPy reference for such a layer
+  (``clock.backend_stateful_forward``, ``bptt.backend_stateful_backward``).
 * ``calls``: a counter of what ran (tests use it to prove that a fast path, not a
   fallback, ran). Entry points count under their own names ("lif_forward",
   "fused_loss_and_grad", ...), kernels under "kernel:...", and a fallback to the NumPy
@@ -55,6 +63,8 @@ class Backend(NamedTuple):
     lif_backward: Callable
     fused: Callable | None
     calls: collections.Counter
+    lif_forward_stateful: Callable | None = None
+    lif_backward_stateful: Callable | None = None
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, fused={'yes' if self.fused is not None else 'no'})"
