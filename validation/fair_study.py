@@ -1,0 +1,230 @@
+"""The fair re-run of the STL-vs-SL map (docs/results_claims.md, docs/sweep.md "The fair protocol").
+
+Every group below is a set of cells (a small `stlsim sweep` grid) run three times, once per
+weight-decay arm, each arm in its own sweep folder:
+
+* ``none``: no weight decay (``--weight-decay-mode none``, weight_decay 0);
+* ``coupled``: L2 1e-6 added to the gradient before Adam, thresholds included (the paper's code);
+* ``decoupled``: AdamW at its own scale, weight_decay 1e-2 (torch.optim.AdamW's default),
+  ``p -= lr_p * wd * p`` outside the adaptive step, thresholds included.
+
+In every sweep 20 % of the training data are held out (``--val-fraction 0.2``, one split for
+every arm, mode and seed) and each arm's learning rates are tuned on it: SL picks lr from
+{1e-3, 3e-3, 1e-2}; STL picks (lr, theta_lr) from {1e-3, 3e-3, 1e-2} x {1e-3, 1e-2, 3e-2}
+(the old "10 lr" rule, lr 1e-3 / theta_lr 1e-2, is one of the nine). Per (cell, mode, seed) the
+run with the best final validation accuracy is reported by its test accuracy (``tuned.csv``).
+Each group's three arms are reported together by ``stlsim sweep-report`` (BH q, Holm p, counts
+per direction), and the digits and Fashion-MNIST groups once more as one family.
+
+    python -m validation.fair_study run [GROUP ...]   # the sweeps, serially (resumable)
+    python -m validation.fair_study report            # sweep-report per group + family; fixed_lr.md
+    python -m validation.fair_study collect           # copy tables and reports to validation/results/fair/
+    python -m validation.fair_study list              # the groups, their commands
+
+Runs go to ``runs/fair/<group>/<arm>/`` (the HDF5 records are not committed); the wall time
+and load average of each sweep are appended to ``runs/fair/walltimes.jsonl``. MNIST-1D needs
+``runs/npz/mnist1d.npz`` (``python -m validation.npz_defaults.make_data``). The conv group's
+full-size version (all of Fashion-MNIST, on a GPU) is ``conv_full_command()``; it was not run.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+RUNS = os.path.join("runs", "fair")
+RESULTS = os.path.join("validation", "results", "fair")
+ARMS = {"none": "weight_decay_mode=none weight_decay=0",
+        "coupled": "weight_decay_mode=coupled weight_decay=1e-6",
+        "decoupled": "weight_decay_mode=decoupled weight_decay=0.01"}
+LR = "1e-3,3e-3,1e-2"
+THETA_LR = "1e-3,1e-2,3e-2"
+TUNE = f"lr={LR} theta_lr={THETA_LR}"
+VAL = "0.2"
+DIGITS = ["--dataset", "digits", "--epochs", "10"]                  # 64-256-100, P 10, rate, T 8
+FASHION = ["--dataset", "fashion-mnist", "--train-subset", "5000", "--test-subset", "2000", "--hidden", "256",
+           "--epochs", "5"]                                           # rate, T 4
+MNIST1D = ["--dataset", os.path.join("runs", "npz", "mnist1d.npz")]   # npz defaults: 800, direct, T 4, 13 epochs
+DEEP8 = "128+128+128+128+128+128+128"
+
+# name: (fixed options, cell axes of the grid, seeds, arms, tune)    in the order of the brief's priorities
+GROUPS = {
+    "digits_silent": (DIGITS + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5,1", 5,
+                      list(ARMS), TUNE),
+    "digits_deep8": (DIGITS + ["--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, list(ARMS), TUNE),
+    "digits_paper": (DIGITS + ["--theta-init", "2"], "gain_ratio=0.5", 5, list(ARMS), TUNE),
+    "digits_depth4": (DIGITS + ["--theta-init", "1", "--hidden", "128+128+128"], "gain_ratio=0.5,1", 5,
+                      list(ARMS), TUNE),
+    "fashion_silent": (FASHION + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5", 3,
+                       list(ARMS), TUNE),
+    "fashion_deep8": (["--dataset", "fashion-mnist", "--train-subset", "5000", "--test-subset", "2000",
+                       "--epochs", "5", "--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 3, list(ARMS), TUNE),
+    "fashion_paper": (FASHION + ["--theta-init", "2"], "gain_ratio=0.5", 3, list(ARMS), TUNE),
+    # held out: r x theta_lr (the old map's rule: weak start + fast thresholds => STL wins), lr tuned
+    "mnist1d": (MNIST1D + ["--theta-init", "1"], "gain_ratio=0.5,4 theta_lr=1e-3,1e-2", 3, ["none"],
+                f"lr={LR}"),
+    # the paper's kind of net, small: thresholds per position (neuron) vs per channel vs SL
+    "fashion_conv": (["--dataset", "fashion-mnist", "--arch", "conv-small", "--train-subset", "1000",
+                      "--test-subset", "500", "--epochs", "2"], "threshold_sharing=neuron,channel", 3, ["none"],
+                     "lr=1e-3,3e-3"),
+    "digits_T2": (DIGITS + ["--theta-init", "1", "--timesteps", "2"], "gain_ratio=0.5,1", 5, list(ARMS), TUNE),
+}
+FAMILY = [g for g in GROUPS if g.startswith(("digits", "fashion_")) and g != "fashion_conv"]
+
+
+def folder(group, arm):
+    return os.path.join(RUNS, group, arm)
+
+
+def sweep_command(group, arm):
+    fixed, cells, seeds, _, tune = GROUPS[group]
+    return [sys.executable, "-m", "stlsim", "sweep", *fixed, "--grid", f"{cells} {ARMS[arm]}",
+            "--tune", tune, "--val-fraction", VAL, "--seeds", str(seeds), "--modes", "stl,sl",
+            "--scheduler", "serial", "--quiet", "--out", folder(group, arm)]
+
+
+def conv_full_command(out="runs/fair_conv_full"):
+    """The conv contrast at full size (60,000 / 10,000 images, 20 epochs, 5 seeds) on a GPU. Not run here."""
+    return [sys.executable, "-m", "stlsim", "sweep", "--dataset", "fashion-mnist", "--arch", "conv-small",
+            "--epochs", "20", "--backend", "cuda", "--grid", f"threshold_sharing=neuron,channel {ARMS['none']}",
+            "--tune", "lr=3e-4,1e-3,3e-3", "--val-fraction", "0.1", "--seeds", "5", "--modes", "stl,sl",
+            "--scheduler", "serial", "--out", out]
+
+
+def run(groups):
+    os.makedirs(RUNS, exist_ok=True)
+    for group in groups:
+        for arm in GROUPS[group][3]:
+            cmd = sweep_command(group, arm)
+            start, load = time.time(), os.getloadavg()
+            print(f"[{time.strftime('%H:%M:%S')}] {group}/{arm}: {' '.join(cmd[2:])}", flush=True)
+            rc = subprocess.call(cmd)
+            entry = {"group": group, "arm": arm, "rc": rc, "wall_s": round(time.time() - start, 1),
+                     "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                     "load_start": [round(x, 2) for x in load], "load_end": [round(x, 2) for x in os.getloadavg()],
+                     "command": " ".join(["python", *cmd[1:]])}
+            with open(os.path.join(RUNS, "walltimes.jsonl"), "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            print(f"  -> rc {rc}, {entry['wall_s']} s", flush=True)
+
+
+def _done(group):
+    return [folder(group, a) for a in GROUPS[group][3] if os.path.isfile(os.path.join(folder(group, a), "table.csv"))]
+
+
+def report():
+    for group in GROUPS:
+        dirs = _done(group)
+        if dirs:
+            subprocess.call([sys.executable, "-m", "stlsim", "sweep-report", *dirs, "--quiet",
+                             "--out", os.path.join(RUNS, group, "report")])
+    family = [d for g in FAMILY for d in _done(g)]
+    if family:
+        subprocess.call([sys.executable, "-m", "stlsim", "sweep-report", *family, "--quiet",
+                         "--out", os.path.join(RUNS, "family_report")])
+    fixed_lr_table()
+
+
+def _float(x):
+    return float(x) if x not in (None, "") else None
+
+
+def fixed_lr_table():
+    """The untuned runs at the old setting (lr 1e-3; STL theta_lr 1e-2 and 1e-3), from every table.csv:
+    the weight-decay mechanism without any choice by validation."""
+    lines = ["# The old fixed learning rates, per weight-decay arm (no tuning)", "",
+             "Generated by `python -m validation.fair_study report` from each sweep's `table.csv` (every run "
+             "of the tuning grids): the runs at lr 1e-3, STL with theta_lr 1e-2 (the old \"10 lr\") and 1e-3 "
+             "(the paper's rule). Test accuracy in %, mean +- SD over seeds; theta shift = mean |theta - "
+             "theta_init| of the hidden layers (STL), mean +- SD.", "",
+             "| group | cell | arm | SL lr 1e-3 | STL 1e-3 / 1e-2 | theta shift | STL 1e-3 / 1e-3 | theta shift |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group in GROUPS:
+        for arm in GROUPS[group][3]:
+            path = os.path.join(folder(group, arm), "table.csv")
+            if not os.path.isfile(path):
+                continue
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+            cells = sorted({r.get("gain_ratio", "") + " " + r.get("threshold_sharing", "") + " " +
+                            (r.get("theta_lr", "") if "theta_lr" in GROUPS[group][1] else "") for r in rows})
+            for cell in cells:
+                mine = [r for r in rows if (r.get("gain_ratio", "") + " " + r.get("threshold_sharing", "") + " " +
+                                            (r.get("theta_lr", "") if "theta_lr" in GROUPS[group][1] else "")) == cell]
+
+                def pick(mode, theta_lr, mine=mine):
+                    return [r for r in mine if r["mode"] == mode and abs(float(r["lr"]) - 1e-3) < 1e-12
+                            and (theta_lr is None or abs(float(r["theta_lr"] or r["lr"]) - theta_lr) < 1e-12)]
+
+                def acc(rs):
+                    a = [100 * float(r["final_test_accuracy"]) for r in rs]
+                    return f"{statistics.mean(a):.1f} +- {statistics.stdev(a):.1f} (n {len(a)})" if len(a) > 1 else "-"
+
+                def shift(rs):
+                    s = [statistics.mean(v for k, v in ((k, _float(r[k])) for k in r if k.startswith("theta_shift_l"))
+                                         if v is not None) for r in rs]
+                    return f"{statistics.mean(s):.4f} +- {statistics.stdev(s):.4f}" if len(s) > 1 else "-"
+
+                sl = pick("sl", None)
+                fast, same = pick("stl", 1e-2), pick("stl", 1e-3)
+                lines.append(f"| {group} | r {cell.strip()} | {arm} | {acc(sl)} | {acc(fast)} | {shift(fast)} | "
+                             f"{acc(same)} | {shift(same)} |")
+    os.makedirs(RUNS, exist_ok=True)
+    with open(os.path.join(RUNS, "fixed_lr.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def collect():
+    """Copy the tables (not the records) and the reports to validation/results/fair/."""
+    for group in GROUPS:
+        for arm in GROUPS[group][3]:
+            src = folder(group, arm)
+            if not os.path.isdir(src):
+                continue
+            dst = os.path.join(RESULTS, group, arm)
+            os.makedirs(dst, exist_ok=True)
+            for name in ("table.csv", "tuned.csv", "history.csv", "sweep.json"):
+                if os.path.isfile(os.path.join(src, name)):
+                    shutil.copy2(os.path.join(src, name), dst)
+        rep = os.path.join(RUNS, group, "report")
+        if os.path.isdir(rep):
+            shutil.copytree(rep, os.path.join(RESULTS, group, "report"), dirs_exist_ok=True)
+    for extra in ("family_report",):
+        if os.path.isdir(os.path.join(RUNS, extra)):
+            shutil.copytree(os.path.join(RUNS, extra), os.path.join(RESULTS, extra), dirs_exist_ok=True)
+    for name in ("walltimes.jsonl", "fixed_lr.md", "study.log"):
+        if os.path.isfile(os.path.join(RUNS, name)):
+            shutil.copy2(os.path.join(RUNS, name), RESULTS)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    what = argv.pop(0) if argv else "list"
+    if what == "run":
+        bad = [g for g in argv if g not in GROUPS]
+        if bad:
+            raise SystemExit(f"unknown group(s) {bad}; known: {list(GROUPS)}")
+        run(argv or list(GROUPS))
+    elif what == "report":
+        report()
+    elif what == "collect":
+        collect()
+    elif what == "list":
+        for group in GROUPS:
+            for arm in GROUPS[group][3]:
+                print(" ".join(["python", *sweep_command(group, arm)[1:]]))
+        print("# full-size conv, on a GPU (not run here):")
+        print(" ".join(["python", *conv_full_command()[1:]]))
+    else:
+        raise SystemExit(f"unknown command {what!r}: run | report | collect | list")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
