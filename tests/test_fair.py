@@ -421,6 +421,20 @@ def test_cells_that_differ_off_the_axes_stay_apart_in_a_report(tmp_path):
     assert sorted(float(c["difference"]) > 0 for c in cells) == [False, False, True, True]
 
 
+def test_heatmap_facets_are_the_combinations_present():
+    """A report of several sweeps holds few of the product of its axes' values: one row of panels per
+    combination that some cell has, in the axes' order (the full product made huge, empty figures)."""
+    from stlsim.plot.sweep import _layout
+
+    axes = ["r", "T", "hidden", "dataset", "surrogate"]
+    cells = [{"cell": {"r": r, "T": 8, "hidden": h, "dataset": d, "surrogate": "atan"}}
+             for r in (1, 2) for h, d in (("256", "digits"), ("128+128", "fashion"))]
+    cells.append({"cell": {"r": 1, "T": 4, "hidden": "256", "dataset": "digits", "surrogate": "rect"}})
+    values, x_axis, y_axis, facet_axes, facets = _layout(axes, cells)
+    assert (y_axis, x_axis) == ("r", "T") and facet_axes == ["hidden", "dataset", "surrogate"]
+    assert facets == [("128+128", "fashion", "atan"), ("256", "digits", "atan"), ("256", "digits", "rect")]
+
+
 def test_the_ann_baseline_takes_the_same_decay_forms_and_split(small_digits):
     from stlsim.train.ann import train_ann
 

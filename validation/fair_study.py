@@ -81,6 +81,9 @@ GROUPS = {
 ORDER = ["digits_silent", "digits_deep8", "digits_paper", "fashion_silent:none", "fashion_deep8:none",
          "digits_depth4:none", "fashion_paper:none", "mnist1d", "fashion_conv", "fashion_silent:coupled",
          "fashion_deep8:coupled", "digits_depth4:coupled", "fashion_paper:coupled"]
+# the committed sweeps of the old map (paper's optimizer, one untuned lr), re-counted by today's sweep-report
+OLD_SWEEPS = ["sweep_digits", "sweep_digits_theta_lr", "sweep_digits_depth", "sweep_digits_timesteps", "sweep_fashion",
+              "sweep_fashion_depth", "sweep_fashion_timesteps", "sweep_fashion_conv"]
 FAMILY = [g for g in GROUPS if g.startswith(("digits", "fashion_")) and g != "fashion_conv"]
 
 
@@ -167,6 +170,9 @@ def report():
     if family:
         subprocess.call([sys.executable, "-m", "stlsim", "sweep-report", *family, "--quiet",
                          "--out", os.path.join(RUNS, "family_report")])
+    old = [os.path.join("validation", "results", d) for d in OLD_SWEEPS]
+    subprocess.call([sys.executable, "-m", "stlsim", "sweep-report", *old, "--quiet",
+                     "--out", os.path.join(RUNS, "old_map_report")])
     fixed_lr_table()
 
 
@@ -284,9 +290,14 @@ def collect():
         rep = os.path.join(RUNS, group, "report")
         if os.path.isdir(rep):
             shutil.copytree(rep, os.path.join(RESULTS, group, "report"), dirs_exist_ok=True)
-    for extra in ("family_report",):
+    for extra in ("family_report", "old_map_report"):
         if os.path.isdir(os.path.join(RUNS, extra)):
-            shutil.copytree(os.path.join(RUNS, extra), os.path.join(RESULTS, extra), dirs_exist_ok=True)
+            dst = os.path.join(RESULTS, extra)
+            os.makedirs(dst, exist_ok=True)
+            for name in os.listdir(os.path.join(RUNS, extra)):      # figures over 1.5 MB stay in runs/
+                src = os.path.join(RUNS, extra, name)
+                if os.path.getsize(src) <= 1_500_000:
+                    shutil.copy2(src, dst)
     readme()
     for name in ("walltimes.jsonl", "fixed_lr.md", "study.log", "repro.md", "README.md"):
         if os.path.isfile(os.path.join(RUNS, name)):
