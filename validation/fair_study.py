@@ -267,7 +267,10 @@ def readme():
                          f"{first} | {load} | `{cmd}` |")
     lines += ["", f"Summed task wall time of all sweeps: {total:.0f} s. The sweeps of a group that were stopped "
               "and resumed (the study was re-ordered while it ran) have several rows in `walltimes.jsonl`; a task "
-              "is never run twice (a resumed sweep skips its finished tasks).", "",
+              "is never run twice (a resumed sweep skips its finished tasks). Two sweeps started under a "
+              "runner that was stopped before it logged them: digits_deep8/none ran from about 00:11 UTC (its "
+              "row shows the resume that found every task done) and digits_paper/none from about 00:25 UTC "
+              "(stopped after a few tasks, resumed at the time shown).", "",
               "Not run here: the conv contrast at full size; on a machine with a GPU:", "",
               "```bash", " ".join(["python", *conv_full_command()[1:]]), "```", ""]
     os.makedirs(RUNS, exist_ok=True)
