@@ -1,7 +1,8 @@
 """The fair re-run of the STL-vs-SL map (docs/results_claims.md, docs/sweep.md "The fair protocol").
 
-Every group below is a set of cells (a small `stlsim sweep` grid) run three times, once per
-weight-decay arm, each arm in its own sweep folder:
+Every group below is a set of cells (a small `stlsim sweep` grid) run once per weight-decay arm
+(all three for the digits and Fashion-MNIST groups; MNIST-1D: none and coupled; conv: none), each
+arm in its own sweep folder:
 
 * ``none``: no weight decay (``--weight-decay-mode none``, weight_decay 0);
 * ``coupled``: L2 1e-6 added to the gradient before Adam, thresholds included (the paper's code);
