@@ -393,6 +393,48 @@ def test_duplicates_across_sweeps_collapse(tmp_path):
     assert "pooled summary" in text
 
 
+def test_cells_that_differ_off_the_axes_stay_apart_in_a_report(tmp_path):
+    """Two sweeps with the same axis values and another fixed option (here lr): four cells, and the
+    report names the option, so its table and heat map do not merge or hide them."""
+    import csv
+
+    from stlsim.experiment.sweep.report import distinguishing_options, read_sweeps, write_sweep_report
+    from stlsim.experiment.sweep.table import _csv_text
+
+    dirs = []
+    for name, lr, diffs in (("a", 1e-3, [0.01, 0.02, 0.015]), ("b", 1e-2, [-0.02, -0.01, -0.03])):
+        rows = _cell_rows(diffs, 1.0, tid_prefix=name, lr=lr) + _cell_rows(diffs, 2.0, tid_prefix=name, lr=lr)
+        d = tmp_path / name
+        d.mkdir()
+        (d / "table.csv").write_text(_csv_text(list(rows[0]), rows))
+        (d / "sweep.json").write_text(json.dumps({"axes": [["theta_init", [1.0, 2.0]]]}))
+        dirs.append(str(d))
+    rows, axes, _, _ = read_sweeps(dirs)
+    assert distinguishing_options(rows, axes) == ["lr"]
+    assert distinguishing_options(rows, axes, ignore=("lr",)) == []
+    assert distinguishing_options(read_sweeps(dirs[:1])[0], axes) == []
+    write_sweep_report(dirs, str(tmp_path / "rep"), log=None)
+    with open(tmp_path / "rep" / "cells.csv") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 4 and {(c["theta_init"], c["lr"]) for c in cells} == {
+        ("1.0", "0.001"), ("2.0", "0.001"), ("1.0", "0.01"), ("2.0", "0.01")}
+    assert sorted(float(c["difference"]) > 0 for c in cells) == [False, False, True, True]
+
+
+def test_heatmap_facets_are_the_combinations_present():
+    """A report of several sweeps holds few of the product of its axes' values: one row of panels per
+    combination that some cell has, in the axes' order (the full product made huge, empty figures)."""
+    from stlsim.plot.sweep import _layout
+
+    axes = ["r", "T", "hidden", "dataset", "surrogate"]
+    cells = [{"cell": {"r": r, "T": 8, "hidden": h, "dataset": d, "surrogate": "atan"}}
+             for r in (1, 2) for h, d in (("256", "digits"), ("128+128", "fashion"))]
+    cells.append({"cell": {"r": 1, "T": 4, "hidden": "256", "dataset": "digits", "surrogate": "rect"}})
+    values, x_axis, y_axis, facet_axes, facets = _layout(axes, cells)
+    assert (y_axis, x_axis) == ("r", "T") and facet_axes == ["hidden", "dataset", "surrogate"]
+    assert facets == [("128+128", "fashion", "atan"), ("256", "digits", "atan"), ("256", "digits", "rect")]
+
+
 def test_the_ann_baseline_takes_the_same_decay_forms_and_split(small_digits):
     from stlsim.train.ann import train_ann
 

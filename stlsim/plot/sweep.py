@@ -6,7 +6,6 @@ when a figure is drawn.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -49,7 +48,9 @@ def _save(fig, path):
 
 
 def _layout(axes, cells):
-    """Heat-map rows / columns / facets: the first two axes with more than one value span a panel."""
+    """Heat-map rows / columns / facets: the first two axes with more than one value span a panel; a
+    facet (a row of panels) for each combination of the other axes that some cell has (not their full
+    product: a report of several sweeps may hold few of its combinations)."""
     values = {a: [] for a in axes}
     for c in cells:
         for a in axes:
@@ -64,7 +65,8 @@ def _layout(axes, cells):
     y_axis = varied[0] if len(varied) >= 2 else None
     x_axis = varied[1] if len(varied) >= 2 else (varied[0] if varied else None)
     facet_axes = [a for a in axes if a not in (x_axis, y_axis)]
-    facets = list(itertools.product(*(values[a] for a in facet_axes))) or [()]
+    present = {tuple(c["cell"][a] for a in facet_axes) for c in cells}
+    facets = sorted(present, key=lambda f: tuple(values[a].index(v) for a, v in zip(facet_axes, f))) or [()]
     return values, x_axis, y_axis, facet_axes, facets
 
 

@@ -27,7 +27,9 @@ seeds of different cells are not one setting; its q and Holm p are over the clai
 Several sweep folders make one report (``write_sweep_report([dir1, dir2])``): a task that
 two sweeps both ran (the same id: the same resolved options, mode and seed) counts once, and
 a cell is the set of resolved options (not the grid's spelling), so a setting shared by two
-sweeps is one cell.
+sweeps is one cell. Options that differ between such cells but are no axis of the first
+folder (another depth or data set in a second sweep) become axes of the report, so that its
+tables and figures tell those cells apart.
 
 Writes into ``DIR/report`` (or ``--out``): ``report.md`` (tables), ``cells.csv``,
 ``heatmap.png`` (difference with interval and seeds won, colour centred on 0,
@@ -52,7 +54,7 @@ from ...plot.sweep import show_value as _show
 from .table import _csv_text, read_table
 
 __all__ = ["paired_differences", "claims", "pareto_front", "write_sweep_report", "benjamini_hochberg", "holm",
-           "adjust", "chance_counts", "read_sweeps"]
+           "adjust", "chance_counts", "read_sweeps", "distinguishing_options"]
 
 _METRIC = "final_test_accuracy"
 
@@ -211,6 +213,38 @@ def read_sweeps(sweep_dirs, table: str = "table.csv"):
             seen.add(tid)
             rows.append(r)
     return rows, axes, meta, duplicates
+
+
+def distinguishing_options(rows, axes, ignore=()) -> list:
+    """The options, beyond ``axes``, whose resolved values differ between the ok runs of ``rows``
+    (in the option table's order): in a report of several sweeps, cells that share their axes'
+    values but differ in such an option (another depth, data set, surrogate) are other cells, and
+    these options become axes of the report so that its tables and figures tell them apart."""
+    from ..spec import OPTIONS
+
+    seen = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        ident = json.loads(_identity(r, ignore))
+        for name in OPTIONS:
+            seen.setdefault(name, set()).add(json.dumps(ident.get(name), default=str))
+    return [n for n in OPTIONS if n not in axes and n not in ignore and len(seen.get(n, ())) > 1]
+
+
+def _with_axes(rows, names):
+    """``rows`` with the options ``names`` at their resolved values (an option added later and missing
+    from an old table: its old default, as ``_identity`` reads it)."""
+    from ..spec import LATER_OPTIONS
+
+    out = []
+    for r in rows:
+        r = dict(r)
+        for n in names:
+            if r.get(n) in (None, "") and n in LATER_OPTIONS:
+                r[n] = LATER_OPTIONS[n]
+        out.append(r)
+    return out
 
 
 def paired_differences(rows, axes, mode: str = "stl", baseline: str = "sl", metric: str = _METRIC,
@@ -459,6 +493,10 @@ def write_sweep_report(sweep_dir, out=None, *, mode: str = "stl", baseline: str 
         if tune:
             write_tuned(d)            # the choice, made afresh from the table: validation only
     rows, axes, meta, duplicates = read_sweeps(dirs, TUNED_TABLE if tune else "table.csv")
+    extra = distinguishing_options(rows, axes, tune)
+    if extra:
+        axes = axes + extra
+        rows = _with_axes(rows, extra)
     history = _histories(dirs)
     if epoch is not None:
         rows = _at_epoch(rows, history, epoch)
