@@ -485,3 +485,24 @@ def test_step_through_shows_the_threshold_of_every_step():
         np.testing.assert_allclose(layer["v"][t], layer["m"][t] - layer["s"][t] * layer["theta"][t])
         a = 0.7 * a + layer["s"][t]
     assert layer["s"].sum() > 0
+
+
+def test_the_delayed_synapse_runs_the_reference_on_the_numba_backend():
+    """(L1d) without a synapse: the stateful kernels do not implement it, so the numba
+    backend must fall back (counted), never run the undelayed kernel."""
+    pytest.importorskip("numba")
+    backend = stlsim.engines.get_backend("numba")
+    neuron = stlsim.LIF(theta_init=0.4, synapse_delay=True, adaptation=stlsim.Adaptation(0.3, 0.8))
+    x, y = spikes_in(), np.array([0, 1, 3])
+    fast = make_net(neuron, ("all", None), backend="numba")
+    reference = make_net(neuron, ("all", None), backend="numpy")
+    before = backend.calls["fallback:numpy"]
+    loss, grads = fast.loss_and_grad(x, y)
+    assert backend.calls["fallback:numpy"] >= before + 2
+    expected_loss, expected = reference.loss_and_grad(x, y)
+    assert loss == expected_loss
+    for key in expected:
+        np.testing.assert_array_equal(grads[key], expected[key])
+    undelayed = make_net(stlsim.LIF(theta_init=0.4, adaptation=stlsim.Adaptation(0.3, 0.8)),
+                         ("all", None), backend="numpy")
+    assert not np.array_equal(undelayed.forward(x).spikes[0], reference.forward(x).spikes[0])

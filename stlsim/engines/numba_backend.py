@@ -75,10 +75,11 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron, surrogate):
 def stateful_spec(neuron, surrogate):
     """``kernel_surrogate(surrogate)`` when ``kernels.recurrent_cpu`` implements the
     neuron of a stateful layer, else None: every option of ``compiled_neuron`` plus the
-    adaptation; not the synapse (L1s), a per-neuron gain, or (L2z)."""
+    adaptation; not the synapse (L1s), the delayed synapse (L1d), a per-neuron gain, or
+    (L2z)."""
     spec = kernel_surrogate(surrogate)
-    if (spec is None or neuron.has_synapse or np.ndim(neuron.input_gain) != 0
-            or neuron.reset == "zero_after_leak"):
+    if (spec is None or neuron.has_synapse or neuron.synapse_delay
+            or np.ndim(neuron.input_gain) != 0 or neuron.reset == "zero_after_leak"):
         return None
     return spec
 
