@@ -80,6 +80,8 @@ def col2im_add(grad_x_pad, grad_cols, kernel, stride, out_hw):
 class Conv2d(Layer):
     """2-D convolution synapses followed by LIF neurons.
 
+    ``weight`` has shape (C_out, C_in, kh, kw), like ``torch.nn.Conv2d.weight``.
+
     Parameters
     ----------
     in_channels, out_channels : int
@@ -104,8 +106,6 @@ class Conv2d(Layer):
         or infers the input size (see ``docs/conv.md``).
     bn_momentum, bn_eps : float, default 0.1 and 1e-5
         BatchNorm's running-estimate momentum and epsilon (torch's).
-
-    ``weight`` has shape (C_out, C_in, kh, kw), like ``torch.nn.Conv2d.weight``.
     """
 
     has_neurons = True
