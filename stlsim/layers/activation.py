@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import ShapePreserving
 
 __all__ = ["ReLU"]
 
 
-class ReLU(Layer):
+class ReLU(ShapePreserving):
     """ReLU(): max(x, 0) element-wise, with torch's derivative 1[x > 0]."""
 
     has_neurons = False
 
-    def __init__(self):
-        self.in_shape = self.out_shape = None
-
     def __repr__(self) -> str:
         return "ReLU()"
-
-    def known_in_shape(self):
-        return None
-
-    def build(self, in_shape, position):
-        self.in_shape = self.out_shape = tuple(in_shape)
-
-    def infer_in_shape(self, out_shape, position):
-        return tuple(out_shape)
 
     def forward(self, x, params, ctx):
         positive = x > 0

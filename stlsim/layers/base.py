@@ -20,7 +20,7 @@ import numpy as np
 
 from .._checks import check_choice, fail
 
-__all__ = ["Layer", "Context", "Recurrence", "THRESHOLD_SHARING"]
+__all__ = ["Layer", "ShapePreserving", "Context", "Recurrence", "THRESHOLD_SHARING"]
 
 THRESHOLD_SHARING = ("neuron", "channel", "layer")
 
@@ -161,3 +161,19 @@ class Layer(ABC):
 
     def describe(self) -> str:
         return repr(self)
+
+
+class ShapePreserving(Layer):
+    """A layer whose output has its input's shape, learned from the layer before (ReLU,
+    Scale, Dropout): the wiring they share."""
+
+    in_shape = out_shape = None
+
+    def known_in_shape(self):
+        return None
+
+    def build(self, in_shape, position):
+        self.in_shape = self.out_shape = tuple(in_shape)
+
+    def infer_in_shape(self, out_shape, position):
+        return tuple(out_shape)

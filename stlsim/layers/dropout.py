@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_real, fail
-from .base import Layer
+from .base import ShapePreserving
 
 __all__ = ["Dropout"]
 
 
-class Dropout(Layer):
+class Dropout(ShapePreserving):
     """Dropout(p): zero each input with probability p during training only."""
 
     has_neurons = False
@@ -37,15 +37,6 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.p}{', masks replayed' if self.masks is not None else ''})"
-
-    def known_in_shape(self):
-        return None
-
-    def build(self, in_shape, position):
-        self.in_shape = self.out_shape = tuple(in_shape)
-
-    def infer_in_shape(self, out_shape, position):
-        return tuple(out_shape)
 
     def forward(self, x, params, ctx):
         if not ctx.training or self.p == 0.0:

@@ -13,31 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import ShapePreserving
 
 __all__ = ["Scale"]
 
 
-class Scale(Layer):
+class Scale(ShapePreserving):
     """Scale(): y = scale * x element-wise, ``scale`` a parameter shaped like one sample
     (initialised to ones)."""
 
     has_neurons = False
 
-    def __init__(self):
-        self.in_shape = self.out_shape = None
-
     def __repr__(self) -> str:
         return "Scale()"
-
-    def known_in_shape(self):
-        return None
-
-    def build(self, in_shape, position):
-        self.in_shape = self.out_shape = tuple(in_shape)
-
-    def infer_in_shape(self, out_shape, position):
-        return tuple(out_shape)
 
     def param_shapes(self) -> dict:
         return {"scale": tuple(self.out_shape)}
