@@ -1,11 +1,13 @@
-"""The peers' one-parameter surrogates (docs/model.md (S1)-(S18)) in the compiled kernels.
+"""Every surrogate of the peers (docs/model.md (S1)-(S18)) in the compiled kernels.
 
 * ``kernels.scalar``: each code's (P, P') equals ``stlsim.surrogate``'s NumPy pair (float64,
-  1e-12 relative) at points on both sides of every kink.
+  1e-12 relative) at points on both sides of every kink, the two-parameter ones ((S4), (S6),
+  (S11), (S13), (S15)) included.
 * The Numba backend's per-layer kernels with each of them equal the NumPy reference
   (float64 1e-12, float32 1e-5; spikes equal), and the counters prove the kernel ran.
-* The two-parameter ones ((S4), (S6), (S11), (S13), (S15)) fall back to the reference,
-  counted as "fallback:numpy".
+* A surrogate the kernels do not know (user-defined) falls back to the reference, counted
+  as "fallback:numpy". (tests/test_surrogates_compiled.py: the two-parameter ones in the
+  recurrent, fused, event and CUDA-simulator kernels.)
 """
 from __future__ import annotations
 
@@ -17,29 +19,34 @@ from stlsim import surrogate as surrogates
 from stlsim.engines.backend import kernel_surrogate
 from stlsim.kernels import scalar
 
-# a parameter inside each one's domain, away from its default where that is extreme
-PARAMS = {"StraightThrough": 0.7, "SignedConstant": 0.8, "SpikeGate": 1.3, "LeakyGate": 0.1,
-          "PiecewiseQuadratic": 1.5, "PiecewiseExp": 2.0, "SoftSign": 2.0, "Erf": 2.0,
-          "LogAbs": 1.5, "QPseudoSpike": 2.5, "HeaviTanh": 3.0, "Circ": 1.5, "HeaviErfc": 2.0}
-ONE_PARAMETER = [cls for cls in surrogates.PEER_SURROGATES if cls.second_name is None]
-TWO_PARAMETERS = [cls for cls in surrogates.PEER_SURROGATES if cls.second_name is not None]
-X = np.concatenate([np.linspace(-3, 3, 121), [0.0, 1 / 1.5, -1 / 1.5, 1e-9, -1e-9]])
+# parameters inside each one's domain, away from its default where that is extreme; the
+# two-parameter ones with a second parameter that moves a kink into the sampled range
+PARAMS = {"StraightThrough": (0.7,), "SignedConstant": (0.8,), "SpikeGate": (1.3,),
+          "LeakyGate": (0.1,), "PiecewiseQuadratic": (1.5,), "PiecewiseExp": (2.0,),
+          "SoftSign": (2.0,), "Erf": (2.0,), "LogAbs": (1.5,), "QPseudoSpike": (2.5,),
+          "HeaviTanh": (3.0,), "Circ": (1.5,), "HeaviErfc": (2.0,),
+          "SpikeRateEscape": (3.0, 2.0), "SparseFastSigmoid": (4.0, -0.3),
+          "PiecewiseLeakyReLU": (0.8, 0.05), "S2NN": (4.0, 1.5), "LeakyKReLU": (1.2, 0.1)}
+PEERS = list(surrogates.PEER_SURROGATES)
+X = np.concatenate([np.linspace(-3, 3, 121), [0.0, 1 / 1.5, -1 / 1.5, 1e-9, -1e-9, 1.0, -0.3,
+                                               0.8, -0.8]])
 
 
-def test_every_one_parameter_peer_surrogate_has_a_kernel_code():
-    assert {cls.__name__ for cls in ONE_PARAMETER} == set(PARAMS)
-    assert all(kernel_surrogate(cls()) is not None for cls in ONE_PARAMETER)
-    assert all(kernel_surrogate(cls()) is None for cls in TWO_PARAMETERS)
+def test_every_peer_surrogate_has_a_kernel_code():
+    assert {cls.__name__ for cls in PEERS} == set(PARAMS)
+    assert all(kernel_surrogate(cls()) is not None for cls in PEERS)
+    assert len({kernel_surrogate(cls())[0] for cls in PEERS}) == len(PEERS)   # one code each
+    assert kernel_surrogate(surrogates.S2NN(4.0, 1.5))[1:] == (4.0, 1.5)     # both parameters
     assert scalar.NORSE_SQRT_PI == surrogates.NORSE_SQRT_PI
 
 
-@pytest.mark.parametrize("cls", ONE_PARAMETER, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", PEERS, ids=lambda c: c.__name__)
 def test_scalar_pair_equals_the_numpy_reference(cls):
-    sg = cls(PARAMS[cls.__name__])
-    code, param = kernel_surrogate(sg)
+    sg = cls(*PARAMS[cls.__name__])
+    code, param, param2 = kernel_surrogate(sg)
     ref_p, ref_d = sg.primitive(X), sg.derivative(X)
-    got_p = np.array([scalar.surrogate_primitive(code, float(x), param) for x in X])
-    got_d = np.array([scalar.surrogate_derivative(code, float(x), param) for x in X])
+    got_p = np.array([scalar.surrogate_primitive(code, float(x), param, param2) for x in X])
+    got_d = np.array([scalar.surrogate_derivative(code, float(x), param, param2) for x in X])
     np.testing.assert_allclose(got_p, ref_p, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(got_d, ref_d, rtol=1e-12, atol=1e-15)
 
@@ -66,12 +73,12 @@ def _close(got, ref, tol, what):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("cls", ONE_PARAMETER, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", PEERS, ids=lambda c: c.__name__)
 def test_numba_kernels_with_peer_surrogates_match_the_reference(cls, dtype):
     from stlsim.engines.clock import lif_forward as ref_forward
     from stlsim.grad.bptt import lif_backward as ref_backward
     backend = get_backend("numba")
-    sg = cls(PARAMS[cls.__name__])
+    sg = cls(*PARAMS[cls.__name__])
     neuron = stlsim.LIF(tau=0.7, reset="soft", detach_reset=False)
     current, theta, grad_s = _layer_case(dtype)
     for smooth in (False, True):
@@ -93,11 +100,18 @@ def test_numba_kernels_with_peer_surrogates_match_the_reference(cls, dtype):
         _close(grad_theta, ref_gt, TOL[dtype], "grad_theta")
 
 
-@pytest.mark.parametrize("cls", TWO_PARAMETERS, ids=lambda c: c.__name__)
-def test_two_parameter_surrogates_fall_back_counted(cls):
+def test_an_unknown_surrogate_falls_back_counted():
+    class Custom(surrogates.S2NN):      # a user's subclass: no kernel code, even of a known pair
+        name = "custom"
     backend = get_backend("numba")
     neuron = stlsim.LIF(tau=0.7)
     current, theta, _ = _layer_case(np.float64)
-    before = cpu.CALLS.get("fallback:numpy", 0)
-    backend.lif_forward(current, theta, neuron, cls())
-    assert cpu.CALLS["fallback:numpy"] == before + 1
+    assert kernel_surrogate(Custom()) is None
+    before = cpu.CALLS.copy()
+    spikes, membrane = backend.lif_forward(current, theta, neuron, Custom(), smooth=True)
+    assert cpu.CALLS["fallback:numpy"] == before["fallback:numpy"] + 1
+    assert cpu.CALLS["lif_forward"] == before["lif_forward"]
+    from stlsim.engines.clock import lif_forward as ref_forward
+    ref_s, ref_m = ref_forward(current, theta, neuron, Custom(), True)
+    np.testing.assert_array_equal(spikes, ref_s)
+    np.testing.assert_array_equal(membrane, ref_m)

@@ -3,8 +3,9 @@
 * Each (P, P') pair: P' equals float64 central differences of P away from its kinks.
 * Smooth mode: BPTT of a network with each surrogate equals float64 finite differences.
 * Spiking mode: each peer's own surrogate, converted, gives ``rep.ok`` against the peer.
-* The compiled kernels do not know them: the Numba backend runs the NumPy reference,
-  counted as "fallback:numpy".
+* A surrogate the compiled kernels do not know (user-defined): the Numba backend runs the
+  NumPy reference, counted as "fallback:numpy" (the kernels know all eighteen:
+  tests/test_interop_kernels.py, tests/test_surrogates_compiled.py).
 * Negative: a surrogate's parameter changed by 1e-3 in the peer is caught.
 """
 from __future__ import annotations
@@ -58,12 +59,15 @@ def test_smooth_bptt_with_each_surrogate_matches_finite_differences(sg, kinks):
 
 
 def test_the_compiled_kernels_fall_back_to_the_reference_counted():
-    # a two-parameter surrogate: the kernels compile the one-parameter ones only
-    # (tests/test_interop_kernels.py checks those)
+    # a user-defined surrogate (here a subclass of a two-parameter one): no kernel code, so
+    # the reference runs; every built-in one is compiled (tests/test_interop_kernels.py)
     from stlsim.engines import get_backend
+
+    class Custom(S.SpikeRateEscape):
+        name = "custom"
     backend = get_backend("numba")
     before = backend.calls["fallback:numpy"]
-    surrogate = S.SpikeRateEscape(2.0, 1.0)
+    surrogate = Custom(2.0, 1.0)
     net = stlsim.Network([stlsim.Dense(6, 4)], surrogate=surrogate, seed=0, backend="numba")
     x = (np.random.default_rng(1).random((5, 2, 6)) < 0.5).astype(np.float64)
     _, grads = net.loss_and_grad(x, np.array([0, 1]))

@@ -74,9 +74,10 @@ _CODES = None
 
 
 def kernel_surrogate(surrogate):
-    """``(code, parameter)`` of a built-in surrogate for the compiled kernels
-    (``kernels.scalar.SURROGATE_CODES``), or None for one they do not know (a
-    user-defined surrogate: the engine then runs the NumPy reference)."""
+    """``(code, param, param2)`` of a built-in surrogate for the compiled kernels
+    (``kernels.scalar.SURROGATE_CODES``; ``param2`` its second shape parameter, 0.0 for a
+    one-parameter one), or None for one they do not know (a user-defined surrogate: the
+    engine then runs the NumPy reference)."""
     global _CODES
     if _CODES is None:
         from .. import surrogate as surrogates
@@ -84,7 +85,9 @@ def kernel_surrogate(surrogate):
         _CODES = {type(surrogates.get(name)): code for name, code in scalar.SURROGATE_CODES.items()
                   if name in surrogates.NAMES}                # every surrogate the kernels have
     code = _CODES.get(type(surrogate))
-    return None if code is None else (code, float(surrogate.value))
+    if code is None:
+        return None
+    return code, float(surrogate.value), float(0.0 if surrogate.second is None else surrogate.second)
 
 
 def kernel_neuron(neuron) -> bool:

@@ -216,10 +216,10 @@ def _layer_settings(neuron, code, T, dtype):
     settings = _SETTINGS.get(key)
     if settings is None:
         from ..kernels import scalar
-        kind, param = code
+        kind, param, param2 = code
         tau = dtype.type(neuron.tau)
         finite = kind == scalar.RECTANGULAR           # sigma' = 0 outside |x| < width/2
-        settings = dict(kind=kind, param=param, keep=1 if finite else 2,
+        settings = dict(kind=kind, param=param, param2=param2, keep=1 if finite else 2,
                         half_width=0.5 * param if finite else np.inf, tau=tau,
                         tau_pow=_tau_powers(tau, T, dtype), hard=neuron.reset == "hard",
                         detach=neuron.detach_reset, eps=float(np.finfo(dtype).eps))
@@ -512,7 +512,7 @@ def _backward_dense(kernels, layer, record, kept, grad_dense, grad_kept, below, 
         grad_input.fill(0)                            # (reused: no page faults)
         e_below = none
     grad_theta = kernels.dense_layer_backward(
-        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], record.theta,
+        T, B, s["tau"], s["hard"], s["detach"], s["kind"], s["param"], s["param2"], record.theta,
         kept.dense, e_dense, e_kept, kept.ptr, kept.idx, kept.m, record.spikes.ptr,
         record.spikes.index, inputs.ptr, inputs.index, values, unit, transposed,
         grad_weight, grad_weight_t, record.bias is not None, grad_bias, record.weight, mode,

@@ -4,7 +4,8 @@ Array in, array out: the caller (``stlsim.engines.numba_backend``, the fused ste
 ``stlsim.engines.fused_cpu``) coerces and allocates; these functions only pick the
 compiled kernel and run it into the arrays they are given. Nothing here knows about
 layers, networks, neurons objects or surrogate objects: a neuron is the numbers
-``tau``, ``hard``, ``detach``, a surrogate its code and parameter (``kernels.scalar``).
+``tau``, ``hard``, ``detach``, a surrogate its code and its one or two shape parameters
+(``param``, ``param2``; ``kernels.scalar``).
 
 * ``forward``: (L2)-(L4) of ``docs/model.md`` for (T, B, N) currents.
 * ``backward``: (B1)-(B3) in reverse time and the (B5) sum over t and b.
@@ -126,7 +127,7 @@ def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
     after_leak = reset == scalar.AFTER_LEAK
 
     def forward(n_blocks, block, current, membrane, spikes, spikes_compact, v, s_prev, theta,
-                tau, leak, gain, v_reset, v_init, s_init, param):
+                tau, leak, gain, v_reset, v_init, s_init, param, param2):
         for lane in numba.prange(current.shape[1] * n_blocks):
             b = lane // n_blocks
             lo = (lane % n_blocks) * block
@@ -152,7 +153,7 @@ def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
                         current_t[i], v_b[i], s_b[i], theta_b[i],
                         tau_b[i] if per_tau else tau_0, leak_b[i], gain, v_reset, reset,
                         strict, has_leak, has_gain, has_reset_potential, smooth, kind,
-                        param)                                            # (L2)-(L4)
+                        param, param2)                                    # (L2)-(L4)
                     membrane_t[i] = m
                     spikes_t[i] = s
                     if compact:
@@ -174,7 +175,7 @@ def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau,
 
     def backward(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes, theta,
                  grad_membrane, delta_next, theta_partial, grad_theta, tau, gain, v_reset,
-                 s_init, param):
+                 s_init, param, param2):
         for lane in numba.prange(grad_spikes.shape[1] * n_blocks):
             b = lane // n_blocks
             lo = (lane % n_blocks) * block
@@ -196,7 +197,7 @@ def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau,
                     delta, grad_current, theta_term = _step_backward(
                         e_t[i], delta_next_b[i], membrane_t[i], spikes_t[i], theta_b[i],
                         tau_b[i] if per_tau else tau_0, gain, v_reset, reset, detach,
-                        has_gain, has_reset_potential, kind, param)       # (B1)-(B3)
+                        has_gain, has_reset_potential, kind, param, param2)  # (B1)-(B3)
                     grad_current_t[i] = grad_current
                     delta_next_b[i] = delta
                     theta_partial_b[i] -= theta_term                      # (B5) over t
@@ -262,15 +263,16 @@ _NO_COMPACT = np.zeros((1, 1, 0), dtype=np.uint8)
 
 # --- entry points: choose the kernel, run it into the caller's arrays ----------------------
 
-def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, membrane, spikes, scratch,
-            spikes_compact=None):
+def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, param2, membrane, spikes,
+            scratch, spikes_compact=None):
     """(L2)-(L4) (and Section 8's options) through time, into ``membrane`` and ``spikes``.
 
     ``current``, ``membrane``, ``spikes``: C-contiguous (T, B, N) of one float dtype;
     ``theta``: (N,) per neuron; ``scratch``: (2, B, N) of that dtype (v and the previous
     spikes); ``spikes_compact``: optional (T, B, N) uint8 that also receives the spikes
-    (the fused step keeps those for its backward). ``kind``, ``param``: the surrogate
-    (read in smooth mode only, where s_t = P(m_t - theta)).
+    (the fused step keeps those for its backward). ``kind``, ``param``, ``param2``: the
+    surrogate (read in smooth mode only, where s_t = P(m_t - theta)); its parameters are
+    run-time arguments (``kernels.scalar.two_parameter_primitive`` says why).
     """
     T, B, N = current.shape
     parallel = _parallel(current.size)
@@ -283,10 +285,10 @@ def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, membrane, s
     _kernel(key, _build_forward)(n_blocks, block, current, membrane, spikes,
                                  spikes_compact if compact else _NO_COMPACT, scratch[0],
                                  scratch[1], theta, neuron.tau, neuron.leak, neuron.gain,
-                                 neuron.v_reset, neuron.v_init, neuron.s_init, param)
+                                 neuron.v_reset, neuron.v_init, neuron.s_init, param, param2)
 
 
-def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param,
+def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param, param2,
              grad_current, delta_next, theta_partial, grad_theta):
     """(B1)-(B3) in reverse time into ``grad_current`` (dL/dI_t = r delta_t), and (B5)
     into ``grad_theta``.
@@ -304,4 +306,4 @@ def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, par
     _kernel(key, _build_backward)(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane,
                                   spikes, theta, grad_current, delta_next, theta_partial,
                                   grad_theta, neuron.tau, neuron.gain, neuron.v_reset,
-                                  neuron.s_init, param)
+                                  neuron.s_init, param, param2)

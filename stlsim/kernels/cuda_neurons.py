@@ -38,7 +38,7 @@ _step_backward = scalar.lif_backward_step_general
 @cuda.jit
 def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, leak, s_init, gain,
                         v_reset, v_init, reset, strict, has_leak, has_gain, has_reset_potential,
-                        per_tau, smooth, kind, param):
+                        per_tau, smooth, kind, param, param2):
     """(L2)-(L4) and docs/model.md Section 8's options through time for neuron (b, i) =
     divmod(thread, N). ``membrane`` may be ``current`` itself (overwritten in place)."""
     lane = cuda.grid(1)
@@ -59,7 +59,8 @@ def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, l
             current_t += bias[i]                                            # (L1) + bias
         m, s, v_new = _step_forward(current_t, v[0], s_prev[0], theta[i], tau_i, leak_i, gain,
                                     v_reset, reset, strict, has_leak, has_gain,
-                                    has_reset_potential, smooth, kind, param)  # (L2)-(L4)
+                                    has_reset_potential, smooth, kind, param,
+                                    param2)                                 # (L2)-(L4)
         membrane[t, b, i] = m
         spikes[t, b, i] = s
         v[0] = v_new
@@ -69,7 +70,7 @@ def _lif_forward_kernel(current, bias, has_bias, theta, membrane, spikes, tau, l
 @cuda.jit
 def _lif_backward_kernel(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial,
                          tau, s_init, gain, v_reset, reset, detach, has_gain, has_reset_potential,
-                         per_tau, kind, param):
+                         per_tau, kind, param, param2):
     """(B1)-(B3) in reverse time for neuron (b, i); ``grad_membrane`` receives dL/dI_t and
     may be ``grad_spikes`` itself; ``theta_partial[b, i]`` its (B5) sum over t."""
     lane = cuda.grid(1)
@@ -87,7 +88,7 @@ def _lif_backward_kernel(grad_spikes, membrane, spikes, theta, grad_membrane, th
         delta, grad_current, theta_term = _step_backward(
             grad_spikes[t, b, i], delta_next[0], membrane[t, b, i], spikes[t, b, i], theta[i],
             tau_i, gain, v_reset, reset, detach, has_gain, has_reset_potential, kind,
-            param)                                                          # (B1)-(B3)
+            param, param2)                                                  # (B1)-(B3)
         grad_membrane[t, b, i] = grad_current
         delta_next[0] = delta
         grad_theta[0] -= theta_term                                         # (B5) over t
@@ -126,21 +127,23 @@ def _spread_rates_kernel(grad_rates, population, denominator, grad_spikes):
 
 # --- launches --------------------------------------------------------------------------------
 
-def forward(current, bias, has_bias, theta, membrane, spikes, neuron, smooth, kind, param):
+def forward(current, bias, has_bias, theta, membrane, spikes, neuron, smooth, kind, param,
+            param2):
     """(L2)-(L4) for device arrays (T, B, N); ``membrane`` may be ``current`` (in place);
     ``bias`` (N,) is added to the currents when ``has_bias``; ``neuron`` a
-    ``kernels.spec.NeuronSpec`` (its arrays uploaded here)."""
+    ``kernels.spec.NeuronSpec`` (its arrays uploaded here); ``kind``, ``param``, ``param2``
+    the surrogate (``engines.backend.kernel_surrogate``)."""
     T, B, N = current.shape
     CALLS["kernel:lif_forward"] += 1
     _lif_forward_kernel[blocks(B * N), THREADS](
         current, bias, has_bias, theta, membrane, spikes, cuda.to_device(neuron.tau),
         cuda.to_device(neuron.leak), cuda.to_device(neuron.s_init), neuron.gain, neuron.v_reset,
         neuron.v_init, neuron.reset, neuron.strict, neuron.has_leak, neuron.has_gain,
-        neuron.has_reset_potential, neuron.per_tau, smooth, kind, param)
+        neuron.has_reset_potential, neuron.per_tau, smooth, kind, param, param2)
 
 
 def backward(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial, neuron, kind,
-             param):
+             param, param2):
     """(B1)-(B3) in reverse time into ``grad_membrane`` (dL/dI_t; may be ``grad_spikes``),
     and each lane's (B5) sum over t into ``theta_partial`` (B, N)."""
     T, B, N = grad_spikes.shape
@@ -149,7 +152,7 @@ def backward(grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial,
         grad_spikes, membrane, spikes, theta, grad_membrane, theta_partial,
         cuda.to_device(neuron.tau), cuda.to_device(neuron.s_init), neuron.gain, neuron.v_reset,
         neuron.reset, neuron.detach, neuron.has_gain, neuron.has_reset_potential,
-        neuron.per_tau, kind, param)
+        neuron.per_tau, kind, param, param2)
 
 
 def column_sum(rows, out):

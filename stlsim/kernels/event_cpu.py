@@ -530,19 +530,19 @@ _ATAN, _SIGMOID = scalar.ATAN, scalar.SIGMOID
 
 @numba.njit(cache=True, inline="always")
 def _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau, hard, detach, kind,
-              param):
+              param, param2):
     """(B1)-(B3), (B5) for every neuron of a row whose membranes were all kept."""
     for i in range(d.shape[0]):
         delta_i, theta_term = _step_backward(
             e_row[i], delta_next[i], m_row[i], float(spiking[i]), theta[i], tau, hard,
-            detach, kind, param)                                         # (B1)-(B3)
+            detach, kind, param, param2)                                 # (B1)-(B3)
         d[i] = delta_i
         theta_b[i] -= theta_term                                         # (B5)
 
 
 @numba.njit(cache=True)
-def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, e_dense, e_kept,
-                         m_ptr, m_idx, m_val, spk_ptr, spk_idx, in_ptr, in_idx, in_val,
+def dense_layer_backward(T, B, tau, hard, detach, kind, param, param2, theta, all_kept, e_dense,
+                         e_kept, m_ptr, m_idx, m_val, spk_ptr, spk_idx, in_ptr, in_idx, in_val,
                          unit_values, transposed, grad_weight, grad_weight_t, has_bias,
                          grad_bias, weight, below, below_ptr, below_idx, e_below, grad_input):
     """(B1)-(B6) of one Dense layer in reverse time; accumulates into the given arrays.
@@ -577,13 +577,13 @@ def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, 
                 e_row, m_row = e_dense[t, b], m_val[r * N:(r + 1) * N]
                 if kind == _ATAN:
                     _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
-                              hard, detach, _ATAN, param)
+                              hard, detach, _ATAN, param, param2)
                 elif kind == _SIGMOID:
                     _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
-                              hard, detach, _SIGMOID, param)
+                              hard, detach, _SIGMOID, param, param2)
                 else:
                     _kept_row(d, theta_b, e_row, delta_next, m_row, spiking, theta, tau,
-                              hard, detach, kind, param)
+                              hard, detach, kind, param, param2)
                 for e in range(spk_ptr[r], spk_ptr[r + 1]):
                     spiking[spk_idx[e]] = 0
             else:
@@ -593,7 +593,7 @@ def dense_layer_backward(T, B, tau, hard, detach, kind, param, theta, all_kept, 
                     i = m_idx[p]
                     delta_i, theta_term = _step_backward(
                         e_kept[p], delta_next[i], m_val[p], float(spiking[i]), theta[i],
-                        tau, hard, detach, kind, param)                  # (B1)-(B3)
+                        tau, hard, detach, kind, param, param2)          # (B1)-(B3)
                     d[i] = delta_i
                     theta_b[i] -= theta_term                             # (B5)
                     done[i] = 1

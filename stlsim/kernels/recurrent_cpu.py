@@ -6,7 +6,8 @@ The compiled twins of ``engines.clock.lif_forward_stateful`` and
 ``kernels.cpu`` implement (hard / soft / after-leak / no reset, ``detach_reset``, H(0),
 gain, leak, reset and initial potentials, scalar or per-neuron tau). Array in, array out,
 as ``kernels.cpu``: the caller (``engines.numba_backend``) decides what runs here and
-allocates; a neuron is its ``NeuronSpec``, a surrogate its code and parameter.
+allocates; a neuron is its ``NeuronSpec``, a surrogate its code and parameters
+(``param``, ``param2``).
 
 Layout: (T, B, N) arrays, C-contiguous, one float dtype; a Dense layer's neurons.
 
@@ -70,7 +71,7 @@ HARD, SOFT, AFTER_LEAK = scalar.HARD, scalar.SOFT, scalar.AFTER_LEAK
 
 @register_jitable(inline="always")
 def _forward_row(cur, rec, mem, spk, v, s_prev, a, th_prev, theta, tau, leak, gain, v_reset,
-                 rec_bias, beta, rho, one, kind, param, smooth, reset, rec_kind, adaptive,
+                 rec_bias, beta, rho, one, kind, param, param2, smooth, reset, rec_kind, adaptive,
                  strict, has_leak, has_gain, has_reset_potential, per_tau, has_bias):
     """(L1r), (L3v), (L2g)/(L2a), (L3)/(L3'), (L4*), (L5a) for the N neurons of one
     sample at one step. ``rec`` holds V s_{t-1} ("all"; zeros at t = 1) or s_{t-1}
@@ -100,7 +101,7 @@ def _forward_row(cur, rec, mem, spk, v, s_prev, a, th_prev, theta, tau, leak, ga
             m = m - s_prev[i] * th_prev[i]                                # (L2a) theta_{t-1}
         mem[i] = m
         if smooth:
-            spk[i] = _primitive(kind, m - th, param)
+            spk[i] = _primitive(kind, m - th, param, param2)
         else:
             spk[i] = _fires(m - th, strict)                               # (L3), (L3')
         s = spk[i]                                                        # rounded to dtype
@@ -123,7 +124,8 @@ def _forward_row(cur, rec, mem, spk, v, s_prev, a, th_prev, theta, tau, leak, ga
 @register_jitable(inline="always")
 def _backward_row(e_t, rec, mem, spk, adapt, grad_cur, delta_next, alpha_next, theta_part,
                   beta_part, rho_part, vt, theta, tau, gain, v_reset, beta, rho, one, last, kind,
-                  param, reset, rec_kind, adaptive, detach, detach_adapt, has_gain, per_tau):
+                  param, param2, reset, rec_kind, adaptive, detach, detach_adapt, has_gain,
+                  per_tau):
     """(B2r), (B1)-(B3), (B10)-(B12) for the N neurons of one sample at one step, reverse
     time. ``rec`` holds R^T(gamma_{t+1}) (B2r); ``last``: t = T (no step after); ``vt``
     a row of scratch (vartheta_t).
@@ -143,7 +145,7 @@ def _backward_row(e_t, rec, mem, spk, adapt, grad_cur, delta_next, alpha_next, t
         dn = delta_next[i]
         grad_v = (tau[i] if per_tau else tau_0) * dn                      # (B1) eps_t
         th = theta[i] + beta[i] * adapt[i] if adaptive else theta[i]     # (L3v)
-        ds = _derivative(kind, m - th, param)                             # sigma'(m - theta_t)
+        ds = _derivative(kind, m - th, param, param2)                     # sigma'(m - theta_t)
         if reset == HARD:
             g = e if detach else e + (v_reset - m) * grad_v               # (B2h)
             gs = g * ds
@@ -202,8 +204,8 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
     init = register_jitable(init)
 
     def forward_fused(current, membrane, spikes, theta, tau, leak, gain, v_reset, v_init,
-                      s_init, rec_t, rec_bias, beta, rho, one, param, strict, has_leak,
-                      has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
+                      s_init, rec_t, rec_bias, beta, rho, one, param, param2, strict,
+                      has_leak, has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
                       a_state, th_state, rec_state):
         T, B, N = current.shape
         for b in numba.prange(B):
@@ -227,12 +229,13 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
                         rec[i] = s_last[i]
                 _forward_row(current[t, b], rec, membrane[t, b], spikes[t, b], v, s_prev, a,
                              th_prev, theta, tau, leak, gain, v_reset, rec_bias, beta, rho, one,
-                             kind, param, smooth, reset, rec_kind, adaptive, strict, has_leak,
+                             kind, param, param2, smooth, reset, rec_kind, adaptive, strict,
+                             has_leak,
                              has_gain, has_reset_potential, per_tau, has_bias)
 
     def forward_blas(current, membrane, spikes, theta, tau, leak, gain, v_reset, v_init,
-                     s_init, rec_t, rec_bias, beta, rho, one, param, strict, has_leak,
-                     has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
+                     s_init, rec_t, rec_bias, beta, rho, one, param, param2, strict,
+                     has_leak, has_gain, has_reset_potential, per_tau, has_bias, v_state, s_state,
                      a_state, th_state, rec_state):
         T, B, N = current.shape
         for b in range(B):
@@ -247,7 +250,8 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
             for b in range(B):
                 _forward_row(current[t, b], rec_all[b], membrane[t, b], spikes[t, b],
                              v_state[b], s_state[b], a_state[b], th_state[b], theta, tau,
-                             leak, gain, v_reset, rec_bias, beta, rho, one, kind, param, smooth,
+                             leak, gain, v_reset, rec_bias, beta, rho, one, kind, param, param2,
+                             smooth,
                              reset, rec_kind, adaptive, strict, has_leak, has_gain,
                              has_reset_potential, per_tau, has_bias)
 
@@ -261,7 +265,8 @@ def _build_forward(strategy, kind, smooth, reset, rec_kind, adaptive, parallel):
 def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
 
     def backward_fused(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
-                       s_init, rec_w, beta, rho, one, param, detach, detach_adapt, has_gain,
+                       s_init, rec_w, beta, rho, one, param, param2, detach, detach_adapt,
+                       has_gain,
                        per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
                        beta_part, rho_part):
         T, B, N = grad_spikes.shape
@@ -296,14 +301,15 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
                 _backward_row(grad_spikes[t, b], rec, membrane[t, b], spikes[t, b], a_t,
                               grad_current[t, b], delta_next, alpha_next, theta_part[b],
                               beta_part[b], rho_part[b], vt_state[b], theta, tau, gain, v_reset, beta, rho,
-                              one, last, kind, param, reset, rec_kind, adaptive,
+                              one, last, kind, param, param2, reset, rec_kind, adaptive,
                               detach, detach_adapt, has_gain, per_tau)
             if reset == AFTER_LEAK:
                 for i in range(N):
                     theta_part[b, i] -= s_init[i] * delta_next[i]         # (B5a) at t = 1
 
     def backward_blas(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
-                      s_init, rec_w, beta, rho, one, param, detach, detach_adapt, has_gain,
+                      s_init, rec_w, beta, rho, one, param, param2, detach, detach_adapt,
+                      has_gain,
                       per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
                       beta_part, rho_part):
         T, B, N = grad_spikes.shape
@@ -333,7 +339,7 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
                 _backward_row(grad_spikes[t, b], rec_all[b], membrane[t, b], spikes[t, b], a_t,
                               grad_current[t, b], delta_state[b], alpha_state[b], theta_part[b],
                               beta_part[b], rho_part[b], vt_state[b], theta, tau, gain, v_reset, beta, rho,
-                              one, last, kind, param, reset, rec_kind, adaptive,
+                              one, last, kind, param, param2, reset, rec_kind, adaptive,
                               detach, detach_adapt, has_gain, per_tau)
         if reset == AFTER_LEAK:
             for b in range(B):
@@ -375,7 +381,7 @@ def _vector(value, n, dtype):
 
 # --- entry points -------------------------------------------------------------------------
 
-def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, rec_kind, rec_weight,
+def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, param2, rec_kind, rec_weight,
             rec_bias, beta, rho, membrane, spikes, strategy=None):
     """(L1r), (L3v), (L5a) with (L2)-(L4) through time, into ``membrane`` and ``spikes``.
 
@@ -408,13 +414,13 @@ def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, rec_kind, r
     CALLS["kernel:forward_stateful"] += 1
     _kernel(key, _build_forward)(
         current, membrane, spikes, theta, neuron.tau, neuron.leak, neuron.gain, neuron.v_reset,
-        neuron.v_init, neuron.s_init, rec_t, bias, beta_v, rho_v, dtype.type(1), param,
+        neuron.v_init, neuron.s_init, rec_t, bias, beta_v, rho_v, dtype.type(1), param, param2,
         neuron.strict, neuron.has_leak, neuron.has_gain, neuron.has_reset_potential,
         neuron.per_tau, has_bias, *_states(5, B, N, dtype))
 
 
-def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param, rec_kind,
-             rec_weight, beta, rho, detach_adapt, grad_current, grad_theta, grad_beta=None,
+def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, param, param2,
+             rec_kind, rec_weight, beta, rho, detach_adapt, grad_current, grad_theta, grad_beta=None,
              grad_rho=None, strategy=None):
     """(B2r), (B1)-(B3), (B10)-(B12) in reverse time into ``grad_current`` (gamma_t =
     dL/dI_t) and ``grad_theta`` (N,), the sum over t and b; dL/dbeta and dL/drho summed
@@ -450,7 +456,7 @@ def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, par
     CALLS["kernel:backward_stateful"] += 1
     _kernel(key, _build_backward)(
         grad_spikes, membrane, spikes, theta, grad_current, neuron.tau, neuron.gain,
-        neuron.v_reset, neuron.s_init, rec_w, beta_v, rho_v, dtype.type(1), param,
+        neuron.v_reset, neuron.s_init, rec_w, beta_v, rho_v, dtype.type(1), param, param2,
         neuron.detach, bool(detach_adapt), neuron.has_gain, neuron.per_tau, adapt,
         *_states(4, B, N, dtype), parts, beta_part, rho_part)
     np.sum(parts, axis=0, out=grad_theta)                                 # (B5) over b

@@ -22,7 +22,9 @@ dtype it rounds exactly like NumPy, so spike decisions (L3) agree bitwise with t
 NumPy reference in float32 too. The kernels keep ``v`` in a dtype array between steps.
 
 Surrogates are selected by an integer code (``SURROGATE_CODES``) so that a kernel can
-take it as an argument; the branch is loop-invariant.
+take it as an argument; the branch is loop-invariant. A surrogate has one or two shape
+parameters, ``param`` and ``param2``; every function below takes both (``param2``
+defaults to 0.0 and is read by the two-parameter surrogates only, codes 19-23).
 """
 import math
 import struct
@@ -35,15 +37,16 @@ __all__ = [
     "superspike_derivative", "surrogate_primitive", "surrogate_derivative", "heaviside",
     "spike", "reset", "lif_forward_step", "lif_backward_step", "JITABLE", "HARD", "SOFT",
     "NO_RESET", "AFTER_LEAK", "RESET_CODES", "fires", "lif_forward_step_general",
-    "lif_backward_step_general",
+    "lif_backward_step_general", "two_parameter_primitive", "two_parameter_derivative",
 ]
 
 ATAN, SIGMOID, RECTANGULAR, SUPERSPIKE, SUPERSPIKE_SJ, TRIANGLE = 0, 1, 2, 3, 4, 5
 # The peers' one-parameter surrogates, docs/model.md (S1)-(S18) (stlsim.surrogate names).
-# The two-parameter ones ((S4), (S6), (S11), (S13), (S15)) have no code: the kernels take
-# one shape parameter, so the backends run the NumPy reference for them (counted).
 (STRAIGHT_THROUGH, SIGNED_CONSTANT, SPIKE_GATE, LEAKY_GATE, PIECEWISE_QUADRATIC, PIECEWISE_EXP,
  SOFT_SIGN, ERF, LOG_ABS, Q_PSEUDO_SPIKE, HEAVI_TANH, CIRC, HEAVI_ERFC) = range(6, 19)
+# ... and their two-parameter ones, (S4), (S6), (S11), (S13), (S15): the second parameter is
+# ``param2``, a run-time argument like ``param`` (see ``two_parameter_primitive``).
+SPIKE_RATE_ESCAPE, SPARSE_FAST_SIGMOID, PIECEWISE_LEAKY_RELU, S2NN, LEAKY_K_RELU = range(19, 24)
 SURROGATE_CODES = {"atan": ATAN, "sigmoid": SIGMOID, "rectangular": RECTANGULAR,
                    "superspike": SUPERSPIKE, "superspike_sj": SUPERSPIKE_SJ, "triangle": TRIANGLE,
                    "straight_through": STRAIGHT_THROUGH, "snntorch_triangular": SIGNED_CONSTANT,
@@ -51,7 +54,10 @@ SURROGATE_CODES = {"atan": ATAN, "sigmoid": SIGMOID, "rectangular": RECTANGULAR,
                    "piecewise_quadratic": PIECEWISE_QUADRATIC, "piecewise_exp": PIECEWISE_EXP,
                    "soft_sign": SOFT_SIGN, "erf": ERF, "nonzero_sign_log_abs": LOG_ABS,
                    "q_pseudo_spike": Q_PSEUDO_SPIKE, "heavi_tanh": HEAVI_TANH, "circ": CIRC,
-                   "heavi_erfc": HEAVI_ERFC}
+                   "heavi_erfc": HEAVI_ERFC, "spike_rate_escape": SPIKE_RATE_ESCAPE,
+                   "sparse_fast_sigmoid": SPARSE_FAST_SIGMOID,
+                   "piecewise_leaky_relu": PIECEWISE_LEAKY_RELU, "s2nn": S2NN,
+                   "leaky_k_relu": LEAKY_K_RELU}
 
 
 def _float32(value):
@@ -211,8 +217,57 @@ def peer_derivative(kind, x, a):
     return 2.0 * math.exp(-z * z) / NORSE_SQRT_PI
 
 
-def surrogate_primitive(kind, x, param):
-    """P(x) of the surrogate with code ``kind`` and shape parameter ``param``."""
+# (S4), (S6), (S11), (S13), (S15), the pairs with two shape parameters ``a``, ``b`` (in the
+# order of ``Surrogate.values``). Why ``b`` is a run-time argument rather than a constant
+# compiled into the kernel (as the code is): the code selects which code runs, and a
+# constant one lets LLVM drop the other branches; a parameter only enters the arithmetic, so
+# as an argument it costs nothing and a new value (a sweep over it) needs no new compile.
+# The NumPy pairs evaluate both sides of a ``np.where``; here one branch runs, with the
+# operations of the side NumPy keeps (its clamp, e.g. ``min(shifted, 0)``, is the identity
+# on that side and is dropped).
+
+def two_parameter_primitive(kind, x, a, b):
+    """P(x) of a two-parameter peer surrogate (codes SPIKE_RATE_ESCAPE .. LEAKY_K_RELU)."""
+    if kind == SPIKE_RATE_ESCAPE:                                           # (S4) slope, beta
+        shifted = x - 1.0
+        if shifted < 0:
+            return (a / b) * math.exp(b * shifted)
+        return (a / b) * (2.0 - math.exp(-b * shifted))
+    if kind == SPARSE_FAST_SIGMOID:                                         # (S6) slope, floor
+        z = max(x, b)
+        return z / (1.0 + a * abs(z)) - b / (1.0 + a * abs(b))
+    if kind == PIECEWISE_LEAKY_RELU:                                        # (S11) w, c
+        if x >= a:
+            return 1.0 + b * (x - a)
+        if x <= -a:
+            return b * (x + a)
+        return x / (2.0 * a) + 0.5
+    if kind == S2NN:                                                        # (S13) alpha, beta
+        if x < 0:
+            return sigmoid_primitive(x, a)
+        return 0.5 + b * math.log1p(x)
+    return 0.5 + (a * x if x >= 0 else b * x)                               # (S15) k, leak
+
+
+def two_parameter_derivative(kind, x, a, b):
+    """sigma'(x) of a two-parameter peer surrogate (codes SPIKE_RATE_ESCAPE .. LEAKY_K_RELU)."""
+    if kind == SPIKE_RATE_ESCAPE:
+        return a * math.exp(-b * abs(x - 1.0))                              # (S4)
+    if kind == SPARSE_FAST_SIGMOID:                                         # (S6)
+        d = a * abs(x) + 1.0
+        return 1.0 / (d * d) if x > b else 0.0
+    if kind == PIECEWISE_LEAKY_RELU:
+        return 1.0 / (2.0 * a) if abs(x) < a else b                         # (S11)
+    if kind == S2NN:                                                        # (S13)
+        if x < 0:
+            g = sigmoid_primitive(x, a)
+            return a * g * (1.0 - g)
+        return b / (x + 1.0)
+    return a if x >= 0 else b                                               # (S15)
+
+
+def surrogate_primitive(kind, x, param, param2=0.0):
+    """P(x) of the surrogate with code ``kind`` and shape parameters ``param``, ``param2``."""
     if kind == ATAN:
         return atan_primitive(x, param)
     if kind == SIGMOID:
@@ -223,12 +278,14 @@ def surrogate_primitive(kind, x, param):
         return superspike_sj_primitive(x, param)
     if kind == TRIANGLE:
         return triangle_primitive(x, param)
+    if kind >= SPIKE_RATE_ESCAPE:
+        return two_parameter_primitive(kind, x, param, param2)
     if kind >= STRAIGHT_THROUGH:
         return peer_primitive(kind, x, param)
     return superspike_primitive(x, param)
 
 
-def surrogate_derivative(kind, x, param):
+def surrogate_derivative(kind, x, param, param2=0.0):
     """sigma'(x) = P'(x) of the surrogate with code ``kind``."""
     if kind == ATAN:
         return atan_derivative(x, param)
@@ -240,6 +297,8 @@ def surrogate_derivative(kind, x, param):
         return superspike_sj_derivative(x, param)
     if kind == TRIANGLE:
         return triangle_derivative(x, param)
+    if kind >= SPIKE_RATE_ESCAPE:
+        return two_parameter_derivative(kind, x, param, param2)
     if kind >= STRAIGHT_THROUGH:
         return peer_derivative(kind, x, param)
     return superspike_derivative(x, param)
@@ -251,10 +310,10 @@ def heaviside(x):
     return 0.0
 
 
-def spike(x, smooth, kind, param):
+def spike(x, smooth, kind, param, param2=0.0):
     """Forward nonlinearity: H(x), or P(x) in smooth mode."""
     if smooth:
-        return surrogate_primitive(kind, x, param)
+        return surrogate_primitive(kind, x, param, param2)
     return heaviside(x)
 
 
@@ -267,15 +326,15 @@ def reset(m, s, theta, hard):
 
 # --- one neuron, one time step -------------------------------------------------------
 
-def lif_forward_step(current, v_prev, theta, tau, hard, smooth, kind, param):
+def lif_forward_step(current, v_prev, theta, tau, hard, smooth, kind, param, param2=0.0):
     """(L2)-(L4) for one neuron at one step. Returns ``(m, s, v)``."""
     m = tau * v_prev + current                   # (L2)
-    s = spike(m - theta, smooth, kind, param)    # (L3)
+    s = spike(m - theta, smooth, kind, param, param2)    # (L3)
     v = reset(m, s, theta, hard)                 # (L4)
     return m, s, v
 
 
-def lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach, kind, param):
+def lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach, kind, param, param2=0.0):
     """(B1)-(B3) and the (B5) term for one neuron at one step, reverse time.
 
     ``e`` = dL/ds_t from above, ``delta_next`` = dL/dm_{t+1} (0 after the last step).
@@ -283,7 +342,7 @@ def lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach, kind, param
     subtracts from dL/dtheta (``grad_theta -= theta_term``, as the reference does).
     """
     grad_v = tau * delta_next                    # (B1) eps_t
-    dS_dx = surrogate_derivative(kind, m - theta, param)
+    dS_dx = surrogate_derivative(kind, m - theta, param, param2)
     if hard:
         g = e if detach else e - m * grad_v      # (B2h)
         delta = g * dS_dx + grad_v * (1 - s)     # (B3h)
@@ -318,7 +377,7 @@ def fires(x, strict):
 
 def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_reset, reset,
                              strict, has_leak, has_gain, has_reset_potential, smooth, kind,
-                             param):
+                             param, param2=0.0):
     """(L2g), (L2a), (L3)/(L3'), (L4h)/(L4s)/(L4n) for one neuron at one step.
 
     ``leak`` is (1 - tau) v_leak, computed by the caller as the NumPy reference does;
@@ -335,7 +394,7 @@ def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_
     if reset == AFTER_LEAK:
         m = m - s_prev * theta                           # (L2a)
     if smooth:
-        s = surrogate_primitive(kind, m - theta, param)
+        s = surrogate_primitive(kind, m - theta, param, param2)
     else:
         s = fires(m - theta, strict)                     # (L3), (L3')
     if reset == HARD:
@@ -350,14 +409,14 @@ def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_
 
 
 def lif_backward_step_general(e, delta_next, m, s, theta, tau, gain, v_reset, reset, detach,
-                              has_gain, has_reset_potential, kind, param):
+                              has_gain, has_reset_potential, kind, param, param2=0.0):
     """(B1)-(B3), (B2a), (B3g) and the (B5)/(B5a) term for one neuron at one step.
 
     Returns ``(delta, grad_current, theta_term)``: delta_t = dL/dm_t (carried to the
     step before), dL/dI_t = r delta_t, and the amount subtracted from dL/dtheta.
     """
     grad_v = tau * delta_next                            # (B1) eps_t
-    dS_dx = surrogate_derivative(kind, m - theta, param)
+    dS_dx = surrogate_derivative(kind, m - theta, param, param2)
     if reset == HARD:
         if detach:
             g = e
@@ -391,7 +450,7 @@ JITABLE = (
     rectangular_primitive, rectangular_derivative, superspike_primitive,
     superspike_derivative, superspike_sj_primitive, superspike_sj_derivative,
     triangle_primitive, triangle_derivative, _sign, peer_primitive, peer_derivative,
-    surrogate_primitive, surrogate_derivative, heaviside, spike,
+    two_parameter_primitive, two_parameter_derivative, surrogate_primitive, surrogate_derivative, heaviside, spike,
     reset, lif_forward_step, lif_backward_step, fires, lif_forward_step_general,
     lif_backward_step_general,
 )
