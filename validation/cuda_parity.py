@@ -5,7 +5,9 @@ relative to max(1, max |reference|); spikes must be identical):
 
 1. the neuron kernels through the per-layer protocol (``lif_forward``,
    ``lif_backward``): both resets, all four surrogates, detach_reset on and off,
-   smooth mode, thresholds <= 0 and a membrane exactly at threshold (H(0) = 1);
+   smooth mode, thresholds <= 0 and a membrane exactly at threshold (H(0) = 1); the
+   neuron conventions of docs/model.md Section 8; and every surrogate the kernels compile
+   (docs/model.md 9.11; ``--quick``: the five two-parameter ones), none falling back;
 2. the device-resident Dense path (``fused_cuda.loss_and_grad``, ``fused_cuda.forward``) against
    ``Network.loss_and_grad``/``forward`` on the NumPy backend: loss, every gradient,
    spikes and membranes of every layer; bias, shared thresholds, float32;
