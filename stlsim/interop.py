@@ -633,9 +633,6 @@ def _snntorch_neuron(name, module, shape):
     if not module.init_hidden:
         raise fail(f"model[{name}]", "snnTorch neurons with init_hidden=True (the Sequential "
                    "idiom)", "init_hidden=False", owner)
-    if not module.reset_delay:
-        raise fail(f"model[{name}]", "reset_delay=True (snnTorch's default)", "reset_delay=False",
-                   owner)
     if getattr(module, "inhibition", False) or getattr(module, "state_quant", False):
         raise fail(f"model[{name}]", "no inhibition or state quantisation", "one of them", owner)
     reset = {"subtract": "subtract_after_leak", "zero": "hard", "none": "none"}[
@@ -646,11 +643,24 @@ def _snntorch_neuron(name, module, shape):
         # new membrane zeroed with this step's input in it (L2z); Leaky's zero reset keeps
         # the input ((L4h) detached).
         reset = "zero_after_leak"
+    detach_reset = True
+    if not module.reset_delay and reset != "none":
+        # snntorch/_neurons/leaky.py forward: mem - (spk - reset) * threshold (or * mem) right
+        # after fire, spk attached, reset detached: (L2i), (L4i) of docs/model.md 9.10.
+        leaky, synaptic = _snntorch_known()[:2]
+        if type(module) is not leaky and not (type(module) is synaptic
+                                              and reset == "subtract_after_leak"):
+            raise fail(f"model[{name}]", "reset_delay=False only on a Leaky, or on a Synaptic "
+                       "with reset_mechanism='subtract' (docs/model.md (L2i), (L4i))",
+                       f"{type(module).__name__}(reset_mechanism={module.reset_mechanism!r}, "
+                       "reset_delay=False)", owner)
+        reset = "subtract_no_delay" if reset == "subtract_after_leak" else "zero_no_delay"
+        detach_reset = False
     learn_beta = isinstance(module.beta, torch.nn.Parameter) and module.beta.requires_grad
     beta = _per_neuron(_array(module.beta, np.float64), shape, f"model[{name}].beta", owner)
     # snnTorch clamps beta to [0, 1] in every step (beta.clamp(0, 1)); a trained raw value
     # outside keeps its place in net.params (copied by _build), the clamp's zero gradient too.
-    settings = dict(tau=np.clip(beta, 0.0, 1.0), reset=reset, detach_reset=True,
+    settings = dict(tau=np.clip(beta, 0.0, 1.0), reset=reset, detach_reset=detach_reset,
                     spike_at_threshold=False, theta_init=0.0,
                     learn_tau="factor" if learn_beta else False)
     if type(module) in _snntorch_synaptic():
@@ -1067,10 +1077,10 @@ def _leaky_integrator(name, module, peer, shape, owner):
         return LeakyIntegrator(1.0 - rate, input_gain=rate, v_leak=v_leak, v_init=v_leak,
                                alpha=alpha)
     import snntorch as snn
-    if not module.reset_delay or getattr(module, "inhibition", False) or \
-            getattr(module, "state_quant", False):
-        raise fail(f"model[{name}]", "a readout Leaky with reset_delay=True, no inhibition and no "
-                   "state quantisation", repr(module), owner)
+    if (not module.reset_delay and module.reset_mechanism != "none") or \
+            getattr(module, "inhibition", False) or getattr(module, "state_quant", False):
+        raise fail(f"model[{name}]", "a readout Leaky with reset_delay=True (or no reset), no "
+                   "inhibition and no state quantisation", repr(module), owner)
     reset = module.reset_mechanism
     if type(module) is snn.Synaptic and reset == "zero":
         raise fail(f"model[{name}].reset_mechanism", "'none' or 'subtract' for a Synaptic readout "
