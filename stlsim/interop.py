@@ -53,7 +53,7 @@ from ._checks import check_choice, check_dtype, fail, seed_streams
 from .neurons import LIF, Adaptation
 
 __all__ = ["from_snntorch", "from_spikingjelly", "from_norse", "compare", "Report", "ParamRow",
-           "Conversion", "convert"]
+           "Conversion", "convert", "as_chain"]
 
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 
@@ -97,6 +97,92 @@ def _module_kind(module) -> str:
         if name.startswith(peer):
             return peer
     return "torch" if name.startswith("torch") else name
+
+
+def _fx_chain(model, owner):
+    """(name, module) of a ``torch.fx.GraphModule`` (snnTorch's and SpikingJelly's NIR
+    importers build one through ``nirtorch.nir_to_torch``) in the graph's topological order,
+    when each module reads the one before (or its first output, ``getitem(out, 0)``)."""
+    import operator
+    nodes = list(model.graph.nodes)
+    calls = [n for n in nodes if n.op == "call_module"]
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+
+    def item(node):                 # the index of ``out[i]`` (a function or method call)
+        if (node.op == "call_function" and node.target is operator.getitem) or (
+                node.op == "call_method" and node.target == "__getitem__"):
+            return node.args[1]
+        return None
+
+    def source(arg):
+        while hasattr(arg, "op") and item(arg) == 0:
+            arg = arg.args[0]
+        return arg
+
+    previous = placeholders[0] if placeholders else None
+    for node in calls:
+        arg = source(node.args[0]) if node.args else None
+        users = [u for u in node.users if item(u) in (None, 0)]     # out[1]: the state
+        if arg is not previous or len(users) > 1:
+            raise fail("model", "a NIR graph executor whose modules form one chain (each reads "
+                       "the one before it)", f"module {node.target!r} reading "
+                       f"{getattr(arg, 'name', arg)!r} (after {getattr(previous, 'name', None)!r})"
+                       f" with {len(users)} readers", owner)
+        previous = node
+    output = [n for n in nodes if n.op == "output"]
+    result = output[0].args[0] if output else None
+    result = result[0] if isinstance(result, (tuple, list)) else result
+    if calls and source(result) is not calls[-1]:
+        raise fail("model", "a NIR graph executor that returns its last module's output",
+                   f"output {getattr(result, 'name', result)!r}", owner)
+    return [(str(node.target), model.get_submodule(str(node.target))) for node in calls]
+
+
+def _executor_chain(model, owner):
+    """(name, module) of a ``nirtorch`` ``GraphExecutor`` (Norse's NIR importer) in its
+    execution order (``get_execution_order``), when every node feeds only the next."""
+    order = list(model.execution_order)
+    for node, after in zip(order, order[1:] + [None]):
+        outgoing = list(node.outgoing_nodes)
+        if outgoing != ([] if after is None else [after]):
+            raise fail("model", "a NIR graph executor whose modules form one chain",
+                       f"node {node.name!r} feeding {[n.name for n in outgoing]}", owner)
+    return [(node.name, node.elem) for node in order]
+
+
+def as_chain(model, owner="stlsim.interop.as_chain"):
+    """A peer's NIR-importer executor as the chain of its own modules, or ``model`` itself.
+
+    snnTorch (``snntorch.import_nir.import_from_nir``) and SpikingJelly
+    (``spikingjelly/activation_based/nir_exchange/from_nir.py``) return a ``torch.fx``
+    ``GraphModule``, Norse (``norse.torch.from_nir``) a ``nirtorch`` ``GraphExecutor``.
+    Their modules, in the graph's topological order, go into a ``torch.nn.Sequential``
+    (Norse: ``SequentialState``) holding the same module objects, so that the converters
+    read them and a backward lands on the executor's own parameters. The input and output
+    ``Identity`` nodes are left out; SpikingJelly's ``_NIRStatefulModule`` is unwrapped to
+    the neuron it holds (its ``functional_forward`` runs that neuron's own step). A graph
+    that is not one chain (a skip, a recurrence, a fan-out) is refused by name."""
+    torch = _torch()
+    if isinstance(model, torch.fx.GraphModule):
+        chain = _fx_chain(model, owner)
+    elif type(model).__name__ == "GraphExecutor" and type(model).__module__.startswith("nirtorch"):
+        chain = _executor_chain(model, owner)
+    else:
+        return model
+    modules = []
+    for name, module in chain:
+        if type(module).__name__ == "_NIRStatefulModule" and hasattr(module, "module"):
+            module = module.module
+        if type(module) is torch.nn.Identity:
+            continue
+        modules.append((name.replace(".", "_"), module))
+    if any(_module_kind(m) == "norse" for _, m in modules):
+        from norse.torch import SequentialState
+        sequence = SequentialState(*(m for _, m in modules))
+    else:
+        from collections import OrderedDict
+        sequence = torch.nn.Sequential(OrderedDict(modules))
+    return sequence
 
 
 def _layers_of(model, owner):
@@ -820,7 +906,8 @@ def _norse_rate(dt, tensor):
 
 def _norse_scalar(module, name, field_name, owner):
     value = _array(getattr(module.p, field_name), np.float64)
-    if value.size != 1:
+    # one per neuron, all equal, is one value (Norse's NIR importer writes them per neuron)
+    if value.size != 1 and not np.all(value == value.reshape(-1)[:1]):
         raise fail(f"model[{name}].p.{field_name}", "one value per layer (a stlsim LIF has one "
                    f"{field_name})", f"shape {value.shape}", owner)
     return float(value.reshape(-1)[0])
@@ -940,6 +1027,7 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None, output=None) -> 
         check_choice(peer, "peer", PEERS, owner)
     if output is not None:
         check_choice(output, "output", ("spikes", "membrane"), owner)
+    model = as_chain(model, owner)
     children = _layers_of(model, owner)
     if peer is None:
         peer = _detect_peer(model, owner)
@@ -1530,6 +1618,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     x_np = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if x_np.ndim < 3:
         raise fail("x", "an array of shape (T, B, *input_shape)", f"shape {x_np.shape}", "compare")
+    model = as_chain(model, "compare")
     _layers_of(model, "compare")
     if peer is None:
         peer = _detect_peer(model, "compare")

@@ -216,3 +216,25 @@ def test_presets_name_the_immediate_resets():
     assert stlsim.LIF.preset("snntorch.Leaky.zero.no_delay", tau=0.9).reset == "zero_no_delay"
     neuron = stlsim.LIF.preset("snntorch.Synaptic.no_delay", tau=0.9, alpha_syn=0.5)
     assert neuron.reset == "subtract_no_delay" and not neuron.detach_reset
+
+
+def test_nir_write_refuses_the_immediate_reset_and_round_trips_it_when_lossy(tmp_path):
+    pytest.importorskip("nir")
+    import warnings
+
+    from stlsim import nir as snir
+    neuron = stlsim.LIF(tau=0.7, theta_init=0.5, reset="subtract_no_delay",
+                        spike_at_threshold=False)
+    net = stlsim.Network([stlsim.Dense(8, 6, init_gain=3.0), stlsim.Dense(6, 2, init_gain=3.0)],
+                         neuron=neuron, seed=0, backend="numpy")
+    path = tmp_path / "m.nir"
+    with pytest.raises(ValueError, match=r"allow_lossy=True.*reset='subtract_no_delay'"):
+        snir.write(net, path, dt=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        losses = snir.write(net, path, dt=1e-4, allow_lossy=True)
+    assert len(losses) == 2 and all("subtract_no_delay" in loss for loss in losses)
+    back = snir.read(path)
+    assert [n.reset for n in back.neurons] == ["subtract_no_delay"] * 2
+    x = _input().astype(np.float64)
+    np.testing.assert_array_equal(back.forward(x).spikes[-1], net.forward(x).spikes[-1])
