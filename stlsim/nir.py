@@ -718,8 +718,8 @@ class CheckReport:
             f"the import is the network stlsim reads from the file: "
             f"{'yes' if self.reading_ok else 'NO'} (spikes "
             f"{'identical' if self.reading_spikes_equal else 'DIFFER'}"
-            + ("" if worst is None else f"; synapse gradients within rtol {self.rtol:g}, worst "
-               f"{worst[0]} {worst[2]:.3e}") + ")")
+            + ("" if worst is None else f"; synapse gradients: worst {worst[0]}, relative "
+               f"{worst[2]:.3e}, rtol {self.rtol:g}") + ")")
         lines.extend(self.notes)
         return "\n".join(lines)
 
