@@ -9,14 +9,15 @@
 A converter reads the peer's usual feed-forward idiom (a ``torch.nn.Sequential`` of
 ``nn.Linear`` / ``nn.Conv2d`` / BatchNorm1d/2d / pooling / Dropout / ``nn.Flatten`` and the
 peer's neurons: snnTorch with ``init_hidden=True``, SpikingJelly in ``step_mode="m"`` or
-``"s"``, Norse ``SequentialState``) and returns a ``stlsim.Network`` with the same
+``"s"``, Norse ``SequentialState``; or the graph executor a peer's NIR importer returns,
+read as the chain of its modules by ``as_chain``) and returns a ``stlsim.Network`` with the same
 parameters (copied) and the peer's exact neuron conventions (``stlsim.conventions``,
 ``docs/model.md`` Sections 8 and 9), or raises an error naming the module it cannot
 convert and why. Dispatch is on exact types: a subclass of a known module is refused by
 name. Layers between a weight layer and its neuron become a ``SynapseBlock`` ((L1b));
 BatchNorm in training takes per-step or pooled batch statistics ((BN1), (BN1p)); Dropout
 in training replays the peer's own masks ((D1)); snnTorch's graded spikes are a
-``Scale`` ((G1)). A leaky-integrator readout after the last spiking layer (Norse's
+``Scale`` ((G1)); its ``reset_delay=False`` the immediate resets ((L2i), (L4i)). A leaky-integrator readout after the last spiking layer (Norse's
 ``LICell`` / ``LI`` / ``LILinearCell``, or snnTorch's ``mem`` with ``output="membrane"``)
 becomes a ``stlsim.readout.MembraneReadout`` ((LI1)-(LI3)).
 
@@ -1021,7 +1022,8 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None, output=None) -> 
     "spikes" (the last spiking layer's) or "membrane" (a leaky-integrator readout: Norse's
     ``LICell``, ``LI``, ``LILinearCell``, or the ``mem`` of snnTorch's last ``Leaky`` /
     ``Synaptic``; docs/model.md Section 9.6). None: "membrane" where the model ends in a
-    Norse leaky integrator, else "spikes"."""
+    Norse leaky integrator, else "spikes". A peer's NIR-importer executor is read as the
+    chain of its modules (``as_chain``)."""
     owner = f"from_{peer}" if peer else "stlsim.interop.convert"
     if peer is not None:
         check_choice(peer, "peer", PEERS, owner)

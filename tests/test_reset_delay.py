@@ -238,3 +238,43 @@ def test_nir_write_refuses_the_immediate_reset_and_round_trips_it_when_lossy(tmp
     assert [n.reset for n in back.neurons] == ["subtract_no_delay"] * 2
     x = _input().astype(np.float64)
     np.testing.assert_array_equal(back.forward(x).spikes[-1], net.forward(x).spikes[-1])
+
+
+def test_a_membrane_readout_without_reset_takes_reset_delay_false_and_one_with_is_refused():
+    """A readout Leaky with reset_mechanism='none' computes the same for either reset_delay
+    (snnTorch's no-delay block acts only for 'subtract' and 'zero'); a resetting readout
+    with reset_delay=False is not a stlsim readout and is refused by name."""
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from peer_helpers import random_spikes, scale_weights
+
+    from stlsim import interop
+    for mechanism in ("none", "subtract"):
+        torch.manual_seed(4)
+        model = scale_weights(torch.nn.Sequential(
+            torch.nn.Linear(20, 30), snn.Leaky(beta=0.9, init_hidden=True, reset_delay=False),
+            torch.nn.Linear(30, 5), snn.Leaky(beta=0.8, init_hidden=True, output=True,
+                                              reset_mechanism=mechanism, reset_delay=False)), 3.0)
+        x = random_spikes((16, 4, 20))
+        if mechanism == "none":
+            rep = interop.compare(model, x, seed=1, output="membrane", loss="ce_membrane_sum",
+                                  y=np.arange(4) % 5)
+            assert rep.ok and min(rep.firing_rates) > 0.05, str(rep)
+        else:
+            with pytest.raises(ValueError, match=r"model\[3\].*a readout Leaky with "
+                                                 r"reset_delay=True \(or no reset\)"):
+                interop.convert(model, (20,), output="membrane")
+
+
+def test_the_step_trace_shows_the_post_reset_membrane():
+    """v_t of (L4i) in the step-through trace: the membrane snnTorch returns."""
+    neuron = stlsim.LIF(tau=0.8, theta_init=0.3, reset="subtract_no_delay", spike_at_threshold=False)
+    net = stlsim.Network([stlsim.Dense(8, 2, init_gain=4.0)], neuron=neuron, seed=0, backend="numpy")
+    x = _input().astype(np.float64)
+    trace = net.step_through(x, np.array([0, 1, 1]))
+    step = trace.forward[0]
+    v_prev = np.concatenate([np.zeros_like(step["v"][:1]), step["v"][:-1]])
+    carry = (v_prev > 0.3).astype(np.float64)                          # (L2i) q_t
+    assert carry.sum() > 0
+    np.testing.assert_allclose(step["m"], 0.8 * v_prev + step["I"] - carry * 0.3, atol=1e-12)
+    np.testing.assert_allclose(step["v"], step["m"] - (step["s"] - carry) * 0.3, atol=1e-12)
