@@ -278,3 +278,20 @@ def test_the_step_trace_shows_the_post_reset_membrane():
     assert carry.sum() > 0
     np.testing.assert_allclose(step["m"], 0.8 * v_prev + step["I"] - carry * 0.3, atol=1e-12)
     np.testing.assert_allclose(step["v"], step["m"] - (step["s"] - carry) * 0.3, atol=1e-12)
+
+
+def test_snntorch_synaptic_subtract_reset_delay_false_agrees():
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from peer_helpers import scale_weights
+
+    from stlsim import interop
+    torch.manual_seed(5)
+    model = scale_weights(torch.nn.Sequential(
+        torch.nn.Linear(8, 12), snn.Synaptic(alpha=0.6, beta=0.8, threshold=0.7, init_hidden=True,
+                                             reset_delay=False, learn_threshold=True),
+        torch.nn.Linear(12, 4), snn.Synaptic(alpha=0.5, beta=0.7, init_hidden=True, output=True,
+                                             reset_delay=False)), 3.0)
+    rep = interop.compare(model, _input(), seed=3)
+    assert rep.ok and rep.spikes_equal and min(rep.firing_rates) > 0.05, str(rep)
+    assert interop.from_snntorch(model, (8,)).neurons[0].reset == "subtract_no_delay"
