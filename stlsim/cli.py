@@ -263,10 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, "SWEEP_DIR/report")
     p.set_defaults(func=cmd_sweep_noise)
 
-    p = _sub(sub, "check", "stlsim's gradients of a NIR file, or against a peer's own importer")
+    p = _sub(sub, "check", "stlsim's gradients of a NIR file, or the oracle (stlsim.interop.compare) "
+             "on a peer's own import of it")
     p.add_argument("model", help="a NIR file (HDF5), e.g. written by stlsim.nir.write or a peer's exporter")
     p.add_argument("--against", choices=["snntorch", "norse", "spikingjelly"], default=None,
-                   help="import the file with that framework's own NIR importer and compare (default: none)")
+                   help="import the file with that framework's own NIR importer, compare its spikes and "
+                        "gradients with its stlsim twin, and the twin with stlsim's read of the file "
+                        "(default: none)")
     p.add_argument("--dt", type=float, default=None, help="time step in seconds (default: the file's)")
     p.add_argument("--preset", default=None, help="a stlsim.conventions name for what NIR does not carry")
     p.add_argument("--timesteps", type=_positive_int, default=8, help="time steps (default: 8)")

@@ -105,6 +105,27 @@ PRESETS = {
         sources=("snntorch/_neurons/leaky.py: _base_zero, mem = beta (1 - reset) mem + input_",),
         notes="reset_mechanism='zero': stlsim's hard reset with detach_reset=True and H(0) = 0.",
         required=("tau",)),
+    "snntorch.Leaky.no_delay": Convention(
+        "snntorch.Leaky.no_delay",
+        {"tau": 0.5, "theta_init": 1.0, "reset": "subtract_no_delay", "detach_reset": False,
+         "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/leaky.py: Leaky(reset_delay=False).forward, reset = "
+                 "mem_reset(mem) (detached), mem = _base_sub(input_), spk = fire(mem), then "
+                 "mem = mem - (spk - reset) * threshold (spk attached)",),
+        notes="reset_delay=False: the spike resets its own step (docs/model.md (L2i), (L4i)). "
+              "Pass tau=beta.",
+        required=("tau",)),
+    "snntorch.Leaky.zero.no_delay": Convention(
+        "snntorch.Leaky.zero.no_delay",
+        {"tau": 0.5, "theta_init": 1.0, "reset": "zero_no_delay", "detach_reset": False,
+         "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/leaky.py: Leaky(reset_mechanism='zero', reset_delay=False)"
+                 ".forward, mem = _base_zero(input_), then mem = mem - (spk - reset) * mem",),
+        notes="The attached zero reset within the step (L2i), (L4i); what snnTorch's NIR "
+              "importer builds. Pass tau=beta.",
+        required=("tau",)),
     "spikingjelly.LIFNode": Convention(
         "spikingjelly.LIFNode", from_spikingjelly(), "sigmoid", 4.0,
         sources=("spikingjelly/activation_based/neuron/lif.py: LIFNode(tau=2.0, decay_input=True, "
@@ -130,6 +151,16 @@ PRESETS = {
                  "reset * threshold (reset from the previous step, detached)",),
         notes="alpha and beta have no defaults in snnTorch: pass alpha_syn=alpha, tau=beta; "
               "learn_alpha / learn_beta are learn_alpha_syn=True / learn_tau='factor'.",
+        required=("tau", "alpha_syn")),
+    "snntorch.Synaptic.no_delay": Convention(
+        "snntorch.Synaptic.no_delay",
+        {"tau": 0.5, "alpha_syn": 0.5, "theta_init": 1.0, "reset": "subtract_no_delay",
+         "detach_reset": False, "spike_at_threshold": False},
+        "atan", 2.0,
+        sources=("snntorch/_neurons/synaptic.py: Synaptic(reset_delay=False).forward, the "
+                 "subtraction mem - (spk - reset) * threshold after fire (syn untouched)",),
+        notes="Synaptic's immediate subtract reset (L1s), (L2i), (L4i). Pass alpha_syn=alpha, "
+              "tau=beta.",
         required=("tau", "alpha_syn")),
     "norse.LIFCell": Convention(
         "norse.LIFCell", {**from_norse(), "alpha_syn": 1.0 - 1e-3 * 200.0}, "superspike", 1.0,

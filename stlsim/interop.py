@@ -9,14 +9,15 @@
 A converter reads the peer's usual feed-forward idiom (a ``torch.nn.Sequential`` of
 ``nn.Linear`` / ``nn.Conv2d`` / BatchNorm1d/2d / pooling / Dropout / ``nn.Flatten`` and the
 peer's neurons: snnTorch with ``init_hidden=True``, SpikingJelly in ``step_mode="m"`` or
-``"s"``, Norse ``SequentialState``) and returns a ``stlsim.Network`` with the same
+``"s"``, Norse ``SequentialState``; or the graph executor a peer's NIR importer returns,
+read as the chain of its modules by ``as_chain``) and returns a ``stlsim.Network`` with the same
 parameters (copied) and the peer's exact neuron conventions (``stlsim.conventions``,
 ``docs/model.md`` Sections 8 and 9), or raises an error naming the module it cannot
 convert and why. Dispatch is on exact types: a subclass of a known module is refused by
 name. Layers between a weight layer and its neuron become a ``SynapseBlock`` ((L1b));
 BatchNorm in training takes per-step or pooled batch statistics ((BN1), (BN1p)); Dropout
 in training replays the peer's own masks ((D1)); snnTorch's graded spikes are a
-``Scale`` ((G1)). A leaky-integrator readout after the last spiking layer (Norse's
+``Scale`` ((G1)); its ``reset_delay=False`` the immediate resets ((L2i), (L4i)). A leaky-integrator readout after the last spiking layer (Norse's
 ``LICell`` / ``LI`` / ``LILinearCell``, or snnTorch's ``mem`` with ``output="membrane"``)
 becomes a ``stlsim.readout.MembraneReadout`` ((LI1)-(LI3)).
 
@@ -53,7 +54,7 @@ from ._checks import check_choice, check_dtype, fail, seed_streams
 from .neurons import LIF, Adaptation
 
 __all__ = ["from_snntorch", "from_spikingjelly", "from_norse", "compare", "Report", "ParamRow",
-           "Conversion", "convert"]
+           "Conversion", "convert", "as_chain"]
 
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 
@@ -97,6 +98,92 @@ def _module_kind(module) -> str:
         if name.startswith(peer):
             return peer
     return "torch" if name.startswith("torch") else name
+
+
+def _fx_chain(model, owner):
+    """(name, module) of a ``torch.fx.GraphModule`` (snnTorch's and SpikingJelly's NIR
+    importers build one through ``nirtorch.nir_to_torch``) in the graph's topological order,
+    when each module reads the one before (or its first output, ``getitem(out, 0)``)."""
+    import operator
+    nodes = list(model.graph.nodes)
+    calls = [n for n in nodes if n.op == "call_module"]
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+
+    def item(node):                 # the index of ``out[i]`` (a function or method call)
+        if (node.op == "call_function" and node.target is operator.getitem) or (
+                node.op == "call_method" and node.target == "__getitem__"):
+            return node.args[1]
+        return None
+
+    def source(arg):
+        while hasattr(arg, "op") and item(arg) == 0:
+            arg = arg.args[0]
+        return arg
+
+    previous = placeholders[0] if placeholders else None
+    for node in calls:
+        arg = source(node.args[0]) if node.args else None
+        users = [u for u in node.users if item(u) in (None, 0)]     # out[1]: the state
+        if arg is not previous or len(users) > 1:
+            raise fail("model", "a NIR graph executor whose modules form one chain (each reads "
+                       "the one before it)", f"module {node.target!r} reading "
+                       f"{getattr(arg, 'name', arg)!r} (after {getattr(previous, 'name', None)!r})"
+                       f" with {len(users)} readers", owner)
+        previous = node
+    output = [n for n in nodes if n.op == "output"]
+    result = output[0].args[0] if output else None
+    result = result[0] if isinstance(result, (tuple, list)) else result
+    if calls and source(result) is not calls[-1]:
+        raise fail("model", "a NIR graph executor that returns its last module's output",
+                   f"output {getattr(result, 'name', result)!r}", owner)
+    return [(str(node.target), model.get_submodule(str(node.target))) for node in calls]
+
+
+def _executor_chain(model, owner):
+    """(name, module) of a ``nirtorch`` ``GraphExecutor`` (Norse's NIR importer) in its
+    execution order (``get_execution_order``), when every node feeds only the next."""
+    order = list(model.execution_order)
+    for node, after in zip(order, order[1:] + [None]):
+        outgoing = list(node.outgoing_nodes)
+        if outgoing != ([] if after is None else [after]):
+            raise fail("model", "a NIR graph executor whose modules form one chain",
+                       f"node {node.name!r} feeding {[n.name for n in outgoing]}", owner)
+    return [(node.name, node.elem) for node in order]
+
+
+def as_chain(model, owner="stlsim.interop.as_chain"):
+    """A peer's NIR-importer executor as the chain of its own modules, or ``model`` itself.
+
+    snnTorch (``snntorch.import_nir.import_from_nir``) and SpikingJelly
+    (``spikingjelly/activation_based/nir_exchange/from_nir.py``) return a ``torch.fx``
+    ``GraphModule``, Norse (``norse.torch.from_nir``) a ``nirtorch`` ``GraphExecutor``.
+    Their modules, in the graph's topological order, go into a ``torch.nn.Sequential``
+    (Norse: ``SequentialState``) holding the same module objects, so that the converters
+    read them and a backward lands on the executor's own parameters. The input and output
+    ``Identity`` nodes are left out; SpikingJelly's ``_NIRStatefulModule`` is unwrapped to
+    the neuron it holds (its ``functional_forward`` runs that neuron's own step). A graph
+    that is not one chain (a skip, a recurrence, a fan-out) is refused by name."""
+    torch = _torch()
+    if isinstance(model, torch.fx.GraphModule):
+        chain = _fx_chain(model, owner)
+    elif type(model).__name__ == "GraphExecutor" and type(model).__module__.startswith("nirtorch"):
+        chain = _executor_chain(model, owner)
+    else:
+        return model
+    modules = []
+    for name, module in chain:
+        if type(module).__name__ == "_NIRStatefulModule" and hasattr(module, "module"):
+            module = module.module
+        if type(module) is torch.nn.Identity:
+            continue
+        modules.append((name.replace(".", "_"), module))
+    if any(_module_kind(m) == "norse" for _, m in modules):
+        from norse.torch import SequentialState
+        sequence = SequentialState(*(m for _, m in modules))
+    else:
+        from collections import OrderedDict
+        sequence = torch.nn.Sequential(OrderedDict(modules))
+    return sequence
 
 
 def _layers_of(model, owner):
@@ -633,9 +720,6 @@ def _snntorch_neuron(name, module, shape):
     if not module.init_hidden:
         raise fail(f"model[{name}]", "snnTorch neurons with init_hidden=True (the Sequential "
                    "idiom)", "init_hidden=False", owner)
-    if not module.reset_delay:
-        raise fail(f"model[{name}]", "reset_delay=True (snnTorch's default)", "reset_delay=False",
-                   owner)
     if getattr(module, "inhibition", False) or getattr(module, "state_quant", False):
         raise fail(f"model[{name}]", "no inhibition or state quantisation", "one of them", owner)
     reset = {"subtract": "subtract_after_leak", "zero": "hard", "none": "none"}[
@@ -646,11 +730,24 @@ def _snntorch_neuron(name, module, shape):
         # new membrane zeroed with this step's input in it (L2z); Leaky's zero reset keeps
         # the input ((L4h) detached).
         reset = "zero_after_leak"
+    detach_reset = True
+    if not module.reset_delay and reset != "none":
+        # snntorch/_neurons/leaky.py forward: mem - (spk - reset) * threshold (or * mem) right
+        # after fire, spk attached, reset detached: (L2i), (L4i) of docs/model.md 9.10.
+        leaky, synaptic = _snntorch_known()[:2]
+        if type(module) is not leaky and not (type(module) is synaptic
+                                              and reset == "subtract_after_leak"):
+            raise fail(f"model[{name}]", "reset_delay=False only on a Leaky, or on a Synaptic "
+                       "with reset_mechanism='subtract' (docs/model.md (L2i), (L4i))",
+                       f"{type(module).__name__}(reset_mechanism={module.reset_mechanism!r}, "
+                       "reset_delay=False)", owner)
+        reset = "subtract_no_delay" if reset == "subtract_after_leak" else "zero_no_delay"
+        detach_reset = False
     learn_beta = isinstance(module.beta, torch.nn.Parameter) and module.beta.requires_grad
     beta = _per_neuron(_array(module.beta, np.float64), shape, f"model[{name}].beta", owner)
     # snnTorch clamps beta to [0, 1] in every step (beta.clamp(0, 1)); a trained raw value
     # outside keeps its place in net.params (copied by _build), the clamp's zero gradient too.
-    settings = dict(tau=np.clip(beta, 0.0, 1.0), reset=reset, detach_reset=True,
+    settings = dict(tau=np.clip(beta, 0.0, 1.0), reset=reset, detach_reset=detach_reset,
                     spike_at_threshold=False, theta_init=0.0,
                     learn_tau="factor" if learn_beta else False)
     if type(module) in _snntorch_synaptic():
@@ -810,7 +907,8 @@ def _norse_rate(dt, tensor):
 
 def _norse_scalar(module, name, field_name, owner):
     value = _array(getattr(module.p, field_name), np.float64)
-    if value.size != 1:
+    # one per neuron, all equal, is one value (Norse's NIR importer writes them per neuron)
+    if value.size != 1 and not np.all(value == value.reshape(-1)[:1]):
         raise fail(f"model[{name}].p.{field_name}", "one value per layer (a stlsim LIF has one "
                    f"{field_name})", f"shape {value.shape}", owner)
     return float(value.reshape(-1)[0])
@@ -924,12 +1022,14 @@ def convert(model, input_shape, *, dtype=np.float64, peer=None, output=None) -> 
     "spikes" (the last spiking layer's) or "membrane" (a leaky-integrator readout: Norse's
     ``LICell``, ``LI``, ``LILinearCell``, or the ``mem`` of snnTorch's last ``Leaky`` /
     ``Synaptic``; docs/model.md Section 9.6). None: "membrane" where the model ends in a
-    Norse leaky integrator, else "spikes"."""
+    Norse leaky integrator, else "spikes". A peer's NIR-importer executor is read as the
+    chain of its modules (``as_chain``)."""
     owner = f"from_{peer}" if peer else "stlsim.interop.convert"
     if peer is not None:
         check_choice(peer, "peer", PEERS, owner)
     if output is not None:
         check_choice(output, "output", ("spikes", "membrane"), owner)
+    model = as_chain(model, owner)
     children = _layers_of(model, owner)
     if peer is None:
         peer = _detect_peer(model, owner)
@@ -1067,10 +1167,10 @@ def _leaky_integrator(name, module, peer, shape, owner):
         return LeakyIntegrator(1.0 - rate, input_gain=rate, v_leak=v_leak, v_init=v_leak,
                                alpha=alpha)
     import snntorch as snn
-    if not module.reset_delay or getattr(module, "inhibition", False) or \
-            getattr(module, "state_quant", False):
-        raise fail(f"model[{name}]", "a readout Leaky with reset_delay=True, no inhibition and no "
-                   "state quantisation", repr(module), owner)
+    if (not module.reset_delay and module.reset_mechanism != "none") or \
+            getattr(module, "inhibition", False) or getattr(module, "state_quant", False):
+        raise fail(f"model[{name}]", "a readout Leaky with reset_delay=True (or no reset), no "
+                   "inhibition and no state quantisation", repr(module), owner)
     reset = module.reset_mechanism
     if type(module) is snn.Synaptic and reset == "zero":
         raise fail(f"model[{name}].reset_mechanism", "'none' or 'subtract' for a Synaptic readout "
@@ -1520,6 +1620,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     x_np = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
     if x_np.ndim < 3:
         raise fail("x", "an array of shape (T, B, *input_shape)", f"shape {x_np.shape}", "compare")
+    model = as_chain(model, "compare")
     _layers_of(model, "compare")
     if peer is None:
         peer = _detect_peer(model, "compare")

@@ -31,7 +31,8 @@ from .grad import bptt
 from .layers.base import Context, Layer
 from .layers.dense import Dense
 from .layers.shape import resolve_shapes
-from .neurons import LIF, adaptation_arrays, adaptation_states, after_reset, neuron_of, replace_unchecked
+from .neurons import (LIF, NO_DELAY_RESETS, adaptation_arrays, adaptation_states, after_reset,
+                      neuron_of, replace_unchecked, reset_carries)
 from .readout import LOSSES, decide, loss_from_rates, population_rates, rates_backward
 from .spike_events import SpikeEvents
 
@@ -879,7 +880,10 @@ class Network:
         for i in index:
             m, s, theta = tape.membrane[i], tape.spikes[i], tape.thetas[i]
             theta_t = self._thresholds_in_use(tape, i)
-            v = after_reset(m, s, theta_t, self._neuron_of_layer(i))           # (L4)
+            layer_neuron = self._neuron_of_layer(i)
+            carry = (reset_carries(m, s, theta_t, layer_neuron)                # (L2i) q_t
+                     if layer_neuron.reset in NO_DELAY_RESETS else None)
+            v = after_reset(m, s, theta_t, layer_neuron, carry)                # (L4), (L4i)
             forward.append({"I": tape.currents[i], "m": m, "s": s, "v": v})
             if theta_t is not theta:
                 forward[-1]["theta"] = theta_t                                 # (L3v) per step

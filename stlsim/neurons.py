@@ -14,11 +14,14 @@ import numpy as np
 from ._checks import check_choice, check_real, fail
 from .conventions import get as get_convention
 
-__all__ = ["LIF", "Adaptation", "RESETS", "lif_step", "after_reset", "initial_spikes", "neuron_of",
+__all__ = ["LIF", "Adaptation", "RESETS", "NO_DELAY_RESETS", "lif_step", "after_reset",
+           "initial_spikes", "reset_carry", "reset_carries", "neuron_of",
            "adaptation_arrays", "adaptation_states",
            "replace_unchecked", "synaptic_current"]
 
-RESETS = ("hard", "soft", "subtract_after_leak", "none", "zero_after_leak")
+RESETS = ("hard", "soft", "subtract_after_leak", "none", "zero_after_leak", "subtract_no_delay",
+          "zero_no_delay")
+NO_DELAY_RESETS = ("subtract_no_delay", "zero_no_delay")     # (L2i), (L4i): snnTorch reset_delay=False
 
 
 def _check_tau(value, name="tau", owner="LIF", low=0.0, high=1.0):
@@ -132,7 +135,10 @@ class LIF:
         next step, after the leak, ``m_t = tau m_{t-1} + r I_t - s_{t-1} theta`` (L2a);
         "none": ``v_t = m_t`` (L4n); "zero_after_leak" (snnTorch's ``Synaptic`` zero
         reset): the next step's whole membrane is zeroed, its input included,
-        ``m_t = (1 - s_{t-1}) (tau m_{t-1} + r I_t)`` (L2z; detach_reset=True only).
+        ``m_t = (1 - s_{t-1}) (tau m_{t-1} + r I_t)`` (L2z; detach_reset=True only);
+        "subtract_no_delay" / "zero_no_delay" (snnTorch's ``reset_delay=False``): the
+        spike resets the membrane within its own step, with a detached carry q_t =
+        H(v_{t-1} - theta) against a double reset, (L2i), (L4i) (detach_reset=False only).
     detach_reset : bool
         If True, s_t inside the reset is a constant for the gradient
         (B2 uses ``g_t = e_t``); theta in (L4s) and (L2a) keeps its direct gradient.
@@ -228,6 +234,15 @@ class LIF:
             raise fail("detach_reset", "True with reset='zero_after_leak' (snnTorch's Synaptic "
                        "zero reset detaches it, and (L2z) of stlsim's model derives that form only)",
                        "False", "LIF")
+        if self.reset in NO_DELAY_RESETS and self.detach_reset:
+            raise fail("detach_reset", f"False with reset={self.reset!r} (snnTorch's "
+                       "reset_delay=False keeps the spike attached in its reset; "
+                       "docs/model.md (L4i) derives that form only)", "True", "LIF")
+        if self.reset in NO_DELAY_RESETS and self.stateful:
+            raise fail("reset", "a reset other than 'subtract_no_delay' / 'zero_no_delay' "
+                       "with an adaptation or synapse_delay ((L2i), (L4i) are not derived "
+                       "for the stateful layers of docs/model.md Section 10)",
+                       repr(self.reset), "LIF")
 
     # ------------------------------------------------------------------ description --
     @classmethod
@@ -318,9 +333,15 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None, theta_p
     ``s_prev`` (the spikes of the step before; None at the first step) is read only
     by ``reset="subtract_after_leak"``, which subtracts ``s_prev * theta_prev``
     (``theta_prev``: the threshold of the step before, theta itself when None; it
-    differs under adaptation, (L3v)). With the default options this is exactly
+    differs under adaptation, (L3v)). The no-delay resets read the carry q_t = H(v_prev - theta) instead
+    (L2i). With the default options this is exactly
     (L2)-(L4); the extra terms are skipped, not added as zeros.
     """
+    carry = None
+    if neuron.reset in NO_DELAY_RESETS:
+        carry = reset_carry(v_prev, theta, neuron)                  # (L2i) q_t, detached
+        if neuron.reset == "zero_no_delay":
+            v_prev = (1 - carry) * v_prev                           # (L2i) zero
     tau = neuron.tau
     m = tau * v_prev                                                # (L2)
     if neuron.v_leak != 0.0:
@@ -331,13 +352,24 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None, theta_p
         m = m - s_prev * (theta if theta_prev is None else theta_prev)  # (L2a)
     if neuron.reset == "zero_after_leak" and s_prev is not None:
         m = (1 - s_prev) * m                                        # (L2z)
+    if neuron.reset == "subtract_no_delay":
+        m = m - carry * theta                                       # (L2i) subtract
     s = spike_fn(m - theta)                                         # (L3), (L3')
-    v = after_reset(m, s, theta, neuron)                            # (L4h), (L4s), (L4n)
+    v = after_reset(m, s, theta, neuron, carry)                     # (L4h), (L4s), (L4n), (L4i)
     return m, s, v
 
 
-def after_reset(m, s, theta, neuron: LIF):
-    """v_t from m_t and s_t: the reset of (L4h), (L4s) or (L4n)."""
+def after_reset(m, s, theta, neuron: LIF, carry=None):
+    """v_t from m_t and s_t: the reset of (L4h), (L4s) or (L4n); the no-delay resets
+    (L4i) need the step's carry q_t too (``reset_carry``, or ``reset_carries`` over a
+    whole run)."""
+    if neuron.reset in NO_DELAY_RESETS:
+        if carry is None:
+            raise fail("carry", f"the carry q_t of (L2i) with reset={neuron.reset!r} "
+                       "(stlsim.neurons.reset_carries)", "None", "after_reset", TypeError)
+        if neuron.reset == "subtract_no_delay":
+            return m - (s - carry) * theta                          # (L4i) subtract
+        return (1 - s + carry) * m                                  # (L4i) zero
     if neuron.reset == "hard":
         v = (1 - s) * m                                             # (L4h)
         return v + s * neuron.v_reset if neuron.v_reset != 0.0 else v
@@ -374,6 +406,26 @@ def initial_spikes(v_init, theta, neuron: LIF):
     x = np.asarray(v_init - theta)
     dtype = x.dtype if x.dtype.kind == "f" else np.float64
     return ((x >= 0) if neuron.spike_at_threshold else (x > 0)).astype(dtype)
+
+
+def reset_carry(v_prev, theta, neuron: LIF):
+    """q_t = H(v_{t-1} - theta) of (L2i): the Heaviside of the neuron (H(0) = 1 or 0), in
+    smooth mode too (snnTorch's detached ``mem_reset``), so a constant for the gradient."""
+    x = np.asarray(v_prev - theta)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    return ((x >= 0) if neuron.spike_at_threshold else (x > 0)).astype(dtype)
+
+
+def reset_carries(membrane, spikes, theta, neuron: LIF):
+    """q_t (T, B, *shape) of (L2i) rebuilt from the stored m_t and s_t by the forward scan
+    v_0 = v_init, q_t = H(v_{t-1} - theta), v_t = (L4i): the same operations as
+    ``lif_step``, so the same values."""
+    carries = np.empty_like(spikes)
+    v = np.full_like(membrane[0], neuron.v_init)
+    for t in range(membrane.shape[0]):
+        carries[t] = reset_carry(v, theta, neuron)
+        v = after_reset(membrane[t], spikes[t], theta, neuron, carries[t])
+    return carries
 
 
 def replace_unchecked(neuron: LIF, **values) -> LIF:

@@ -659,16 +659,23 @@ PEERS = {
 
 class CheckReport:
     """What ``check`` found: stlsim's gradients of a probe of the output spikes, and with a
-    peer, its gradients of the same loss from its own NIR importer.
+    peer, ``stlsim.interop.compare`` of the peer's own import of the file.
 
     ``rows``: (parameter, shape, max |stlsim grad|, max |diff| or None, relative or None);
     ``spikes_equal`` (None without a peer); ``max_rel_error``; ``worst``; ``ok``.
+    With a peer, ``report`` is interop's ``Report`` on the peer's import (its gradients
+    against its stlsim twin; ``rows`` are its rows), and ``reading`` says whether that import
+    is the network stlsim reads from the file: ``reading_spikes_equal`` and
+    ``reading_rows`` (stlsim key, max |diff|, relative) of the synapse gradients of the
+    twin against ``stlsim.nir.read``'s network, held to ``rtol`` too. ``ok`` needs both.
     """
 
     def __init__(self, path, dt, rows, rates, margin, against=None, spikes_equal=None,
-                 rtol=None, notes=()):
+                 rtol=None, notes=(), report=None, reading_spikes_equal=None, reading_rows=()):
         self.path, self.dt, self.rows, self.rates, self.margin = path, dt, rows, rates, margin
         self.against, self.spikes_equal, self.rtol, self.notes = against, spikes_equal, rtol, notes
+        self.report, self.reading_spikes_equal = report, reading_spikes_equal
+        self.reading_rows = list(reading_rows)
 
     @property
     def max_rel_error(self):
@@ -681,86 +688,94 @@ class CheckReport:
         return max(rel)[1] if rel else None
 
     @property
+    def reading_ok(self) -> bool | None:
+        """The peer's import is the network ``stlsim.nir.read`` gives (None without a peer)."""
+        if self.against is None:
+            return None
+        return bool(self.reading_spikes_equal) and all(
+            rel <= self.rtol for _, _, rel in self.reading_rows)
+
+    @property
     def ok(self) -> bool:
         if self.against is None:
             return True
-        return bool(self.spikes_equal) and (self.max_rel_error or 0.0) <= self.rtol
+        return bool(self.report.ok) and bool(self.reading_ok)
 
     def __str__(self):
         head = f"{self.path}: dt = {self.dt!r} s, firing rate per layer " + " ".join(
             f"{r:.3f}" for r in self.rates) + f", smallest |m - theta| {self.margin:.3g}"
         lines = [head]
-        if self.against:
-            lines.append(f"against {self.against} (its own NIR importer): spikes "
-                         f"{'identical' if self.spikes_equal else 'DIFFER'}; gradients within "
-                         f"rtol {self.rtol:g}: {'yes' if self.ok else 'NO'}")
-        lines.append(f"{'parameter':<12} {'shape':<16} {'max |grad|':>11} {'max |diff|':>11} "
-                     f"{'relative':>10}")
-        for name, shape, size, diff, rel in self.rows:
-            d = "" if diff is None else f"{diff:.3e}"
-            r = "" if rel is None else f"{rel:.3e}"
-            lines.append(f"{name:<12} {shape!s:<16} {size:>11.3e} {d:>11} {r:>10}")
+        if self.against is None:
+            lines.append(f"{'parameter':<12} {'shape':<16} {'max |grad|':>11}")
+            lines.extend(f"{name:<12} {shape!s:<16} {size:>11.3e}"
+                         for name, shape, size, _, _ in self.rows)
+            return "\n".join(lines + list(self.notes))
+        lines.append(f"against {self.against}: its own NIR import of the file, checked by "
+                     "stlsim.interop.compare:")
+        lines.append(str(self.report))
+        worst = max(self.reading_rows, key=lambda row: row[2], default=None)
+        lines.append(
+            f"the import is the network stlsim reads from the file: "
+            f"{'yes' if self.reading_ok else 'NO'} (spikes "
+            f"{'identical' if self.reading_spikes_equal else 'DIFFER'}"
+            + ("" if worst is None else f"; synapse gradients: worst {worst[0]}, relative "
+               f"{worst[2]:.3e}, rtol {self.rtol:g}") + ")")
         lines.extend(self.notes)
         return "\n".join(lines)
 
 
-def _run_peer(peer, graph, dt, x, probe, nodes_of_layer):
-    """The peer's own import of ``graph``, run on x: (output spikes, grads by stlsim key)."""
+def _import_with(peer, path, dt):
+    """The peer's own NIR import of ``path``: the executor its importer returns."""
     import torch
-    torch_dtype = torch.float32 if PEERS[peer]["dtype"] == np.float32 else torch.float64
+    graph = _load(path)
     if peer == "snntorch":
         import contextlib
         import io
 
-        from snntorch._neurons.neurons import SpikingNeuron
         from snntorch.import_nir import import_from_nir
         with contextlib.redirect_stdout(io.StringIO()):       # it prints as it imports
-            model = import_from_nir(graph)
-        # Each of the model's own neurons (snntorch.utils.reset resets every instance ever
-        # built, and fails on one that never ran).
-        for module in model.modules():
-            if isinstance(module, SpikingNeuron) and hasattr(module, "reset_mem"):
-                module.reset_mem()
-        outs = []
-        for t in range(x.shape[0]):
-            out = model(torch.as_tensor(x[t], dtype=torch_dtype))
-            outs.append(out[0] if isinstance(out, tuple) else out)
-        output = torch.stack(outs)
-    elif peer == "norse":
+            return import_from_nir(graph)
+    if peer == "norse":
         import logging
 
         import norse.torch as norse
         logging.getLogger().setLevel(logging.ERROR)
-        model = norse.from_nir(graph, dt=dt, ignore_warnings=True)
-        state, outs = None, []
-        for t in range(x.shape[0]):
-            out, state = model(torch.as_tensor(x[t], dtype=torch_dtype), state)
-            outs.append(out)
-        output = torch.stack(outs)
-    else:
-        from spikingjelly.activation_based.nir_exchange import import_from_nir
-        model = import_from_nir(graph, dt=dt, dtype=torch_dtype, step_mode="m")
-        output = model(torch.as_tensor(x, dtype=torch_dtype))
-        output = output[0] if isinstance(output, tuple) else output
-    (output * torch.as_tensor(probe, dtype=torch_dtype)).sum().backward()
-    named = dict(model.named_parameters())
-    grads = {}
-    for i, name in nodes_of_layer.items():
-        for part in ("weight", "bias"):
-            p = named.get(f"{name}.{part}")
-            if p is not None and p.grad is not None:
-                grads[f"{i}.{part}"] = p.grad.detach().double().numpy()
-    return output.detach().double().numpy(), grads
+        return norse.from_nir(graph, dt=dt, ignore_warnings=True)
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+    torch_dtype = torch.float32 if PEERS[peer]["dtype"] == np.float32 else torch.float64
+    return import_from_nir(graph, dt=dt, dtype=torch_dtype, step_mode="m")
+
+
+def _synapse_rows(theirs, ours):
+    """(key, max |diff|, relative) of the weights and biases both networks have."""
+    rows = []
+    for key, g in ours.items():
+        other = theirs.get(key)
+        if not key.endswith((".weight", ".bias")) or other is None or other.shape != g.shape:
+            continue
+        diff = float(np.max(np.abs(g.astype(np.float64) - other.astype(np.float64))))
+        scale = max(float(np.max(np.abs(other))), float(np.max(np.abs(g))), 1e-30)
+        rows.append((key, diff, diff / scale))
+    return rows
 
 
 def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4,
           seed: int | np.random.SeedSequence | np.random.Generator = 0,
           rtol=None, **read_options) -> CheckReport:
     """Read the NIR file ``path``, run stlsim's forward and the gradient of a seeded random
-    probe of the output spikes, L = sum(C * s^L), on a seeded random spike input; with
-    ``against`` ("snntorch", "norse", "spikingjelly") import the file with that peer's own
-    importer, run it on the same input and compare spikes and gradients
-    (``docs/howto_nir.md``; the command ``stlsim check``). ``read_options`` go to ``read``.
+    probe of the output spikes, L = sum(C * s^L), on a seeded random spike input.
+
+    ``against``: "snntorch", "norse" or "spikingjelly" imports the file with that peer's
+    own NIR importer; ``stlsim.interop.as_chain`` reads the executor it returns as a chain
+    of the peer's modules, and ``stlsim.interop.compare`` checks that model's spikes and
+    gradients against its stlsim twin (the report's ``report``). ``against`` may also be
+    the peer model the file was exported from (a snnTorch ``Sequential``, say): the same
+    check of that model, with its own reset, detach and H(0) (``interop.convert``'s twin)
+    applied to the file. Either way the twin is also compared with the network
+    ``stlsim.nir.read`` gives with those conventions (``reading_ok``), so a peer that
+    imports the file as another network (Norse ignores r; snnTorch's importer builds a
+    zero reset, whatever the exporter's model had) fails the check. ``read_options`` go to
+    ``read`` (``docs/howto_nir.md``; the command ``stlsim check``).
     """
     from . import surrogate as _surrogate
     from ._checks import check_choice, check_int
@@ -770,8 +785,33 @@ def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4,
     seed = check_int(seed, "seed", low=0, owner=owner)
     graph = _load(path)
     head = _record_of(graph.nodes[_chain(graph, owner)[0]]) or {}
-    notes = []
-    if against is not None:
+    notes, peer_model = [], None
+    if against is not None and not isinstance(against, str):
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("`stlsim.nir.check(against=model)` needs torch.") from None
+        if not isinstance(against, torch.nn.Module):
+            raise fail("against", "'snntorch', 'norse', 'spikingjelly' or the peer model "
+                       "(a torch.nn.Module) the file was exported from",
+                       type(against).__name__, owner, TypeError)
+        from . import interop
+        peer_model = interop.as_chain(against, owner)
+        against = interop._detect_peer(peer_model, owner)
+        peer = PEERS[against]
+        if dt is None and "dt" not in head:
+            dt = {"snntorch": 1e-4, "spikingjelly": 1e-4, "norse": 1e-3}[against]   # exporters' dt
+        shape = tuple(from_nir(graph, dt).input_shape)
+        conv = interop.convert(peer_model, shape, dtype=peer["dtype"], peer=against)
+        neuron = conv.net.neurons[0]
+        for name in ("reset", "detach_reset", "spike_at_threshold"):
+            read_options.setdefault(name, getattr(neuron, name))
+        read_options.setdefault("surrogate", conv.net.surrogates[0])
+        read_options.setdefault("dtype", peer["dtype"])
+        notes.append(f"The file read with the conventions of the model given: reset="
+                     f"{neuron.reset!r}, detach_reset={neuron.detach_reset}, H(0) = "
+                     f"{int(neuron.spike_at_threshold)}.")
+    elif against is not None:
         check_choice(against, "against", tuple(PEERS), owner)
         peer = PEERS[against]
         try:
@@ -795,34 +835,32 @@ def check(path, *, against=None, dt=None, timesteps: int = 8, batch: int = 4,
     margin = min(float(np.min(np.abs(m - np.asarray(net.layers[i].expand_theta(
         net.params[f"{i}.theta"]))))) for m, i in zip(record.membrane, record.layer_index))
     rates = [float(s.mean()) for s in record.spikes]
-    rows, spikes_equal = [], None
-    peer_grads = {}
-    if against is not None:
-        order = _chain(graph, owner)
-        synapses = [n for n in order if type(graph.nodes[n]).__name__ in ("Affine", "Linear",
-                                                                          "Conv2d")]
+    if against is None:
+        rows = [(key, tuple(g.shape), float(np.max(np.abs(g))), None, None)
+                for key, g in grads.items()]
+        return CheckReport(os.fspath(path), dt, rows, rates, margin, notes=tuple(notes))
+    from . import interop
+    if peer_model is None:
         try:
-            out, peer_grads = _run_peer(against, _load(path), float(dt), x, probe,
-                                        dict(zip(net.spiking_layers, synapses)))
+            peer_model = interop.as_chain(_import_with(against, path, float(dt)), owner)
         except Exception as err:  # noqa: BLE001 - the peer's importer refusing is the answer
             raise ValueError(f"{against}'s own NIR importer cannot run {os.fspath(path)!r}: "
                              f"{type(err).__name__}: {err}".rstrip(": ")) from None
-        spikes_equal = out.shape == record.spikes[-1].shape and bool(
-            np.array_equal(out, record.spikes[-1]))
-        rtol = (1e-4 if peer["dtype"] == np.float32 else 1e-10) if rtol is None else rtol
-        notes.append("A parameter without a diff is not trained on the peer's side (an "
-                     "imported model's thresholds are constants there).")
-    for key, g in grads.items():
-        size = float(np.max(np.abs(g)))
-        theirs = peer_grads.get(key)
-        if theirs is None:
-            rows.append((key, tuple(g.shape), size, None, None))
-            continue
-        diff = float(np.max(np.abs(g.astype(np.float64) - theirs.reshape(g.shape))))
-        scale = max(float(np.max(np.abs(theirs))), size, 1e-30)
-        rows.append((key, tuple(g.shape), size, diff, diff / scale))
-    return CheckReport(os.fspath(path), dt, rows, rates, margin, against, spikes_equal, rtol,
-                       tuple(notes))
+    rtol = (1e-4 if peer["dtype"] == np.float32 else 1e-10) if rtol is None else rtol
+    report = interop.compare(peer_model, x, seed=seed, dtype=peer["dtype"], peer=against)
+    twin = interop.convert(peer_model, net.input_shape, dtype=peer["dtype"], peer=against).net
+    _, twin_grads, twin_record = twin.probe_grad(x, probe.astype(twin.dtype))
+    reading_equal = bool(np.array_equal(twin_record.spikes[-1], record.spikes[-1]))
+    rows = []
+    for row in report.rows:
+        size = twin_grads.get(row.key)
+        rows.append((row.key, tuple(row.shape), float("nan") if size is None else float(
+            np.max(np.abs(size))), row.max_abs, row.relative))
+    notes.append("stlsim.nir.read's network and the twin of the import: the same input and "
+                 "probe; a threshold the importer rescales is left out of that comparison.")
+    return CheckReport(os.fspath(path), dt, rows, rates, margin, against, report.spikes_equal,
+                       rtol, tuple(notes), report=report, reading_spikes_equal=reading_equal,
+                       reading_rows=_synapse_rows(twin_grads, grads))
 
 
 def _load(path):

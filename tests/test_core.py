@@ -211,7 +211,7 @@ def test_bad_configuration_errors():
         stlsim.LIF(tau=1.5)
     with pytest.raises(ValueError, match="`tau`"):
         stlsim.LIF(tau=float("nan"))
-    with pytest.raises(ValueError, match="`reset` of `LIF` must be one of 'hard', 'soft', 'subtract_after_leak', 'none', 'zero_after_leak'. Got 'zero'"):
+    with pytest.raises(ValueError, match="`reset` of `LIF` must be one of 'hard', 'soft', 'subtract_after_leak', 'none', 'zero_after_leak', 'subtract_no_delay', 'zero_no_delay'. Got 'zero'"):
         stlsim.LIF(reset="zero")
     with pytest.raises(ValueError, match="`surrogate` of `Network`.*'atan'.*Got 'tanh'"):
         stlsim.Network([stlsim.Dense(2, 2)], surrogate="tanh")

@@ -5,7 +5,8 @@
 * Spiking mode: fixed and trained factors, per layer and per neuron, on hidden and output
   layers and before a membrane readout, agree with snnTorch.
 * Negative: the twin without the factor is caught.
-* reset_delay=False is still refused by name.
+* With reset_delay=False (the reset reads the ungraded spike, spk / c - reset) they agree
+  too (docs/model.md (L2i), (L4i); tests/test_reset_delay.py has the rest).
 """
 from __future__ import annotations
 
@@ -77,11 +78,15 @@ def test_a_twin_without_the_graded_factor_is_caught(monkeypatch):
     assert not rep.ok and not rep.spikes_equal and rep.first_divergence_pass == "forward"
 
 
-def test_reset_delay_false_is_refused_by_name():
-    model = torch.nn.Sequential(torch.nn.Linear(20, 5),
-                                snn.Leaky(beta=0.8, init_hidden=True, reset_delay=False, output=True))
-    with pytest.raises(ValueError, match=r"model\[1\].*reset_delay=True"):
-        interop.from_snntorch(model, (20,))
+def test_graded_spikes_with_reset_delay_false_agree():
+    # Before: reset_delay=False was refused by name.
+    model = graded_model(learn=True)
+    for module in model:
+        if isinstance(module, snn.Leaky):
+            module.reset_delay = False
+    rep = interop.compare(model, random_spikes((10, 4, 20)), seed=0)
+    assert rep.ok and min(rep.firing_rates) > 0.05, str(rep)
+    assert interop.from_snntorch(model, (20,)).neurons[0].reset == "subtract_no_delay"
 
 
 def test_graded_recurrent_neurons_and_recurrent_readouts_are_refused_by_name():

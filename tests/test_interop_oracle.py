@@ -183,10 +183,15 @@ def test_a_wrong_trained_tau_mem_inv_gradient_is_caught():
 def test_norse_per_neuron_constants_stlsim_lacks_are_named():
     norse = pytest.importorskip("norse.torch")
     from norse.torch.functional.lif import LIFParameters
-    for field, value in (("tau_syn_inv", torch.full((4,), 200.0)), ("v_leak", torch.zeros(4) + 0.1)):
+    for field, value in (("tau_syn_inv", torch.full((4,), 200.0)),
+                         ("v_leak", torch.tensor([0.1, 0.2, 0.1, 0.1]))):
         model = norse.SequentialState(torch.nn.Linear(3, 4), norse.LIFCell(LIFParameters(**{field: value})))
         with pytest.raises(ValueError, match=rf"`model\[1\]\.p\.{field}` of `from_norse` must be one value"):
             interop.from_norse(model, (3,))
+    # one per neuron, all equal, is one value (Norse's NIR importer writes v_leak so)
+    model = norse.SequentialState(torch.nn.Linear(3, 4),
+                                  norse.LIFCell(LIFParameters(v_leak=torch.zeros(4) + 0.1)))
+    assert interop.from_norse(model, (3,)).neurons[0].v_leak == pytest.approx(0.1)
 
 
 # --------------------------------------------------------- exact types, named refusals --

@@ -103,7 +103,9 @@ def compiled_neuron(neuron) -> bool:
     tied to a per-neuron decay). The backward of a trained decay or synapse runs on the
     NumPy reference (``grad.bptt.run_backward``)."""
     return (not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
-            and neuron.reset != "zero_after_leak"        # (L2z): the NumPy reference only
+            and neuron.reset not in ("zero_after_leak",   # (L2z), (L2i), (L4i): the NumPy
+                                     "subtract_no_delay",  # reference only
+                                     "zero_no_delay")
             and not neuron.stateful)                     # Section 10: lif_forward_stateful
 
 

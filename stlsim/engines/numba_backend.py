@@ -79,7 +79,8 @@ def stateful_spec(neuron, surrogate):
     (L2z)."""
     spec = kernel_surrogate(surrogate)
     if (spec is None or neuron.has_synapse or neuron.synapse_delay
-            or np.ndim(neuron.input_gain) != 0 or neuron.reset == "zero_after_leak"):
+            or np.ndim(neuron.input_gain) != 0
+            or neuron.reset in ("zero_after_leak", "subtract_no_delay", "zero_no_delay")):
         return None
     return spec
 

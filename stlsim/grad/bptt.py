@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..neurons import (LIF, adaptation_arrays, adaptation_states, after_reset, initial_spikes,
-                       neuron_of, synaptic_current, tau_like)
+from .._checks import fail
+from ..neurons import (LIF, NO_DELAY_RESETS, adaptation_arrays, adaptation_states, after_reset,
+                       initial_spikes, neuron_of, reset_carries, synaptic_current, tau_like)
 
 __all__ = ["lif_backward", "lif_backward_stateful", "run_backward", "decay_grads"]
 
@@ -71,10 +72,15 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         syn = synaptic_current(current, neuron)                           # J_t (L1s)
     zero_after_leak = reset == "zero_after_leak"
     s_0 = initial_spikes(neuron.v_init, theta, neuron)
+    carries = (reset_carries(membrane, spikes, theta, neuron) if reset in NO_DELAY_RESETS
+               else None)                                                 # q_t (L2i)
+    carry_next = np.zeros_like(grad_spikes[0])
     for t in range(grad_spikes.shape[0] - 1, -1, -1):
         m, s, e = membrane[t], spikes[t], grad_spikes[t]
         if zero_after_leak:                          # (B1z): m_{t+1} = (1 - s_t)(tau v_t + ...)
             grad_v = tau * (1 - s) * delta_next
+        elif reset == "zero_no_delay":               # (B1i): m_{t+1} = tau (1 - q_{t+1}) v_t + ...
+            grad_v = tau * (1 - carry_next) * delta_next
         else:
             grad_v = tau * delta_next                                     # (B1) eps_t
         dS_dx = surrogate.derivative(m - theta)                           # sigma'(m_t - theta)
@@ -91,6 +97,16 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
             g = e if detach else e - theta * grad_v                       # (B2s)
             delta = g * dS_dx + grad_v                                    # (B3s)
             grad_theta -= g * dS_dx + s * grad_v                          # (B5) soft: direct term
+        elif reset == "subtract_no_delay":
+            q = carries[t]
+            g = e - theta * grad_v                                        # (B2i) subtract
+            delta = g * dS_dx + grad_v                                    # (B3i) subtract
+            grad_theta -= (1 + q) * g * dS_dx + s * grad_v                # (B5i) subtract
+        elif reset == "zero_no_delay":
+            q = carries[t]
+            g = e - m * grad_v                                            # (B2i) zero
+            delta = g * dS_dx + (1 - s + q) * grad_v                      # (B3i) zero
+            grad_theta -= g * dS_dx                                       # (B5i) zero
         else:                                                             # "none" and the after-leak resets
             g = e
             if reset == "subtract_after_leak" and not detach:
@@ -106,14 +122,22 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
             delta_pre = (1 - s_prev) * delta                              # (B3z)
         grad_current[t] = delta_pre if unit_gain else gain * delta_pre    # (B3g) dL/dI_t
         if grad_tau is not None:
-            v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron) if t > 0
-                      else neuron.v_init)
-            grad_tau += np.sum(delta_pre * (v_prev - neuron.v_leak), axis=0)  # (B7)
+            if carries is None:
+                v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron) if t > 0
+                          else neuron.v_init)
+            else:
+                v_prev = (after_reset(membrane[t - 1], spikes[t - 1], theta, neuron,
+                                      carries[t - 1]) if t > 0 else neuron.v_init)
+                if reset == "zero_no_delay":
+                    v_prev = (1 - carries[t]) * v_prev                    # (B7i) zero
+            grad_tau += np.sum(delta_pre * (v_prev - neuron.v_leak), axis=0)  # (B7), (B7i)
         if grad_gain is not None:
             grad_gain += np.sum(delta_pre * syn[t], axis=0)               # (B8) dL/dr
         if trace is not None:
             trace["eps"][t], trace["g"][t], trace["delta"][t] = grad_v, g, delta
         delta_next = delta
+        if carries is not None:
+            carry_next = carries[t]
     if s_0 is not None and reset == "subtract_after_leak":
         grad_theta -= s_0 * delta_next                                    # (B5a) at t = 1
     if neuron.has_synapse:                                                # (B1s) reverse filter
@@ -142,6 +166,10 @@ def lif_backward_stateful(grad_spikes, membrane, spikes, theta, neuron: LIF, sur
     gamma_t = dL/dI_t (T, B, *shape), dL/dtheta per neuron summed over b and t, and the
     dict of (B13) (empty without recurrence).
     """
+    if neuron.reset in NO_DELAY_RESETS:
+        raise fail("neuron.reset", "a reset other than 'subtract_no_delay' / 'zero_no_delay' in a "
+                   "recurrent layer ((L2i), (L4i) are not derived for Section 10's layers)",
+                   repr(neuron.reset), "lif_backward_stateful")
     theta = np.asarray(theta, dtype=grad_spikes.dtype)
     tau = tau_like(neuron, theta)
     reset, detach = neuron.reset, neuron.detach_reset
