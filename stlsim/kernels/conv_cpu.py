@@ -47,22 +47,27 @@ _jit = numba.njit(cache=True, parallel=True, error_model="numpy")
 def _im2col(x, start, kh, kw, sh, sw, ph, pw, ho, wo, cols):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     n = cols.shape[0] // (ho * wo)
+    run = kw * channels                        # (kj, c) of one kernel row: contiguous below
     for i in numba.prange(n):
         image = start + i
+        # the image padded and channels-last, (Hp, Wp, C), as the reference's x_pad
+        padded = np.zeros((height + 2 * ph, width + 2 * pw, channels), dtype=cols.dtype)
+        for c in range(channels):
+            for r in range(height):
+                for q in range(width):
+                    padded[ph + r, pw + q, c] = x[image, c, r, q]
+        flat = padded.reshape(height + 2 * ph, (width + 2 * pw) * channels)
         for oh in range(ho):
             for ow in range(wo):
                 row = (i * ho + oh) * wo + ow
+                first = ow * sw * channels
                 for ki in range(kh):
-                    r = oh * sh + ki - ph
-                    for kj in range(kw):
-                        c0 = (ki * kw + kj) * channels
-                        q = ow * sw + kj - pw
-                        if r < 0 or r >= height or q < 0 or q >= width:
-                            for c in range(channels):
-                                cols[row, c0 + c] = 0
-                        else:
-                            for c in range(channels):
-                                cols[row, c0 + c] = x[image, c, r, q]
+                    source = flat[oh * sh + ki]
+                    if run >= 16:                  # a slice copy (memcpy) pays off
+                        cols[row, ki * run:(ki + 1) * run] = source[first:first + run]
+                    else:
+                        for j in range(run):
+                            cols[row, ki * run + j] = source[first + j]
 
 
 def im2col(x, start, kernel, stride, padding, out_hw, cols):
@@ -79,20 +84,21 @@ def _col2im_add(grad_cols, start, kh, kw, sh, sw, ph, pw, ho, wo, grad_x):
     n = grad_cols.shape[0] // (ho * wo)
     for i in numba.prange(n):
         image = start + i
+        # accumulate channels-last and padded, (Hp, Wp, C), as the reference's grad_x_pad
+        padded = np.zeros((height + 2 * ph, width + 2 * pw, channels), dtype=grad_x.dtype)
         for ki in range(kh):                   # the reference's order of the additions
             for kj in range(kw):
                 c0 = (ki * kw + kj) * channels
                 for oh in range(ho):
-                    r = oh * sh + ki - ph
-                    if r < 0 or r >= height:
-                        continue
                     for ow in range(wo):
-                        q = ow * sw + kj - pw
-                        if q < 0 or q >= width:
-                            continue
                         row = (i * ho + oh) * wo + ow
+                        target = padded[oh * sh + ki, ow * sw + kj]
                         for c in range(channels):
-                            grad_x[image, c, r, q] += grad_cols[row, c0 + c]
+                            target[c] += grad_cols[row, c0 + c]
+        for c in range(channels):
+            for r in range(height):
+                for q in range(width):
+                    grad_x[image, c, r, q] += padded[ph + r, pw + q, c]
 
 
 def col2im_add(grad_cols, start, kernel, stride, padding, out_hw, grad_x):
@@ -223,7 +229,14 @@ def maxpool_forward(x, kernel, stride, out, first_max):
 @_jit
 def _maxpool_backward(grad_out, first_max, kh, kw, sh, sw, grad_x):
     planes, ho, wo = grad_out.shape
+    disjoint = sh >= kh and sw >= kw
     for n in numba.prange(planes):
+        if disjoint:                               # one term per input: order is moot
+            for oh in range(ho):
+                for ow in range(wo):
+                    k = first_max[n, oh, ow]
+                    grad_x[n, oh * sh + k // kw, ow * sw + k % kw] += grad_out[n, oh, ow]
+            continue
         for ki in range(kh):                       # the reference's order of the additions
             for kj in range(kw):
                 k = ki * kw + kj
