@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _workspace as workspace
 from .._checks import check_choice, check_int, check_real, fail
 from .base import Layer
 
@@ -136,7 +137,8 @@ def batchnorm_forward_channels_last(z, shift, weight, bias, running_mean, runnin
 def batchnorm_backward_channels_last(grad_current, cache, weight):
     """``batchnorm_backward`` on the compiled kernels, for ``grad_current`` (T, B, C, P)
     and the cache of ``batchnorm_forward_channels_last``; dL/dz comes back channels-last
-    (T, B, P, C), the layout of the convolution's GEMM."""
+    (T, B, P, C), the layout of the convolution's GEMM, in a workspace array (valid until
+    the next call)."""
     from ..kernels import conv_cpu
     z_hat, inv_std, training = cache
     T, B, C, P = grad_current.shape
@@ -148,7 +150,7 @@ def batchnorm_backward_channels_last(grad_current, cache, weight):
         mean_g_hat_z_hat = (weight * (sum_grad_z_hat / (B * P))).astype(dtype)
     else:
         mean_g_hat = mean_g_hat_z_hat = np.zeros((T, C), dtype)
-    grad_z = np.empty((T, B, P, C), dtype)
+    grad_z = workspace.buffer("batchnorm:grad_z", (T, B, P, C), dtype)       # scratch of the caller
     conv_cpu.bn_backward_apply(grad_current, z_hat, weight, inv_std.reshape(T, C),
                                mean_g_hat, mean_g_hat_z_hat, grad_z)
     grad_weight = sum_grad_z_hat.sum(axis=0).astype(dtype)

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _workspace as workspace
 from .._checks import check_int, check_real, fail
 from .base import Layer
 from .batchnorm import (batchnorm_backward, batchnorm_backward_channels_last, batchnorm_forward,
@@ -300,7 +301,9 @@ class Conv2d(Layer):
     # currents), without their copies: im2col reads the NCHW input (no padded
     # channels-last copy), col2im adds into the NCHW input gradient, and BatchNorm reads the
     # GEMM's channels-last output and writes NCHW currents (backward: the reverse), so no
-    # transpose is left around the GEMMs. One im2col buffer serves every chunk.
+    # transpose is left around the GEMMs. Scratch arrays (im2col chunks, the GEMM's output,
+    # delta) come from the per-thread workspace: fresh, their page faults cost as much as
+    # filling them.
 
     def _forward_compiled(self, x, params, ctx):
         from ..kernels import conv_cpu
@@ -310,9 +313,9 @@ class Conv2d(Layer):
         _, h_out, w_out = self.out_shape
         pixels = h_out * w_out
         weight_t = self._weight_matrix(params["weight"]).T
-        z = np.empty((n_images * pixels, self.out_channels), dtype=x.dtype)
+        z = workspace.buffer("conv:z", (n_images * pixels, self.out_channels), x.dtype)
         step = self._chunk()
-        buffer = np.empty((min(step, n_images) * pixels, weight_t.shape[0]), dtype=x.dtype)
+        buffer = workspace.buffer("conv:cols", (min(step, n_images) * pixels, weight_t.shape[0]), x.dtype)
         for start in range(0, n_images, step):
             stop = min(start + step, n_images)
             cols = buffer[: (stop - start) * pixels]
@@ -355,8 +358,9 @@ class Conv2d(Layer):
         long_rows = weight_matrix.shape[1] >= self.out_channels      # as ``backward``
         grad_x = np.zeros((n_images,) + self.in_shape, dtype=grad_current.dtype) if need_input_grad else None
         step = self._chunk()
-        buffer = np.empty((min(step, n_images) * pixels, weight_matrix.shape[1]), dtype=grad_current.dtype)
-        grad_buffer = np.empty_like(buffer) if need_input_grad else None
+        buffer = workspace.buffer("conv:cols", (min(step, n_images) * pixels, weight_matrix.shape[1]),
+                                  grad_current.dtype)
+        grad_buffer = workspace.buffer("conv:grad_cols", buffer.shape, buffer.dtype) if need_input_grad else None
         for start in range(0, n_images, step):
             stop = min(start + step, n_images)
             grad_rows = grad_z[start * pixels:stop * pixels]
