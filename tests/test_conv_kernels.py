@@ -222,3 +222,18 @@ def test_conv_speed_benchmark_names_a_loaded_run(tmp_path, monkeypatch):
     assert rows["stlsim-numba"]["ratios"]["vs gemm-only"] == pytest.approx(
         rows["stlsim-numba"]["seconds_per_batch"] / rows["gemm-only"]["seconds_per_batch"])
     assert "vs gemm-only" in rows["stlsim-numba"]["best_ratios"]
+
+
+@pytest.mark.parametrize("c_out,size", [(1, 6), (3, 1)])       # one channel; one output pixel
+def test_compiled_conv_output_does_not_alias_scratch(c_out, size):
+    """The currents of one call survive the next call (the GEMM output is workspace
+    scratch; a transpose that is already contiguous must still be copied)."""
+    conv = stlsim.Conv2d(2, c_out, 3, input_size=(size + 2, size + 2))        # output size x size
+    params = conv.init_params(np.random.default_rng(0), np.float64, 1.0)
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((2, 2, 3) + conv.in_shape)
+    ctx = Context(backend="numba")
+    out1, _ = conv.forward(x1, params, ctx)
+    kept = out1.copy()
+    conv.forward(x2, params, ctx)
+    np.testing.assert_array_equal(out1, kept)

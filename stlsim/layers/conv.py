@@ -322,8 +322,10 @@ class Conv2d(Layer):
             conv_cpu.im2col(images, start, self.kernel_size, self.stride, self.padding, (h_out, w_out), cols)
             np.matmul(cols, weight_t, out=z[start * pixels:stop * pixels])                    # (L1)
         if not self.batchnorm:
-            current = np.ascontiguousarray(
-                z.reshape(n_images, pixels, self.out_channels).transpose(0, 2, 1)).reshape((T, B) + self.out_shape)
+            # a copy always (z is workspace scratch; with one channel or one pixel the
+            # transpose is contiguous already and ascontiguousarray would return z itself)
+            current = z.reshape(n_images, pixels, self.out_channels).transpose(0, 2, 1).copy()
+            current = current.reshape((T, B) + self.out_shape)
             if self.bias:
                 current += params["bias"].reshape(-1, 1, 1)
             return current, ("compiled", images, None)
