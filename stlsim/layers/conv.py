@@ -16,6 +16,11 @@ Backward, with delta = dL/dz (n = t, b runs over all steps and samples):
 
 ``cols`` is never held for the whole batch: it is built in chunks of images (at most
 ``IM2COL_ELEMENTS`` entries) in the forward and rebuilt chunk by chunk in the backward.
+
+This NumPy code is the reference. A call with the "numba" backend (``ctx.backend``) runs
+``_forward_compiled`` / ``_backward_compiled``: the same GEMMs on the same operands, with
+im2col, col2im and BatchNorm as the kernels of ``stlsim.kernels.conv_cpu`` (no padded
+copy, no transposes; docs/performance.md, *Convolutional networks*).
 """
 from __future__ import annotations
 

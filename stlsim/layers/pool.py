@@ -12,6 +12,9 @@ when an element is strictly greater, which keeps exactly that element.
 
     max: y = x[first argmax],     dL/dx[first argmax] += dL/dy, 0 elsewhere in the window
     avg: y = mean(window),        dL/dx += dL/dy / (kh kw) on every element of the window
+
+With the "numba" backend (``ctx.backend``) MaxPool2d runs the kernels of
+``stlsim.kernels.conv_cpu`` instead, bitwise the same.
 """
 from __future__ import annotations
 
