@@ -16,8 +16,9 @@ Numba and torch intra-op use all cores).
 its ratios to torch-cpu and to gemm-only, of the medians ("ratios") and of the best
 repeats ("best_ratios": what the neighbours on a shared machine could not slow down).
 Writes ``benchmarks/results/conv_speed.json``, or ``conv_speed_loaded.json`` when the
-1-minute load average exceeded ``LOADED`` at the start or the end (such a run is only
-indicative; ``--out`` overrides both).
+1-minute load average exceeded ``LOADED`` at the start (such a run is only indicative;
+``--out`` overrides both). The load at the end is recorded too, but it includes this
+run's own threads (up to the core count), so it does not decide.
 """
 from __future__ import annotations
 
@@ -159,7 +160,7 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None,
                         help="results file (default: results/conv_speed.json, or conv_speed_loaded.json "
-                             f"when the load average exceeded {LOADED})")
+                             f"when the load average exceeded {LOADED} at the start)")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
 
@@ -234,7 +235,7 @@ def main(argv=None):
              "median over interleaved repeats")
     out = args.out
     if out is None:
-        loaded = max(load_start[0], load_end[0]) > LOADED
+        loaded = load_start[0] > LOADED              # the end's load includes this run's own threads
         out = os.path.join(RESULTS, "conv_speed_loaded.json" if loaded else "conv_speed.json")
     with atomic_path(out) as tmp:
         with open(tmp, "w") as f:
