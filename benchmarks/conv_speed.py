@@ -7,7 +7,10 @@ with the atan surrogate) with autograd on the CPU, in this process. The runs are
 interleaved (stlsim numpy, stlsim numba, torch, repeat) so that background load on a
 shared machine affects them alike; the medians of wall-clock and process CPU time (all
 threads) are reported with the load average. Threads: each library's default (BLAS,
-Numba and torch intra-op use all cores).
+Numba and torch intra-op use all cores). OpenBLAS's idle threads spin for
+2^OPENBLAS_THREAD_TIMEOUT cycles (default 2^28, ~0.1 s) after each GEMM; on a busy 2-core
+machine that takes a core from the kernels stlsim runs between its GEMMs. The variable
+is read when NumPy loads (set it before Python starts); the run records it.
 
     python benchmarks/conv_speed.py                       # stl-mnist and conv-small, B = 50, T = 4
     python benchmarks/conv_speed.py --arch conv-small --repeats 5
@@ -229,6 +232,7 @@ def main(argv=None):
         load_average_start=list(load_start), load_average_end=list(load_end),
         stlsim_threads=get_num_threads() if "numba" in backends else None,
         openblas_num_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
+        openblas_thread_timeout=os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         torch_version=None if torch is None else torch.__version__,
         torch_threads=None if torch is None else torch.get_num_threads(),
         note="one training step = forward + loss + backward, training mode (BN batch stats, dropout); "
