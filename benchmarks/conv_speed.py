@@ -119,7 +119,8 @@ def gemm_only_fn(net, T, B, dtype):
 
     Per Conv2d layer, over all T*B images at once (channels-last, as ``layers.conv``):
     the forward product (L1) cols (T B Ho Wo, kh kw C_in) @ W^T (kh kw C_in, C_out), the
-    weight gradient (B4) delta^T cols, and, above the first layer, the input gradient
+    weight gradient (B4) delta^T cols (as cols^T delta when kh kw C_in >= C_out, the faster
+    orientation for OpenBLAS that ``layers.conv`` uses too), and, above the first layer, the input gradient
     (B6) delta @ W (the col2im scatter-add is not counted); per Dense layer its three
     products likewise. Operands are preallocated random arrays of those shapes (the
     products' time does not depend on the values), outputs written in place."""
@@ -141,7 +142,10 @@ def gemm_only_fn(net, T, B, dtype):
         out = np.empty((rows, c_out), dtype)
         grad_w = np.empty((c_out, k), dtype)
         products.append((cols, weight.T, out))                       # (L1)
-        products.append((delta.T, cols, grad_w))                     # (B4)
+        if isinstance(layer, Conv2d) and k >= c_out:     # (B4) oriented as the layer does it
+            products.append((cols.T, delta, np.empty((k, c_out), dtype)))
+        else:
+            products.append((delta.T, cols, grad_w))                 # (B4)
         if not first:
             products.append((delta, weight, np.empty((rows, k), dtype)))   # (B6)
         first = False
