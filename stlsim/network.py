@@ -529,7 +529,7 @@ class Network:
         scan = (engine == "event" and not _LEGACY_CALL_PATH and not smooth and reset_spikes is None
                 and type(self.layers[0]) is Dense and kernel_surrogate(self.surrogate) is not None)
         x = self._check_input(x, dense=engine != "event", scan=scan)
-        ctx = Context(training=training, rng=self.rng)
+        ctx = Context(training=training, rng=self.rng, backend=backend)
         engine_module = get_engine(engine, "Network")
         extra = {}
         if engine == "event" and not _LEGACY_CALL_PATH and engine_module.KEEP_TRANSPOSED:

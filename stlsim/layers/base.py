@@ -31,6 +31,9 @@ class Context:
 
     training: bool = False
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    # The backend of the call: with "numba", Conv2d and MaxPool2d run the compiled
+    # kernels of ``kernels.conv_cpu`` (same results); their NumPy code is the reference.
+    backend: str = "numpy"
 
 
 class Recurrence(NamedTuple):

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _workspace as workspace
 from .._checks import check_choice, check_int, check_real, fail
 from .base import Layer
 
-__all__ = ["batchnorm_forward", "batchnorm_backward", "BatchNorm", "BN_STATISTICS"]
+__all__ = ["batchnorm_forward", "batchnorm_backward", "batchnorm_forward_channels_last",
+           "batchnorm_backward_channels_last", "BatchNorm", "BN_STATISTICS"]
 
 BN_STATISTICS = ("per_step", "pooled")
 
@@ -49,6 +51,25 @@ def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, 1, -1) + (1,) * (ndim - 3))
 
 
+def check_batch_values(n: int) -> int:
+    """Training statistics need more than one value per channel and step."""
+    if n < 2:
+        raise fail("x", "a batch with more than one value per channel for BatchNorm in training",
+                   f"{n} value per channel and time step", "Conv2d")
+    return n
+
+
+def update_running(running_mean, running_var, mean, var, momentum: float, n: int):
+    """The running estimates, updated in place once per step t = 1..T from the (T, C)
+    batch statistics ``mean`` and biased ``var`` of ``n`` values each."""
+    unbiased = n / (n - 1)
+    for t in range(mean.shape[0]):                                       # one update per step
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean[t]
+        running_var *= 1 - momentum
+        running_var += momentum * (var[t] * unbiased)
+
+
 def batchnorm_forward(z, weight, bias, running_mean, running_var, *, training: bool,
                       momentum: float, eps: float):
     """Normalise currents ``z`` (T, B, C, *spatial) per time step and channel.
@@ -58,19 +79,12 @@ def batchnorm_forward(z, weight, bias, running_mean, running_var, *, training: b
     """
     axes = _stat_axes(z.ndim)
     if training:
-        n = z.size // (z.shape[0] * z.shape[2])
-        if n < 2:
-            raise fail("x", "a batch with more than one value per channel for BatchNorm in training",
-                       f"{n} value per channel and time step", "Conv2d")
+        n = check_batch_values(z.size // (z.shape[0] * z.shape[2]))
         mean = z.mean(axis=axes, keepdims=True)                              # (T, 1, C, 1, 1)
         centred = z - mean
         var = np.mean(centred * centred, axis=axes, keepdims=True)           # biased
-        unbiased = n / (n - 1)
-        for t in range(z.shape[0]):                                          # one update per step
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean[t].reshape(-1)
-            running_var *= 1 - momentum
-            running_var += momentum * (var[t].reshape(-1) * unbiased)
+        update_running(running_mean, running_var, mean.reshape(z.shape[0], -1),
+                       var.reshape(z.shape[0], -1), momentum, n)
     else:
         centred = z - _per_channel(running_mean, z.ndim)
         var = _per_channel(running_var, z.ndim)
@@ -94,6 +108,53 @@ def batchnorm_backward(grad_current, cache, weight):
                   - z_hat * np.mean(g_hat * z_hat, axis=axes, keepdims=True)) * inv_std
     else:
         grad_z = g_hat * inv_std
+    return grad_z, grad_weight, grad_bias
+
+
+def batchnorm_forward_channels_last(z, shift, weight, bias, running_mean, running_var, *,
+                                    training: bool, momentum: float, eps: float):
+    """``batchnorm_forward`` of ``z + shift`` for a convolution's channels-last output
+    ``z`` (T, B, P, C) (P pixels, ``shift`` the conv bias (C,) or zeros), on the compiled
+    kernels (``kernels.conv_cpu``; imports Numba). Returns the currents (T, B, C, P) and
+    a cache in ``batchnorm_forward``'s layout over (T, B, C, P)."""
+    from ..kernels import conv_cpu
+    T, B, P, C = z.shape
+    dtype = z.dtype
+    if training:
+        n = check_batch_values(B * P)
+        mean, var = np.empty((T, C), dtype), np.empty((T, C), dtype)
+        conv_cpu.bn_stats(z, shift, mean, var)
+        update_running(running_mean, running_var, mean, var, momentum, n)
+    else:
+        mean = np.broadcast_to(running_mean, (T, C))
+        var = np.broadcast_to(running_var, (T, C))
+    inv_std = np.ascontiguousarray(1.0 / np.sqrt(var + eps))
+    z_hat, current = np.empty((T, B, C, P), dtype), np.empty((T, B, C, P), dtype)
+    conv_cpu.bn_apply(z, shift, np.ascontiguousarray(mean), inv_std, weight, bias, z_hat, current)
+    return current, (z_hat, inv_std.reshape(T, 1, C, 1), training)
+
+
+def batchnorm_backward_channels_last(grad_current, cache, weight):
+    """``batchnorm_backward`` on the compiled kernels, for ``grad_current`` (T, B, C, P)
+    and the cache of ``batchnorm_forward_channels_last``; dL/dz comes back channels-last
+    (T, B, P, C), the layout of the convolution's GEMM, in a workspace array (valid until
+    the next call)."""
+    from ..kernels import conv_cpu
+    z_hat, inv_std, training = cache
+    T, B, C, P = grad_current.shape
+    dtype = grad_current.dtype
+    sum_grad, sum_grad_z_hat = np.empty((T, C)), np.empty((T, C))
+    conv_cpu.bn_backward_sums(grad_current, z_hat, sum_grad, sum_grad_z_hat)
+    if training:                                    # mean(g_hat), mean(g_hat z_hat) per (t, c)
+        mean_g_hat = (weight * (sum_grad / (B * P))).astype(dtype)
+        mean_g_hat_z_hat = (weight * (sum_grad_z_hat / (B * P))).astype(dtype)
+    else:
+        mean_g_hat = mean_g_hat_z_hat = np.zeros((T, C), dtype)
+    grad_z = workspace.buffer("batchnorm:grad_z", (T, B, P, C), dtype)       # scratch of the caller
+    conv_cpu.bn_backward_apply(grad_current, z_hat, weight, inv_std.reshape(T, C),
+                               mean_g_hat, mean_g_hat_z_hat, grad_z)
+    grad_weight = sum_grad_z_hat.sum(axis=0).astype(dtype)
+    grad_bias = sum_grad.sum(axis=0).astype(dtype)
     return grad_z, grad_weight, grad_bias
 
 

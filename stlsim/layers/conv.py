@@ -16,6 +16,11 @@ Backward, with delta = dL/dz (n = t, b runs over all steps and samples):
 
 ``cols`` is never held for the whole batch: it is built in chunks of images (at most
 ``IM2COL_ELEMENTS`` entries) in the forward and rebuilt chunk by chunk in the backward.
+
+This NumPy code is the reference. A call with the "numba" backend (``ctx.backend``) runs
+``_forward_compiled`` / ``_backward_compiled``: the same GEMMs on the same operands, with
+im2col, col2im and BatchNorm as the kernels of ``stlsim.kernels.conv_cpu`` (no padded
+copy, no transposes; docs/performance.md, *Convolutional networks*).
 """
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _workspace as workspace
 from .._checks import check_int, check_real, fail
 from .base import Layer
-from .batchnorm import batchnorm_backward, batchnorm_forward
+from .batchnorm import (batchnorm_backward, batchnorm_backward_channels_last, batchnorm_forward,
+                        batchnorm_forward_channels_last)
 
 __all__ = ["Conv2d", "conv_output_size", "conv_input_size"]
 
@@ -219,6 +226,8 @@ class Conv2d(Layer):
         return weight.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
 
     def forward(self, x, params, ctx):
+        if ctx.backend == "numba":
+            return self._forward_compiled(x, params, ctx)
         T, B = x.shape[:2]
         n_images = T * B
         channels, height, width = self.in_shape
@@ -245,6 +254,8 @@ class Conv2d(Layer):
         return current, (x_pad, bn_cache)
 
     def backward(self, grad_current, cache, params, need_input_grad):
+        if isinstance(cache[0], str):                  # ("compiled", ...) from _forward_compiled
+            return self._backward_compiled(grad_current, cache, params, need_input_grad)
         x_pad, bn_cache = cache
         T, B = grad_current.shape[:2]
         n_images = T * B
@@ -289,3 +300,89 @@ class Conv2d(Layer):
                 grad_x_pad[:, ph:ph + height, pw:pw + width, :].transpose(0, 3, 1, 2)
             ).reshape((T, B) + self.in_shape)
         return grads, grad_x
+
+    # --- the same on the compiled kernels (backend "numba") --------------------------------
+    # What ``forward`` and ``backward`` compute, on the same GEMMs (bitwise the same
+    # currents), without their copies: im2col reads the NCHW input (no padded
+    # channels-last copy), col2im adds into the NCHW input gradient, and BatchNorm reads the
+    # GEMM's channels-last output and writes NCHW currents (backward: the reverse), so no
+    # transpose is left around the GEMMs. Scratch arrays (im2col chunks, the GEMM's output,
+    # delta) come from the per-thread workspace: fresh, their page faults cost as much as
+    # filling them.
+
+    def _forward_compiled(self, x, params, ctx):
+        from ..kernels import conv_cpu
+        T, B = x.shape[:2]
+        n_images = T * B
+        images = np.ascontiguousarray(x).reshape((n_images,) + self.in_shape)
+        _, h_out, w_out = self.out_shape
+        pixels = h_out * w_out
+        weight_t = self._weight_matrix(params["weight"]).T
+        z = workspace.buffer("conv:z", (n_images * pixels, self.out_channels), x.dtype)
+        step = self._chunk()
+        buffer = workspace.buffer("conv:cols", (min(step, n_images) * pixels, weight_t.shape[0]), x.dtype)
+        for start in range(0, n_images, step):
+            stop = min(start + step, n_images)
+            cols = buffer[: (stop - start) * pixels]
+            conv_cpu.im2col(images, start, self.kernel_size, self.stride, self.padding, (h_out, w_out), cols)
+            np.matmul(cols, weight_t, out=z[start * pixels:stop * pixels])                    # (L1)
+        if not self.batchnorm:
+            # a copy always (z is workspace scratch; with one channel or one pixel the
+            # transpose is contiguous already and ascontiguousarray would return z itself)
+            current = z.reshape(n_images, pixels, self.out_channels).transpose(0, 2, 1).copy()
+            current = current.reshape((T, B) + self.out_shape)
+            if self.bias:
+                current += params["bias"].reshape(-1, 1, 1)
+            return current, ("compiled", images, None)
+        shift = params["bias"] if self.bias else np.zeros(self.out_channels, dtype=x.dtype)
+        current, bn_cache = batchnorm_forward_channels_last(
+            z.reshape(T, B, pixels, self.out_channels), shift, params["bn_weight"], params["bn_bias"],
+            params["bn_running_mean"], params["bn_running_var"], training=ctx.training,
+            momentum=self.bn_momentum, eps=self.bn_eps)
+        return current.reshape((T, B) + self.out_shape), ("compiled", images, bn_cache)
+
+    def _backward_compiled(self, grad_current, cache, params, need_input_grad):
+        from ..kernels import conv_cpu
+        _, images, bn_cache = cache
+        T, B = grad_current.shape[:2]
+        n_images = T * B
+        _, h_out, w_out = self.out_shape
+        pixels = h_out * w_out
+        grads = {}
+        if self.batchnorm:
+            grad_z, grads["bn_weight"], grads["bn_bias"] = batchnorm_backward_channels_last(
+                np.ascontiguousarray(grad_current).reshape(T, B, self.out_channels, pixels), bn_cache,
+                params["bn_weight"])
+            grad_z = grad_z.reshape(-1, self.out_channels)
+        else:
+            grad_z = np.ascontiguousarray(
+                grad_current.reshape(n_images, self.out_channels, pixels).transpose(0, 2, 1)
+            ).reshape(-1, self.out_channels)
+        if self.bias:
+            grads["bias"] = grad_z.sum(axis=0)
+        weight_matrix = self._weight_matrix(params["weight"])
+        grad_weight = np.zeros_like(weight_matrix)           # (C_out, kh*kw*C_in)
+        long_rows = weight_matrix.shape[1] >= self.out_channels      # as ``backward``
+        grad_x = np.zeros((n_images,) + self.in_shape, dtype=grad_current.dtype) if need_input_grad else None
+        step = self._chunk()
+        buffer = workspace.buffer("conv:cols", (min(step, n_images) * pixels, weight_matrix.shape[1]),
+                                  grad_current.dtype)
+        grad_buffer = workspace.buffer("conv:grad_cols", buffer.shape, buffer.dtype) if need_input_grad else None
+        for start in range(0, n_images, step):
+            stop = min(start + step, n_images)
+            grad_rows = grad_z[start * pixels:stop * pixels]
+            cols = buffer[: (stop - start) * pixels]
+            conv_cpu.im2col(images, start, self.kernel_size, self.stride, self.padding, (h_out, w_out), cols)
+            if long_rows:
+                grad_weight += (cols.T @ grad_rows).T                               # (B4)
+            else:
+                grad_weight += grad_rows.T @ cols                                   # (B4)
+            if need_input_grad:
+                grad_cols = grad_buffer[: (stop - start) * pixels]
+                np.matmul(grad_rows, weight_matrix, out=grad_cols)                  # (B6)
+                conv_cpu.col2im_add(grad_cols, start, self.kernel_size, self.stride, self.padding,
+                                    (h_out, w_out), grad_x)
+        kh, kw = self.kernel_size
+        grads["weight"] = np.ascontiguousarray(
+            grad_weight.reshape(self.out_channels, kh, kw, self.in_channels).transpose(0, 3, 1, 2))
+        return grads, None if grad_x is None else grad_x.reshape((T, B) + self.in_shape)

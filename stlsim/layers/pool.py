@@ -12,6 +12,9 @@ when an element is strictly greater, which keeps exactly that element.
 
     max: y = x[first argmax],     dL/dx[first argmax] += dL/dy, 0 elsewhere in the window
     avg: y = mean(window),        dL/dx += dL/dy / (kh kw) on every element of the window
+
+With the "numba" backend (``ctx.backend``) MaxPool2d runs the kernels of
+``stlsim.kernels.conv_cpu`` instead, bitwise the same.
 """
 from __future__ import annotations
 
@@ -78,6 +81,14 @@ class MaxPool2d(_Pool2d):
         kh, kw = self.kernel_size
         images = x.reshape((-1,) + self.in_shape[1:])
         index_type = np.int16 if kh * kw <= np.iinfo(np.int16).max else np.int64
+        T, B = x.shape[:2]
+        if ctx.backend == "numba":                 # the same on a compiled kernel (bitwise)
+            from ..kernels import conv_cpu
+            images = np.ascontiguousarray(images)
+            out = np.empty((images.shape[0],) + self.out_shape[1:], dtype=x.dtype)
+            first_max = np.empty(out.shape, dtype=index_type)
+            conv_cpu.maxpool_forward(images, self.kernel_size, self.stride, out, first_max)
+            return out.reshape((T, B) + self.out_shape), (first_max, True)
         out = first_max = None
         for ki, kj, rows, cols in self._offsets():          # window elements in row-major order
             candidate = images[:, rows, cols]
@@ -88,18 +99,22 @@ class MaxPool2d(_Pool2d):
             larger = candidate > out                          # strict: ties keep the first maximum
             np.copyto(out, candidate, where=larger)
             np.copyto(first_max, ki * kw + kj, where=larger)
-        T, B = x.shape[:2]
-        return out.reshape((T, B) + self.out_shape), first_max
+        return out.reshape((T, B) + self.out_shape), (first_max, False)
 
     def backward(self, grad_out, cache, params, need_input_grad):
         if not need_input_grad:
             return {}, None
-        first_max = cache
+        first_max, compiled = cache
         kw = self.kernel_size[1]
         T, B = grad_out.shape[:2]
         _, h_out, w_out = self.out_shape
         grad = grad_out.reshape(-1, h_out, w_out)
         grad_x = np.zeros((grad.shape[0],) + self.in_shape[1:], dtype=grad_out.dtype)
+        if compiled:
+            from ..kernels import conv_cpu
+            conv_cpu.maxpool_backward(np.ascontiguousarray(grad), first_max, self.kernel_size,
+                                      self.stride, grad_x)
+            return {}, grad_x.reshape((T, B) + self.in_shape)
         for ki, kj, rows, cols in self._offsets():
             grad_x[:, rows, cols] += np.where(first_max == ki * kw + kj, grad, 0)
         return {}, grad_x.reshape((T, B) + self.in_shape)
