@@ -1,13 +1,20 @@
 """The fair re-run of the STL-vs-SL map (docs/results_claims.md, docs/sweep.md "The fair protocol").
 
 Every group below is a set of cells (a small `stlsim sweep` grid) run once per weight-decay arm
-(all three for the digits and Fashion-MNIST groups; MNIST-1D: none and coupled; conv: none), each
-arm in its own sweep folder:
+(the first three for the digits and Fashion-MNIST groups, the fourth too for digits_silent,
+digits_deep8, digits_paper and fashion_paper; MNIST-1D: none and coupled; conv: none), each arm in
+its own sweep folder:
 
 * ``none``: no weight decay (``--weight-decay-mode none``, weight_decay 0);
 * ``coupled``: L2 1e-6 added to the gradient before Adam, thresholds included (the paper's code);
 * ``decoupled``: AdamW at its own scale, weight_decay 1e-2 (torch.optim.AdamW's default),
-  ``p -= lr_p * wd * p`` outside the adaptive step, thresholds included.
+  ``p -= lr_p * wd * p`` outside the adaptive step, thresholds included;
+* ``decoupled_nothr``: the same AdamW with thresholds and trained decays not decayed
+  (``decay_thresholds=false``): only the synaptic parameters shrink.
+
+The Fashion-MNIST groups first ran seeds 0-2; their seeds 3-4 ran later as sweeps of their own
+(``FIRST_SEEDS``, ``parts``: folder ``<arm>_s3-4/``, the seeds in a grid file), with the same task
+ids as one sweep of all five, so ``sweep-report`` pools the two folders into 5-seed cells.
 
 In every sweep 20 % of the training data are held out (``--val-fraction 0.2``, one split for
 every arm, mode and seed) and each arm's learning rates are tuned on it: SL picks lr from
@@ -17,9 +24,11 @@ run with the best final validation accuracy is reported by its test accuracy (``
 Each group's three arms are reported together by ``stlsim sweep-report`` (BH q, Holm p, counts
 per direction), and the digits and Fashion-MNIST groups once more as one family.
 
+    python -m validation.fair_study restore           # the committed tables back to runs/fair/ (records gone)
     python -m validation.fair_study run [GROUP ...]   # the sweeps, serially (resumable)
     python -m validation.fair_study report            # sweep-report per group + family; fixed_lr.md
     python -m validation.fair_study repro             # seed 0 of digits_paper/none again: bit for bit?
+    python -m validation.fair_study table             # the verdict table (docs/results_claims.md) from the reports
     python -m validation.fair_study collect           # copy tables and reports to validation/results/fair/
     python -m validation.fair_study list              # the groups, their commands
 
@@ -64,11 +73,12 @@ FIRST_SEEDS = {(g, a): 3 for g in ("fashion_silent", "fashion_deep8", "fashion_p
 # name: (fixed options, cell axes of the grid, seeds, arms, tune)    in the order of the brief's priorities.
 # The study ran in ORDER (the arm "none" of every group first, then the other arms as time allowed:
 # the machine has 2 cores shared with other jobs, load 4-9); README.md of the results says which ran.
-# MNIST-1D tunes lr over {1e-3, 3e-3} only; the small conv net is not tuned (lr 1e-3), for time.
+# MNIST-1D tunes lr over {1e-3, 3e-3} only; the small conv net is not tuned (lr 1e-3), for time; the larger
+# conv group tunes lr over {1e-3, 3e-3}.
 GROUPS = {
     "digits_silent": (DIGITS + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5,1", 5,
                       list(ARMS), TUNE),
-    "digits_deep8": (DIGITS + ["--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, WD3, TUNE),
+    "digits_deep8": (DIGITS + ["--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, list(ARMS), TUNE),
     "digits_paper": (DIGITS + ["--theta-init", "2"], "gain_ratio=0.5", 5, list(ARMS), TUNE),
     "fashion_silent": (FASHION + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5", 5,
                        WD3, TUNE),
@@ -336,7 +346,16 @@ def readme():
              "`<arm>/history.csv`, `<arm>/sweep.json`, and `report/` (`stlsim sweep-report` over the group's "
              "arms). `family_report/`: one report over every tuned digits and Fashion-MNIST sweep (q over all "
              "their cells). `fixed_lr.md`: the untuned runs at the old learning rates. `repro.md`: a rerun "
-             "compared bit for bit. The HDF5 records are not committed.", "",
+             "compared bit for bit. `verdicts.md`: the study's verdict table (`python -m validation.fair_study "
+             "table`). The HDF5 records are not committed.", "",
+             "The study ran in two sessions. The first (from 00:03 UTC, log `study.log`) ran every sweep with "
+             "seeds 0-2 on Fashion-MNIST; the second (from 02:48 UTC, log `study2.log`) ran seeds 3-4 of the "
+             "three Fashion-MNIST groups in every arm as sweeps of their own (`<arm>_s3-4/`, the seeds listed "
+             "in a grid file; their task ids are those of one 5-seed sweep, and `sweep-report` pools the two "
+             "folders into cells of 5 seeds), the arm `decoupled_nothr` (AdamW 1e-2, thresholds and decays not "
+             "decayed) and the tuned conv group `fashion_conv_tuned`. The first session's HDF5 records were "
+             "gone by then: its tables were copied back (`python -m validation.fair_study restore`) and its "
+             "sweeps were not re-run.", "",
              "| group | arm | tasks (ok) | summed task wall time (s) | first start (UTC) | load avg (1 min) at "
              "start / end | command |", "|---|---|---|---|---|---|---|"]
     total = 0.0
@@ -362,7 +381,10 @@ def readme():
               "is never run twice (a resumed sweep skips its finished tasks). Two sweeps started under a "
               "runner that was stopped before it logged them: digits_deep8/none ran from about 00:11 UTC (its "
               "row shows the resume that found every task done) and digits_paper/none from about 00:25 UTC "
-              "(stopped after a few tasks, resumed at the time shown).", "",
+              "(stopped after a few tasks, resumed at the time shown). In the second session the runner was "
+              "stopped twice (re-ordered) while a sweep ran on to its end: fashion_silent/none_s3-4 and "
+              "fashion_deep8/none_s3-4; their rows in `walltimes.jsonl` were written by hand (marked `note`) and "
+              "the next runner's resume found every task done.", "",
               "Not run here: the conv contrast at full size; on a machine with a GPU:", "",
               "```bash", " ".join(["python", *conv_full_command()[1:]]), "```", ""]
     os.makedirs(RUNS, exist_ok=True)
@@ -489,7 +511,7 @@ def main(argv=None) -> int:
         print("# full-size conv, on a GPU (not run here):")
         print(" ".join(["python", *conv_full_command()[1:]]))
     else:
-        raise SystemExit(f"unknown command {what!r}: run | report | collect | list")
+        raise SystemExit(f"unknown command {what!r}: restore | run | report | repro | table | collect | list")
     return 0
 
 
