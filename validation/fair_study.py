@@ -102,7 +102,11 @@ GROUPS = {
 ORDER = ["digits_silent", "digits_deep8", "digits_paper", "fashion_silent:none", "fashion_deep8:none",
          "digits_depth4:none", "fashion_paper:none", "mnist1d", "fashion_conv", "fashion_silent:coupled",
          "fashion_deep8:coupled", "digits_depth4:coupled", "fashion_paper:coupled", "fashion_deep8:decoupled",
-         "digits_depth4:decoupled", "fashion_silent:decoupled", "fashion_paper:decoupled", "mnist1d:coupled"]
+         "digits_depth4:decoupled", "fashion_silent:decoupled", "fashion_paper:decoupled", "mnist1d:coupled",
+         # the second session: the Fashion-MNIST seeds 3-4 (parts), the fourth arm, the larger conv group
+         "fashion_silent", "fashion_deep8", "fashion_paper:none", "fashion_paper:coupled", "fashion_paper:decoupled",
+         "digits_paper:decoupled_nothr", "digits_silent:decoupled_nothr", "fashion_paper:decoupled_nothr",
+         "fashion_conv_tuned", "digits_deep8:decoupled_nothr"]
 # the committed sweeps of the old map (paper's optimizer, one untuned lr), re-counted by today's sweep-report
 OLD_SWEEPS = ["sweep_digits", "sweep_digits_theta_lr", "sweep_digits_depth", "sweep_digits_timesteps", "sweep_fashion",
               "sweep_fashion_depth", "sweep_fashion_timesteps", "sweep_fashion_conv"]
