@@ -393,7 +393,11 @@ def readme():
               "(stopped after a few tasks, resumed at the time shown). In the second session the runner was "
               "stopped twice (re-ordered) while a sweep ran on to its end: fashion_silent/none_s3-4 and "
               "fashion_deep8/none_s3-4; their rows in `walltimes.jsonl` were written by hand (marked `note`) and "
-              "the next runner's resume found every task done.", "",
+              "the next runner's resume found every task done. fashion_conv_tuned ran with lr {1e-3, 3e-3} first "
+              "(from 03:23 UTC); 1e-3 won on validation in every arm, on the grid's edge, so 3e-4 was added (from "
+              "03:44 UTC, the same sweep with --force: its 24 finished tasks kept, 12 new ones run); its second row "
+              "of loads is that run. The load averages include the other jobs of the machine (22.7 at 03:19 UTC "
+              "was one of them).", "",
               "Not run here: the conv contrast at full size; on a machine with a GPU:", "",
               "```bash", " ".join(["python", *conv_full_command()[1:]]), "```", ""]
     os.makedirs(RUNS, exist_ok=True)
