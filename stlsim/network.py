@@ -293,6 +293,12 @@ class Network:
                         raise fail("tau", f"a float or {int(np.prod(shape))} values (one per "
                                    f"neuron of layer {i}, shape {shape})", f"{n.tau.size} values",
                                    "Network") from None
+            shape = tuple(self.layers[i].out_shape)
+            for name in n.per_neuron_values:                        # (L1s), (L2g), (L4h)
+                value = getattr(n, name)
+                if value.size != int(np.prod(shape)):
+                    raise fail(name, f"a float or {int(np.prod(shape))} values (one per neuron "
+                               f"of layer {i}, shape {shape})", f"{value.size} values", "Network")
             if n.adaptive:
                 size, n_neurons = n.adaptation.size(), int(np.prod(self.layers[i].out_shape))
                 if size is not None and size != n_neurons:
@@ -300,6 +306,7 @@ class Network:
                                f"per neuron of layer {i})",
                                f"beta of {np.size(n.adaptation.beta)}, rho of "
                                f"{np.size(n.adaptation.rho)} values", "Network")
+        neurons = [_shaped(n, self.layers[i].out_shape) for i, n in zip(spiking, neurons)]
         self._spiking_index = {i: k for k, i in enumerate(spiking)}
         # What the engines get: the LIF itself when shared, else one entry per layer.
         if all(n == neurons[0] for n in neurons):
@@ -898,6 +905,15 @@ NEURON_PARAMS = ("tau", "tau_w", "alpha_syn")
 ADAPTATION_PARAMS = ("adapt_beta", "adapt_rho")       # threshold parameters (Section 10)
 
 
+def _shaped(neuron: LIF, shape) -> LIF:
+    """``neuron`` with its per-neuron v_leak, v_reset, v_init, alpha_syn shaped like the
+    layer's neurons, so that they broadcast over the batch axis ((L1s), (L2g), (L4h))."""
+    shape = tuple(shape)
+    values = {name: getattr(neuron, name).reshape(shape) for name in neuron.per_neuron_values
+              if getattr(neuron, name).shape != shape}
+    return replace_unchecked(neuron, **values) if values else neuron
+
+
 def _neuron_init(neuron: LIF, layer) -> dict:
     """Initial values of the trained neuron parameters of one layer (float64): per-neuron
     adaptation values are shaped like the layer's neurons (``out_shape``)."""
@@ -915,7 +931,8 @@ def _neuron_init(neuron: LIF, layer) -> dict:
     elif neuron.learn_tau == "sigmoid":
         out["tau_w"] = np.log((1.0 - tau) / tau)          # tau = 1 - sigmoid(w)
     if neuron.learn_alpha_syn:
-        out["alpha_syn"] = np.array([neuron.alpha_syn], dtype=np.float64)
+        alpha = np.asarray(neuron.alpha_syn, dtype=np.float64)   # one, or one per neuron
+        out["alpha_syn"] = alpha.reshape(-1).copy() if alpha.ndim else np.array([alpha])
     return out
 
 
@@ -937,7 +954,9 @@ def _effective_neuron(neuron: LIF, params, i) -> LIF:
         t = values.get("tau", neuron.tau)
         values["input_gain"] = 1.0 - (float(t) if np.ndim(t) == 0 else np.asarray(t))
     if neuron.learn_alpha_syn:
-        values["alpha_syn"] = float(np.clip(params[f"{i}.alpha_syn"][0], 0.0, 1.0))
+        alpha = np.clip(params[f"{i}.alpha_syn"].astype(np.float64), 0.0, 1.0)
+        values["alpha_syn"] = (alpha.reshape(np.shape(neuron.alpha_syn)) if np.ndim(neuron.alpha_syn)
+                               else float(alpha[0]))
     if neuron.adaptive and neuron.adaptation.learns:                 # (L3v), (L5a) trained
         adaptation = neuron.adaptation
         changes = {}
@@ -971,7 +990,9 @@ def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
             out["tau_w"] = -q * (1.0 - q) * grad                            # tau = 1 - sigmoid(w)
     if grad_alpha is not None:
         raw = params[f"{i}.alpha_syn"]
-        out["alpha_syn"] = np.array([grad_alpha.sum()]) * ((raw >= 0) & (raw <= 1))
+        grad = (grad_alpha.reshape(-1) if np.ndim(neuron.alpha_syn)      # (B9) per neuron:
+                else np.array([grad_alpha.sum()]))                          # not summed over them
+        out["alpha_syn"] = grad * ((raw >= 0) & (raw <= 1))
     grad_beta = local.pop("neuron:beta", None)
     if grad_beta is not None:
         out["adapt_beta"] = grad_beta                                       # (B12)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._checks import fail
 from ..neurons import (LIF, NO_DELAY_RESETS, adaptation_arrays, adaptation_states, after_reset,
-                       initial_spikes, neuron_of, reset_carries, synaptic_current, tau_like)
+                       initial_spikes, neuron_of, nonzero, reset_carries, synaptic_current, tau_like)
 
 __all__ = ["lif_backward", "lif_backward_stateful", "run_backward", "decay_grads"]
 
@@ -87,7 +87,7 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         if reset == "hard":
             if detach:
                 g = e
-            elif neuron.v_reset == 0.0:
+            elif not nonzero(neuron.v_reset):
                 g = e - m * grad_v                                        # (B2h)
             else:
                 g = e + (neuron.v_reset - m) * grad_v                     # (B2h) reset potential
