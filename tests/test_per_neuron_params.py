@@ -65,7 +65,7 @@ def test_the_mean_value_is_not_the_per_neuron_vector(name, values):
     """Negative control: the twin with each layer's mean value instead of its vector differs."""
     right = layer_neurons(**{name: values})
     wrong = [stlsim.LIF(**{**n.settings(), name: float(np.mean(getattr(n, name)))}) for n in right]
-    x, y = spikes_in(density=0.7), np.array([0, 1, 1])
+    x = spikes_in(density=0.7)
     net_right, net_wrong = make_net(right), make_net(wrong)
     probe = np.random.default_rng(3).normal(size=(x.shape[0], x.shape[1], SIZES[-1]))
     _, g_right, rec_right = net_right.probe_grad(x, probe)
