@@ -1,4 +1,6 @@
 """Per-neuron alpha_syn, v_leak, v_reset, v_init ((L1s), (L2g), (L4h), (B9)); issue 24."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,104 @@ def test_the_event_engine_refuses_per_neuron_values_by_name():
     net = stlsim.Network([stlsim.Dense(6, 4)], neuron=neuron, backend="numpy")
     with pytest.raises(ValueError, match=r"v_leak \(per neuron\)"):
         net.forward(spikes_in(), engine="event")
+
+
+# ------------------------------------------------------------------------ vs the peers --
+
+def _peer_spikes(shape, density=0.4, dtype=np.float32, seed=0):
+    return (np.random.default_rng(seed).random(shape) < density).astype(dtype)
+
+
+def _scale(model, factor):
+    import torch
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(factor)
+    return model
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_snntorch_synaptic_with_per_neuron_alpha_agrees(learn):
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from stlsim import interop
+    torch.manual_seed(4)
+    model = _scale(torch.nn.Sequential(
+        torch.nn.Linear(8, 10), snn.Synaptic(alpha=torch.linspace(0.1, 0.95, 10), beta=0.8,
+                                             init_hidden=True, learn_alpha=learn),
+        torch.nn.Linear(10, 4), snn.Synaptic(alpha=torch.tensor([0.2, 0.5, 0.7, 0.9]), beta=0.7,
+                                             init_hidden=True, output=True,
+                                             learn_alpha=learn)), 3.0)
+    x = _peer_spikes((12, 3, 8))
+    rep = interop.compare(model, x, seed=2)
+    assert rep.ok and min(rep.firing_rates) > 0.05, str(rep)
+    names = {row.name for row in rep.rows}
+    assert ({"1.alpha", "3.alpha"} <= names) == learn
+    net = interop.from_snntorch(model, (8,))
+    np.testing.assert_allclose(net.neurons[0].alpha_syn, np.linspace(0.1, 0.95, 10), rtol=1e-6)
+    if learn:
+        assert net.params["0.alpha_syn"].shape == (10,)
+    # negative control: the twin with the mean alpha differs from the peer
+    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**n.settings(),
+                                                             "alpha_syn": float(np.mean(n.alpha_syn))})
+                                               for n in net.neurons],
+                           surrogate=net.surrogates, dtype=net.dtype, backend="numpy")
+    wrong.params.update({k: v.copy() for k, v in net.params.items()
+                         if k in wrong.params and wrong.params[k].shape == v.shape})
+    assert not all(np.array_equal(a, b) for a, b in zip(net.forward(x).spikes, wrong.forward(x).spikes))
+
+
+def _norse_model(trained, box=False):
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+    from norse.torch.functional.lif import LIFParameters
+    from norse.torch.functional.lif_box import LIFBoxParameters
+    f64 = functools.partial(torch.tensor, dtype=torch.float64)
+
+    def value(v):
+        return torch.nn.Parameter(f64(v)) if trained else f64(v)
+    torch.manual_seed(1)
+    first = norse.LIFCell(LIFParameters(
+        tau_syn_inv=value(np.linspace(100.0, 300.0, 12)), tau_mem_inv=value(np.linspace(60.0, 150.0, 12)),
+        v_leak=f64(np.linspace(-0.1, 0.2, 12)), v_th=f64(1.0), v_reset=f64(np.linspace(-0.2, 0.1, 12))))
+    if box:
+        last = norse.LIFBoxCell(LIFBoxParameters(
+            tau_mem_inv=value([80.0, 100.0, 120.0, 140.0]), v_leak=f64([0.0, 0.1, -0.1, 0.05]),
+            v_th=f64(1.0), v_reset=f64([0.0, -0.1, 0.1, 0.2])))
+    else:
+        last = norse.LIFCell(LIFParameters(tau_syn_inv=value([150.0, 200.0, 250.0, 300.0]),
+                                           v_leak=f64([0.0, 0.1, -0.1, 0.05]), v_th=f64(1.0),
+                                           v_reset=f64([0.0, -0.1, 0.1, 0.2])))
+    return _scale(norse.SequentialState(torch.nn.Linear(10, 12), first, torch.nn.Linear(12, 4),
+                                        last).double(), 30.0), first
+
+
+@pytest.mark.parametrize("trained", [False, True])
+@pytest.mark.parametrize("box", [False, True], ids=["LIFCell", "LIFBoxCell"])
+def test_norse_per_neuron_constants_agree_in_float64(trained, box):
+    torch = pytest.importorskip("torch")
+    from stlsim import interop
+    model, first = _norse_model(trained, box)
+    x = _peer_spikes((12, 4, 10), dtype=np.float64)
+    rep = interop.compare(model, x)
+    assert rep.ok and rep.max_rel_error < 1e-10 and min(rep.firing_rates) > 0.02, str(rep)
+    if trained:
+        names = {row.name for row in rep.rows}
+        assert {"1.p.tau_mem_inv", "1.p.tau_syn_inv",
+                "3.p.tau_mem_inv" if box else "3.p.tau_syn_inv"} <= names
+        assert first.p.tau_syn_inv.grad is None          # restored
+    net = interop.from_norse(model, (10,))
+    n = net.neurons[0]
+    assert n.per_neuron_values == ("v_leak", "v_reset", "v_init", "alpha_syn") and n.per_neuron_tau
+    np.testing.assert_allclose(n.v_leak, np.linspace(-0.1, 0.2, 12))
+    np.testing.assert_array_equal(n.v_init, n.v_leak)                    # Norse starts at v_leak
+    # negative control: the mean v_reset instead of the vector
+    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**m.settings(),
+                                                             "v_reset": float(np.mean(m.v_reset))})
+                                               for m in net.neurons],
+                           surrogate=net.surrogates, dtype=net.dtype, backend="numpy")
+    wrong.params.update({k: v.copy() for k, v in net.params.items()
+                         if k in wrong.params and wrong.params[k].shape == v.shape})
+    assert not all(np.array_equal(a, b) for a, b in zip(net.forward(x).spikes, wrong.forward(x).spikes))
+    del torch
