@@ -230,3 +230,33 @@ def test_norse_per_neuron_constants_agree_in_float64(trained, box):
                          if k in wrong.params and wrong.params[k].shape == v.shape})
     assert not all(np.array_equal(a, b) for a, b in zip(net.forward(x).spikes, wrong.forward(x).spikes))
     del torch
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_nir_write_keeps_per_neuron_values_and_reads_back(tmp_path, learn):
+    pytest.importorskip("nir")
+    import stlsim.nir as snir
+    dt = 1e-3
+    neurons = [stlsim.LIF(tau=0.8, theta_init=0.5, spike_at_threshold=False,
+                          alpha_syn=np.linspace(0.2, 0.9, n), learn_alpha_syn=learn,
+                          v_leak=np.linspace(-0.1, 0.2, n), v_reset=np.linspace(0.1, -0.1, n),
+                          v_init=np.linspace(-0.1, 0.2, n)) for n in SIZES[1:]]
+    net = make_net(neurons)
+    if learn:
+        net.params["0.alpha_syn"][:] = np.linspace(0.3, 0.6, SIZES[1])
+    path = tmp_path / "per_neuron.nir"
+    assert snir.write(net, path, dt=dt) == []
+    graph = snir._load(path)
+    node = graph.nodes["lif0"] if "lif0" in graph.nodes else next(
+        v for v in graph.nodes.values() if type(v).__name__ == "CubaLIF")
+    alpha = np.linspace(0.3, 0.6, SIZES[1]) if learn else np.linspace(0.2, 0.9, SIZES[1])
+    np.testing.assert_allclose(np.asarray(node.tau_syn).reshape(-1), dt / (1 - alpha), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(node.v_leak).reshape(-1), np.linspace(-0.1, 0.2, SIZES[1]))
+    np.testing.assert_allclose(np.asarray(node.v_reset).reshape(-1), np.linspace(0.1, -0.1, SIZES[1]))
+    back = snir.read(path, dt=dt, backend="numpy")
+    x = spikes_in(T=10, density=0.6)
+    for a, b in zip(net.forward(x).spikes, back.forward(x).spikes):
+        np.testing.assert_array_equal(a, b)
+    assert back.neurons[0].per_neuron_values == ("v_leak", "v_reset", "v_init", "alpha_syn")
+    if learn:
+        np.testing.assert_array_equal(back.params["0.alpha_syn"], net.params["0.alpha_syn"])
