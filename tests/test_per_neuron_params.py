@@ -260,3 +260,19 @@ def test_nir_write_keeps_per_neuron_values_and_reads_back(tmp_path, learn):
     assert back.neurons[0].per_neuron_values == ("v_leak", "v_reset", "v_init", "alpha_syn")
     if learn:
         np.testing.assert_array_equal(back.params["0.alpha_syn"], net.params["0.alpha_syn"])
+
+
+def test_per_neuron_values_of_a_conv_layer_are_shaped_like_its_neurons():
+    """A flat vector of C*H*W values is reshaped to (C, H, W) and broadcast over the batch."""
+    n = 2 * 4 * 4
+    neurons = [stlsim.LIF(theta_init=0.3, v_leak=np.linspace(-0.1, 0.2, n),
+                          alpha_syn=np.linspace(0.1, 0.9, n), learn_alpha_syn=True),
+               stlsim.LIF(theta_init=0.3)]
+    net = stlsim.Network([stlsim.Conv2d(1, 2, 3, padding=1), stlsim.Flatten(), stlsim.Dense(n, 3)],
+                         neuron=neurons, backend="numpy", seed=0, dtype=np.float64)
+    assert net.neurons[0].v_leak.shape == (2, 4, 4)
+    x, y = (np.random.default_rng(0).random((6, 2, 1, 4, 4)) < 0.5).astype(float), np.array([0, 2])
+    _, grads = net.loss_and_grad(x, y, smooth=True)
+    assert grads["0.alpha_syn"].shape == (n,)
+    errors = compare(grads, finite_difference_grads(net, x, y))
+    assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
