@@ -990,7 +990,7 @@ def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
             out["tau_w"] = -q * (1.0 - q) * grad                            # tau = 1 - sigmoid(w)
     if grad_alpha is not None:
         raw = params[f"{i}.alpha_syn"]
-        grad = (grad_alpha.reshape(-1) if np.ndim(neuron.alpha_syn)      # (B9) per neuron:
+        grad = (grad_alpha.reshape(-1) if np.ndim(neuron.alpha_syn)      # (B9n) per neuron:
                 else np.array([grad_alpha.sum()]))                          # not summed over them
         out["alpha_syn"] = grad * ((raw >= 0) & (raw <= 1))
     grad_beta = local.pop("neuron:beta", None)

@@ -146,7 +146,7 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         for t in range(grad_spikes.shape[0] - 1, -1, -1):
             grad_syn = grad_current[t] + alpha * grad_syn_next            # dL/dJ_t = dL/dI_t
             if grad_alpha is not None and t > 0:
-                grad_alpha += np.sum(grad_syn * syn[t - 1], axis=0)       # (B9)
+                grad_alpha += np.sum(grad_syn * syn[t - 1], axis=0)       # (B9), (B9n)
             grad_current[t] = grad_syn
             grad_syn_next = grad_syn
     return grad_current, grad_theta.sum(axis=0)
