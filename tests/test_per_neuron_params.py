@@ -276,3 +276,19 @@ def test_per_neuron_values_of_a_conv_layer_are_shaped_like_its_neurons():
     assert grads["0.alpha_syn"].shape == (n,)
     errors = compare(grads, finite_difference_grads(net, x, y))
     assert max(e["max_rel"] for e in errors.values()) <= 1e-6, errors
+
+
+def test_per_neuron_values_keep_a_float32_network_in_float32():
+    """Per-neuron arrays are held in the network's dtype, as a float is used: a float64
+    vector would lift the membrane of a float32 network to float64."""
+    neurons = layer_neurons(v_leak=(-0.2, 0.3), v_reset=(0.1, -0.2), v_init=(0.0, 0.1),
+                            alpha_syn=(0.2, 0.9), learn_alpha_syn=True)
+    net = make_net(neurons, dtype=np.float32)
+    assert all(getattr(net.neurons[0], k).dtype == np.float32 for k in net.neurons[0].per_neuron_values)
+    assert net.neuron_in_use(0).alpha_syn.dtype == np.float32
+    x = spikes_in(dtype=np.float32)
+    record = net.forward(x)
+    assert all(s.dtype == np.float32 for s in record.spikes)
+    assert all(m.dtype == np.float32 for m in record.membrane)
+    _, grads = net.loss_and_grad(x, np.array([0, 1, 1]))
+    assert grads["0.alpha_syn"].dtype == np.float32
