@@ -751,13 +751,10 @@ def _snntorch_neuron(name, module, shape):
                     spike_at_threshold=False, theta_init=0.0,
                     learn_tau="factor" if learn_beta else False)
     if type(module) in _snntorch_synaptic():
-        alpha = _array(module.alpha, np.float64)
-        if alpha.size != 1:
-            raise fail(f"model[{name}].alpha", "one value per layer (stlsim's alpha_syn is a "
-                       "float)", f"shape {alpha.shape}", owner)
+        # one alpha, or one per neuron (L1s); snnTorch clamps it to [0, 1] in every step
+        alpha = _per_neuron(_array(module.alpha, np.float64), shape, f"model[{name}].alpha", owner)
         learn_alpha = isinstance(module.alpha, torch.nn.Parameter) and module.alpha.requires_grad
-        settings.update(alpha_syn=float(np.clip(alpha.reshape(-1)[0], 0.0, 1.0)),
-                        learn_alpha_syn=learn_alpha)
+        settings.update(alpha_syn=np.clip(alpha, 0.0, 1.0), learn_alpha_syn=learn_alpha)
     return LIF(**settings)
 
 
@@ -914,6 +911,14 @@ def _norse_scalar(module, name, field_name, owner):
     return float(value.reshape(-1)[0])
 
 
+def _one_if_equal(value):
+    """A per-neuron value whose entries are all equal as one float (the compiled kernels
+    then run it); anything else unchanged."""
+    if np.ndim(value) and np.all(value == value.reshape(-1)[:1]):
+        return float(value.reshape(-1)[0])
+    return value
+
+
 def _norse_trained(module, name) -> dict:
     """Tensors inside a Norse cell's parameter tuple that are trained (``requires_grad``):
     they are not module parameters, so ``named_parameters`` misses them."""
@@ -948,9 +953,13 @@ def _norse_neuron(name, module, shape):
                    getattr(p.reset_method, "__name__", repr(p.reset_method)), owner)
     trained = _norse_trained(module, name)
     rate = _per_neuron(_norse_rate(dt, p.tau_mem_inv), shape, f"model[{name}].p.tau_mem_inv", owner)
-    v_leak = _norse_scalar(module, name, "v_leak", owner)
-    settings = dict(tau=1.0 - rate, input_gain=rate, v_leak=v_leak,
-                    v_reset=_norse_scalar(module, name, "v_reset", owner), reset="hard",
+    # v_leak, v_reset: one value, or one per neuron ((L2g), (L4h)); Norse starts v at v_leak
+    # (all equal is one value: Norse's NIR importer writes them per neuron)
+    v_leak = _one_if_equal(_per_neuron(_array(p.v_leak, np.float64), shape,
+                                       f"model[{name}].p.v_leak", owner))
+    v_reset = _one_if_equal(_per_neuron(_array(p.v_reset, np.float64), shape,
+                                        f"model[{name}].p.v_reset", owner))
+    settings = dict(tau=1.0 - rate, input_gain=rate, v_leak=v_leak, v_reset=v_reset, reset="hard",
                     theta_init=0.0, detach_reset=False, spike_at_threshold=False, v_init=v_leak)
     if np.ndim(rate) or "p.tau_mem_inv" in trained:
         # r = dt tau_mem_inv = 1 - tau: the gain follows the (per-neuron or trained) decay
@@ -980,11 +989,11 @@ def _norse_neuron(name, module, shape):
         # v_new = (1 - z_new.detach()) v_decayed + z_new.detach() v_reset: a detached reset
         settings["detach_reset"] = True
     if type(module) in (norse.LIFCell, norse.LIF) or recurrent or lsnn:
-        syn = _norse_rate(dt, p.tau_syn_inv)
-        if syn.size != 1:
-            raise fail(f"model[{name}].p.tau_syn_inv", "one value per layer (stlsim's alpha_syn "
-                       "is a float)", f"shape {syn.shape}", owner)
-        settings["alpha_syn"] = 1.0 - float(syn.reshape(-1)[0])
+        # alpha_syn = 1 - dt tau_syn_inv (L1s): one value, or one per neuron
+        syn = _per_neuron(_norse_rate(dt, p.tau_syn_inv), shape, f"model[{name}].p.tau_syn_inv",
+                          owner)
+        # a trained one keeps its shape (its gradient goes back per neuron)
+        settings["alpha_syn"] = 1.0 - (syn if "p.tau_syn_inv" in trained else _one_if_equal(syn))
         settings["learn_alpha_syn"] = "p.tau_syn_inv" in trained
     return LIF(**settings)
 

@@ -222,7 +222,8 @@ class Network:
         if not self.layers[-1].has_neurons:
             raise fail("layers[-1]", "a layer with neurons (Dense or Conv2d)",
                        type(self.layers[-1]).__name__, "Network")
-        self.neurons = self._check_neurons(LIF() if neuron is None else neuron)
+        self.neurons = self._check_neurons(LIF() if neuron is None else neuron,
+                                           check_dtype(dtype, owner="Network"))
         self.neuron = self.neurons[0]          # the shared neuron (the first, if per layer)
         self.surrogates = self._check_surrogates(surrogate)
         self.surrogate = self.surrogates[0]     # the shared surrogate (the first, if per layer)
@@ -266,7 +267,7 @@ class Network:
         self._params = value if isinstance(value, ParamDict) else ParamDict(value)
 
     # ------------------------------------------------------------------- neurons --
-    def _check_neurons(self, neuron) -> list:
+    def _check_neurons(self, neuron, dtype=np.float64) -> list:
         """One LIF per spiking layer, checked against the layers (per-neuron tau sizes)."""
         spiking = [i for i, layer in enumerate(self.layers) if layer.has_neurons]
         if isinstance(neuron, LIF):
@@ -293,6 +294,12 @@ class Network:
                         raise fail("tau", f"a float or {int(np.prod(shape))} values (one per "
                                    f"neuron of layer {i}, shape {shape})", f"{n.tau.size} values",
                                    "Network") from None
+            shape = tuple(self.layers[i].out_shape)
+            for name in n.per_neuron_values:                        # (L1s), (L2g), (L4h)
+                value = getattr(n, name)
+                if value.size != int(np.prod(shape)):
+                    raise fail(name, f"a float or {int(np.prod(shape))} values (one per neuron "
+                               f"of layer {i}, shape {shape})", f"{value.size} values", "Network")
             if n.adaptive:
                 size, n_neurons = n.adaptation.size(), int(np.prod(self.layers[i].out_shape))
                 if size is not None and size != n_neurons:
@@ -300,6 +307,7 @@ class Network:
                                f"per neuron of layer {i})",
                                f"beta of {np.size(n.adaptation.beta)}, rho of "
                                f"{np.size(n.adaptation.rho)} values", "Network")
+        neurons = [_shaped(n, self.layers[i].out_shape, dtype) for i, n in zip(spiking, neurons)]
         self._spiking_index = {i: k for k, i in enumerate(spiking)}
         # What the engines get: the LIF itself when shared, else one entry per layer.
         if all(n == neurons[0] for n in neurons):
@@ -898,6 +906,21 @@ NEURON_PARAMS = ("tau", "tau_w", "alpha_syn")
 ADAPTATION_PARAMS = ("adapt_beta", "adapt_rho")       # threshold parameters (Section 10)
 
 
+def _shaped(neuron: LIF, shape, dtype) -> LIF:
+    """``neuron`` with its per-neuron v_leak, v_reset, v_init, alpha_syn shaped like the
+    layer's neurons, so that they broadcast over the batch axis ((L1s), (L2g), (L4h)), in
+    the network's dtype (as a float is: float32 arithmetic stays float32)."""
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    values = {}
+    for name in neuron.per_neuron_values:
+        value = getattr(neuron, name)
+        if value.shape != shape or value.dtype != dtype:
+            value = value.reshape(shape).astype(dtype)
+            value.flags.writeable = False
+            values[name] = value
+    return replace_unchecked(neuron, **values) if values else neuron
+
+
 def _neuron_init(neuron: LIF, layer) -> dict:
     """Initial values of the trained neuron parameters of one layer (float64): per-neuron
     adaptation values are shaped like the layer's neurons (``out_shape``)."""
@@ -915,7 +938,8 @@ def _neuron_init(neuron: LIF, layer) -> dict:
     elif neuron.learn_tau == "sigmoid":
         out["tau_w"] = np.log((1.0 - tau) / tau)          # tau = 1 - sigmoid(w)
     if neuron.learn_alpha_syn:
-        out["alpha_syn"] = np.array([neuron.alpha_syn], dtype=np.float64)
+        alpha = np.asarray(neuron.alpha_syn, dtype=np.float64)   # one, or one per neuron
+        out["alpha_syn"] = alpha.reshape(-1).copy() if alpha.ndim else np.array([alpha])
     return out
 
 
@@ -937,7 +961,10 @@ def _effective_neuron(neuron: LIF, params, i) -> LIF:
         t = values.get("tau", neuron.tau)
         values["input_gain"] = 1.0 - (float(t) if np.ndim(t) == 0 else np.asarray(t))
     if neuron.learn_alpha_syn:
-        values["alpha_syn"] = float(np.clip(params[f"{i}.alpha_syn"][0], 0.0, 1.0))
+        raw = params[f"{i}.alpha_syn"]
+        alpha = np.clip(raw.astype(np.float64), 0.0, 1.0)          # snnTorch: clamp(0, 1)
+        values["alpha_syn"] = (alpha.reshape(np.shape(neuron.alpha_syn)).astype(raw.dtype)
+                               if np.ndim(neuron.alpha_syn) else float(alpha[0]))
     if neuron.adaptive and neuron.adaptation.learns:                 # (L3v), (L5a) trained
         adaptation = neuron.adaptation
         changes = {}
@@ -971,7 +998,9 @@ def _neuron_param_grads(neuron: LIF, params, i, local) -> dict:
             out["tau_w"] = -q * (1.0 - q) * grad                            # tau = 1 - sigmoid(w)
     if grad_alpha is not None:
         raw = params[f"{i}.alpha_syn"]
-        out["alpha_syn"] = np.array([grad_alpha.sum()]) * ((raw >= 0) & (raw <= 1))
+        grad = (grad_alpha.reshape(-1) if np.ndim(neuron.alpha_syn)      # (B9n) per neuron:
+                else np.array([grad_alpha.sum()]))                          # not summed over them
+        out["alpha_syn"] = grad * ((raw >= 0) & (raw <= 1))
     grad_beta = local.pop("neuron:beta", None)
     if grad_beta is not None:
         out["adapt_beta"] = grad_beta                                       # (B12)

@@ -43,6 +43,15 @@ def _check_tau(value, name="tau", owner="LIF", low=0.0, high=1.0):
     return arr
 
 
+PER_NEURON_FIELDS = ("v_leak", "v_reset", "v_init", "alpha_syn")   # besides tau
+
+
+def nonzero(value) -> bool:
+    """Whether a neuron value (a float, or one per neuron) is anywhere nonzero: the
+    optional terms of (L2g), (L4h) are skipped, not added as zeros, when it is not."""
+    return bool(np.any(np.asarray(value) != 0.0))
+
+
 def _equal_fields(a, b) -> bool:
     return all(np.array_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
 
@@ -148,14 +157,14 @@ class LIF:
     input_gain : float
         r in ``m_t = tau v_{t-1} + (1 - tau) v_leak + r I_t`` (L2g): 1 by default;
         1/tau_SJ for SpikingJelly's ``decay_input=True``; dt/tau_mem for Norse and NIR.
-    v_leak : float
+    v_leak : float, or an array over the layer's neurons
         Leak (resting) potential the membrane decays towards (L2g). Default 0.
-    v_reset : float
+    v_reset : float, or an array over the layer's neurons
         Potential a hard reset sets (L4h). Default 0.
-    v_init : float
+    v_init : float, or an array over the layer's neurons
         v_0, the membrane before the first step. Default 0 (SpikingJelly starts at
         v_reset, Norse at v_leak).
-    alpha_syn : float in [0, 1], or None
+    alpha_syn : float in [0, 1], an array of them over the layer's neurons, or None
         A current-based synapse (L1s): J_t = alpha_syn J_{t-1} + I_t feeds (L2g) in place
         of I_t (snnTorch ``Synaptic``, Norse ``LIFCell``, NIR ``CubaLIF``). None: none.
     learn_tau : False, "factor" or "sigmoid"
@@ -169,7 +178,7 @@ class LIF:
         with a fixed tau, ``input_gain`` can say the same). Needs ``input_gain`` left at 1.
     learn_alpha_syn : bool
         Train alpha_syn (B9), clamped to [0, 1] (snnTorch ``learn_alpha``); parameter
-        ``"{layer}.alpha_syn"``.
+        ``"{layer}.alpha_syn"``, one value, or one per neuron for a per-neuron alpha_syn.
     adaptation : Adaptation or None
         An adaptive threshold ``theta + beta a_t`` (LSNN / ALIF; Section 10, (L3v), (L5a)).
         None (default): the threshold is static.
@@ -206,11 +215,11 @@ class LIF:
             if not isinstance(value, (bool, np.bool_)):
                 raise fail(name, "True or False", repr(value), "LIF", TypeError)
             set_(self, name, bool(value))
-        for name in ("input_gain", "v_leak", "v_reset", "v_init"):
-            set_(self, name, check_real(getattr(self, name), name, owner="LIF"))
-        if self.alpha_syn is not None:
-            set_(self, "alpha_syn", check_real(self.alpha_syn, "alpha_syn", low=0.0, high=1.0,
-                                               owner="LIF"))
+        set_(self, "input_gain", check_real(self.input_gain, "input_gain", owner="LIF"))
+        for name in PER_NEURON_FIELDS[:3]:                   # a float or one per neuron
+            set_(self, name, _check_tau(getattr(self, name), name, low=None, high=None))
+        if self.alpha_syn is not None:                       # (L1s): a float or one per neuron
+            set_(self, "alpha_syn", _check_tau(self.alpha_syn, "alpha_syn"))
         learn = {False: False, True: "factor"}.get(self.learn_tau, self.learn_tau) \
             if isinstance(self.learn_tau, (bool, np.bool_)) else self.learn_tau
         if learn not in (False, "factor", "sigmoid"):
@@ -262,13 +271,20 @@ class LIF:
         return np.ndim(self.tau) > 0
 
     @property
+    def per_neuron_values(self) -> tuple:
+        """The names of the fields besides tau given one value per neuron (v_leak, v_reset,
+        v_init, alpha_syn; (L1s), (L2g), (L4h)), in ``PER_NEURON_FIELDS`` order."""
+        return tuple(name for name in PER_NEURON_FIELDS if np.ndim(getattr(self, name)) > 0)
+
+    @property
     def is_paper_form(self) -> bool:
         """True when only the paper's options are used (scalar tau, hard/soft reset,
         H(0) = 1, no gain, leak, reset or initial potential): the form every compiled
         kernel implements."""
         return (not self.per_neuron_tau and self.reset in ("hard", "soft")
-                and self.spike_at_threshold and self.input_gain == 1.0 and self.v_leak == 0.0
-                and self.v_reset == 0.0 and self.v_init == 0.0 and not self.has_synapse
+                and self.spike_at_threshold and self.input_gain == 1.0
+                and not nonzero(self.v_leak) and not nonzero(self.v_reset)
+                and not nonzero(self.v_init) and not self.has_synapse
                 and not self.learns and not self.tie_gain and not self.stateful)
 
     @property
@@ -344,7 +360,7 @@ def lif_step(current, v_prev, theta, neuron: LIF, spike_fn, s_prev=None, theta_p
             v_prev = (1 - carry) * v_prev                           # (L2i) zero
     tau = neuron.tau
     m = tau * v_prev                                                # (L2)
-    if neuron.v_leak != 0.0:
+    if nonzero(neuron.v_leak):
         m = m + (1 - tau) * neuron.v_leak                           # (L2g) leak potential
     gain = neuron.input_gain
     m = m + (current if np.ndim(gain) == 0 and gain == 1.0 else gain * current)  # (L2g) gain
@@ -372,7 +388,7 @@ def after_reset(m, s, theta, neuron: LIF, carry=None):
         return (1 - s + carry) * m                                  # (L4i) zero
     if neuron.reset == "hard":
         v = (1 - s) * m                                             # (L4h)
-        return v + s * neuron.v_reset if neuron.v_reset != 0.0 else v
+        return v + s * neuron.v_reset if nonzero(neuron.v_reset) else v
     if neuron.reset == "soft":
         return m - s * theta                                        # (L4s)
     return m                                                        # (L4n), (L2a)

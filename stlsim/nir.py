@@ -132,13 +132,13 @@ def _neuron_node(nir, net, i, layer, dt, owner):
     tau_mem = dt / (1.0 - tau)                                      # a = 1 - dt/tau
     r = gain / (1.0 - tau)                                          # g = r dt/tau
     if eff.has_synapse:
-        c = float(eff.alpha_syn)
-        if c >= 1.0:
+        c = full(eff.alpha_syn)                                     # one, or one per neuron
+        if np.any(c >= 1.0):
             raise fail(f"layers[{i}]", "a synapse with alpha_syn < 1 for a NIR CubaLIF node",
-                       repr(c), owner)
-        return nir.CubaLIF(tau_syn=full(dt / (1.0 - c)), tau_mem=tau_mem, r=r,
+                       f"alpha_syn values in [{c.min()}, {c.max()}]", owner)
+        return nir.CubaLIF(tau_syn=dt / (1.0 - c), tau_mem=tau_mem, r=r,
                            v_leak=full(eff.v_leak), v_threshold=theta, v_reset=full(eff.v_reset),
-                           w_in=full(1.0 / (1.0 - c)), metadata=_meta(record)), record
+                           w_in=1.0 / (1.0 - c), metadata=_meta(record)), record
     return nir.LIF(tau=tau_mem, r=r, v_leak=full(eff.v_leak), v_threshold=theta,
                    v_reset=full(eff.v_reset), metadata=_meta(record)), record
 
@@ -405,7 +405,8 @@ def _consistent(saved, values, trained) -> bool:
         elif saved.get("learn_tau") == "sigmoid" and "tau_w" in trained:
             eff["tau"] = 1.0 - 1.0 / (1.0 + np.exp(-np.asarray(trained["tau_w"], dtype=np.float64)))
         if saved.get("learn_alpha_syn") and "alpha_syn" in trained:
-            eff["alpha_syn"] = float(np.clip(trained["alpha_syn"][0], 0.0, 1.0))
+            eff["alpha_syn"] = np.clip(np.asarray(trained["alpha_syn"], dtype=np.float64),
+                                       0.0, 1.0)                    # one, or one per neuron
         if saved.get("tie_gain"):
             eff["input_gain"] = 1.0 - np.asarray(eff["tau"], dtype=np.float64)
         for key in _NUMERIC:

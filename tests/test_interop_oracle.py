@@ -7,7 +7,7 @@
   summed over the neurons they stand for; Norse's float64 constants keep float64.
 * Exact-type dispatch: a subclass of a known neuron (snnTorch DeltaLeaky, SpikingJelly
   LIAFNode or a user's LIFNode) is refused by name, not converted as its parent.
-* Errors name the module: per-neuron Synaptic alpha, Norse tau_syn_inv / v_leak, the
+* Errors name the module: Synaptic alpha, Norse tau_syn_inv / v_leak of a wrong shape, the
   Synaptic zero reset stlsim does not model.
 * Norse's trained LIFParameters tensors are compared and their ``.grad`` restored.
 Skipped where a peer is not installed.
@@ -180,11 +180,13 @@ def test_a_wrong_trained_tau_mem_inv_gradient_is_caught():
     assert rep.spikes_equal and not rep.ok and rep.worst == "1.p.tau_mem_inv"
 
 
-def test_norse_per_neuron_constants_stlsim_lacks_are_named():
+def test_norse_per_neuron_constants_of_a_wrong_shape_are_named():
+    # Per-neuron tau_syn_inv / v_leak / v_reset are converted (tests/test_per_neuron_params.py);
+    # values that do not broadcast over the layer's neurons are named.
     norse = pytest.importorskip("norse.torch")
     from norse.torch.functional.lif import LIFParameters
-    for field, value in (("tau_syn_inv", torch.full((4,), 200.0)),
-                         ("v_leak", torch.tensor([0.1, 0.2, 0.1, 0.1]))):
+    for field, value in (("tau_syn_inv", torch.full((3,), 200.0)),
+                         ("v_leak", torch.tensor([0.1, 0.2]))):
         model = norse.SequentialState(torch.nn.Linear(3, 4), norse.LIFCell(LIFParameters(**{field: value})))
         with pytest.raises(ValueError, match=rf"`model\[1\]\.p\.{field}` of `from_norse` must be one value"):
             interop.from_norse(model, (3,))
@@ -250,7 +252,7 @@ def test_peer_names_the_framework_of_a_mixed_model():
 
 def test_snntorch_values_stlsim_cannot_hold_are_named():
     snn = pytest.importorskip("snntorch")
-    model = torch.nn.Sequential(torch.nn.Linear(3, 4), snn.Synaptic(alpha=torch.rand(4), beta=0.5,
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), snn.Synaptic(alpha=torch.rand(3), beta=0.5,
                                                                      init_hidden=True))
     with pytest.raises(ValueError, match=r"`model\[1\]\.alpha` of `from_snntorch` must be one value"):
         interop.from_snntorch(model, (3,))

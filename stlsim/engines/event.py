@@ -354,6 +354,8 @@ def _check_neurons(neuron, layers):
                  and not (name == "reset" and value == "soft")]
         if n.per_neuron_tau:
             extra.insert(0, "tau (per neuron)")
+        extra = [f"{name} (per neuron)" if name in n.per_neuron_values else name
+                 for name in extra]
         raise fail(f"neuron of layer {i}", "the paper's LIF options (scalar tau, hard or soft "
                    "reset, H(0) = 1, no gain, leak, reset or initial potential) for "
                    "engine='event'", ", ".join(f"{name}={n.settings().get(name.split()[0])!r}"

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._checks import fail
 from ..neurons import (LIF, NO_DELAY_RESETS, adaptation_arrays, adaptation_states, after_reset,
-                       initial_spikes, neuron_of, reset_carries, synaptic_current, tau_like)
+                       initial_spikes, neuron_of, nonzero, reset_carries, synaptic_current, tau_like)
 
 __all__ = ["lif_backward", "lif_backward_stateful", "run_backward", "decay_grads"]
 
@@ -87,7 +87,7 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         if reset == "hard":
             if detach:
                 g = e
-            elif neuron.v_reset == 0.0:
+            elif not nonzero(neuron.v_reset):
                 g = e - m * grad_v                                        # (B2h)
             else:
                 g = e + (neuron.v_reset - m) * grad_v                     # (B2h) reset potential
@@ -146,7 +146,7 @@ def lif_backward(grad_spikes, membrane, spikes, theta, neuron: LIF, surrogate, t
         for t in range(grad_spikes.shape[0] - 1, -1, -1):
             grad_syn = grad_current[t] + alpha * grad_syn_next            # dL/dJ_t = dL/dI_t
             if grad_alpha is not None and t > 0:
-                grad_alpha += np.sum(grad_syn * syn[t - 1], axis=0)       # (B9)
+                grad_alpha += np.sum(grad_syn * syn[t - 1], axis=0)       # (B9), (B9n)
             grad_current[t] = grad_syn
             grad_syn_next = grad_syn
     return grad_current, grad_theta.sum(axis=0)
