@@ -132,32 +132,35 @@ def main(argv=None) -> int:
         "per_neuron_tau": dict(tau=np.linspace(0.1, 0.95, N), reset="soft"),
         "strict": dict(spike_at_threshold=False),
     }
+    def compiled_matches(label, neuron, surrogate, dtype, theta_low):
+        """Spiking and smooth mode of one neuron on the CUDA kernels against the reference;
+        a fallback to the NumPy reference fails the check."""
+        theta = rng.uniform(theta_low, 1.2, N).astype(dtype)
+        current = rng.uniform(-1.0, 2.5, (T, B, N)).astype(dtype)
+        grad_spikes = rng.normal(size=(T, B, N)).astype(dtype)
+        before = backend.CALLS["fallback:numpy"]
+        for smooth in (False, True):
+            spikes_ref, membrane_ref = reference_forward(current, theta, neuron, surrogate, smooth)
+            spikes, membrane = backend.lif_forward(current, theta, neuron, surrogate, smooth)
+            delta_ref, theta_ref = reference_backward(grad_spikes, membrane_ref, spikes_ref,
+                                                      theta, neuron, surrogate)
+            delta, grad_theta = backend.lif_backward(grad_spikes, membrane_ref, spikes_ref,
+                                                     theta, neuron, surrogate)
+            errors = {"membrane": error(membrane, membrane_ref),
+                      "grad_current": error(delta, delta_ref),
+                      "grad_theta": error(grad_theta, theta_ref)}
+            same = True if smooth else np.array_equal(spikes, spikes_ref)
+            if smooth:
+                errors["spikes (smooth)"] = error(spikes, spikes_ref)
+            ran = backend.CALLS["fallback:numpy"] == before
+            record(f"{label} smooth={smooth}", errors, same and ran, tolerance[dtype])
+
     for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
         for label, options in conventions.items():
             options = dict(options)
             neuron = stlsim.LIF(tau=options.pop("tau", 0.6), **options)
-            theta = rng.uniform(-0.3, 1.2, N).astype(dtype)
-            current = rng.uniform(-1.0, 2.5, (T, B, N)).astype(dtype)
-            grad_spikes = rng.normal(size=(T, B, N)).astype(dtype)
-            surrogate = surrogates["atan"]
-            before = backend.CALLS["fallback:numpy"]
-            for smooth in (False, True):
-                spikes_ref, membrane_ref = reference_forward(current, theta, neuron, surrogate,
-                                                             smooth)
-                spikes, membrane = backend.lif_forward(current, theta, neuron, surrogate, smooth)
-                delta_ref, theta_ref = reference_backward(grad_spikes, membrane_ref, spikes_ref,
-                                                          theta, neuron, surrogate)
-                delta, grad_theta = backend.lif_backward(grad_spikes, membrane_ref, spikes_ref,
-                                                         theta, neuron, surrogate)
-                errors = {"membrane": error(membrane, membrane_ref),
-                          "grad_current": error(delta, delta_ref),
-                          "grad_theta": error(grad_theta, theta_ref)}
-                same = True if smooth else np.array_equal(spikes, spikes_ref)
-                if smooth:
-                    errors["spikes (smooth)"] = error(spikes, spikes_ref)
-                ran = backend.CALLS["fallback:numpy"] == before
-                record(f"convention {dtype.name} {label} smooth={smooth}", errors, same and ran,
-                       tolerance[dtype])
+            compiled_matches(f"convention {dtype.name} {label}", neuron, surrogates["atan"], dtype,
+                             -0.3)
 
     # --- 1c. every surrogate the kernels compile (docs/model.md 9.11: the peers' one- and
     # two-parameter ones), soft reset, spiking and smooth; none may fall back -------------------
@@ -165,28 +168,8 @@ def main(argv=None) -> int:
     two_parameter = [n for n in SURROGATE_CODES if stlsim.surrogate.get(n).second is not None]
     for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
         for name in (two_parameter if args.quick else SURROGATE_CODES):   # --quick: the five
-            surrogate = stlsim.surrogate.get(name)
-            neuron = stlsim.LIF(tau=0.7, reset="soft")
-            theta = rng.uniform(0.2, 1.2, N).astype(dtype)
-            current = rng.uniform(-1.0, 2.5, (T, B, N)).astype(dtype)
-            grad_spikes = rng.normal(size=(T, B, N)).astype(dtype)
-            before = backend.CALLS["fallback:numpy"]
-            for smooth in (False, True):
-                spikes_ref, membrane_ref = reference_forward(current, theta, neuron, surrogate, smooth)
-                spikes, membrane = backend.lif_forward(current, theta, neuron, surrogate, smooth)
-                delta_ref, theta_ref = reference_backward(grad_spikes, membrane_ref, spikes_ref,
-                                                          theta, neuron, surrogate)
-                delta, grad_theta = backend.lif_backward(grad_spikes, membrane_ref, spikes_ref,
-                                                         theta, neuron, surrogate)
-                errors = {"membrane": error(membrane, membrane_ref),
-                          "grad_current": error(delta, delta_ref),
-                          "grad_theta": error(grad_theta, theta_ref)}
-                same = True if smooth else np.array_equal(spikes, spikes_ref)
-                if smooth:
-                    errors["spikes (smooth)"] = error(spikes, spikes_ref)
-                ran = backend.CALLS["fallback:numpy"] == before
-                record(f"surrogate {dtype.name} {name} smooth={smooth}", errors, same and ran,
-                       tolerance[dtype])
+            compiled_matches(f"surrogate {dtype.name} {name}", stlsim.LIF(tau=0.7, reset="soft"),
+                             stlsim.surrogate.get(name), dtype, 0.2)
 
     # --- 2. the device-resident Dense path ---------------------------------------------------
     def dense_net(sizes, dtype, reset="hard", surrogate="atan", detach=False, bias=False,
