@@ -100,8 +100,9 @@ def kernel_neuron(neuron) -> bool:
 def compiled_neuron(neuron) -> bool:
     """Whether the Numba CPU and CUDA kernels implement ``neuron`` (one layer's LIF): every
     option of docs/model.md Section 8 but the synapse (L1s), a per-neuron gain (a gain
-    tied to a per-neuron decay) and per-neuron v_leak, v_reset or v_init ((L2g), (L4h)). The backward of a trained decay or synapse runs on the
-    NumPy reference (``grad.bptt.run_backward``)."""
+    tied to a per-neuron decay), per-neuron v_leak, v_reset or v_init ((L2g), (L4h)) and
+    the immediate and after-leak zero resets ((L2i), (L4i), (L2z)). The backward of a
+    trained decay or synapse runs on the NumPy reference (``grad.bptt.run_backward``)."""
     return (not neuron.has_synapse and np.ndim(neuron.input_gain) == 0
             and not neuron.per_neuron_values       # v_leak, v_reset, v_init per neuron: NumPy
             and neuron.reset not in ("zero_after_leak",   # (L2z), (L2i), (L4i): the NumPy
