@@ -1,4 +1,6 @@
-"""Per-neuron alpha_syn, v_leak, v_reset, v_init ((L1s), (L2g), (L4h), (B9)); issue 24."""
+"""Per-neuron alpha_syn, v_leak, v_reset, v_init ((L1s), (L2g), (L4h), (B9n)): the reference's
+gradients against finite differences, the peers (snnTorch Synaptic, Norse LIF cells) through
+interop.compare, the compiled backends' counted fallback, and clear errors for bad values."""
 import functools
 
 import numpy as np

@@ -266,9 +266,8 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
 
     def backward_fused(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
                        s_init, rec_w, beta, rho, one, param, param2, detach, detach_adapt,
-                       has_gain,
-                       per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
-                       beta_part, rho_part):
+                       has_gain, per_tau, adapt, delta_state, alpha_state, rec_state, vt_state,
+                       theta_part, beta_part, rho_part):
         T, B, N = grad_spikes.shape
         for b in numba.prange(B):
             delta_next, alpha_next, rec = delta_state[b], alpha_state[b], rec_state[b]
@@ -309,9 +308,8 @@ def _build_backward(strategy, kind, reset, rec_kind, adaptive, parallel):
 
     def backward_blas(grad_spikes, membrane, spikes, theta, grad_current, tau, gain, v_reset,
                       s_init, rec_w, beta, rho, one, param, param2, detach, detach_adapt,
-                      has_gain,
-                      per_tau, adapt, delta_state, alpha_state, rec_state, vt_state, theta_part,
-                      beta_part, rho_part):
+                      has_gain, per_tau, adapt, delta_state, alpha_state, rec_state, vt_state,
+                      theta_part, beta_part, rho_part):
         T, B, N = grad_spikes.shape
         for b in range(B):
             for i in range(N):
