@@ -342,25 +342,6 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or bool(signals.requested)
-    # Runs whose result never came back (a second Ctrl-C, a worker that died after its last save, an
-    # error after it): what their records hold is kept, so no finished epoch is dropped from results.json.
-    _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since=started_at)
-    runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
-    runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
-    results = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "provenance": provenance(),
-        "dataset": {"name": data.name, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
-                    "n_classes": int(data.n_classes), "input_shape": list(data.input_shape),
-                    "source": str(getattr(data, "source", "")), "license": str(getattr(data, "license", ""))},
-        "config": {"network": dataclasses.asdict(netcfg),
-                   "training": {k: v for k, v in dataclasses.asdict(trainconfig).items() if k not in ("mode", "seed")},
-                   "seeds": list(seeds), "modes": list(modes)},
-        "modes": {mode: _mode_summary(runs) for mode, runs in runs_by_mode.items()},
-        "total_wall_time_s": time.perf_counter() - started,
-        "interrupted": interrupted,
-        "figures": {},
-    }
     results_path = os.path.join(out_dir, "results.json")
 
     def write_results():
@@ -368,7 +349,29 @@ def _run_claimed(data, netcfg, trainconfig, modes, seeds, out_dir, progress, plo
             with open(tmp, "w") as f:
                 json.dump(results, f, indent=1, default=float)
 
-    write_results()                      # before the figures: an interrupt there loses nothing
+    # The summary is built and written under protect(): a second Ctrl-C while it is gathered
+    # (reading the records, the provenance) must not lose the finished runs from results.json.
+    with signals.protect():
+        # Runs whose result never came back (a second Ctrl-C, a worker that died after its last save, an
+        # error after it): what their records hold is kept, so no finished epoch is dropped from results.json.
+        _recover_from_records(runs_by_mode, out_dir, trainconfig, seeds, since=started_at)
+        runs_by_mode = {m: [r for r in runs if r["history"]["epoch"]] for m, runs in runs_by_mode.items()}
+        runs_by_mode = {m: runs for m, runs in runs_by_mode.items() if runs}
+        results = {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "provenance": provenance(),
+            "dataset": {"name": data.name, "n_train": int(len(data.y_train)), "n_test": int(len(data.y_test)),
+                        "n_classes": int(data.n_classes), "input_shape": list(data.input_shape),
+                        "source": str(getattr(data, "source", "")), "license": str(getattr(data, "license", ""))},
+            "config": {"network": dataclasses.asdict(netcfg),
+                       "training": {k: v for k, v in dataclasses.asdict(trainconfig).items() if k not in ("mode", "seed")},
+                       "seeds": list(seeds), "modes": list(modes)},
+            "modes": {mode: _mode_summary(runs) for mode, runs in runs_by_mode.items()},
+            "total_wall_time_s": time.perf_counter() - started,
+            "interrupted": interrupted,
+            "figures": {},
+        }
+        write_results()                  # before the figures: an interrupt there loses nothing
     if not interrupted:                  # the rerun is complete: its older summary has been replaced
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(out_dir, "results.previous.json"))

@@ -462,8 +462,8 @@ def train(net, data, config: TrainConfig, *, record_path=None, resume=None, prog
                     save()
         except KeyboardInterrupt:
             interrupted = True
-            bar.line("interrupted: saving the finished epochs")
-            with signals.protect():
+            with signals.protect():          # a second Ctrl-C must not cut this save short
+                bar.line("interrupted: saving the finished epochs")
                 save()
         finally:
             bar.close()

@@ -354,12 +354,12 @@ def run_sweep(tasks, out_dir, *, scheduler="local", max_workers=None, meta=None,
     from ..._io import claim_folder
     from ...train.signals import interrupt_guard
 
-    with claim_folder(out_dir, "stlsim sweep", force), interrupt_guard():
+    with claim_folder(out_dir, "stlsim sweep", force), interrupt_guard() as signals:
         _claim_sweep(out_dir, [t.id for t in tasks] if meta is not None else None, force)
-        return _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log)
+        return _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log, signals)
 
 
-def _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log) -> dict:
+def _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log, signals) -> dict:
     import glob
 
     from .table import write_json
@@ -409,7 +409,8 @@ def _run_claimed(tasks, out_dir, scheduler, max_workers, meta, task_fn, log) -> 
                 interrupted = interrupted or bool(executor.signals.requested)
         except KeyboardInterrupt:
             interrupted = True
-    table = write_tables(out_dir, ids, docs)
+    with signals.protect():       # a second Ctrl-C while the tables are written must not cut them short
+        table = write_tables(out_dir, ids, docs)
     statuses = [docs.get(i, {}).get("row", {}).get("status", "missing") for i in ids]
     summary = {"tasks": len(tasks), "ran": progress.done, "skipped": len(tasks) - len(todo),
                "ok": statuses.count("ok"), "failed": statuses.count("error") + statuses.count("killed"),
