@@ -255,6 +255,9 @@ def test_ctrl_c_on_workers_keeps_the_finished_epochs(tmp_path):
             assert rec["checkpoint"]["epoch"] == len(history["epoch"])
             assert bool(rec["attrs"]["interrupted"]) == (len(history["epoch"]) < 400)
             summarised += 1
-    assert summarised == sum(line.startswith("[") for line in stdout.splitlines())
+    # one progress line per run that came back; a run stopped before its first epoch ends ("no epoch
+    # finished") has nothing to summarise (on a loaded machine the second worker can be that slow)
+    finished = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert summarised == sum("no epoch finished" not in line for line in finished), stdout
     assert summarised < 4 or any(s["interrupted"] for s in results["modes"].values())
     assert not list(out.glob(".*.tmp")) and not (out / ".stlsim.lock").exists()
