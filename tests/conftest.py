@@ -59,3 +59,29 @@ def _backend_sweep(request, monkeypatch):
     yield
     ran = sum(n for key, n in calls.items() if not key.startswith("fallback"))
     assert ran > before, f"the {backend} kernels never ran"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` are skipped unless the run selects them (``-m slow``)."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
+def rotated(cases, combos, case_id, combo_id):
+    """``pytest.param``s of every (case, combo): case i runs with ``combos[i % len(combos)]`` in the
+    default suite, its other combos are marked ``slow``.
+
+    Each such parametrisation compiles its own kernel specialisations: on a clean clone (cold Numba
+    caches) the whole matrix costs minutes of compilation, while every case and every combo still runs
+    by default once; ``-m slow`` runs the full matrix. ``combos`` are tuples of further arguments.
+    """
+    params = []
+    for i, case in enumerate(cases):
+        for k, combo in enumerate(combos):
+            marks = () if k == i % len(combos) else (pytest.mark.slow,)
+            params.append(pytest.param(case, *combo, id=f"{case_id(case)}-{combo_id(combo)}", marks=marks))
+    return params

@@ -20,6 +20,8 @@ from stlsim import conventions
 from stlsim.engines import get_backend
 from stlsim.grad.check import compare, finite_difference_grads
 
+from conftest import rotated
+
 SIZES = (6, 9, 4)
 
 
@@ -113,8 +115,9 @@ KERNEL_OPTIONS = OPTIONS + [dict(spike_at_threshold=False), dict(reset="none", i
                                  detach_reset=True, v_init=0.6)]
 
 
-@pytest.mark.parametrize("dtype", (np.float64, np.float32))
-@pytest.mark.parametrize("options", KERNEL_OPTIONS, ids=lambda o: ",".join(f"{k}" for k in o))
+@pytest.mark.parametrize("options, dtype", rotated(KERNEL_OPTIONS, [(np.float64,), (np.float32,)],
+                                                   lambda o: ",".join(f"{k}" for k in o),
+                                                   lambda combo: np.dtype(combo[0]).name))
 def test_numba_kernels_equal_the_reference_for_every_option(options, dtype):
     pytest.importorskip("numba")
     backend = get_backend("numba")

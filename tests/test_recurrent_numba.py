@@ -19,6 +19,7 @@ from stlsim.engines.clock import lif_forward_stateful  # noqa: E402
 from stlsim.grad.bptt import lif_backward_stateful  # noqa: E402
 from stlsim.kernels import cpu, recurrent_cpu  # noqa: E402
 from stlsim.layers.base import Recurrence  # noqa: E402
+from conftest import rotated  # noqa: E402
 
 BACKEND = get_backend("numba")
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -96,9 +97,14 @@ def run_both(case, dtype, smooth, **sizes):
     return (ref_s, ref_m, ref_b, ref_acc), (spikes, membrane, got_b, acc)
 
 
-@pytest.mark.parametrize("smooth", (False, True), ids=("spiking", "smooth"))
-@pytest.mark.parametrize("dtype", (np.float64, np.float32), ids=("f64", "f32"))
-@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+DTYPE_MODES = [(np.float64, False), (np.float32, True), (np.float32, False), (np.float64, True)]
+
+
+def _dtype_mode_id(combo):
+    return f"{'f64' if combo[0] == np.float64 else 'f32'}-{'smooth' if combo[1] else 'spiking'}"
+
+
+@pytest.mark.parametrize("case, dtype, smooth", rotated(CASES, DTYPE_MODES, _case_id, _dtype_mode_id))
 def test_kernels_match_the_reference(case, dtype, smooth):
     before = cpu.CALLS.copy()
     ref, got = run_both(case, dtype, smooth)
@@ -127,7 +133,7 @@ def test_kernels_match_the_reference(case, dtype, smooth):
         assert_close(acc[key], ref_acc[key], tol, key)
 
 
-@pytest.mark.parametrize("B", (1, 5))
+@pytest.mark.parametrize("B", (1, pytest.param(5, marks=pytest.mark.slow)))
 def test_every_strategy_and_the_parallel_path_agree(B, monkeypatch):
     """Both strategies of each direction (``recurrent_cpu.STRATEGY``), and the fused loops
     parallel over the batch, give the reference's numbers."""
@@ -195,9 +201,7 @@ NETWORKS = [
 ]
 
 
-@pytest.mark.parametrize("smooth", (False, True), ids=("spiking", "smooth"))
-@pytest.mark.parametrize("dtype", (np.float64, np.float32), ids=("f64", "f32"))
-@pytest.mark.parametrize("which", range(len(NETWORKS)))
+@pytest.mark.parametrize("which, dtype, smooth", rotated(range(len(NETWORKS)), DTYPE_MODES, str, _dtype_mode_id))
 def test_network_loss_and_grad_numba_equals_numpy(which, dtype, smooth):
     recurrent, bias, neuron = NETWORKS[which]
     sizes = (10, 14, 4)

@@ -38,6 +38,8 @@ from stlsim.grad.bptt import lif_backward_stateful  # noqa: E402
 from stlsim.kernels import cpu  # noqa: E402
 from stlsim.layers.base import Recurrence  # noqa: E402
 
+from conftest import rotated  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # each with a second parameter that moves its kink (or its second slope) into the range
 # the membranes visit: x = m - theta mostly in (-2, 2)
@@ -130,8 +132,8 @@ def _stateful_layer(dtype, T=20, B=3, N=10, seed=0):
     return neuron, current, theta, recurrence, grad_spikes
 
 
-@pytest.mark.parametrize("dtype", (np.float64, np.float32), ids=("f64", "f32"))
-@pytest.mark.parametrize("sg", TWO_PARAMETERS, ids=ids)
+@pytest.mark.parametrize("sg, dtype", rotated(TWO_PARAMETERS, [(np.float64,), (np.float32,)], lambda sg: type(sg).__name__,
+                                              lambda combo: "f64" if combo[0] == np.float64 else "f32"))
 def test_stateful_kernels_equal_the_reference(sg, dtype):
     neuron, current, theta, recurrence, grad_spikes = _stateful_layer(dtype)
     tol = TOL[dtype]
