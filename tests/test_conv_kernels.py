@@ -251,3 +251,19 @@ def test_im2col_chunks_are_cache_sized_with_a_floor_of_images(monkeypatch):
     assert wide._chunk() == conv_module.MIN_CHUNK_IMAGES == 2
     monkeypatch.setattr(conv_module, "IM2COL_ELEMENTS", 1)
     assert small._chunk() == 2
+
+
+def test_conv_speed_profile_times_the_pieces_and_restores_them(capsys):
+    """``conv_speed.py --profile``: a row per conv kernel, layer, LIF kernel and GEMM, and
+    the wrapped functions are the originals again afterwards."""
+    from benchmarks import conv_speed
+    from stlsim.engines import numba_backend
+    from stlsim.layers import Conv2d
+    originals = (conv_cpu.im2col, Conv2d.forward, numba_backend.BACKEND)
+    conv_speed.main(["--profile", "--arch", "conv-small", "--batch", "2", "--time-steps", "2",
+                     "--repeats", "1"])
+    out = capsys.readouterr().out
+    for row in ("whole step", "kernel: im2col", "kernel: bn_apply", "Conv2d.backward", "LIF forward",
+                "gemm-only (one call)", "gemm 0: (3136, 25) @ (25, 16)"):
+        assert row in out, row
+    assert (conv_cpu.im2col, Conv2d.forward, numba_backend.BACKEND) == originals
