@@ -351,7 +351,7 @@ def test_conv_chunking_does_not_change_results(monkeypatch):
     g = rng.standard_normal((3, 5, 4, 6, 6))
     out, cache = conv.forward(x, params, stlsim.layers.Context())
     grads, grad_x = conv.backward(g, cache, params, True)
-    monkeypatch.setattr(conv_module, "IM2COL_ELEMENTS", 500)        # two images per chunk (the floor)
+    monkeypatch.setattr(conv_module, "IM2COL_ELEMENTS", 500)        # one image per chunk
     out2, cache2 = conv.forward(x, params, stlsim.layers.Context())
     grads2, grad_x2 = conv.backward(g, cache2, params, True)
     np.testing.assert_allclose(out2, out, rtol=1e-13, atol=1e-13)

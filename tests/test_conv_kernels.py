@@ -242,17 +242,6 @@ def test_compiled_conv_output_does_not_alias_scratch(c_out, size):
     np.testing.assert_array_equal(out1, kept)
 
 
-def test_im2col_chunks_are_cache_sized_with_a_floor_of_images(monkeypatch):
-    """A chunk holds at most ``IM2COL_ELEMENTS`` entries, but never fewer than
-    ``MIN_CHUNK_IMAGES`` images (the (B4) GEMM of a wide layer is slow on one image)."""
-    small = stlsim.Conv2d(1, 16, 5, padding=2, input_size=(28, 28))           # 19,600 entries per image
-    wide = stlsim.Conv2d(128, 128, 5, padding=2, input_size=(14, 14))         # 627,200 entries per image
-    assert small._chunk() * 28 * 28 * 25 <= conv_module.IM2COL_ELEMENTS < (small._chunk() + 1) * 28 * 28 * 25
-    assert wide._chunk() == conv_module.MIN_CHUNK_IMAGES == 2
-    monkeypatch.setattr(conv_module, "IM2COL_ELEMENTS", 1)
-    assert small._chunk() == 2
-
-
 def test_conv_speed_profile_times_the_pieces_and_restores_them(capsys):
     """``conv_speed.py --profile``: a row per conv kernel, layer, LIF kernel and GEMM, and
     the wrapped functions are the originals again afterwards."""

@@ -37,16 +37,13 @@ from .batchnorm import (batchnorm_backward, batchnorm_backward_channels_last, ba
 
 __all__ = ["Conv2d", "conv_output_size", "conv_input_size"]
 
-# Largest im2col chunk, in array entries (2 MiB in float32), but at least
-# ``MIN_CHUNK_IMAGES`` images: a chunk that the GEMM reads back from the cache right after
-# im2col wrote it (and, backward, that col2im reads right after the (B6) GEMM wrote it)
-# instead of from memory; conv128c5 on 200 images of 14x14 (a 500 MB im2col matrix in
-# float32) is never held at once. conv-small's step ran ~9% faster than with 16 MiB
-# chunks (docs/performance.md, *Convolutional networks*); one image per chunk makes the
-# weight-gradient GEMM (B4) of a wide layer slower (its inner dimension is then one
-# image's pixels).
-IM2COL_ELEMENTS = 1 << 19
-MIN_CHUNK_IMAGES = 2
+# Largest im2col chunk, in array entries (16 MiB in float32): big enough for efficient
+# GEMMs, small enough to stay near the caches; conv128c5 on 200 images of 14x14 (a
+# 500 MB im2col matrix in float32) is never held at once. Larger chunks gain nothing
+# once the GEMM is compute-bound. Smaller ones (2 MiB, read back from the cache) made
+# conv-small's step ~12% faster on one thread but up to ~1.7x slower with two threads on
+# a loaded machine (more GEMM calls, each a handoff to OpenBLAS's threads; docs/performance.md).
+IM2COL_ELEMENTS = 1 << 22
 
 
 def _pair(value, name: str, owner: str, low: int) -> tuple:
@@ -224,7 +221,7 @@ class Conv2d(Layer):
         """Images per im2col chunk."""
         _, h_out, w_out = self.out_shape
         row = h_out * w_out * self.kernel_size[0] * self.kernel_size[1] * self.in_channels
-        return max(MIN_CHUNK_IMAGES, IM2COL_ELEMENTS // row)
+        return max(1, IM2COL_ELEMENTS // row)
 
     def _weight_matrix(self, weight):
         # (C_out, C_in, kh, kw) -> (C_out, kh*kw*C_in), the feature order of im2col's rows.
