@@ -14,6 +14,11 @@ is read when NumPy loads (set it before Python starts); the run records it.
 
     python benchmarks/conv_speed.py                       # stl-mnist and conv-small, B = 50, T = 4
     python benchmarks/conv_speed.py --arch conv-small --repeats 5
+    OPENBLAS_NUM_THREADS=1 STLSIM_NUM_THREADS=1 python benchmarks/conv_speed.py --profile --repeats 21
+
+``--profile`` times the pieces of one numba-backend step instead (``profile_step``: the
+conv kernels, the layers, the LIF kernels, each GEMM of ``gemm_only_fn`` alone; process
+CPU time, best of ``--repeats``); run it on one thread, set before Python starts.
 
 "gemm-only" times the products a step cannot avoid (``gemm_only_fn``); each row carries
 its ratios to torch-cpu and to gemm-only, of the medians ("ratios") and of the best
@@ -153,7 +158,70 @@ def gemm_only_fn(net, T, B, dtype):
     def gemms():
         for a, b, out in products:
             np.matmul(a, b, out=out)
+    gemms.products = products
     return gemms
+
+
+def profile_step(net, x, y, repeats):
+    """Per-piece process CPU time (s) of ``net.loss_and_grad(training=True, backend="numba")``,
+    the best of ``repeats`` steps (the pieces of the fastest step): every kernel wrapper of
+    ``kernels.conv_cpu`` ("kernel: ..."), each layer class's forward and backward (kernels
+    and GEMMs inside), the backend's LIF kernels, and each product of ``gemm_only_fn`` timed
+    alone ("gemm i: shapes"). The wrappers are restored on return."""
+    from stlsim.engines import numba_backend
+    from stlsim.kernels import conv_cpu
+    acc = {}
+
+    def timed(fn, label):
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[label] = acc.get(label, 0.0) + time.process_time() - start
+        return run
+
+    patches = [(conv_cpu, name, f"kernel: {name}") for name in conv_cpu.__all__ if name != "CALLS"]
+    patches += [(type(layer), method, f"{type(layer).__name__}.{method}")
+                for layer in net.layers for method in ("forward", "backward")]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    backend = numba_backend.BACKEND
+    try:
+        for owner, name, label in dict(((o, n), (o, n, lbl)) for o, n, lbl in patches).values():
+            setattr(owner, name, timed(getattr(owner, name), label))
+        numba_backend.BACKEND = backend._replace(
+            lif_forward=timed(backend.lif_forward, "LIF forward"),
+            lif_backward=timed(backend.lif_backward, "LIF backward"))
+        net.loss_and_grad(x, y, training=True, backend="numba")            # warm-up
+        best = None
+        for _ in range(repeats):
+            acc.clear()
+            start = time.process_time()
+            net.loss_and_grad(x, y, training=True, backend="numba")
+            acc["whole step"] = time.process_time() - start
+            if best is None or acc["whole step"] < best["whole step"]:
+                best = dict(acc)
+    finally:
+        numba_backend.BACKEND = backend
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+    T, B = x.shape[:2]
+    gemms = gemm_only_fn(net, T, B, x.dtype)
+    gemms()
+    cpu = []
+    for _ in range(repeats):
+        start = time.process_time()
+        gemms()
+        cpu.append(time.process_time() - start)
+    best["gemm-only (one call)"] = min(cpu)
+    for i, (a, b, out) in enumerate(gemms.products):
+        cpu = []
+        for _ in range(repeats):
+            start = time.process_time()
+            np.matmul(a, b, out=out)
+            cpu.append(time.process_time() - start)
+        best[f"gemm {i}: {a.shape} @ {b.shape}"] = min(cpu)
+    return best
 
 
 def main(argv=None):
@@ -165,6 +233,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the per-piece profile of one numba step (profile_step) and exit")
     parser.add_argument("--out", default=None,
                         help="results file (default: results/conv_speed.json, or conv_speed_loaded.json "
                              f"when the load average exceeded {LOADED} at the start)")
@@ -184,6 +254,24 @@ def main(argv=None):
             import torch
         except ImportError:
             print("torch not installed: stlsim only")
+
+    if args.profile:
+        from stlsim import get_num_threads
+        for name in args.arch:
+            net = architectures.network(name, input_shape=(1, 28, 28), n_classes=10,
+                                        population=args.population, dtype=dtype, backend="numpy", seed=0)
+            rng = np.random.default_rng(0)
+            images = rng.random((args.batch, 1, 28, 28))
+            x = (rng.random((args.time_steps,) + images.shape) < images).astype(dtype)
+            y = rng.integers(0, 10, args.batch)
+            pieces = profile_step(net, x, y, args.repeats)
+            print(f"{name}: B {args.batch}, T {args.time_steps}, {dtype.name}, numba threads "
+                  f"{get_num_threads()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
+                  f"process CPU ms, best of {args.repeats}")
+            for key, value in sorted(pieces.items(), key=lambda item: -item[1]):
+                print(f"  {key:44s} {1000 * value:9.1f}")
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        return
 
     results = []
     load_start = os.getloadavg()

@@ -240,3 +240,19 @@ def test_compiled_conv_output_does_not_alias_scratch(c_out, size):
     kept = out1.copy()
     conv.forward(x2, params, ctx)
     np.testing.assert_array_equal(out1, kept)
+
+
+def test_conv_speed_profile_times_the_pieces_and_restores_them(capsys):
+    """``conv_speed.py --profile``: a row per conv kernel, layer, LIF kernel and GEMM, and
+    the wrapped functions are the originals again afterwards."""
+    from benchmarks import conv_speed
+    from stlsim.engines import numba_backend
+    from stlsim.layers import Conv2d
+    originals = (conv_cpu.im2col, Conv2d.forward, numba_backend.BACKEND)
+    conv_speed.main(["--profile", "--arch", "conv-small", "--batch", "2", "--time-steps", "2",
+                     "--repeats", "1"])
+    out = capsys.readouterr().out
+    for row in ("whole step", "kernel: im2col", "kernel: bn_apply", "Conv2d.backward", "LIF forward",
+                "gemm-only (one call)", "gemm 0: (3136, 25) @ (25, 16)"):
+        assert row in out, row
+    assert (conv_cpu.im2col, Conv2d.forward, numba_backend.BACKEND) == originals

@@ -141,16 +141,25 @@ def bn_stats(z, bias, mean, var):
     _bn_stats(z, bias, mean, var)
 
 
+# Pixels per block of ``_bn_apply``: a block of channels-last rows (64 C values) stays in
+# the L1 cache while each channel's run of 64 NCHW outputs is written contiguously.
+# Writing all C channels of one pixel at a time instead (C output streams P apart) ran
+# the layer-1 apply of conv-small ~2.5x slower (docs/performance.md).
+BN_PIXEL_BLOCK = 64
+
+
 @_jit
 def _bn_apply(z, bias, mean, inv_std, weight, shift, z_hat, current):
     T, B, P, C = z.shape
     for tb in numba.prange(T * B):
         t, b = tb // B, tb % B
-        for p in range(P):
+        for first in range(0, P, BN_PIXEL_BLOCK):
+            last = min(P, first + BN_PIXEL_BLOCK)
             for c in range(C):
-                h = ((z[t, b, p, c] + bias[c]) - mean[t, c]) * inv_std[t, c]
-                z_hat[t, b, c, p] = h
-                current[t, b, c, p] = h * weight[c] + shift[c]
+                for p in range(first, last):
+                    h = ((z[t, b, p, c] + bias[c]) - mean[t, c]) * inv_std[t, c]
+                    z_hat[t, b, c, p] = h
+                    current[t, b, c, p] = h * weight[c] + shift[c]
 
 
 def bn_apply(z, bias, mean, inv_std, weight, shift, z_hat, current):

@@ -40,7 +40,9 @@ __all__ = ["Conv2d", "conv_output_size", "conv_input_size"]
 # Largest im2col chunk, in array entries (16 MiB in float32): big enough for efficient
 # GEMMs, small enough to stay near the caches; conv128c5 on 200 images of 14x14 (a
 # 500 MB im2col matrix in float32) is never held at once. Larger chunks gain nothing
-# once the GEMM is compute-bound.
+# once the GEMM is compute-bound. Smaller ones (2 MiB, read back from the cache) made
+# conv-small's step ~12% faster on one thread but up to ~1.7x slower with two threads on
+# a loaded machine (more GEMM calls, each a handoff to OpenBLAS's threads; docs/performance.md).
 IM2COL_ELEMENTS = 1 << 22
 
 
