@@ -26,7 +26,7 @@ from . import scalar
 from ._jit import prepare_cache, register_scalar
 
 __all__ = ["dense_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
-           "visit_fence"]
+           "visit_fence", "population_counts"]
 
 
 prepare_cache(__file__)
@@ -99,6 +99,19 @@ def events_to_rows(ptr, idx, val, unit, out):
     for r in range(ptr.shape[0] - 1):
         for e in range(ptr[r], ptr[r + 1]):
             out[r, idx[e]] = 1 if unit else val[e]
+
+
+@numba.njit(cache=True)
+def population_counts(ptr, idx, T, B, n_classes, population):
+    """Spikes per sample and class, (B, n_classes) int64, from compressed rows of
+    output spikes: neuron i counts for class i // population."""
+    counts = np.zeros((B, n_classes), dtype=np.int64)
+    for t in range(T):
+        for b in range(B):
+            r = t * B + b
+            for e in range(ptr[r], ptr[r + 1]):
+                counts[b, idx[e] // population] += 1
+    return counts
 
 
 @numba.njit(cache=True)
