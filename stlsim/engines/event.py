@@ -493,7 +493,7 @@ class SpikesPlan:
         T, B = events.T, events.batch_size
         CALLS["forward"] += 1
         CALLS["plan"] += 1
-        empty3, empty2, empty1 = _empties(dtype)
+        empty1 = _empties(dtype)[2]
         out = []
         for layer in self.layers:
             N = layer.n_out
@@ -507,12 +507,11 @@ class SpikesPlan:
                 bias = data[layer.bias_key] if layer.bias_key is not None else empty1
                 CALLS["push"] += 1
                 CALLS["cached_transpose"] += 1
-                spk_ptr, spk_idx, _, _, _ = kernels.dense_layer_forward(
+                spk_ptr, spk_idx = kernels.dense_layer_spikes(
                     T, B, events.ptr, events.index, values, unit, data[layer.weight_key],
-                    layer.weight_t, True, bias, layer.bias_key is not None, layer.theta,
-                    _VISIT["crossing"], 0, layer.half_width, layer.tau, layer.tau_pow,
-                    layer.hard, False, empty3, empty3, empty3,
-                    _scratch("current", (B, N), dtype), layer.eps, DIRECT_RATIO, empty1)
+                    layer.weight_t, bias, layer.bias_key is not None, layer.theta,
+                    layer.half_width, layer.tau, layer.tau_pow, layer.hard,
+                    _scratch("current", (B, N), dtype), layer.eps)
                 del bias
             events = SpikeEvents._trusted(T, B, layer.out_shape, spk_ptr, spk_idx, None, dtype)
             out.append(events)
@@ -546,7 +545,7 @@ def plan_spikes(layers, params_per_layer, neuron, surrogate, dtype, weight_t, in
     Call it after ``run_forward`` succeeded with the same arguments (which checked the
     neurons)."""
     code = kernel_surrogate(surrogate)
-    if code is None or not KEEP_TRANSPOSED:
+    if code is None or not KEEP_TRANSPOSED or not PLAN_SPIKES:
         return None
     planned = []
     for i, layer in enumerate(layers):

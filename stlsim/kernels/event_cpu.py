@@ -26,7 +26,7 @@ from . import scalar
 from ._jit import prepare_cache, register_scalar
 
 __all__ = ["dense_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
-           "visit_fence", "population_counts"]
+           "visit_fence", "population_counts", "dense_layer_spikes"]
 
 
 prepare_cache(__file__)
@@ -553,6 +553,22 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
     if keep == 2:
         n_kept = T * B * N
     return spk_ptr, spk_idx[:n_spikes], m_ptr, m_idx[:n_kept], m_val[:n_kept]
+
+
+@numba.njit(cache=True)
+def dense_layer_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t, bias,
+                       has_bias, theta, half_width, tau, tau_pow, hard, current, eps):
+    """``dense_layer_forward`` pushing rows of ``weight_t``, visiting CROSSING, keeping
+    and recording nothing: the spike rows ``(spk_ptr, spk_idx)`` alone (what
+    ``record="spikes"`` needs; two arrays to hand back to Python instead of five)."""
+    dtype = tau_pow.dtype
+    empty3 = np.zeros((0, 0, 0), dtype=dtype)
+    empty1 = np.zeros(0, dtype=dtype)
+    spk_ptr, spk_idx, _, _, _ = dense_layer_forward(
+        T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t, True, bias, has_bias,
+        theta, CROSSING, 0, half_width, tau, tau_pow, hard, False, empty3, empty3, empty3,
+        current, eps, 1.0, empty1)
+    return spk_ptr, spk_idx
 
 
 _ATAN, _SIGMOID = scalar.ATAN, scalar.SIGMOID
