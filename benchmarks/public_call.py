@@ -261,7 +261,7 @@ def main(argv=None):
         "paths": {"before": "stlsim.network._LEGACY_CALL_PATH = True",
                   "guarded": "stlsim.engines.event.PLAN_SPIKES = False",
                   "after": "default", "floor": "first layer alone: plain loop, event kernel"},
-        "identical_outputs": identical,
+        "identical_outputs_before_vs_after": identical,
         "after_path_state": fast,
         "median_ms": {f"{path}:{name}": v for (path, name), v in medians.items()},
         "rounds_ms": {f"{path}:{name}": v for (path, name), v in times.items()},

@@ -188,3 +188,24 @@ def test_plan_holds_no_parameter_array():
         planned(net, x)
     assert _params.SCANS["full"] == scans
     assert all(net.params._private(key) for key in net.params._data)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 35, 70])
+def test_the_scan_of_a_dense_input_finds_every_nonzero(dtype, n):
+    # One pass, blocks of eight entries tested at once (float32 pairs as 64-bit words
+    # where n is even): the same events as np.nonzero, -0.0 no event, any alignment.
+    from stlsim.engines.event_convert import scan_dense
+    rng = np.random.default_rng(n)
+    base = np.zeros(5 * 3 * n + 1, dtype=dtype)
+    for x in (base[:-1].reshape(5, 3, n), base[1:].reshape(5, 3, n)):   # 8-byte aligned or not
+        for density in (0.0, 0.05, 0.5, 1.0):
+            x[...] = (rng.random(x.shape) < density) * rng.choice([1.0, -0.5, 2.0], x.shape)
+            x[0, 0] = -0.0
+            x[1, 2, n - 1] = 3.0                                        # the tail
+            events = scan_dense(x, event._kernels())
+            expected = stlsim.SpikeEvents.from_dense(x)
+            np.testing.assert_array_equal(events.ptr, expected.ptr)
+            np.testing.assert_array_equal(events.index, expected.index)
+            np.testing.assert_array_equal(events.to_dense(), expected.to_dense())
+            assert (events.values is None) == (expected.values is None)

