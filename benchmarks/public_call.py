@@ -24,7 +24,7 @@ Beside them, per round, the floor and the kernel alone (first layer, the after p
 arguments): ``plain_loop``, the plainest Numba loop doing the first layer's event work
 (per step: push the rows of W.T of the step's input events into one current row, then
 one LIF pass (L2)-(L4), hard reset, over the 800 neurons; ``plain_push``), and
-``kernel``, ``kernels.event_cpu.dense_layer_forward`` called as the plan calls it.
+``kernel``, ``kernels.event_cpu.dense_layer_spikes`` called as the plan calls it.
 
 Targets: ``event_spikes`` >= 10x and ``event_record`` >= 5x the clock engine's
 ``net.forward(x)``.
@@ -99,15 +99,15 @@ def floor_calls(net, events):
     theta, tau, weight_t = layer.theta, layer.tau, layer.weight_t
     plain = _plain_push()
     kernels = event._kernels()
-    e3, _, e1 = event._empties(dtype)
+    e1 = event._empties(dtype)[2]
     current = np.empty((B, layer.n_out), dtype=dtype)
     values, unit = kernel_values(events)
 
     def kernel():
-        return kernels.dense_layer_forward(
-            T, B, events.ptr, events.index, values, unit, data[layer.weight_key], weight_t, True,
-            e1, False, theta, 0, 0, layer.half_width, tau, event._tau_powers(tau, T, dtype),
-            layer.hard, False, e3, e3, e3, current, layer.eps, event.DIRECT_RATIO, e1)[1].size
+        return kernels.dense_layer_spikes(
+            T, B, events.ptr, events.index, values, unit, data[layer.weight_key], weight_t, e1,
+            False, theta, layer.half_width, tau, event._tau_powers(tau, T, dtype), layer.hard,
+            current, layer.eps)[1].size
 
     same = plain(events.ptr, events.index, weight_t, theta, tau, T) == kernel()
     return {"plain_loop": lambda: plain(events.ptr, events.index, weight_t, theta, tau, T),
