@@ -209,3 +209,14 @@ def test_the_scan_of_a_dense_input_finds_every_nonzero(dtype, n):
             np.testing.assert_array_equal(events.index, expected.index)
             np.testing.assert_array_equal(events.to_dense(), expected.to_dense())
             assert (events.values is None) == (expected.values is None)
+
+
+def test_plan_with_a_shared_threshold_and_an_in_place_change_of_it():
+    layers = [stlsim.Dense(30, 40, init_gain=2.0, threshold_sharing="layer"),
+              stlsim.Dense(40, 6, init_gain=2.0)]
+    net = stlsim.Network(layers, neuron=stlsim.LIF(theta_init=0.4), seed=5)
+    x = spikes()
+    assert net.params["0.theta"].shape != (40,)
+    assert_same(planned(net, x), general(net, x))
+    net.params["0.theta"][...] = 0.2
+    assert_same(planned(net, x), general(net, x))
