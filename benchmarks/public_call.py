@@ -12,16 +12,25 @@ calls), so the ratios hold under load even when absolute times do not:
 * ``event_record_read``: the same, then ``rec.membrane`` read (dense lists built);
 * ``event_spikes_from_events``: ``record="spikes"`` from a ``SpikeEvents`` input.
 
-Each is measured on the path before the guarded parameters (``stlsim.network._LEGACY_CALL_PATH =
-True``: every parameter scanned for NaN at every call, the dense record built eagerly,
-no W.T kept between calls) and after (the default), in the same rounds. Before timing,
-the outputs of the two paths are compared: spikes, rates, membranes and currents
-bitwise equal.
+Each is measured on three paths, in the same rounds: "before", the path before the guarded
+parameters (``stlsim.network._LEGACY_CALL_PATH = True``: every parameter scanned for NaN
+at every call, the dense record built eagerly, no W.T kept between calls); "guarded",
+the guarded parameters without the kept plan of ``record="spikes"``
+(``stlsim.engines.event.PLAN_SPIKES = False``: the general path at every call); and
+"after", the default. Before timing, the outputs of the paths are compared: spikes,
+rates, membranes and currents bitwise equal.
+
+Beside them, per round, the floor and the kernel alone (first layer, the after path's
+arguments): ``plain_loop``, the plainest Numba loop doing the first layer's event work
+(per step: push the rows of W.T of the step's input events into one current row, then
+one LIF pass (L2)-(L4), hard reset, over the 800 neurons; ``plain_push``), and
+``kernel``, ``kernels.event_cpu.dense_layer_spikes`` called as the plan calls it.
 
 Targets: ``event_spikes`` >= 10x and ``event_record`` >= 5x the clock engine's
 ``net.forward(x)``.
 
     python -m benchmarks.public_call                 # ~1 minute; results/public_call.json
+    python -m benchmarks.public_call --file public_call_loaded.json   # a loaded machine
     python -m benchmarks.public_call --quick         # smoke run
 """
 from __future__ import annotations
@@ -42,6 +51,67 @@ from stlsim.engines import event
 HERE = Path(__file__).resolve().parent
 x_global = None
 VARIANTS = ("clock", "event_spikes", "event_record", "event_record_read", "event_spikes_from_events")
+PATHS = ("before", "guarded", "after")
+FLOOR = ("plain_loop", "kernel")
+_PLAIN = None
+
+
+def _plain_push():
+    """The plainest event forward of one layer from rows of W.T (compiled on first use)."""
+    global _PLAIN
+    if _PLAIN is None:
+        import numba
+
+        @numba.njit(cache=True)
+        def plain_push(ptr, index, weight_t, theta, tau, T):
+            """Per step: the current row = the sum of the W.T rows of the step's events,
+            then (L2)-(L4) with hard reset for every neuron. Returns the spike count."""
+            N = weight_t.shape[1]
+            zero, one = weight_t.dtype.type(0), weight_t.dtype.type(1)
+            v = np.zeros(N, dtype=weight_t.dtype)
+            current = np.empty(N, dtype=weight_t.dtype)
+            count = 0
+            for t in range(T):
+                current[:] = zero
+                for e in range(ptr[t], ptr[t + 1]):
+                    row = weight_t[index[e]]
+                    for i in range(N):
+                        current[i] += row[i]
+                for i in range(N):
+                    m = tau * v[i] + current[i]
+                    spike = m - theta[i] >= zero
+                    v[i] = (one - (one if spike else zero)) * m
+                    count += spike
+            return count
+
+        _PLAIN = plain_push
+    return _PLAIN
+
+
+def floor_calls(net, events):
+    """The plain loop and the event kernel alone on the first layer (B = 1)."""
+    from stlsim.engines.event_convert import kernel_values
+    net.forward(events, engine="event", record="spikes")     # keeps the plan
+    net.forward(events, engine="event", record="spikes")
+    layer = net._plan[2].layers[0]
+    data, dtype = net.params._data, net.dtype
+    T, B = events.T, events.batch_size
+    theta, tau, weight_t = layer.theta, layer.tau, layer.weight_t
+    plain = _plain_push()
+    kernels = event._kernels()
+    e1 = event._empties(dtype)[2]
+    current = np.empty((B, layer.n_out), dtype=dtype)
+    values, unit = kernel_values(events)
+
+    def kernel():
+        return kernels.dense_layer_spikes(
+            T, B, events.ptr, events.index, values, unit, data[layer.weight_key], weight_t, e1,
+            False, theta, layer.half_width, tau, event._tau_powers(tau, T, dtype), layer.hard,
+            current, layer.eps)[1].size
+
+    same = plain(events.ptr, events.index, weight_t, theta, tau, T) == kernel()
+    return {"plain_loop": lambda: plain(events.ptr, events.index, weight_t, theta, tau, T),
+            "kernel": kernel}, bool(same)
 
 
 def make_case(T=100, B=1, density=0.005, seed=0):
@@ -62,31 +132,42 @@ def calls(net, x, events):
     }
 
 
-def set_path(legacy: bool):
-    network_module._LEGACY_CALL_PATH = legacy
+def set_path(path: str):
+    network_module._LEGACY_CALL_PATH = path == "before"
+    event.PLAN_SPIKES = path == "after"
 
 
 def check_identical(net, x, events) -> dict:
     """Both paths, both engines: the same numbers, bit for bit."""
     out = {}
     recs = {}
-    for legacy in (True, False):
-        set_path(legacy)
-        recs[legacy] = [net.forward(x), net.forward(x, engine="event"), net.forward(x, engine="event"),
-                        net.forward(events, engine="event", record="spikes")]
-    set_path(False)
-    for k, name in enumerate(("clock", "event", "event_again", "event_spikes_from_events")):
-        a, b = recs[True][k], recs[False][k]
-        same = np.array_equal(a.rates, b.rates)
-        if name == "event_spikes_from_events":
-            same &= all(np.array_equal(u.to_dense(), v.to_dense()) for u, v in zip(a.spikes, b.spikes))
-        else:
-            for field in ("spikes", "membrane", "currents"):
-                same &= all(np.array_equal(u, v) for u, v in zip(getattr(a, field), getattr(b, field)))
-        out[name] = bool(same)
-    clock, ev = recs[False][0], recs[False][1]
+    names = ("clock", "event", "event_again", "event_spikes", "event_spikes_again",
+             "event_spikes_from_events", "event_spikes_from_events_again")
+    for path in PATHS:
+        set_path(path)
+        recs[path] = [net.forward(x), net.forward(x, engine="event"), net.forward(x, engine="event")]
+        for _ in range(3):                              # the third call: the plan serves it
+            spikes = net.forward(x, engine="event", record="spikes")
+        from_events = [net.forward(events, engine="event", record="spikes") for _ in range(3)][-1]
+        recs[path] += [net.forward(x, engine="event", record="spikes"), spikes,
+                       net.forward(events, engine="event", record="spikes"), from_events]
+    set_path("after")
+    for path in ("before", "guarded"):
+        for k, name in enumerate(names):
+            a, b = recs[path][k], recs["after"][k]
+            same = np.array_equal(a.rates, b.rates)
+            if "spikes" in name:
+                same &= all(np.array_equal(u.to_dense(), v.to_dense()) for u, v in zip(a.spikes, b.spikes))
+            else:
+                for field in ("spikes", "membrane", "currents"):
+                    same &= all(np.array_equal(u, v) for u, v in zip(getattr(a, field), getattr(b, field)))
+            out[f"{name}: {path} vs after"] = bool(same)
+    clock, ev, spikes = recs["after"][0], recs["after"][1], recs["after"][3]
     out["event_spikes_equal_clock"] = all(np.array_equal(u, v) for u, v in zip(clock.spikes, ev.spikes))
-    out["event_rates_equal_clock"] = bool(np.array_equal(clock.rates, ev.rates))
+    out["record_spikes_equal_clock"] = all(np.array_equal(u, v.to_dense())
+                                           for u, v in zip(clock.spikes, spikes.spikes))
+    out["event_rates_equal_clock"] = bool(np.array_equal(clock.rates, ev.rates)
+                                          and np.array_equal(clock.rates, spikes.rates))
     return out
 
 
@@ -102,26 +183,28 @@ def fast_path_state(net) -> dict:
         if not private:
             holders[key] = [type(r).__name__ for r in gc.get_referrers(params._data[key])]
     state["held_by"] = holders
-    set_path(False)
-    before = _params.SCANS["full"]
+    set_path("after")
+    before, plans = _params.SCANS["full"], event.CALLS["plan"]
     for _ in range(10):
         net.forward(x_global, engine="event", record="spikes")
     state["full_scans_per_call"] = (_params.SCANS["full"] - before) / 10
+    state["record_spikes_calls_served_by_the_plan"] = (event.CALLS["plan"] - plans) / 10
     return state
 
 
-def measure(net, x, events, rounds, n_calls) -> dict:
+def measure(net, x, events, rounds, n_calls, floor) -> dict:
     fns = calls(net, x, events)
-    keys = [(legacy, name) for name in VARIANTS for legacy in (True, False)]
+    fns.update(floor)
+    keys = [(path, name) for name in VARIANTS for path in PATHS] + [("floor", name) for name in FLOOR]
     times = {key: [] for key in keys}
-    for legacy, name in keys:                      # warm-up (compiles, W.T copies, caches)
-        set_path(legacy)
+    for path, name in keys:                        # warm-up (compiles, W.T copies, caches)
+        set_path("after" if path == "floor" else path)
         for _ in range(3):
             fns[name]()
     for r in range(rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
-        for legacy, name in order:
-            set_path(legacy)
+        for path, name in order:
+            set_path("after" if path == "floor" else path)
             fn = fns[name]
             fn()
             best = np.inf
@@ -129,8 +212,8 @@ def measure(net, x, events, rounds, n_calls) -> dict:
                 t0 = time.perf_counter()
                 fn()
                 best = min(best, time.perf_counter() - t0)
-            times[(legacy, name)].append(best * 1e3)
-    set_path(False)
+            times[(path, name)].append(best * 1e3)
+    set_path("after")
     return times
 
 
@@ -140,28 +223,34 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=50, help="calls per entry (minimum taken)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--file", default="public_call.json",
+                        help="results file name (public_call_loaded.json on a loaded machine)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls = 2, 3
     net, x, events = make_case()
     load_before = os.getloadavg()
     identical = check_identical(net, x, events)
+    floor, floor_same = floor_calls(net, events)
+    identical["plain_loop_spike_count_equals_kernel"] = floor_same
     global x_global
     x_global = x
-    times = measure(net, x, events, args.rounds, args.calls)
+    times = measure(net, x, events, args.rounds, args.calls, floor)
     fast = fast_path_state(net)
     load_after = os.getloadavg()
-    medians = {("before" if legacy else "after", name): float(np.median(v))
-               for (legacy, name), v in times.items()}
-    ratios = {}
-    for path in ("before", "after"):
+    medians = {key: float(np.median(v)) for key, v in times.items()}
+    ratios, per_round = {}, {}
+    for path in PATHS:
         clock = medians[(path, "clock")]
         ratios[path] = {f"clock / {name}": clock / medians[(path, name)] for name in VARIANTS
                         if name != "clock"}
-    per_round = {path: {f"clock / {name}": [c / e for c, e in zip(times[(legacy, "clock")],
-                                                                   times[(legacy, name)])]
-                        for name in VARIANTS if name != "clock"}
-                 for path, legacy in (("before", True), ("after", False))}
+        per_round[path] = {f"clock / {name}": [c / e for c, e in zip(times[(path, "clock")],
+                                                                      times[(path, name)])]
+                           for name in VARIANTS if name != "clock"}
+    ratios["floor"] = {"kernel / plain_loop": medians[("floor", "kernel")]
+                       / medians[("floor", "plain_loop")],
+                       "after event_spikes / plain_loop": medians[("after", "event_spikes")]
+                       / medians[("floor", "plain_loop")]}
     result = {
         "what": "event engine through net.forward, 784-800-10, B=1, T=100, "
                 "density 0.005, float32; median over rounds of the min over calls, ms",
@@ -169,10 +258,13 @@ def main(argv=None):
         "machine_note": "shared 2-core VM: other engineers' jobs may have run; compare ratios",
         "rounds": args.rounds, "calls": args.calls,
         "threads": stlsim.get_num_threads(),
+        "paths": {"before": "stlsim.network._LEGACY_CALL_PATH = True",
+                  "guarded": "stlsim.engines.event.PLAN_SPIKES = False",
+                  "after": "default", "floor": "first layer alone: plain loop, event kernel"},
         "identical_outputs_before_vs_after": identical,
         "after_path_state": fast,
         "median_ms": {f"{path}:{name}": v for (path, name), v in medians.items()},
-        "rounds_ms": {f"{'before' if legacy else 'after'}:{name}": v for (legacy, name), v in times.items()},
+        "rounds_ms": {f"{path}:{name}": v for (path, name), v in times.items()},
         "speedup_over_clock": ratios,
         "speedup_over_clock_per_round": per_round,
         "targets": {"event_spikes >= 10x": ratios["after"]["clock / event_spikes"] >= 10,
@@ -183,19 +275,24 @@ def main(argv=None):
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("public_call_quick.json" if args.quick else "public_call.json")
+    path = out / ("public_call_quick.json" if args.quick else args.file)
     path.write_text(json.dumps(result, indent=1))
     print(f"load {load_before[0]:.2f} -> {load_after[0]:.2f} (1-min average; shared machine); "
           f"stlsim from {stlsim.__file__}")
     if fast["full_scans_per_call"]:
         print("WARNING: the after path scanned parameters at every call: not what it measures")
-    print("identical outputs, before vs after:", identical)
+    print("identical outputs:", identical)
     print("after path: full parameter scans per call", fast["full_scans_per_call"],
-          "(0 expected)" + ("" if not fast["held_by"] else f"; held elsewhere: {fast['held_by']}"))
-    for p in ("before", "after"):
-        print(f"{p:6s} clock {medians[(p, 'clock')]:.3f} ms; " + ", ".join(
+          "(0 expected)" + ("" if not fast["held_by"] else f"; held elsewhere: {fast['held_by']}"),
+          "; record='spikes' calls served by the plan", fast["record_spikes_calls_served_by_the_plan"])
+    for p in PATHS:
+        print(f"{p:7s} clock {medians[(p, 'clock')]:.3f} ms; " + ", ".join(
             f"{name} {medians[(p, name)]:.3f} ms ({ratios[p]['clock / ' + name]:.1f}x)"
             for name in VARIANTS if name != "clock"))
+    print(f"floor   first layer: plain loop {medians[('floor', 'plain_loop')]:.3f} ms, event kernel "
+          f"{medians[('floor', 'kernel')]:.3f} ms ({ratios['floor']['kernel / plain_loop']:.2f}x the "
+          f"loop); the whole after call is {ratios['floor']['after event_spikes / plain_loop']:.2f}x "
+          "the loop")
     print("targets (after):", result["targets"])
     print("wrote", path)
 

@@ -59,6 +59,15 @@ def _dense_field(name: str, doc: str) -> property:
     return property(get, put, doc=doc)
 
 
+def _finite_events(events: SpikeEvents) -> SpikeEvents:
+    """``events`` (the nonzeros of a dense ``x``) if their values are finite, else the
+    error a dense ``x`` with a NaN or an infinity gets."""
+    if events.values is not None and not np.all(np.isfinite(events.values)):
+        n_bad = int(events.values.size - np.count_nonzero(np.isfinite(events.values)))
+        raise fail("x", "finite (no NaN or infinity)", f"{n_bad} non-finite values", "Network")
+    return events
+
+
 class Record:
     """Result of ``Network.forward``.
 
@@ -255,6 +264,7 @@ class Network:
         self._expected_shapes = self._param_shapes()
         self._weight_t = {}            # key -> (version, W.T) of event layers' unchanged weights
         self._weight_seen = {}         # key -> version at the last event-engine call
+        self._plan = None              # (settings, versions, SpikesPlan, backend): _spikes_by_plan
 
     @property
     def params(self) -> ParamDict:
@@ -483,12 +493,7 @@ class Network:
             raise fail("x", "an array with at least one time step and one sample",
                        f"shape {x.shape}", "Network")
         if scan:
-            events = get_engine("event").events_of_dense(x)
-            if events.values is not None and not np.all(np.isfinite(events.values)):
-                n_bad = int(events.values.size - np.count_nonzero(np.isfinite(events.values)))
-                raise fail("x", "finite (no NaN or infinity)", f"{n_bad} non-finite values",
-                           "Network")
-            return events
+            return _finite_events(get_engine("event").events_of_dense(x))
         return x
 
     def _resolve(self, backend, engine):
@@ -523,7 +528,7 @@ class Network:
             self._weight_seen[key] = version
         return out
 
-    def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None):
+    def _forward(self, x, *, smooth, backend, engine, training, reset_spikes=None, plan=False):
         check_bool(smooth, "smooth", "Network")
         check_bool(training, "training", "Network")
         backend, engine = self._resolve(backend, engine)
@@ -542,9 +547,12 @@ class Network:
         extra = {}
         if engine == "event" and not _LEGACY_CALL_PATH and engine_module.KEEP_TRANSPOSED:
             extra["weight_t"] = self._transposed_weights()
+            versions = dict(self.params._version) if plan else None
         output, tape = engine_module.run_forward(
             self.layers, self._layer_params(), x, self._call_neuron(), self._engine_surrogate, ctx,
             get_backend(backend, "Network"), smooth=smooth, reset_spikes=reset_spikes, **extra)
+        if plan and "weight_t" in extra and isinstance(tape, EventTape):
+            self._keep_plan(engine_module, extra["weight_t"], versions, backend)
         rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1), self.population)
         return x, output, tape, rates, backend, engine
 
@@ -582,8 +590,13 @@ class Network:
             (B, C) output ``rates``.
         """
         check_choice(record, "record", ("all", "spikes"), "Network")
+        if record == "spikes":
+            planned = self._spikes_by_plan(x, smooth, backend, engine, training)
+            if planned is not None:
+                return planned
         _, _, tape, rates, backend, engine = self._forward(
-            x, smooth=smooth, backend=backend, engine=engine, training=training)
+            x, smooth=smooth, backend=backend, engine=engine, training=training,
+            plan=record == "spikes")
         index = self.spiking_layers
         if record == "spikes":
             return Record(spikes=spike_events_of(tape, index), membrane=None, currents=None,
@@ -595,6 +608,61 @@ class Network:
                       membrane=[tape.membrane[i] for i in index],
                       currents=[tape.currents[i] for i in index],
                       rates=rates, layer_index=index, engine=engine, backend=backend)
+
+    # -- forward(x, engine="event", record="spikes") through a kept plan (issue 28) --
+    def _plan_state(self) -> tuple:
+        """What a kept ``SpikesPlan`` was built from besides the parameter values: the
+        settings the general path reads, compared at every call (identities and small
+        values, O(layers)). The mappings by ``id``: their ``==`` compares arrays (a new
+        ``ParamDict`` at a reused address has new versions: ``ParamDict._unchanged``)."""
+        return (id(self._params), id(self.buffers), len(self.buffers), self.dtype, self.population,
+                self.backend, self._engine_neuron, self.surrogate, self._per_layer_surrogates,
+                self._expected_shapes, tuple(self.neurons), self.layers, tuple(self.layers),
+                tuple((layer.bias, getattr(layer, "threshold_sharing", None),
+                       getattr(layer, "recurrent", None)) for layer in self.layers))
+
+    def _keep_plan(self, engine_module, weight_t, versions, backend):
+        """After a general event forward with ``record="spikes"``: keep a plan for the
+        next such call (``engines.event.plan_spikes``; None where it does not apply)."""
+        plan = None
+        if (not self.buffers and self._per_layer_surrogates is None
+                and self._call_neuron() is self._engine_neuron):
+            plan = engine_module.plan_spikes(self.layers, self._layer_params(), self._engine_neuron,
+                                             self.surrogate, self.dtype, weight_t, self.input_shape)
+        self._plan = None if plan is None else (self._plan_state(), versions, plan, backend)
+
+    def _spikes_by_plan(self, x, smooth, backend, engine, training) -> Record | None:
+        """``forward(x, engine="event", record="spikes")`` through the kept plan, or None
+        (then the general path runs, checks everything and keeps a new plan). The plan
+        serves only while nothing it was built from can have changed: the same settings
+        (``_plan_state``), every parameter at the version it was checked at, clean and
+        private (``ParamDict._unchanged``, O(1) per entry), and ``x`` a plain array or
+        ``SpikeEvents`` of the network's dtype and input shape; a dense ``x`` gets the
+        general path's checks (its nonzeros finite)."""
+        kept = getattr(self, "_plan", None)
+        if (kept is None or smooth is not False or training is not False or backend is not None
+                or (self.engine if engine is None else engine) != "event" or _LEGACY_CALL_PATH):
+            return None
+        state, versions, plan, backend = kept
+        if state != self._plan_state() or not self.params._unchanged(versions):
+            return None
+        if type(x) is np.ndarray:
+            if (x.dtype != plan.dtype or x.shape[2:] != plan.input_shape or x.ndim < 3
+                    or x.shape[0] < 1 or x.shape[1] < 1):
+                return None
+        elif type(x) is not SpikeEvents or x.dtype != plan.dtype or x.input_shape != plan.input_shape:
+            return None
+        spikes = plan.run(self.params._data, x, _finite_events)
+        if spikes is None:
+            return None
+        rates = plan.rates(spikes[-1], self.population)
+        if rates is None:
+            output = plan.dense(spikes[-1])
+            rates = population_rates(output.reshape(output.shape[0], output.shape[1], -1),
+                                     self.population)
+        index = self.spiking_layers
+        return Record(spikes=[spikes[i] for i in index], membrane=None, currents=None,
+                      rates=rates, layer_index=index, engine="event", backend=backend)
 
     def _lazy_record(self, tape, user_events, index, rates, engine, backend) -> Record:
         """The event engine's Record, dense lists deferred until read. Deferred only when

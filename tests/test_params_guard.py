@@ -279,3 +279,52 @@ def test_a_non_finite_input_is_caught_on_the_event_engine_too(bad):
     assert event.CALLS["event_input"] == events + 1    # scanned by the Network
     np.testing.assert_array_equal(rec.membrane[0], net.forward(x, engine="clock").membrane[0])
 
+
+
+# ------------------------------------------- record="spikes": the Network's kept plan --
+def _nan_in_place(net):
+    net.params["0.weight"][3, 4] = np.nan
+
+
+def _nan_through_a_dropped_reference(net):
+    weight = net.params["1.weight"]
+    net.forward(spikes(), engine="event", record="spikes")   # checked while held
+    weight[0, 0] = np.nan
+
+
+def _inf_through_a_view(net):
+    row = net.params["0.theta"][2:]
+    row[1] = np.inf
+
+
+def _optimizer_step(net):
+    optimizer = SGD(net.params, list(net.params), lr=1.0)
+    optimizer.step({key: np.full_like(value, np.nan) for key, value in net.params.items()})
+
+
+def _shape_in_place(net):
+    net.params["0.weight"].shape = (40 * 30,)
+
+
+def _wrong_shape(net):
+    net.params["1.theta"] = np.zeros(5)
+
+
+def _entry_deleted(net):
+    del net.params["1.theta"]
+
+
+@pytest.mark.parametrize("tamper,error,match", [
+    (_nan_in_place, ValueError, "finite"), (_nan_through_a_dropped_reference, ValueError, "finite"),
+    (_inf_through_a_view, ValueError, "finite"), (_optimizer_step, ValueError, "finite"),
+    (_shape_in_place, TypeError, r"params\['0.weight'\]"), (_wrong_shape, TypeError, r"shape \(6,\)"),
+    (_entry_deleted, ValueError, "no entry")])
+def test_the_kept_plan_of_record_spikes_lets_no_change_through(tamper, error, match):
+    net, x = make(), spikes()
+    plans = event.CALLS["plan"]
+    for _ in range(3):
+        net.forward(x, engine="event", record="spikes")
+    assert event.CALLS["plan"] == plans + 1          # the plan served the third call
+    tamper(net)
+    with pytest.raises(error, match=match):
+        net.forward(x, engine="event", record="spikes")

@@ -61,7 +61,7 @@ from .event_convert import (dense_to_events, events_to_dense, kernel_values, row
 from .event_tape import EventLayerTape, EventTape, Kept
 
 __all__ = ["run_forward", "run_backward", "events_to_dense", "dense_to_events", "events_of_dense",
-           "static_weights", "EventTape", "EventLayerTape", "CALLS"]
+           "static_weights", "EventTape", "EventLayerTape", "CALLS", "SpikesPlan", "plan_spikes"]
 
 # (L1) in the forward: a layer with more input events than TRANSPOSE_RATIO times its
 # fan-in copies W.T (into a reused scratch buffer) and pushes one contiguous row of it
@@ -87,7 +87,7 @@ LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
-         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0}
+         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0, "plan": 0}
 
 _static_cache = None
 def _scratch(name, shape, dtype):
@@ -423,6 +423,142 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
     if dense is None:
         dense = rows_to_dense(events, kernels, dtype)
     return dense, tape
+
+
+# ---------------------------------------------------- record="spikes": a kept plan --
+
+# False: ``Network.forward(..., record="spikes")`` never uses a plan (the general path
+# every call); ``benchmarks/public_call.py`` measures both in one process.
+PLAN_SPIKES = True
+
+
+class _PlannedLayer:
+    """What a ``SpikesPlan`` keeps of one Dense layer: copies and settings, never a
+    reference to a parameter array (that would make the entry not private to
+    ``Network.params``, and every call would scan it)."""
+
+    __slots__ = ("weight_key", "bias_key", "theta", "silent_ok", "out_shape", "n_out", "tau",
+                 "hard", "half_width", "eps", "weight_t", "tau_pow")
+
+    def __init__(self, position, layer, theta, neuron, code, dtype, weight_t):
+        settings = _layer_settings(neuron, code, 1, dtype)
+        self.weight_key = f"{position}.weight"
+        self.bias_key = f"{position}.bias" if layer.bias else None
+        self.theta = theta
+        # No input, no bias, theta > 0: no spike (the shortcut of ``_forward_dense``).
+        self.silent_ok = not layer.bias and theta.min(initial=np.inf) > 0
+        self.out_shape = tuple(layer.out_shape)
+        self.n_out = theta.shape[0]
+        self.tau, self.hard = settings["tau"], settings["hard"]
+        self.half_width, self.eps = settings["half_width"], settings["eps"]
+        self.weight_t = weight_t
+        self.tau_pow = _tau_powers(self.tau, 1, dtype)
+
+
+class SpikesPlan:
+    """``net.forward(x, engine="event", record="spikes")`` prepared once for a network
+    whose layers are all event-driven ``Dense`` layers.
+
+    It holds what ``run_forward`` would recompute at every call: each layer's theta as
+    a contiguous copy in the network's dtype, its neuron's kernel settings, the W.T
+    copy the Network keeps for an unchanged weight; and it builds no tape. The Network
+    keeps it (``Network._spikes_by_plan``) only while every parameter is unchanged
+    (``ParamDict._unchanged``: the same versions, clean and private) and its settings
+    are the ones it was built with; any doubt runs the general path, which checks
+    everything and builds a new plan. Same kernel, same arguments as the general path's
+    forward (``_run_layer`` with visit "crossing"): the same spikes, bit for bit.
+    """
+
+    __slots__ = ("layers", "dtype", "n_in", "input_shape")
+
+    def __init__(self, layers, dtype, input_shape):
+        self.layers, self.dtype = layers, dtype
+        self.input_shape = tuple(input_shape)
+        self.n_in = int(np.prod(self.input_shape))
+
+    def run(self, data, x, check):
+        """Every layer's output ``SpikeEvents`` for input ``x`` (the dense array or
+        ``SpikeEvents`` the Network checked against the plan), the weights read from
+        ``data`` (``Network.params._data``); None when plans are off (``PLAN_SPIKES``).
+        ``check``: called on the nonzeros of a dense ``x`` (returns them or raises)."""
+        if not PLAN_SPIKES:
+            return None
+        kernels = _kernels()
+        dtype = self.dtype
+        if isinstance(x, SpikeEvents):
+            CALLS["event_input"] += 1
+            events = x
+        else:
+            events = check(scan_dense(x, kernels))
+        T, B = events.T, events.batch_size
+        CALLS["forward"] += 1
+        CALLS["plan"] += 1
+        empty1 = _empties(dtype)[2]
+        out = []
+        for layer in self.layers:
+            N = layer.n_out
+            if events.n_events == 0 and layer.silent_ok:
+                CALLS["silent"] += 1
+                spk_ptr, spk_idx = np.zeros(T * B + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+            else:
+                if layer.tau_pow.shape[0] <= T:
+                    layer.tau_pow = _tau_powers(layer.tau, T, dtype)
+                values, unit = kernel_values(events)
+                bias = data[layer.bias_key] if layer.bias_key is not None else empty1
+                CALLS["push"] += 1
+                CALLS["cached_transpose"] += 1
+                spk_ptr, spk_idx = kernels.dense_layer_spikes(
+                    T, B, events.ptr, events.index, values, unit, data[layer.weight_key],
+                    layer.weight_t, bias, layer.bias_key is not None, layer.theta,
+                    layer.half_width, layer.tau, layer.tau_pow, layer.hard,
+                    _scratch("current", (B, N), dtype), layer.eps)
+                del bias
+            events = SpikeEvents._trusted(T, B, layer.out_shape, spk_ptr, spk_idx, None, dtype)
+            out.append(events)
+        return out
+
+
+    def dense(self, events):
+        """The dense (T, B, *shape) array of ``events``."""
+        return rows_to_dense(events, _kernels(), self.dtype)
+
+    def rates(self, events, population):
+        """(B, C) rates of the output layer's ``events``, bit for bit what
+        ``readout.population_rates`` gives from their dense array (``np.mean``: a sum in
+        the storage dtype, exact for counts up to 2^24, then ``true_divide`` by the
+        count of items as an ``intp``, the same call NumPy's mean makes); None where a
+        count could be inexact (T * population > 2^24)."""
+        T, B = events.T, events.batch_size
+        if T * population > 2 ** 24:
+            return None
+        counts = _kernels().population_counts(events.ptr, events.index, T, B,
+                                              self.layers[-1].n_out // population, population)
+        rates = counts.astype(self.dtype)
+        np.true_divide(rates, np.intp(T * population), out=rates, casting="unsafe")
+        return rates
+
+
+def plan_spikes(layers, params_per_layer, neuron, surrogate, dtype, weight_t, input_shape):
+    """A ``SpikesPlan`` for these layers, or None where ``run_forward`` would not run
+    them all event-driven (another layer type, a recurrent layer, a fallback) or a
+    layer has no kept W.T (``weight_t``: {position: W.T}, as for ``run_forward``).
+    Call it after ``run_forward`` succeeded with the same arguments (which checked the
+    neurons)."""
+    code = kernel_surrogate(surrogate)
+    if code is None or not KEEP_TRANSPOSED or not PLAN_SPIKES:
+        return None
+    planned = []
+    for i, layer in enumerate(layers):
+        if (not _is_event_layer(layer) or getattr(layer, "recurrent", None) is not None
+                or weight_t.get(i) is None):
+            return None
+        theta = params_per_layer[i]["theta"]
+        if theta.shape != tuple(layer.out_shape):
+            theta = layer.expand_theta(theta)
+        theta = np.array(theta, dtype=dtype).reshape(-1)
+        planned.append(_PlannedLayer(i, layer, theta, neuron_of(neuron, i), code, np.dtype(dtype),
+                                     weight_t[i]))
+    return SpikesPlan(planned, np.dtype(dtype), input_shape)
 
 
 # ------------------------------------------------------------------------ backward --

@@ -68,6 +68,7 @@ def dense_to_events(x):
 
 
 _MAGNITUDE = {}
+_PAIR_MAGNITUDE = np.array([0x7FFFFFFF7FFFFFFF], dtype=np.uint64)   # both sign bits off
 _NO_VALUES = {}
 
 
@@ -86,12 +87,16 @@ def scan_dense(x, kernels) -> SpikeEvents:
     ``kernels.event_cpu.dense_to_events``; -0.0 counts as no event)."""
     T, B = x.shape[:2]
     flat = np.ascontiguousarray(x).reshape(T * B, -1)
-    magnitude = _MAGNITUDE.get(flat.dtype.itemsize)
-    if magnitude is None:                             # all bits but the sign bit
-        unsigned = np.dtype(f"u{flat.dtype.itemsize}")
-        magnitude = _MAGNITUDE[flat.dtype.itemsize] = np.array(
-            [np.iinfo(unsigned).max >> 1], dtype=unsigned)
-    ptr, idx, val, unit = kernels.dense_to_events(flat, flat.view(magnitude.dtype), magnitude)
+    size = flat.dtype.itemsize
+    if size == 4 and flat.shape[1] % 2 == 0:          # float32 pairs as 64-bit words
+        ptr, idx, val, unit = kernels.dense_pairs_to_events(flat, flat.view(np.uint64),
+                                                            _PAIR_MAGNITUDE)
+    else:
+        magnitude = _MAGNITUDE.get(size)
+        if magnitude is None:                         # all bits but the sign bit
+            unsigned = np.dtype(f"u{size}")
+            magnitude = _MAGNITUDE[size] = np.array([np.iinfo(unsigned).max >> 1], dtype=unsigned)
+        ptr, idx, val, unit = kernels.dense_to_events(flat, flat.view(magnitude.dtype), magnitude)
     return SpikeEvents._trusted(T, B, x.shape[2:], ptr, idx, None if unit else val, flat.dtype)
 
 
