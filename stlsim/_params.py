@@ -56,6 +56,27 @@ _VERSIONS = itertools.count(1)
 SCANS = {"full": 0}
 
 
+def _unpickled(data) -> "ParamDict":
+    """A ParamDict from pickle: arrays that come back as views of pickle's buffer (protocol 5)
+    are copied once, so the entries own their memory and can be *private* again (without
+    that, every call of an unpickled network -- a Dask worker's, a loaded one's -- would scan
+    every parameter). Entries that were one array stay one array."""
+    copies = {}
+    owned = {}
+    for key, value in data.items():
+        if isinstance(value, np.ndarray) and _root(value).base is not None:    # memory pickle's buffer owns
+            value = copies.setdefault(id(value), value.copy())
+        owned[key] = value
+    return ParamDict(owned)
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array at the end of ``array``'s chain of ndarray bases (``array`` itself if it owns its memory)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
 class ParamDict(MutableMapping):
     """A mutable mapping of parameter arrays (``Network.params``); use it like a dict.
 
@@ -107,7 +128,7 @@ class ParamDict(MutableMapping):
         return dict(other) | dict(self.items())
 
     def __reduce__(self):
-        return (ParamDict, (dict(self.items()),))
+        return (_unpickled, (dict(self.items()),))
 
     # ------------------------------------------------------ what the Network uses --
     def _expose(self, key):

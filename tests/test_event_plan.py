@@ -220,3 +220,23 @@ def test_plan_with_a_shared_threshold_and_an_in_place_change_of_it():
     assert_same(planned(net, x), general(net, x))
     net.params["0.theta"][...] = 0.2
     assert_same(planned(net, x), general(net, x))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_an_unpickled_network_owns_its_parameters_and_gets_the_plan(protocol):
+    """Protocol 5 hands arrays back as views of pickle's buffer; the ParamDict copies them once,
+    so an unpickled network (a Dask worker's, one loaded from disk) is not scanned at every call."""
+    import pickle
+
+    from stlsim import _params
+    net, x = make(bias=True), spikes()
+    twin = pickle.loads(pickle.dumps(net, protocol=protocol))
+    assert all(twin.params._private(key) for key in twin.params._data)
+    rec = planned(twin, x)
+    scans = _params.SCANS["full"]
+    planned(twin, x)
+    assert _params.SCANS["full"] == scans
+    assert_same(rec, general(net, x))
+    twin.params["0.weight"][0, 0] = np.nan          # still guarded: an exposed entry is checked in full
+    with pytest.raises(ValueError, match="0.weight"):
+        twin.forward(x, engine="event", record="spikes")
