@@ -56,7 +56,7 @@ _VERSIONS = itertools.count(1)
 SCANS = {"full": 0}
 
 
-def _unpickled(data) -> "ParamDict":
+def _unpickled(data) -> ParamDict:
     """A ParamDict from pickle: arrays that come back as views of pickle's buffer (protocol 5)
     are copied once, so the entries own their memory and can be *private* again (without
     that, every call of an unpickled network -- a Dask worker's, a loaded one's -- would scan
