@@ -609,7 +609,7 @@ class Network:
                       currents=[tape.currents[i] for i in index],
                       rates=rates, layer_index=index, engine=engine, backend=backend)
 
-    # -- forward(x, engine="event", record="spikes") through a kept plan (issue 28) --
+    # -- forward(x, engine="event", record="spikes") through a kept plan --
     def _plan_state(self) -> tuple:
         """What a kept ``SpikesPlan`` was built from besides the parameter values: the
         settings the general path reads, compared at every call (identities and small

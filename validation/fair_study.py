@@ -96,7 +96,7 @@ GROUPS = {
     "fashion_conv": (["--dataset", "fashion-mnist", "--arch", "conv-small", "--train-subset", "600",
                       "--test-subset", "300", "--epochs", "2", "--lr", "1e-3"], "threshold_sharing=neuron,channel",
                      3, ["none"], None),
-    # the same contrast larger and tuned (issue 25 (b)): 3000 images (600 of them validation), 1000 test, 3 epochs,
+    # the same contrast larger and tuned: 3000 images (600 of them validation), 1000 test, 3 epochs,
     # lr in {3e-4, 1e-3, 3e-3} (theta_lr = lr): what fitted about 30 minutes of the shared machine. It ran with
     # {1e-3, 3e-3} first; 1e-3 won on validation everywhere (the grid's edge), so 3e-4 was added (`run` passes
     # --force for it: the finished tasks are kept, the new ones run).
