@@ -517,7 +517,6 @@ class SpikesPlan:
             out.append(events)
         return out
 
-
     def dense(self, events):
         """The dense (T, B, *shape) array of ``events``."""
         return rows_to_dense(events, _kernels(), self.dtype)
