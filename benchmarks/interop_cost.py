@@ -21,11 +21,14 @@ round-off twin that a float32 verdict needs where an error exceeds rtol, compare
 perf_counter around the conversions, the peer run, the two twin runs and the rest (checks,
 comparisons, tolerances, report, first-divergence search), from the round where compare
 was fastest. Wall-clock on a shared machine: read the ratios, not the seconds; the load
-average is recorded, and a run that starts above ``LOADED`` writes ``_loaded.json``.
+average is recorded, and a run that starts above ``LOADED`` writes ``_loaded.json``. On a
+loaded machine ``--clock cpu --torch-threads 1`` (with OMP/OPENBLAS_NUM_THREADS=1) times
+the CPU seconds of each step, which other jobs move much less than the wall clock.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -37,6 +40,7 @@ import time
 import numpy as np
 
 LOADED = 2.0          # 1-minute load average above which a run is not a quiet machine's
+_clock = time.perf_counter   # --clock cpu: time.process_time (this process's CPU seconds)
 CASES = ("snntorch MNIST CSNN, neuron before pooling", "snntorch tutorial 5 FC (atan)")
 
 
@@ -64,10 +68,10 @@ def _phases(interop, model, x):
 
     def timed(name, fn):
         def call(*args, **kwargs):
-            start = time.perf_counter()
+            start = _clock()
             result = fn(*args, **kwargs)
             dtype = kwargs.get("dtype", getattr(args[0], "dtype", None))
-            log.append((name, np.dtype(dtype).name if dtype is not None else "", time.perf_counter() - start))
+            log.append((name, np.dtype(dtype).name if dtype is not None else "", _clock() - start))
             return result
         return call
 
@@ -75,9 +79,9 @@ def _phases(interop, model, x):
     for name, fn in originals.items():
         setattr(interop, name, timed(name, fn))
     try:
-        start = time.perf_counter()
+        start = _clock()
         interop.compare(model, x, seed=0)
-        total = time.perf_counter() - start
+        total = _clock() - start
     finally:
         for name, fn in originals.items():
             setattr(interop, name, fn)
@@ -149,9 +153,10 @@ def _case(interop, entry, repeats, before=None):
     times = {name: [] for name, _ in steps}
     for _ in range(repeats):
         for name, fn in steps:
-            start = time.perf_counter()
+            gc.collect()        # no step pays for the garbage of the one before it
+            start = _clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_clock() - start)
     result = {name: min(values) for name, values in times.items() if name != "phases"}
     result["phases_of_fastest_compare"] = min(phases, key=lambda p: p["compare_s"])
     peer, t32, t64 = result["peer_fwd_bwd_s"], result["twin_float32_s"], result["twin_float64_roundoff_s"]
@@ -208,10 +213,15 @@ def main(argv=None):
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's own; on a loaded machine 1 "
                              "keeps torch's threads from waiting on each other)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: perf_counter; cpu: process_time, this process's CPU seconds (on a "
+                             "loaded machine, with one thread everywhere, what the work costs)")
     parser.add_argument("--out", default=None,
                         help="results file (default: benchmarks/results/interop_cost.json, or "
                              f"interop_cost_loaded.json when the load average exceeded {LOADED} at the start)")
     args = parser.parse_args(argv)
+    global _clock
+    _clock = time.process_time if args.clock == "cpu" else time.perf_counter
     import torch
 
     import stlsim.interop as interop
@@ -226,7 +236,7 @@ def main(argv=None):
     load_end = os.getloadavg()
     out = args.out or ("benchmarks/results/interop_cost_loaded.json" if load_start[0] > LOADED
                        else "benchmarks/results/interop_cost.json")
-    info = provenance(benchmark="interop_cost", repeats=args.repeats, before=args.before or "",
+    info = provenance(benchmark="interop_cost", repeats=args.repeats, before=args.before or "", clock=args.clock,
                       cpus=os.cpu_count(), torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
                       load_average_start=json.dumps(load_start), load_average_end=json.dumps(load_end),
                       note="shared 2-core machine; other jobs were running")

@@ -1601,7 +1601,8 @@ def _divergence(ours, theirs, rtol, backward):
         a = a.reshape(a.shape[0], -1)                  # (float32 - float64 is float64)
         b = b.reshape(b.shape[0], -1)
         scale = max(_largest_abs(b), 1e-300) if backward else 0.0
-        bad = np.abs(a - b) > tolerance * scale       # every step at once
+        diff = np.subtract(a, b)                       # every step at once
+        bad = np.abs(diff, out=diff) > tolerance * scale
         steps = np.flatnonzero(bad.any(axis=1))
         if steps.size:
             t = int(steps[-1] if backward else steps[0])
@@ -1616,7 +1617,8 @@ def _largest_abs(value) -> float:
 
 def _relative(ours, theirs):
     """(max |diff|, relative to the larger of the two largest |values|, where)."""
-    diff = np.abs(ours - theirs)                   # (float32 - float64 is float64)
+    diff = np.asarray(np.subtract(ours, theirs))   # (float32 - float64 is float64; 0-d stays an array)
+    np.abs(diff, out=diff)
     if not diff.size:
         return 0.0, 0.0, ()
     scale = max(_largest_abs(theirs), _largest_abs(ours), 1e-300)

@@ -151,6 +151,8 @@ def test_relative_without_copies_is_the_same(seed):
         got, expected = interop._relative(a, b), relative_with_copies(a.astype(np.float64), b)
         np.testing.assert_equal(got, expected)
     assert interop._relative(np.zeros((0, 2)), np.zeros((0, 2))) == (0.0, 0.0, ())
+    scalar = (np.array(2.5, dtype=np.float32), np.array(2.0))        # a shape () parameter (snnTorch beta)
+    np.testing.assert_equal(interop._relative(*scalar), relative_with_copies(*scalar))
     signed = np.array([[-0.0, 0.0], [-3.0, np.inf]])
     np.testing.assert_equal(interop._relative(signed, -signed), relative_with_copies(signed, -signed))
 
