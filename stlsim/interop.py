@@ -1265,6 +1265,29 @@ def _attach_readout(conv, tail, owner):
 
 # --------------------------------------------------------------------------- running --
 
+def _as_numpy(tensor):
+    """A CPU torch tensor's values as NumPy (a view where NumPy has the dtype)."""
+    tensor = tensor.detach()
+    if tensor.dtype not in (_torch().float32, _torch().float64):    # e.g. bfloat16: no NumPy twin
+        tensor = tensor.double()
+    return tensor.numpy()
+
+
+def _float64(tensor):
+    """A torch tensor as a float64 NumPy array (one copy)."""
+    return np.array(_as_numpy(tensor), dtype=np.float64)
+
+
+def _float64_stack(tensors):
+    """Per-step torch tensors as one (T, ...) float64 NumPy array, filled in place: one copy,
+    where ``torch.stack(...).double().numpy()`` makes two."""
+    first = _as_numpy(tensors[0])
+    out = np.empty((len(tensors),) + first.shape)
+    for t, tensor in enumerate(tensors):
+        out[t] = _as_numpy(tensor)
+    return out
+
+
 def _run_peer(conv: Conversion, x_t, grad_output_fn):
     """Forward the peer, backward from ``grad_output_fn(output spikes)``; returns
     (spikes per neuron layer, dL/ds per neuron layer, grads by peer name). Every
@@ -1372,7 +1395,7 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         for name, mapped in conv.params.items():
             g = mapped.tensor.grad
             grads[name] = (np.zeros(tuple(mapped.tensor.shape)) if g is None
-                           else g.detach().double().numpy().copy())
+                           else _float64(g))
     finally:
         for handle in handles:
             handle.remove()
@@ -1385,24 +1408,24 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         if not seq:
             return None
         if conv.step_mode == "m":
-            return None if seq[0].grad is None else seq[0].grad.double().numpy()
+            return None if seq[0].grad is None else _float64(seq[0].grad)
         grads_s = [s.grad for s in seq]
-        return None if any(g is None for g in grads_s) else torch.stack(grads_s).double().numpy()
+        return None if any(g is None for g in grads_s) else _float64_stack(grads_s)
 
     spikes, adjoints, current_adjoints = [], [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
-        spikes.append(seq[0].detach().double().numpy() if conv.step_mode == "m"
-                      else torch.stack([s.detach() for s in seq]).double().numpy())
+        spikes.append(_float64(seq[0]) if conv.step_mode == "m" else _float64_stack(seq))
         adjoints.append(gradients(seq))
         current_adjoints.append(gradients(currents[id(m)]))
     membrane = output.detach().double().numpy() if conv.readout_module is not None else None
     return spikes, adjoints, grads, membrane, current_adjoints
 
 
-def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
+def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False, margins=True):
     """The twin's NumPy reference: (spikes, adjoints, grads, margins, readout membrane,
-    dL/dI_t per spiking layer).
+    dL/dI_t per spiking layer); with ``margins=False`` the margins |m_t - theta| are not
+    computed (None), for a run whose margins nobody reads (the float64 round-off twin).
     With a readout, ``grad_output_fn`` takes its membrane; the readout's backward turns
     dL/du into dL/ds^L ((BLI1)-(BLI2), (B4), (B6)) and its gradients join ``grads`` as
     ``"readout.{k}.weight"``."""
@@ -1441,10 +1464,13 @@ def _run_stlsim(conv, x, grad_output_fn, adjoint="g", training=False):
     finally:
         for i in recorded:
             del conv.net.layers[i].backward
-    margins = [np.abs(m - theta) for m, theta in zip(run.membrane, run.thetas)]
     integrator = None if readout is None else readout.layers[-1]
-    if integrator is not None and integrator.reset != "none":    # the readout's own spikes (LI3)
-        margins.append(np.abs(kept["membrane"] - integrator.theta))
+    if margins:
+        margins = [np.abs(m - theta) for m, theta in zip(run.membrane, run.thetas)]
+        if integrator is not None and integrator.reset != "none":    # the readout's own spikes (LI3)
+            margins.append(np.abs(kept["membrane"] - integrator.theta))
+    else:
+        margins = None
     adjoints = [trace[adjoint] for trace in run.traces]
     current_adjoints = [recorded[i][0] for i in conv.net.spiking_layers]
     grads = dict(run.grads)
@@ -1572,25 +1598,33 @@ def _divergence(ours, theirs, rtol, backward):
             continue
         tolerance = rtol[layer] if isinstance(rtol, (list, tuple)) else rtol
         n = int(np.prod(b.shape[2:]))                  # neurons per sample
-        a = a.reshape(a.shape[0], -1).astype(np.float64)
+        a = a.reshape(a.shape[0], -1)                  # (float32 - float64 is float64)
         b = b.reshape(b.shape[0], -1)
-        scale = max(float(np.max(np.abs(b))), 1e-300) if backward else 0.0
-        steps = range(a.shape[0] - 1, -1, -1) if backward else range(a.shape[0])
-        for t in steps:
-            bad = np.abs(a[t] - b[t]) > tolerance * scale
-            if np.any(bad):
-                return layer, t, int(np.flatnonzero(bad)[0] % n)
+        scale = max(_largest_abs(b), 1e-300) if backward else 0.0
+        diff = np.subtract(a, b)                       # every step at once
+        bad = np.abs(diff, out=diff) > tolerance * scale
+        steps = np.flatnonzero(bad.any(axis=1))
+        if steps.size:
+            t = int(steps[-1] if backward else steps[0])
+            return layer, t, int(np.flatnonzero(bad[t])[0] % n)
     return None
+
+
+def _largest_abs(value) -> float:
+    """max |value| without the temporary array of ``np.abs``."""
+    return max(float(np.max(value)), -float(np.min(value)))
 
 
 def _relative(ours, theirs):
     """(max |diff|, relative to the larger of the two largest |values|, where)."""
-    diff = np.abs(ours - theirs)
+    diff = np.asarray(np.subtract(ours, theirs))   # (float32 - float64 is float64; 0-d stays an array)
+    np.abs(diff, out=diff)
     if not diff.size:
         return 0.0, 0.0, ()
-    scale = max(float(np.max(np.abs(theirs))), float(np.max(np.abs(ours))), 1e-300)
-    where = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
-    return float(np.max(diff)), float(np.max(diff)) / scale, where
+    scale = max(_largest_abs(theirs), _largest_abs(ours), 1e-300)
+    index = int(np.argmax(diff))
+    largest = float(diff.flat[index])
+    return largest, largest / scale, tuple(int(i) for i in np.unravel_index(index, diff.shape))
 
 
 # A float32 gradient differs from the peer's by the round-off of two orders of operations.
@@ -1738,7 +1772,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         twin = convert(conv.model, x_np.shape[2:], dtype=np.float64, peer=peer, output=conv.output)
         twin.dropout_masks = {id(module): conv.dropout_masks[id(module)] for module, _ in twin.dropouts}
         spikes64, adjoints64, grads64, _, membrane64, currents64 = _run_stlsim(
-            twin, x_np.astype(np.float64), grad_output_fn, adjoint, conv.training)
+            twin, x_np.astype(np.float64), grad_output_fn, adjoint, conv.training, margins=False)
         if all(np.array_equal(a, b) for a, b in zip(spikes, spikes64)):
             for name, mapped in conv.params.items():
                 shape = peer_grads[name].shape
@@ -1770,9 +1804,9 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     model_roundoff = max(roundoffs.values(), default=0.0) if roundoffs else None
     adjoint_tolerance = current_tolerance = rtol    # per layer: its adjoints' own round-off
     if roundoffs:
-        adjoint_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a.astype(np.float64), b)[1])
+        adjoint_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
                              for a, b in zip(adjoints, adjoints64)]
-        current_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a.astype(np.float64), b)[1])
+        current_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
                              for a, b in zip(currents, currents64)]
     noise = [row.name for row in rows if row.roundoff is not None and row.roundoff > 1e-2]
     if noise:
