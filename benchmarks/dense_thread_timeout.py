@@ -31,8 +31,10 @@ def one_process(rounds: int) -> dict:
     from benchmarks.kernel_speed import fused_step
 
     row = fused_step((784, 800, 10), 8, 128, rounds, lambda line: None)
-    return {key: row[key] for key in ("step_ms", "gemms_ms", "step_vs_gemms", "step_vs_gemms_min",
-                                      "fused_path_ran", "load")}
+    out = {key: row[key] for key in ("step_ms", "gemms_ms", "step_vs_gemms", "step_vs_gemms_min",
+                                     "fused_path_ran", "load")}
+    out["OPENBLAS_THREAD_TIMEOUT"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")   # what this process ran with
+    return out
 
 
 def main(argv=None) -> int:

@@ -87,3 +87,19 @@ def test_conv_gemm_only_baseline_has_the_steps_products():
     assert products[0][0].shape == (2 * 28 * 28, 25) and products[0][2].shape == (2 * 28 * 28, 16)
     assert products[-1][2].shape == (2, 1568)
     gemms()
+
+
+def test_dense_thread_timeout_runs_both_arms(tmp_path):
+    """``benchmarks/dense_thread_timeout.py``: each arm in its own process, the fused path ran,
+    the summary is the medians of the processes' ratios."""
+    pytest.importorskip("numba")
+    cmd = [sys.executable, "-m", "benchmarks.dense_thread_timeout", "--pairs", "1", "--rounds", "1",
+           "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "dense_thread_timeout.json").read_text())
+    assert set(results["runs"]) == {"default", "OPENBLAS_THREAD_TIMEOUT=4"}
+    for arm, rows in results["runs"].items():
+        assert len(rows) == 1 and rows[0]["fused_path_ran"]
+        assert rows[0]["OPENBLAS_THREAD_TIMEOUT"] == (None if arm == "default" else "4")
+        assert results["summary"][arm]["median_step_vs_gemms"] == rows[0]["step_vs_gemms"]
