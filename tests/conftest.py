@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 
+import numpy as np
 import pytest
 
 # module name -> which of its tests form the gradient suite
@@ -85,3 +86,11 @@ def rotated(cases, combos, case_id, combo_id):
             marks = () if k == i % len(combos) else (pytest.mark.slow,)
             params.append(pytest.param(case, *combo, id=f"{case_id(case)}-{combo_id(combo)}", marks=marks))
     return params
+
+
+def assert_close(got, ref, tol, what=""):
+    """max |got - ref| <= tol * max |ref| (float64 arithmetic); the message names ``what``."""
+    ref = np.asarray(ref, np.float64)
+    scale = max(float(np.max(np.abs(ref))), 1e-30)
+    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref)))
+    assert err <= tol * scale, f"{what}: max abs err {err:.3e}, max |ref| {scale:.3e}"

@@ -19,7 +19,7 @@ from stlsim.engines.clock import lif_forward_stateful  # noqa: E402
 from stlsim.grad.bptt import lif_backward_stateful  # noqa: E402
 from stlsim.kernels import cpu, recurrent_cpu  # noqa: E402
 from stlsim.layers.base import Recurrence  # noqa: E402
-from conftest import rotated  # noqa: E402
+from conftest import assert_close, rotated  # noqa: E402
 
 BACKEND = get_backend("numba")
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -48,13 +48,6 @@ def _case_id(case):
     rec, bias, options, adapt, surrogate = case
     parts = [f"rec={rec}"] + (["bias"] if bias else []) + list(options)
     return ",".join(parts + (["adapt"] if adapt else []) + [surrogate])
-
-
-def assert_close(got, ref, tol, what=""):
-    ref = np.asarray(ref, np.float64)
-    scale = max(float(np.max(np.abs(ref))), 1e-30)
-    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref)))
-    assert err <= tol * scale, f"{what}: max abs err {err:.3e}, max |ref| {scale:.3e}"
 
 
 def make_layer(case, dtype, *, T=25, B=3, N=12, seed=0):

@@ -38,7 +38,7 @@ from stlsim.grad.bptt import lif_backward_stateful  # noqa: E402
 from stlsim.kernels import cpu  # noqa: E402
 from stlsim.layers.base import Recurrence  # noqa: E402
 
-from conftest import rotated  # noqa: E402
+from conftest import assert_close, rotated  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # each with a second parameter that moves its kink (or its second slope) into the range
@@ -51,13 +51,6 @@ OTHER_SECOND = [S.SpikeRateEscape(3.0, 0.5), S.SparseFastSigmoid(4.0, 0.2),
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 BACKEND = get_backend("numba")
 ids = [type(sg).__name__ for sg in TWO_PARAMETERS]
-
-
-def assert_close(got, ref, tol, what=""):
-    ref = np.asarray(ref, np.float64)
-    scale = max(float(np.max(np.abs(ref))), 1e-30)
-    err = float(np.max(np.abs(np.asarray(got, np.float64) - ref)))
-    assert err <= tol * scale, f"{what}: max abs err {err:.3e}, max |ref| {scale:.3e}"
 
 
 def test_the_five_are_the_two_parameter_peer_surrogates_and_have_codes():
