@@ -26,10 +26,10 @@ SIZES = (6, 9, 4)
 
 
 def make_net(neuron, *, surrogate="atan", sizes=SIZES, population=1, dtype=np.float64, seed=0,
-             gain=2.0, theta=None):
+             gain=2.0, theta=None, backend="numpy"):
     layers = [stlsim.Dense(a, b, init_gain=gain) for a, b in zip(sizes[:-1], sizes[1:])]
     net = stlsim.Network(layers, neuron=neuron, surrogate=surrogate, population=population,
-                         seed=seed, dtype=dtype, backend="numpy")
+                         seed=seed, dtype=dtype, backend=backend)
     if theta is not None:
         rng = np.random.default_rng(seed + 7)
         for key in net.params:

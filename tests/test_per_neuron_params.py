@@ -9,22 +9,16 @@ import pytest
 import stlsim
 from stlsim.grad.check import compare, finite_difference_grads
 
+from test_conventions import make_net as conventions_net
+from test_conventions import spikes_in
+
 SIZES = (6, 5, 4)
 
 
 def make_net(neuron, *, population=1, dtype=np.float64, backend="numpy", theta=(0.1, 0.8), seed=0):
-    layers = [stlsim.Dense(a, b, init_gain=2.0) for a, b in zip(SIZES[:-1], SIZES[1:])]
-    net = stlsim.Network(layers, neuron=neuron, surrogate="atan", population=population,
-                         seed=seed, dtype=dtype, backend=backend)
-    rng = np.random.default_rng(seed + 7)
-    for key in net.params:
-        if key.endswith(".theta"):
-            net.params[key][:] = rng.uniform(*theta, net.params[key].shape)
-    return net
-
-
-def spikes_in(T=8, B=3, n=SIZES[0], density=0.5, seed=1, dtype=np.float64):
-    return (np.random.default_rng(seed).random((T, B, n)) < density).astype(dtype)
+    """``test_conventions.make_net`` on this file's sizes, thresholds drawn from ``theta``."""
+    return conventions_net(neuron, sizes=SIZES, population=population, dtype=dtype, backend=backend,
+                           theta=theta, seed=seed)
 
 
 def layer_neurons(n_hidden=SIZES[1], n_out=SIZES[2], **options):
