@@ -164,8 +164,13 @@ def test_snntorch_synaptic_with_per_neuron_alpha_agrees(learn):
     if learn:
         assert net.params["0.alpha_syn"].shape == (10,)
     # negative control: the twin with the mean alpha differs from the peer
-    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**n.settings(),
-                                                             "alpha_syn": float(np.mean(n.alpha_syn))})
+    assert_the_mean_differs(net, "alpha_syn", x)
+
+
+def assert_the_mean_differs(net, name, x):
+    """A twin of ``net`` whose neurons hold the mean of their per-neuron ``name`` (the nearest
+    wrong conversion) spikes differently on ``x``."""
+    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**n.settings(), name: float(np.mean(getattr(n, name)))})
                                                for n in net.neurons],
                            surrogate=net.surrogates, dtype=net.dtype, backend="numpy")
     wrong.params.update({k: v.copy() for k, v in net.params.items()
@@ -218,13 +223,7 @@ def test_norse_per_neuron_constants_agree_in_float64(trained, box):
     np.testing.assert_allclose(n.v_leak, np.linspace(-0.1, 0.2, 12))
     np.testing.assert_array_equal(n.v_init, n.v_leak)                    # Norse starts at v_leak
     # negative control: the mean v_reset instead of the vector
-    wrong = stlsim.Network(net.layers, neuron=[stlsim.LIF(**{**m.settings(),
-                                                             "v_reset": float(np.mean(m.v_reset))})
-                                               for m in net.neurons],
-                           surrogate=net.surrogates, dtype=net.dtype, backend="numpy")
-    wrong.params.update({k: v.copy() for k, v in net.params.items()
-                         if k in wrong.params and wrong.params[k].shape == v.shape})
-    assert not all(np.array_equal(a, b) for a, b in zip(net.forward(x).spikes, wrong.forward(x).spikes))
+    assert_the_mean_differs(net, "v_reset", x)
     del torch
 
 
