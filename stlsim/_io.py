@@ -16,6 +16,7 @@ import platform
 import secrets
 import subprocess
 import sys
+import time
 
 __all__ = ["atomic_path", "damaged_file_error", "inside", "path_component", "provenance", "read_hdf5",
            "thread_settings", "say"]
@@ -257,10 +258,60 @@ def _is_stlsim(pid: int, started) -> bool:
 
 
 @contextlib.contextmanager
+def _folder_mutex(out_dir, owner: str, wait_s: float = 30.0):
+    """Hold an exclusive ``flock`` on the folder itself for the block: the few lines that read,
+    judge, remove and write ``.stlsim.lock``. Without it two runs started together could both
+    take the folder: one reads the other's lock in the instant between its creation and its
+    content (an empty file looks stale), or removes the lock the other has just written in place
+    of a stale one. The kernel drops the flock when its process ends, so it never goes stale.
+    Where there is no ``flock`` (not POSIX, or a file system that refuses it) the block runs
+    without it, as before; a folder held longer than ``wait_s`` (a run stopped inside these
+    lines) is a clear error, never a hang."""
+    try:
+        import fcntl
+        fd = os.open(out_dir, os.O_RDONLY)
+    except (ImportError, OSError):
+        fd = None
+    try:
+        deadline = time.monotonic() + wait_s
+        while fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    from ._checks import fail
+                    raise fail("out", "a folder no other run is writing to",
+                               f"{out_dir!r}, held by another process for over {wait_s:g} s while it "
+                               "claims it", owner) from None
+                time.sleep(0.01)
+            except OSError:          # no flock on this file system
+                break
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)             # drops the flock
+
+
+@contextlib.contextmanager
 def claim_folder(out_dir, owner: str, force: bool = False):
     """Hold ``out_dir/.stlsim.lock`` (created exclusively; it holds the process id and start
     time) for the block. A lock of a live process is refused; one of an ended process (or, with
-    ``force``, of a live process that is not a stlsim run: a reused process id) is taken over."""
+    ``force``, of a live process that is not a stlsim run: a reused process id) is taken over.
+    Reading, judging and writing the lock happen under ``_folder_mutex``, so two runs started at
+    once never both take the folder."""
+    with _folder_mutex(out_dir, owner):
+        _take_lock(out_dir, owner, force)
+    path = os.path.join(out_dir, LOCK_NAME)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _take_lock(out_dir, owner: str, force: bool) -> None:
+    """Create ``out_dir/.stlsim.lock`` with this process's id and start time (``claim_folder``)."""
     from ._checks import fail
 
     path = os.path.join(out_dir, LOCK_NAME)
@@ -291,11 +342,6 @@ def claim_folder(out_dir, owner: str, force: bool = False):
     else:
         raise fail("out", "a folder no other run is writing to", f"{out_dir!r}, claimed again and again "
                    f"({path})", owner)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
 
 
 # ------------------------------------------------------------------------- safe paths --
