@@ -329,5 +329,17 @@ def test_the_executor_yields_in_job_order_and_applies_one_thread_policy():
     assert isinstance(err, TypeError)
 
 
+def test_the_thread_policy_reaches_a_blas_first_loaded_inside_the_job():
+    # a fresh process: SciPy's own OpenBLAS is not loaded yet when the first job starts
+    code = ("import numpy\nfrom stlsim.experiment.executor import job_threads, thread_settings\n"
+            "with job_threads():\n    import scipy.linalg\n    s = thread_settings()\n"
+            "print(len(s['blas']), max(b['num_threads'] for b in s['blas']))")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    libraries, most = map(int, out.stdout.split())
+    assert libraries >= 1 and most == 1, out.stdout
+
+
 def _square(shared, job):
     return shared + job * job          # shared None: a TypeError, the job's own error

@@ -84,7 +84,11 @@ def worker_count(max_workers, n_jobs: int, scheduler="local") -> int:
 
 @contextlib.contextmanager
 def job_threads(threads: int = JOB_THREADS):
-    """The thread policy of a training job: BLAS and Numba at ``threads`` thread(s) for the block."""
+    """The thread policy of a training job: BLAS and Numba at ``threads`` thread(s) for the block.
+
+    ``threadpool_limits`` reaches only the BLAS libraries loaded when it starts; SciPy brings an
+    OpenBLAS of its own on first use, so it is loaded first (else a process's first job ran
+    SciPy's BLAS at every core, and its record said so)."""
     from threadpoolctl import threadpool_limits
 
     numba_before = None
@@ -96,6 +100,8 @@ def job_threads(threads: int = JOB_THREADS):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except ImportError:  # pragma: no cover - numba is a dependency
         pass
+    with contextlib.suppress(ImportError):
+        import scipy.linalg  # noqa: F401 - loads SciPy's own OpenBLAS now, so that the limit reaches it too
     try:
         with threadpool_limits(limits=threads, user_api="blas"):
             yield
