@@ -25,7 +25,8 @@ Each group's three arms are reported together by ``stlsim sweep-report`` (BH q, 
 per direction), and the digits and Fashion-MNIST groups once more as one family.
 
     python -m validation.fair_study restore           # the committed tables back to runs/fair/ (records gone)
-    python -m validation.fair_study run [GROUP ...]   # the sweeps, serially (resumable)
+    python -m validation.fair_study run [--workers N] [GROUP ...]   # the sweeps (resumable), serially or on N
+                                                      # local one-thread Dask workers
     python -m validation.fair_study report            # sweep-report per group + family; fixed_lr.md
     python -m validation.fair_study repro             # seed 0 of digits_paper/none again: bit for bit?
     python -m validation.fair_study table             # the verdict table (docs/results_claims.md) from the reports
@@ -162,16 +163,18 @@ def grid_file(group, arm, seeds):
     return path
 
 
-def sweep_command(group, arm, part=0):
+def sweep_command(group, arm, part=0, workers=1):
     """The ``stlsim sweep`` command of one part (``parts``) of a group's arm; a part whose seeds do not start
-    at 0 names them in a grid file (written by this call)."""
+    at 0 names them in a grid file (written by this call). ``workers`` > 1 runs the tasks on a local Dask
+    cluster of that many one-thread workers (the same results bit for bit as serially)."""
     fixed, cells, _, _, tune = GROUPS[group]
     name, seeds = parts(group, arm)[part]
     grid = (["--grid", f"{cells} {ARMS[arm]}", "--seeds", str(len(seeds))] if seeds[0] == 0
             else ["--grid-file", grid_file(group, arm, seeds)])
     return [sys.executable, "-m", "stlsim", "sweep", *fixed, grid[0], grid[1],
             *(["--tune", tune] if tune else []), "--val-fraction", VAL, *grid[2:], "--modes", "stl,sl",
-            "--scheduler", "serial", "--quiet", "--out", folder(group, name)]
+            *(["--scheduler", "serial"] if workers == 1 else ["--scheduler", "local", "--max-workers", str(workers)]),
+            "--quiet", "--out", folder(group, name)]
 
 
 def conv_full_command(out="runs/fair_conv_full"):
@@ -182,8 +185,9 @@ def conv_full_command(out="runs/fair_conv_full"):
             "--scheduler", "serial", "--out", out]
 
 
-def run(groups):
-    """Run ``groups`` (names, or ``group:arm`` for one arm), every arm of a group in order."""
+def run(groups, workers=1):
+    """Run ``groups`` (names, or ``group:arm`` for one arm), every arm of a group in order, each sweep on
+    ``workers`` processes."""
     os.makedirs(RUNS, exist_ok=True)
     for token in groups:
         group, _, only = token.partition(":")
@@ -192,7 +196,7 @@ def run(groups):
             if os.path.isfile(os.path.join(folder(group, name), RESTORED)):
                 print(f"{group}/{name}: restored from {RESULTS} (its records are gone), not run again", flush=True)
                 continue
-            cmd = sweep_command(group, arm, k) + (["--force"] if group in WIDENED else [])
+            cmd = sweep_command(group, arm, k, workers) + (["--force"] if group in WIDENED else [])
             start, load = time.time(), os.getloadavg()
             print(f"[{time.strftime('%H:%M:%S')}] {group}/{name}: {' '.join(cmd[2:])}", flush=True)
             rc = subprocess.call(cmd)
@@ -510,11 +514,18 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     what = argv.pop(0) if argv else "list"
     if what == "run":
+        workers = 1
+        if argv and argv[0].startswith("--workers"):
+            flag = argv.pop(0)
+            value = flag.partition("=")[2] or (argv.pop(0) if argv else "")
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"--workers: expected a positive integer, got {value!r}")
+            workers = int(value)
         bad = [g for g in argv if g.partition(":")[0] not in GROUPS
                or (g.partition(":")[2] and g.partition(":")[2] not in GROUPS[g.partition(":")[0]][3])]
         if bad:
             raise SystemExit(f"unknown group(s) {bad}; known: {list(GROUPS)}")
-        run(argv or ORDER)
+        run(argv or ORDER, workers)
     elif what == "restore":
         restore()
     elif what == "report":
