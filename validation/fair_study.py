@@ -1,9 +1,8 @@
 """The fair re-run of the STL-vs-SL map (docs/results_claims.md, docs/sweep.md "The fair protocol").
 
 Every group below is a set of cells (a small `stlsim sweep` grid) run once per weight-decay arm
-(the first three for the digits and Fashion-MNIST groups, the fourth too for digits_silent,
-digits_deep8, digits_paper and fashion_paper; MNIST-1D: none and coupled; conv: none), each arm in
-its own sweep folder:
+(all four for the digits and Fashion-MNIST groups; MNIST-1D: none and coupled; conv: none), each
+arm in its own sweep folder:
 
 * ``none``: no weight decay (``--weight-decay-mode none``, weight_decay 0);
 * ``coupled``: L2 1e-6 added to the gradient before Adam, thresholds included (the paper's code);
@@ -12,16 +11,17 @@ its own sweep folder:
 * ``decoupled_nothr``: the same AdamW with thresholds and trained decays not decayed
   (``decay_thresholds=false``): only the synaptic parameters shrink.
 
-The Fashion-MNIST groups first ran seeds 0-2; their seeds 3-4 ran later as sweeps of their own
-(``FIRST_SEEDS``, ``parts``: folder ``<arm>_s3-4/``, the seeds in a grid file), with the same task
-ids as one sweep of all five, so ``sweep-report`` pools the two folders into 5-seed cells.
+The Fashion-MNIST groups, the larger conv group and MNIST-1D first ran seeds 0-2; their seeds 3-4
+ran later as sweeps of their own (``FIRST_SEEDS``, ``parts``: folder ``<arm>_s3-4/``, the seeds in a
+grid file), with the same task ids as one sweep of all five, so ``sweep-report`` pools the two
+folders into 5-seed cells.
 
 In every sweep 20 % of the training data are held out (``--val-fraction 0.2``, one split for
 every arm, mode and seed) and each arm's learning rates are tuned on it: SL picks lr from
 {1e-3, 3e-3, 1e-2}; STL picks (lr, theta_lr) from {1e-3, 3e-3, 1e-2} x {1e-3, 1e-2, 3e-2}
 (the old "10 lr" rule, lr 1e-3 / theta_lr 1e-2, is one of the nine). Per (cell, mode, seed) the
 run with the best final validation accuracy is reported by its test accuracy (``tuned.csv``).
-Each group's three arms are reported together by ``stlsim sweep-report`` (BH q, Holm p, counts
+Each group's arms are reported together by ``stlsim sweep-report`` (BH q, Holm p, counts
 per direction), and the digits and Fashion-MNIST groups once more as one family.
 
     python -m validation.fair_study restore           # the committed tables back to runs/fair/ (records gone)
@@ -383,6 +383,13 @@ def readme():
              "decayed) and the tuned conv group `fashion_conv_tuned`. The first session's HDF5 records were "
              "gone by then: its tables were copied back (`python -m validation.fair_study restore`) and its "
              "sweeps were not re-run.", "",
+             "A third session (from 08:36 UTC on 2026-12-07, log `study3.log`) ran the larger conv group "
+             "`fashion_conv_large` (seeds 0-2, then 3-4 as `none_s3-4/`; 5 of its runs had finished in a session "
+             "before and were kept), the fourth arm `decoupled_nothr` of fashion_silent, fashion_deep8 and "
+             "digits_depth4, and seeds 3-4 of MNIST-1D, each sweep on two local Dask workers of one BLAS and one "
+             "Numba thread (`run --workers 2`: `--scheduler local --max-workers 2`, which gives the same numbers "
+             "as a serial run), at normal priority beside two other agents' work; the command column shows the "
+             "serial form, `walltimes.jsonl` the one that ran.", "",
              "| group | arm | tasks (ok) | summed task wall time (s) | first start (UTC) | load avg (1 min) at "
              "start / end | command |", "|---|---|---|---|---|---|---|"]
     total = 0.0
@@ -511,7 +518,8 @@ def collect():
                 if os.path.getsize(src) <= 1_500_000:
                     shutil.copy2(src, dst)
     readme()
-    for name in ("walltimes.jsonl", "fixed_lr.md", "study.log", "study2.log", "repro.md", "README.md", "verdicts.md"):
+    for name in ("walltimes.jsonl", "fixed_lr.md", "study.log", "study2.log", "study3.log", "repro.md", "README.md",
+                 "verdicts.md"):
         if os.path.isfile(os.path.join(RUNS, name)):
             shutil.copy2(os.path.join(RUNS, name), RESULTS)
 
