@@ -87,7 +87,7 @@ LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
-         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0, "plan": 0}
+         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0, "plan": 0, "stepwise": 0}
 
 _static_cache = None
 def _scratch(name, shape, dtype):
@@ -430,6 +430,11 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
 # False: ``Network.forward(..., record="spikes")`` never uses a plan (the general path
 # every call); ``benchmarks/public_call.py`` measures both in one process.
 PLAN_SPIKES = True
+# A plan's layer runs ``kernels.event_cpu._stepwise_spikes`` (one tight pass per row, no
+# candidate lists) when at least STEPWISE_RATIO of its T * B rows (steps of a sample)
+# have input; the lazy kernel below that. The same spikes either way; the break-even is
+# measured in docs/performance.md ("The event engine through `net.forward`").
+STEPWISE_RATIO = 0.35
 
 
 class _PlannedLayer:
@@ -507,11 +512,12 @@ class SpikesPlan:
                 bias = data[layer.bias_key] if layer.bias_key is not None else empty1
                 CALLS["push"] += 1
                 CALLS["cached_transpose"] += 1
-                spk_ptr, spk_idx = kernels.dense_layer_spikes(
+                spk_ptr, spk_idx, stepwise = kernels.dense_layer_spikes(
                     T, B, events.ptr, events.index, values, unit, data[layer.weight_key],
                     layer.weight_t, bias, layer.bias_key is not None, layer.theta,
                     layer.half_width, layer.tau, layer.tau_pow, layer.hard,
-                    _scratch("current", (B, N), dtype), layer.eps)
+                    _scratch("current", (B, N), dtype), layer.eps, STEPWISE_RATIO)
+                CALLS["stepwise"] += stepwise
                 del bias
             events = SpikeEvents._trusted(T, B, layer.out_shape, spk_ptr, spk_idx, None, dtype)
             out.append(events)
@@ -525,16 +531,15 @@ class SpikesPlan:
         """(B, C) rates of the output layer's ``events``, bit for bit what
         ``readout.population_rates`` gives from their dense array (``np.mean``: a sum in
         the storage dtype, exact for counts up to 2^24, then ``true_divide`` by the
-        count of items as an ``intp``, the same call NumPy's mean makes); None where a
-        count could be inexact (T * population > 2^24)."""
+        count of items as an ``intp``, which divides in float64 and rounds once:
+        ``kernels.event_cpu.population_rates`` does that in one kernel call); None where
+        a count could be inexact (T * population > 2^24)."""
         T, B = events.T, events.batch_size
         if T * population > 2 ** 24:
             return None
-        counts = _kernels().population_counts(events.ptr, events.index, T, B,
-                                              self.layers[-1].n_out // population, population)
-        rates = counts.astype(self.dtype)
-        np.true_divide(rates, np.intp(T * population), out=rates, casting="unsafe")
-        return rates
+        return _kernels().population_rates(events.ptr, events.index, T, B,
+                                           self.layers[-1].n_out // population, population,
+                                           _empties(self.dtype)[2])
 
 
 def plan_spikes(layers, params_per_layer, neuron, surrogate, dtype, weight_t, input_shape):
