@@ -114,6 +114,35 @@ def test_the_plan_runs_the_stepwise_kernel_where_rows_have_input(dtype, reset, m
         np.testing.assert_array_equal(u.to_dense(), v.to_dense())
 
 
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_the_general_forward_runs_it_with_a_transposed_weight(reset):
+    """Default record and ``loss_and_grad``: the forward pushes W.T here (static_weights)
+    and runs the stepwise kernel; spikes, membranes and gradients as on the lazy kernel."""
+    net, rng = make(np.float64, reset), np.random.default_rng(2)
+    x = (rng.random((25, 3, 30)) < 0.2).astype(np.float64)
+    y = np.array([0, 3, 5])
+    results = {}
+    for ratio in (event.STEPWISE_RATIO, np.inf):
+        event.STEPWISE_RATIO, saved = ratio, event.STEPWISE_RATIO
+        try:
+            with event.static_weights():
+                before = event.CALLS["stepwise"]
+                rec = net.forward(x, engine="event")
+                loss, grads = net.loss_and_grad(x, y, engine="event")
+                results[ratio] = (rec, loss, grads, event.CALLS["stepwise"] - before)
+        finally:
+            event.STEPWISE_RATIO = saved
+    (rec, loss, grads, runs), (lazy, lazy_loss, lazy_grads, lazy_runs) = results.values()
+    assert runs == 4 and lazy_runs == 0                   # two layers, two forwards
+    assert sum(s.sum() for s in rec.spikes) > 0
+    for field in ("spikes", "membrane", "currents"):
+        for u, v in zip(getattr(rec, field), getattr(lazy, field), strict=True):
+            np.testing.assert_array_equal(u, v)
+    assert loss == lazy_loss
+    for key in grads:
+        np.testing.assert_array_equal(grads[key], lazy_grads[key])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("T,population", [(100, 1), (37, 3), (251, 2)])
 def test_the_rates_kernel_equals_population_rates_at_every_count(dtype, T, population):

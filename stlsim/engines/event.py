@@ -261,7 +261,10 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
     membrane can be inside the rectangular surrogate's support; the backward's re-run)
     or "everything" (a ``Record``, and surrogates of infinite support). ``keep`` = 2
     writes every membrane into a reused workspace array named by ``slot`` (a fresh one
-    when None): a fresh array of T B N membranes costs a page fault per 4 kB."""
+    when None): a fresh array of T B N membranes costs a page fault per 4 kB. The
+    forward ("crossing", nothing kept or recorded) with W.T runs the plan's kernel,
+    ``dense_layer_spikes`` (stepwise where at least ``STEPWISE_RATIO`` of the rows have
+    input; the same spikes): its membrane entries are then None."""
     inputs, settings, dtype = record.inputs, record.settings, record.theta.dtype
     N = record.theta.shape[0]
     empty3, empty2, empty1 = _empties(dtype)
@@ -273,6 +276,16 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
     weight_t = _transposed_weight(record, inputs.n_events)
     values, unit = kernel_values(inputs)
     CALLS["push" if weight_t is not None else "gather"] += 1
+    if weight_t is not None and visit == "crossing" and keep == 0 and not dense:
+        # Spikes alone (the forward): the plan's kernel, stepwise where most rows have input.
+        spk_ptr, spk_idx, stepwise = kernels.dense_layer_spikes(
+            T, B, inputs.ptr, inputs.index, values, unit, record.weight, weight_t,
+            record.bias if record.bias is not None else empty1, record.bias is not None,
+            record.theta, settings["half_width"], settings["tau"], settings["tau_pow"],
+            settings["hard"], _scratch("current", (B, N), dtype), settings["eps"],
+            STEPWISE_RATIO)
+        CALLS["stepwise"] += stepwise
+        return (spk_ptr, spk_idx, None, None, None), rec
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.index, values, unit, record.weight,
         weight_t if weight_t is not None else empty2, weight_t is not None,
