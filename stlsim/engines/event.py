@@ -443,9 +443,10 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
 # False: ``Network.forward(..., record="spikes")`` never uses a plan (the general path
 # every call); ``benchmarks/public_call.py`` measures both in one process.
 PLAN_SPIKES = True
-# A plan's layer runs ``kernels.event_cpu._stepwise_spikes`` (one tight pass per row, no
-# candidate lists) when at least STEPWISE_RATIO of its T * B rows (steps of a sample)
-# have input; the lazy kernel below that. The same spikes either way; the break-even is
+# A plan's layer, and the general forward where it pushes W.T (``_run_layer``), runs
+# ``kernels.event_cpu._stepwise_spikes`` (one tight pass per row, no candidate lists)
+# when at least STEPWISE_RATIO of its T * B rows (steps of a sample) have input; the
+# lazy kernel below that. The same spikes either way; the break-even is
 # measured in docs/performance.md ("The event engine through `net.forward`").
 STEPWISE_RATIO = 0.35
 
