@@ -23,8 +23,12 @@ rates, membranes and currents bitwise equal.
 Beside them, per round, the floor and the kernel alone (first layer, the after path's
 arguments): ``plain_loop``, the plainest Numba loop doing the first layer's event work
 (per step: push the rows of W.T of the step's input events into one current row, then
-one LIF pass (L2)-(L4), hard reset, over the 800 neurons; ``plain_push``), and
-``kernel``, ``kernels.event_cpu.dense_layer_spikes`` called as the plan calls it.
+one LIF pass (L2)-(L4), hard reset, over the 800 neurons; ``plain_push``),
+``kernel``, ``kernels.event_cpu.dense_layer_spikes`` called as the plan calls it
+(``engines.event.STEPWISE_RATIO``: here the stepwise kernel), ``kernel_lazy``, the same
+call forced onto the lazy kernel (the plan's kernel before issue 28's last step), and
+``event_spikes_lazy``, the after path's ``event_spikes`` with the plan forced onto the
+lazy kernel (``STEPWISE_RATIO = inf`` during the call).
 
 Targets: ``event_spikes`` >= 10x and ``event_record`` >= 5x the clock engine's
 ``net.forward(x)``.
@@ -52,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 x_global = None
 VARIANTS = ("clock", "event_spikes", "event_record", "event_record_read", "event_spikes_from_events")
 PATHS = ("before", "guarded", "after")
-FLOOR = ("plain_loop", "kernel")
+FLOOR = ("plain_loop", "kernel", "kernel_lazy", "event_spikes_lazy")
 _PLAIN = None
 
 
@@ -88,8 +92,9 @@ def _plain_push():
     return _PLAIN
 
 
-def floor_calls(net, events):
-    """The plain loop and the event kernel alone on the first layer (B = 1)."""
+def floor_calls(net, x, events):
+    """The plain loop and the event kernels alone on the first layer (B = 1), and the
+    whole call on the lazy kernel."""
     from stlsim.engines.event_convert import kernel_values
     net.forward(events, engine="event", record="spikes")     # keeps the plan
     net.forward(events, engine="event", record="spikes")
@@ -103,15 +108,24 @@ def floor_calls(net, events):
     current = np.empty((B, layer.n_out), dtype=dtype)
     values, unit = kernel_values(events)
 
-    def kernel():
-        return kernels.dense_layer_spikes(
+    def kernel(ratio=None):
+        ptr, idx, stepwise = kernels.dense_layer_spikes(
             T, B, events.ptr, events.index, values, unit, data[layer.weight_key], weight_t, e1,
             False, theta, layer.half_width, tau, event._tau_powers(tau, T, dtype), layer.hard,
-            current, layer.eps)[1].size
+            current, layer.eps, event.STEPWISE_RATIO if ratio is None else ratio)
+        return idx.size
 
-    same = plain(events.ptr, events.index, weight_t, theta, tau, T) == kernel()
+    def event_spikes_lazy():
+        ratio, event.STEPWISE_RATIO = event.STEPWISE_RATIO, np.inf
+        try:
+            return net.forward(x, engine="event", record="spikes")
+        finally:
+            event.STEPWISE_RATIO = ratio
+
+    same = plain(events.ptr, events.index, weight_t, theta, tau, T) == kernel() == kernel(np.inf)
     return {"plain_loop": lambda: plain(events.ptr, events.index, weight_t, theta, tau, T),
-            "kernel": kernel}, bool(same)
+            "kernel": kernel, "kernel_lazy": lambda: kernel(np.inf),
+            "event_spikes_lazy": event_spikes_lazy}, bool(same)
 
 
 def make_case(T=100, B=1, density=0.005, seed=0):
@@ -231,7 +245,7 @@ def main(argv=None):
     net, x, events = make_case()
     load_before = os.getloadavg()
     identical = check_identical(net, x, events)
-    floor, floor_same = floor_calls(net, events)
+    floor, floor_same = floor_calls(net, x, events)
     identical["plain_loop_spike_count_equals_kernel"] = floor_same
     global x_global
     x_global = x
@@ -249,8 +263,14 @@ def main(argv=None):
                            for name in VARIANTS if name != "clock"}
     ratios["floor"] = {"kernel / plain_loop": medians[("floor", "kernel")]
                        / medians[("floor", "plain_loop")],
+                       "kernel_lazy / plain_loop": medians[("floor", "kernel_lazy")]
+                       / medians[("floor", "plain_loop")],
+                       "kernel_lazy / kernel": medians[("floor", "kernel_lazy")]
+                       / medians[("floor", "kernel")],
                        "after event_spikes / plain_loop": medians[("after", "event_spikes")]
-                       / medians[("floor", "plain_loop")]}
+                       / medians[("floor", "plain_loop")],
+                       "clock / event_spikes_lazy": medians[("after", "clock")]
+                       / medians[("floor", "event_spikes_lazy")]}
     result = {
         "what": "event engine through net.forward, 784-800-10, B=1, T=100, "
                 "density 0.005, float32; median over rounds of the min over calls, ms",
@@ -291,8 +311,11 @@ def main(argv=None):
             for name in VARIANTS if name != "clock"))
     print(f"floor   first layer: plain loop {medians[('floor', 'plain_loop')]:.3f} ms, event kernel "
           f"{medians[('floor', 'kernel')]:.3f} ms ({ratios['floor']['kernel / plain_loop']:.2f}x the "
-          f"loop); the whole after call is {ratios['floor']['after event_spikes / plain_loop']:.2f}x "
-          "the loop")
+          f"loop), lazy kernel {medians[('floor', 'kernel_lazy')]:.3f} ms "
+          f"({ratios['floor']['kernel_lazy / plain_loop']:.2f}x); the whole after call is "
+          f"{ratios['floor']['after event_spikes / plain_loop']:.2f}x the loop; on the lazy kernel "
+          f"{medians[('floor', 'event_spikes_lazy')]:.3f} ms "
+          f"({ratios['floor']['clock / event_spikes_lazy']:.1f}x)")
     print("targets (after):", result["targets"])
     print("wrote", path)
 

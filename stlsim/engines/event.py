@@ -87,7 +87,7 @@ LIF_DEFAULTS = LIF().settings()
 
 # How often each path ran (tests use it to prove the event kernels, not a fallback, ran).
 CALLS = {"forward": 0, "backward": 0, "fallback": 0, "materialize": 0, "event_input": 0,
-         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0, "plan": 0}
+         "gather": 0, "push": 0, "cached_transpose": 0, "silent": 0, "plan": 0, "stepwise": 0}
 
 _static_cache = None
 def _scratch(name, shape, dtype):
@@ -261,7 +261,10 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
     membrane can be inside the rectangular surrogate's support; the backward's re-run)
     or "everything" (a ``Record``, and surrogates of infinite support). ``keep`` = 2
     writes every membrane into a reused workspace array named by ``slot`` (a fresh one
-    when None): a fresh array of T B N membranes costs a page fault per 4 kB."""
+    when None): a fresh array of T B N membranes costs a page fault per 4 kB. The
+    forward ("crossing", nothing kept or recorded) with W.T runs the plan's kernel,
+    ``dense_layer_spikes`` (stepwise where at least ``STEPWISE_RATIO`` of the rows have
+    input; the same spikes): its membrane entries are then None."""
     inputs, settings, dtype = record.inputs, record.settings, record.theta.dtype
     N = record.theta.shape[0]
     empty3, empty2, empty1 = _empties(dtype)
@@ -273,6 +276,16 @@ def _run_layer(kernels, record, T, B, visit, keep=0, dense=False, slot=None):
     weight_t = _transposed_weight(record, inputs.n_events)
     values, unit = kernel_values(inputs)
     CALLS["push" if weight_t is not None else "gather"] += 1
+    if weight_t is not None and visit == "crossing" and keep == 0 and not dense:
+        # Spikes alone (the forward): the plan's kernel, stepwise where most rows have input.
+        spk_ptr, spk_idx, stepwise = kernels.dense_layer_spikes(
+            T, B, inputs.ptr, inputs.index, values, unit, record.weight, weight_t,
+            record.bias if record.bias is not None else empty1, record.bias is not None,
+            record.theta, settings["half_width"], settings["tau"], settings["tau_pow"],
+            settings["hard"], _scratch("current", (B, N), dtype), settings["eps"],
+            STEPWISE_RATIO)
+        CALLS["stepwise"] += stepwise
+        return (spk_ptr, spk_idx, None, None, None), rec
     out = kernels.dense_layer_forward(
         T, B, inputs.ptr, inputs.index, values, unit, record.weight,
         weight_t if weight_t is not None else empty2, weight_t is not None,
@@ -430,6 +443,12 @@ def run_forward(layers, params_per_layer, x, neuron, surrogate, ctx, backend, *,
 # False: ``Network.forward(..., record="spikes")`` never uses a plan (the general path
 # every call); ``benchmarks/public_call.py`` measures both in one process.
 PLAN_SPIKES = True
+# A plan's layer, and the general forward where it pushes W.T (``_run_layer``), runs
+# ``kernels.event_cpu._stepwise_spikes`` (one tight pass per row, no candidate lists)
+# when at least STEPWISE_RATIO of its T * B rows (steps of a sample) have input; the
+# lazy kernel below that. The same spikes either way; the break-even is
+# measured in docs/performance.md ("The event engine through `net.forward`").
+STEPWISE_RATIO = 0.35
 
 
 class _PlannedLayer:
@@ -507,11 +526,12 @@ class SpikesPlan:
                 bias = data[layer.bias_key] if layer.bias_key is not None else empty1
                 CALLS["push"] += 1
                 CALLS["cached_transpose"] += 1
-                spk_ptr, spk_idx = kernels.dense_layer_spikes(
+                spk_ptr, spk_idx, stepwise = kernels.dense_layer_spikes(
                     T, B, events.ptr, events.index, values, unit, data[layer.weight_key],
                     layer.weight_t, bias, layer.bias_key is not None, layer.theta,
                     layer.half_width, layer.tau, layer.tau_pow, layer.hard,
-                    _scratch("current", (B, N), dtype), layer.eps)
+                    _scratch("current", (B, N), dtype), layer.eps, STEPWISE_RATIO)
+                CALLS["stepwise"] += stepwise
                 del bias
             events = SpikeEvents._trusted(T, B, layer.out_shape, spk_ptr, spk_idx, None, dtype)
             out.append(events)
@@ -525,16 +545,15 @@ class SpikesPlan:
         """(B, C) rates of the output layer's ``events``, bit for bit what
         ``readout.population_rates`` gives from their dense array (``np.mean``: a sum in
         the storage dtype, exact for counts up to 2^24, then ``true_divide`` by the
-        count of items as an ``intp``, the same call NumPy's mean makes); None where a
-        count could be inexact (T * population > 2^24)."""
+        count of items as an ``intp``, which divides in float64 and rounds once:
+        ``kernels.event_cpu.population_rates`` does that in one kernel call); None where
+        a count could be inexact (T * population > 2^24)."""
         T, B = events.T, events.batch_size
         if T * population > 2 ** 24:
             return None
-        counts = _kernels().population_counts(events.ptr, events.index, T, B,
-                                              self.layers[-1].n_out // population, population)
-        rates = counts.astype(self.dtype)
-        np.true_divide(rates, np.intp(T * population), out=rates, casting="unsafe")
-        return rates
+        return _kernels().population_rates(events.ptr, events.index, T, B,
+                                           self.layers[-1].n_out // population, population,
+                                           _empties(self.dtype)[2])
 
 
 def plan_spikes(layers, params_per_layer, neuron, surrogate, dtype, weight_t, input_shape):

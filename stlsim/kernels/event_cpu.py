@@ -10,6 +10,9 @@ All serial and deterministic (fixed loop orders, no ``prange``):
   from W, ``_push_row`` from W.T, bit-identical), lazy leak, threshold tests only where a
   neuron can cross (``visit_fence``); optionally keeps the membranes the backward
   needs, or records dense I, m, s for a ``Record``.
+* ``dense_layer_spikes``: the spikes alone (``record="spikes"``): ``_stepwise_spikes``
+  (one tight pass per step, the lazy leak's state kept but no candidate lists) where
+  most rows have input, else ``dense_layer_forward``; ``population_rates`` from them.
 * ``dense_layer_backward``: (B1)-(B6) for that layer in reverse time, from the spike
   events and the kept membranes.
 
@@ -26,7 +29,7 @@ from . import scalar
 from ._jit import prepare_cache, register_scalar
 
 __all__ = ["dense_to_events", "dense_pairs_to_events", "events_to_rows", "dense_layer_forward", "dense_layer_backward",
-           "visit_fence", "population_counts", "dense_layer_spikes"]
+           "visit_fence", "population_counts", "population_rates", "dense_layer_spikes"]
 
 
 prepare_cache(__file__)
@@ -152,6 +155,21 @@ def population_counts(ptr, idx, T, B, n_classes, population):
             for e in range(ptr[r], ptr[r + 1]):
                 counts[b, idx[e] // population] += 1
     return counts
+
+
+@numba.njit(cache=True)
+def population_rates(ptr, idx, T, B, n_classes, population, like):
+    """Rates (B, n_classes) in the dtype of ``like`` from compressed rows of output
+    spikes: each ``population_counts`` count over T * population, divided in float64
+    and rounded once to the dtype (what NumPy's ``true_divide`` of the counts, held
+    exactly in the dtype, by an integer count does; ``engines.event.SpikesPlan.rates``)."""
+    counts = population_counts(ptr, idx, T, B, n_classes, population)
+    rates = np.empty((B, n_classes), dtype=like.dtype)
+    total = float(T * population)
+    for b in range(B):
+        for c in range(n_classes):
+            rates[b, c] = float(counts[b, c]) / total
+    return rates
 
 
 @numba.njit(cache=True)
@@ -597,10 +615,25 @@ def dense_layer_forward(T, B, in_ptr, in_idx, in_val, unit_values, weight, weigh
 
 @numba.njit(cache=True)
 def dense_layer_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t, bias,
-                       has_bias, theta, half_width, tau, tau_pow, hard, current, eps):
-    """``dense_layer_forward`` pushing rows of ``weight_t``, visiting CROSSING, keeping
-    and recording nothing: the spike rows ``(spk_ptr, spk_idx)`` alone (what
-    ``record="spikes"`` needs; two arrays to hand back to Python instead of five)."""
+                       has_bias, theta, half_width, tau, tau_pow, hard, current, eps,
+                       stepwise_ratio):
+    """The spike rows ``(spk_ptr, spk_idx)`` of one Dense layer pushing rows of
+    ``weight_t`` (what ``record="spikes"`` needs), and whether ``_stepwise_spikes``
+    computed them: it does when at least ``stepwise_ratio`` of the T * B rows have
+    input (every row with a bias; 0: always, inf: never); otherwise
+    ``dense_layer_forward`` visiting CROSSING, keeping and recording nothing. The same
+    spikes either way, bit for bit (``tests/test_event_plan.py``)."""
+    rows_with_input = T * B
+    if not has_bias:
+        rows_with_input = 0
+        for r in range(T * B):
+            if in_ptr[r + 1] > in_ptr[r]:
+                rows_with_input += 1
+    if rows_with_input >= stepwise_ratio * (T * B):
+        spk_ptr, spk_idx = _stepwise_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight_t,
+                                            bias, has_bias, theta, half_width, tau, tau_pow,
+                                            hard, current)
+        return spk_ptr, spk_idx, True
     dtype = tau_pow.dtype
     empty3 = np.zeros((0, 0, 0), dtype=dtype)
     empty1 = np.zeros(0, dtype=dtype)
@@ -608,7 +641,101 @@ def dense_layer_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight
         T, B, in_ptr, in_idx, in_val, unit_values, weight, weight_t, True, bias, has_bias,
         theta, CROSSING, 0, half_width, tau, tau_pow, hard, False, empty3, empty3, empty3,
         current, eps, 1.0, empty1)
-    return spk_ptr, spk_idx
+    return spk_ptr, spk_idx, False
+
+
+@numba.njit(cache=True)
+def _stepwise_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight_t, bias, has_bias,
+                     theta, half_width, tau, tau_pow, hard, current):
+    """``dense_layer_forward``'s spikes (visit CROSSING, nothing kept or recorded) for
+    input that reaches most steps: the same numbers, without the candidate lists.
+
+    The same state (a sample's ``full_at``, a neuron's anchor and v_a, ``late``) and
+    the same arithmetic as ``dense_layer_forward``. A row with input, right after one
+    (``full_at`` = t - 1, so tau^0 = 1, and nothing ``late``), is one tight pass, the
+    plain clock loop's (L2)-(L4) fused with the spike test; any other row with input
+    is ``_input_row_membranes``. A row without input visits every neuron (no fences
+    to keep up, so a row with input costs no candidate test): one vectorizable pass
+    tests whether any lazily leaked membrane crosses, and only then the exact visit
+    of ``dense_layer_forward``. Costs a pass per row without input where the
+    candidate lists cost almost nothing: ``dense_layer_spikes`` picks.
+    """
+    N = theta.shape[0]
+    dtype = tau_pow.dtype
+    one, zero = dtype.type(1), dtype.type(0)
+    no_fence = np.full(N, np.inf, dtype=dtype)     # _input_row_membranes: spikes only
+    v_anchor = np.zeros((B, N), dtype=dtype)                          # v_0 = 0
+    anchor = np.full((B, N), -1, dtype=np.int64)
+    full_at = np.full(B, -1, dtype=np.int64)
+    late = np.zeros(B, dtype=np.bool_)
+    membrane = np.empty(N, dtype=dtype)
+    spk_ptr = np.zeros(T * B + 1, dtype=np.int64)
+    spk_idx = np.empty(max(16, in_ptr[T * B] // 4), dtype=np.int32)
+    n_spikes = 0
+    for t in range(T):
+        for b in range(B):
+            r = t * B + b
+            if n_spikes + N > spk_idx.shape[0]:
+                spk_idx = _grow(spk_idx, n_spikes + N)
+            v_b, anchor_b = v_anchor[b], anchor[b]
+            if in_ptr[r + 1] > in_ptr[r] or has_bias:
+                row = current[b]
+                _push_row(row, in_ptr[r], in_ptr[r + 1], in_idx, in_val, unit_values,
+                          weight_t)                                          # (L1)
+                if full_at[b] == t - 1 and not late[b] and not has_bias:
+                    # dense_layer_forward's vectorized pass with tau^0 = 1 (exactly
+                    # v), minus the fence; m stays in ``membrane`` for the spike list.
+                    fired = False
+                    if hard:
+                        for i in range(N):
+                            m = tau * v_b[i] + row[i]                        # (L2)
+                            membrane[i] = m
+                            spike = m - theta[i] >= zero                     # (L3) H(0) = 1
+                            s = one if spike else zero
+                            v_b[i] = (one - s) * m                           # (L4h)
+                            fired |= spike
+                    else:
+                        for i in range(N):
+                            m = tau * v_b[i] + row[i]                        # (L2)
+                            membrane[i] = m
+                            spike = m - theta[i] >= zero                     # (L3) H(0) = 1
+                            s = one if spike else zero
+                            v_b[i] = m - s * theta[i]                        # (L4s)
+                            fired |= spike
+                else:
+                    fired = _input_row_membranes(membrane, row, bias, has_bias, v_b, anchor_b,
+                                                 full_at[b], late[b], t, theta, tau, tau_pow,
+                                                 hard, no_fence, 0, half_width)
+                full_at[b] = t
+                late[b] = False
+                if fired:
+                    for i in range(N):
+                        if membrane[i] - theta[i] >= 0:                      # (L3)
+                            spk_idx[n_spikes] = i
+                            n_spikes += 1
+            else:
+                if not late[b]:
+                    # Every anchor is full_at: one factor; a crossing is rare, look first.
+                    factor = tau_pow[t - 1 - full_at[b]]                     # lazy leak
+                    fired = False
+                    for i in range(N):
+                        fired |= tau * (factor * v_b[i]) - theta[i] >= zero   # (L2), (L3)
+                else:
+                    fired = True
+                if fired:                                 # dense_layer_forward's visit
+                    for i in range(N):
+                        a = max(anchor_b[i], full_at[b])
+                        v_prev = tau_pow[t - 1 - a] * v_b[i]                 # lazy leak
+                        m, s, v_new = _step_forward(0.0, v_prev, theta[i], tau, hard,
+                                                    False, 0, 0.0)           # (L2)-(L4)
+                        if s != 0:
+                            spk_idx[n_spikes] = i
+                            n_spikes += 1
+                            v_b[i] = v_new                 # a spike moves the anchor
+                            anchor_b[i] = t
+                            late[b] = True
+            spk_ptr[r + 1] = n_spikes
+    return spk_ptr, spk_idx[:n_spikes]
 
 
 _ATAN, _SIGMOID = scalar.ATAN, scalar.SIGMOID
