@@ -45,6 +45,7 @@ instance ever built, so each neuron is reset by its own ``reset_mem``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -1278,38 +1279,47 @@ def _float64(tensor):
     return np.array(_as_numpy(tensor), dtype=np.float64)
 
 
-def _float64_stack(tensors):
-    """Per-step torch tensors as one (T, ...) float64 NumPy array, filled in place: one copy,
-    where ``torch.stack(...).double().numpy()`` makes two."""
-    first = _as_numpy(tensors[0])
-    out = np.empty((len(tensors),) + first.shape)
-    for t, tensor in enumerate(tensors):
-        out[t] = _as_numpy(tensor)
-    return out
+def _steps_float64(steps):
+    """A peer quantity kept as its steps (a list of per-step arrays, or one (T, ...) array)
+    as one (T, ...) float64 array: one copy, for the paths that need the whole array."""
+    return np.array(steps, dtype=np.float64)
+
+
+def _keep_grad(store, index, grad):
+    """A tensor hook: keep the gradient that reaches step ``index`` (what ``retain_grad``
+    would put in ``.grad``, without its copy); the engine does not write into a gradient
+    that a hook still holds."""
+    store[index] = grad
 
 
 def _run_peer(conv: Conversion, x_t, grad_output_fn):
     """Forward the peer, backward from ``grad_output_fn(output spikes)``; returns
-    (spikes per neuron layer, dL/ds per neuron layer, grads by peer name). Every
+    (spikes, dL/ds per neuron layer, grads by peer name, the readout's membrane, dL/dI per
+    neuron layer), a layer's quantity as its steps: NumPy views of the peer's tensors (a
+    list of per-step arrays, or one (T, ...) array in step_mode "m"). Every
     ``.grad`` the peer had before (module parameters and the trained tensors of Norse's
     parameter tuples) is restored afterwards."""
     torch = _torch()
     model, peer = conv.model, conv.peer
+    # Every step's spikes and input current I_t of each neuron module, and the gradients
+    # that reach them (by step index; a tensor hook keeps them as they arrive).
     captured = {id(m): [] for m in conv.neuron_modules}
-
     currents = {id(m): [] for m in conv.neuron_modules}
+    spike_grads = {id(m): {} for m in conv.neuron_modules}
+    current_grads = {id(m): {} for m in conv.neuron_modules}
 
     def hook(module, inputs, output):
         spikes = output[0] if isinstance(output, tuple) else output
+        seq = captured[id(module)]
         if spikes.requires_grad:
-            spikes.retain_grad()
-        captured[id(module)].append(spikes)
+            spikes.register_hook(functools.partial(_keep_grad, spike_grads[id(module)], len(seq)))
+        seq.append(spikes)
 
     def current_hook(module, inputs):             # the neuron's input current I_t
-        current = inputs[0]
+        current, seq = inputs[0], currents[id(module)]
         if current.requires_grad:
-            current.retain_grad()
-        currents[id(module)].append(current)
+            current.register_hook(functools.partial(_keep_grad, current_grads[id(module)], len(seq)))
+        seq.append(current)
 
     # A BatchNorm in training mode updates its running statistics: put them back after.
     statistics = [(b, b.detach().clone()) for m in model.modules()
@@ -1404,20 +1414,22 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         with torch.no_grad():
             for buffer, value in statistics:
                 buffer.copy_(value)
-    def gradients(seq):
-        if not seq:
+    # Returned as NumPy views of the peer's own tensors, one per step (step_mode "m": one
+    # (T, ...) array): no copy; the comparisons read them a step at a time.
+    def steps(seq):
+        return _as_numpy(seq[0]) if conv.step_mode == "m" else [_as_numpy(s) for s in seq]
+
+    def gradients(seq, kept):
+        if not seq or len(kept) < len(seq):       # a step no gradient reached: no .grad
             return None
-        if conv.step_mode == "m":
-            return None if seq[0].grad is None else _float64(seq[0].grad)
-        grads_s = [s.grad for s in seq]
-        return None if any(g is None for g in grads_s) else _float64_stack(grads_s)
+        return steps([kept[t] for t in range(len(seq))])
 
     spikes, adjoints, current_adjoints = [], [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
-        spikes.append(_float64(seq[0]) if conv.step_mode == "m" else _float64_stack(seq))
-        adjoints.append(gradients(seq))
-        current_adjoints.append(gradients(currents[id(m)]))
+        spikes.append(steps(seq))
+        adjoints.append(gradients(seq, spike_grads[id(m)]))
+        current_adjoints.append(gradients(currents[id(m)], current_grads[id(m)]))
     membrane = output.detach().double().numpy() if conv.readout_module is not None else None
     return spikes, adjoints, grads, membrane, current_adjoints
 
@@ -1611,8 +1623,49 @@ def _divergence(ours, theirs, rtol, backward):
 
 
 def _largest_abs(value) -> float:
-    """max |value| without the temporary array of ``np.abs``."""
+    """max |value| without the temporary array of ``np.abs``; ``value``: an array, or a
+    list of per-step arrays (a NaN anywhere gives NaN either way)."""
+    if isinstance(value, list):
+        return max(float(np.max([np.max(v) for v in value])), -float(np.min([np.min(v) for v in value])))
     return max(float(np.max(value)), -float(np.min(value)))
+
+
+def _step_differences(ours, theirs, reduce=np.maximum):
+    """Each step's largest |ours_t - theirs_t| in float64, one step (first axis) at a time
+    into one buffer, so no temporary of the arrays' size is made; ``theirs``: an array or a
+    list of per-step arrays, ``ours_t`` reshaped to its step's shape. ``reduce``:
+    ``np.maximum`` lets a NaN through (as ``argmax`` finds it), ``np.fmax`` skips it (as
+    ``>`` does)."""
+    largest = np.empty(len(theirs))
+    buffer = None
+    for t, theirs_t in enumerate(theirs):
+        theirs_t = np.asarray(theirs_t)
+        diff = np.subtract(ours[t].reshape(theirs_t.shape), theirs_t, out=buffer, dtype=np.float64)
+        buffer = np.abs(diff, out=diff)
+        largest[t] = reduce.reduce(buffer, axis=None) if buffer.size else -np.inf
+    return largest
+
+
+def _relative_of_steps(ours, theirs) -> float:
+    """``_relative(ours, theirs)[1]``, the same number, a step at a time (``_step_differences``)."""
+    if not np.size(theirs):
+        return 0.0
+    largest = float(np.max(_step_differences(ours, theirs)))
+    return largest / max(_largest_abs(theirs), _largest_abs(ours), 1e-300)
+
+
+def _last_step_over(ours, theirs, largest, limit):
+    """(t, neuron) of the first |ours_t - theirs_t| > ``limit`` in the last step that has
+    one (``largest``: each step's largest, ``_step_differences(..., np.fmax)``), or None:
+    what ``_divergence(..., backward=True)`` finds in one layer, with one step's temporary."""
+    steps = np.flatnonzero(largest > limit)
+    if not steps.size:
+        return None
+    t = int(steps[-1])
+    theirs_t = np.asarray(theirs[t])
+    diff = np.abs(np.subtract(ours[t].reshape(theirs_t.shape), theirs_t, dtype=np.float64))
+    neurons = int(np.prod(theirs_t.shape[1:]))              # per sample
+    return t, int(np.flatnonzero(diff.reshape(-1) > limit)[0] % neurons)
 
 
 def _relative(ours, theirs):
@@ -1725,11 +1778,15 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # the twin's s_t and dL/ds_t are compared as c s_t and c dL/d(c s_t) (G2).
     for k, c in enumerate(conv.spike_scales):
         if c is not None:
+            peer_spikes[k] = _steps_float64(peer_spikes[k])
             peer_spikes[k] = peer_spikes[k] / c.reshape(peer_spikes[k].shape[2:]) \
                 if np.all(c != 0) else peer_spikes[k]
             if peer_adjoints[k] is not None:
+                peer_adjoints[k] = _steps_float64(peer_adjoints[k])
                 peer_adjoints[k] = peer_adjoints[k] * c.reshape(peer_adjoints[k].shape[2:])
-    spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
+    spikes_equal = all(len(a) == len(b) and all(np.array_equal(a[t].reshape(np.shape(b_t)), b_t)
+                                                for t, b_t in enumerate(b))
+                       for a, b in zip(spikes, peer_spikes))
 
     def as_peer(grad_of, name, mapped, shape):
         grad = mapped.scale * _to_peer_shape(grad_of[mapped.key], mapped.layer_shape, shape)
@@ -1744,18 +1801,30 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_error = _relative(membrane.astype(np.float64).reshape(peer_membrane.shape),
                                    peer_membrane)[1]
 
-    def scan_backward(tolerance, current_tolerance):
+    # The adjoints against the peer's, a step at a time, once for every scan below:
+    # (layer, quantity) -> (the peer's largest |value|, each step's largest |difference|).
+    backward_quantities = {"dL/ds_t": (adjoints, peer_adjoints), "dL/dI_t": (currents, peer_currents)}
+    gaps = {}
+
+    def scan_backward(tolerance):
         """The first difference in the order the backward computes: per layer, last first,
-        dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6))."""
+        dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6)).
+        ``tolerance(layer, quantity)``, at least rtol, is asked only where a step differs
+        by more than rtol."""
         for layer in range(len(adjoints) - 1, -1, -1):
-            for quantity, ours, theirs, tol in (("dL/ds_t", adjoints, peer_adjoints, tolerance),
-                                                ("dL/dI_t", currents, peer_currents, current_tolerance)):
+            for quantity, (ours, theirs) in backward_quantities.items():
                 if theirs[layer] is None:
                     continue
-                where = _divergence([ours[layer].reshape(theirs[layer].shape)], [theirs[layer]],
-                                    [tol[layer] if isinstance(tol, list) else tol], backward=True)
+                if (layer, quantity) not in gaps:
+                    gaps[layer, quantity] = (max(_largest_abs(theirs[layer]), 1e-300),
+                                             _step_differences(ours[layer], theirs[layer], np.fmax))
+                scale, largest = gaps[layer, quantity]
+                if not np.any(largest > rtol * scale):
+                    continue
+                where = _last_step_over(ours[layer], theirs[layer], largest,
+                                        tolerance(layer, quantity) * scale)
                 if where is not None:
-                    return (layer,) + where[1:], quantity
+                    return (layer,) + where, quantity
         return None, None
 
     # (O3) in float32: the model's own round-off, from a float64 run of the twin. Every
@@ -1764,7 +1833,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # then one peer run and one twin run (docs/howto/check_framework.md).
     within_rtol = (spikes_equal and all(e[1] <= rtol for e in errors.values())
                    and (membrane_error is None or membrane_error <= rtol)
-                   and scan_backward(rtol, rtol)[0] is None)
+                   and scan_backward(lambda layer, quantity: rtol)[0] is None)
     roundoffs, note = {}, ""
     if dtype == np.float32 and within_rtol and roundoff == "auto":
         note = "every error within rtol, so the float32 round-off was not measured (roundoff='always' measures it)"
@@ -1802,12 +1871,12 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_tolerance = max(rtol, ROUNDOFF_MULTIPLE * _relative(
             membrane.astype(np.float64), membrane64)[1])
     model_roundoff = max(roundoffs.values(), default=0.0) if roundoffs else None
-    adjoint_tolerance = current_tolerance = rtol    # per layer: its adjoints' own round-off
-    if roundoffs:
-        adjoint_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
-                             for a, b in zip(adjoints, adjoints64)]
-        current_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
-                             for a, b in zip(currents, currents64)]
+
+    def tolerance(layer, quantity):                 # per layer: its adjoints' own round-off
+        if not roundoffs:
+            return rtol
+        ours, ours64 = {"dL/ds_t": (adjoints, adjoints64), "dL/dI_t": (currents, currents64)}[quantity]
+        return max(rtol, ROUNDOFF_MULTIPLE * _relative_of_steps(ours[layer], ours64[layer]))
     noise = [row.name for row in rows if row.roundoff is not None and row.roundoff > 1e-2]
     if noise:
         note = (note + "; " if note else "") + (
@@ -1816,11 +1885,12 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
             "a bias before a BatchNorm in training)")
     divergence, which, quantity = None, None, None
     if not spikes_equal:
+        peer_spikes = [_steps_float64(p) for p in peer_spikes]
         divergence, which = _divergence([s.reshape(p.shape) for s, p in zip(spikes, peer_spikes)],
                                         peer_spikes, 0.0, backward=False), "forward"
         quantity = "s_t"
     elif not within_rtol:
-        divergence, quantity = scan_backward(adjoint_tolerance, current_tolerance)
+        divergence, quantity = scan_backward(tolerance)
         which = "backward" if divergence is not None else None
     min_margin = min(float(np.min(m)) for m in margins)
     return Report(peer=conv.peer, dtype=dtype.name, rtol=rtol, spikes_equal=spikes_equal,
