@@ -177,20 +177,24 @@ def as_steps(value, dtype):
     return list(np.asarray(value, dtype=dtype))
 
 
+@pytest.mark.parametrize("piece", [4, 7, 1 << 16])         # steps cut into pieces, or whole
 @pytest.mark.parametrize("seed", range(40))
-def test_the_stepwise_backward_search_finds_what_the_whole_array_one_found(seed):
+def test_the_stepwise_backward_search_finds_what_the_whole_array_one_found(monkeypatch, seed, piece):
+    monkeypatch.setattr(interop, "_PIECE", piece)
     ours, theirs = planted(seed)
     for layer, (a, b) in enumerate(zip(ours, theirs)):
         if a is None:
             continue
-        for steps in (as_steps(b, np.float32), as_steps(b, np.float64), b):   # float32 views, or "m"
+        # the peer's steps: float32 views, float64, one (T, ...) array ("m"); a NaN on either side
+        for mine, steps in ((a, as_steps(b, np.float32)), (a, as_steps(b, np.float64)), (a, b),
+                            (b.astype(np.float32), as_steps(a, np.float32))):
             whole = interop._steps_float64(steps)       # what the old scan compared against
-            scale = max(interop._largest_abs(steps), 1e-300)
-            assert scale == max(interop._largest_abs(whole), 1e-300) or np.isnan(scale)
-            largest = interop._step_differences(a, steps, np.fmax)
+            largest, scale, _ = interop._differences(mine, steps, np.fmax, ours_too=False)
+            scale = max(scale, 1e-300)
+            np.testing.assert_equal(scale, max(interop._largest_abs(whole), 1e-300))
             for tolerance in (1e-5, 1e-3, 0.0):
-                old = interop._divergence([a], [whole], [tolerance], backward=True)
-                new = interop._last_step_over(a, steps, largest, tolerance * scale)
+                old = interop._divergence([mine], [whole], [tolerance], backward=True)
+                new = interop._last_step_over(mine, steps, largest, tolerance * scale)
                 assert new == (None if old is None else old[1:]), (layer, tolerance)
         b32 = b.astype(np.float32)
         np.testing.assert_equal(interop._relative_of_steps(a, b), interop._relative(a, b)[1])
@@ -244,7 +248,7 @@ def test_the_stepwise_scan_ran_and_gave_the_old_scans_verdict(monkeypatch, dtype
             runs[_key].append(result)
             return result
         monkeypatch.setattr(interop, name, recorded)
-    for name, key in (("_step_differences", "steps"), ("_divergence", "divergence")):
+    for name, key in (("_differences", "steps"), ("_divergence", "divergence")):
         def counted(*args, _original=getattr(interop, name), _key=key, **kwargs):
             calls[_key] += 1
             return _original(*args, **kwargs)
