@@ -1632,15 +1632,15 @@ def _largest_abs(value) -> float:
 _PIECE = 1 << 16
 
 
-def _differences(ours, theirs, reduce=np.maximum, ours_too=True):
+def _differences(ours, theirs, reduce=np.maximum, scale=True):
     """One pass over two sequences of T steps (arrays, or lists of per-step arrays; ``ours_t``
     read in the order of ``theirs_t``'s shape), a piece of ``_PIECE`` elements at a time:
-    (each step's largest |ours_t - theirs_t| in float64, ``_largest_abs(theirs)``,
-    ``_largest_abs(ours)`` or None without ``ours_too``), the numbers the whole arrays
-    give. ``reduce``: ``np.maximum`` lets a NaN through (as ``argmax`` finds it),
-    ``np.fmax`` skips it (as ``>`` does); the extremes let a NaN through, as ``np.max`` does."""
+    (each step's largest |ours_t - theirs_t| in float64, ``_largest_abs(theirs)`` or None
+    without ``scale``), the numbers the whole arrays give. ``reduce``: ``np.maximum`` lets a
+    NaN through (as ``argmax`` finds it), ``np.fmax`` skips it (as ``>`` does); the scale
+    lets a NaN through, as ``np.max`` does."""
     largest = np.empty(len(theirs))
-    extremes = []                                   # per piece: max, min of theirs (and ours)
+    extremes = []                                   # per piece: max, min of theirs
     buffer = np.empty(_PIECE)
     for t, theirs_t in enumerate(theirs):
         b = np.asarray(theirs_t).reshape(-1)
@@ -1650,21 +1650,34 @@ def _differences(ours, theirs, reduce=np.maximum, ours_too=True):
             a_piece, b_piece = a[start:start + _PIECE], b[start:start + _PIECE]
             diff = np.subtract(a_piece, b_piece, out=buffer[:b_piece.size], dtype=np.float64)
             step.append(reduce.reduce(np.abs(diff, out=diff)))
-            extremes.append((b_piece.max(), b_piece.min()) + ((a_piece.max(), a_piece.min()) if ours_too else ()))
+            if scale:
+                extremes.append((b_piece.max(), b_piece.min()))
         largest[t] = reduce.reduce(step)
-    extremes = np.array(extremes, dtype=np.float64).reshape(-1, 4 if ours_too else 2)
+    if not scale:
+        return largest, None
+    extremes = np.array(extremes, dtype=np.float64).reshape(-1, 2)
+    return largest, max(float(np.max(extremes[:, 0])), -float(np.min(extremes[:, 1])))
 
-    def largest_abs(column):
-        return max(float(np.max(extremes[:, column])), -float(np.min(extremes[:, column + 1])))
-    return largest, largest_abs(0), largest_abs(2) if ours_too else None
 
-
-def _relative_of_steps(ours, theirs) -> float:
-    """``_relative(ours, theirs)[1]``, the same number, in one pass of ``_differences``."""
-    if not np.size(theirs):
-        return 0.0
-    largest, largest_theirs, largest_ours = _differences(ours, theirs)
-    return float(np.max(largest)) / max(largest_theirs, largest_ours, 1e-300)
+def _roundoff_tolerance(ours, ours64, rtol, covers) -> float:
+    """A layer's tolerance from its own float32 round-off (O3l), ``max(rtol,
+    ROUNDOFF_MULTIPLE * _relative(ours, ours64)[1])``, read a step at a time. It only grows
+    with the steps read, so once ``covers(tolerance)`` (every step of the peer's difference
+    within it) holds, the steps left cannot change the verdict and are not read: the value
+    returned is then the tolerance of the steps read, which the scan treats alike."""
+    if not np.size(ours64):
+        return max(rtol, 0.0)
+    own, own64 = _largest_abs(ours), _largest_abs(ours64)
+    if math.isnan(own) or math.isnan(own64):       # a NaN difference, so _relative's is NaN
+        return max(rtol, ROUNDOFF_MULTIPLE * math.nan)
+    scale = max(own64, own, 1e-300)
+    seen = -np.inf
+    for t in range(len(ours64)):
+        seen = np.maximum(seen, _differences(ours[t:t + 1], ours64[t:t + 1], scale=False)[0][0])
+        tolerance = max(rtol, ROUNDOFF_MULTIPLE * (float(seen) / scale))
+        if covers(tolerance):
+            break
+    return tolerance
 
 
 def _last_step_over(ours, theirs, largest, limit):
@@ -1822,20 +1835,24 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     def scan_backward(tolerance):
         """The first difference in the order the backward computes: per layer, last first,
         dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6)).
-        ``tolerance(layer, quantity)``, at least rtol, is asked only where a step differs
-        by more than rtol."""
+        ``tolerance(layer, quantity, covers)``, at least rtol, is asked only where a step
+        differs by more than rtol; ``covers(tol)``: no step of that layer's difference is
+        beyond ``tol``."""
         for layer in range(len(adjoints) - 1, -1, -1):
             for quantity, (ours, theirs) in backward_quantities.items():
                 if theirs[layer] is None:
                     continue
                 if (layer, quantity) not in gaps:
-                    gaps[layer, quantity] = _differences(ours[layer], theirs[layer], np.fmax, ours_too=False)
-                largest, scale, _ = gaps[layer, quantity]
+                    gaps[layer, quantity] = _differences(ours[layer], theirs[layer], np.fmax)
+                largest, scale = gaps[layer, quantity]
                 scale = max(scale, 1e-300)
-                if not np.any(largest > rtol * scale):
+
+                def covers(tol, largest=largest, scale=scale):
+                    return not np.any(largest > tol * scale)
+                if covers(rtol):
                     continue
                 where = _last_step_over(ours[layer], theirs[layer], largest,
-                                        tolerance(layer, quantity) * scale)
+                                        tolerance(layer, quantity, covers) * scale)
                 if where is not None:
                     return (layer,) + where, quantity
         return None, None
@@ -1846,7 +1863,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # then one peer run and one twin run (docs/howto/check_framework.md).
     within_rtol = (spikes_equal and all(e[1] <= rtol for e in errors.values())
                    and (membrane_error is None or membrane_error <= rtol)
-                   and scan_backward(lambda layer, quantity: rtol)[0] is None)
+                   and scan_backward(lambda layer, quantity, covers: rtol)[0] is None)
     roundoffs, note = {}, ""
     if dtype == np.float32 and within_rtol and roundoff == "auto":
         note = "every error within rtol, so the float32 round-off was not measured (roundoff='always' measures it)"
@@ -1885,11 +1902,11 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
             membrane.astype(np.float64), membrane64)[1])
     model_roundoff = max(roundoffs.values(), default=0.0) if roundoffs else None
 
-    def tolerance(layer, quantity):                 # per layer: its adjoints' own round-off
+    def tolerance(layer, quantity, covers):         # per layer: its adjoints' own round-off
         if not roundoffs:
             return rtol
         ours, ours64 = {"dL/ds_t": (adjoints, adjoints64), "dL/dI_t": (currents, currents64)}[quantity]
-        return max(rtol, ROUNDOFF_MULTIPLE * _relative_of_steps(ours[layer], ours64[layer]))
+        return _roundoff_tolerance(ours[layer], ours64[layer], rtol, covers)
     noise = [row.name for row in rows if row.roundoff is not None and row.roundoff > 1e-2]
     if noise:
         note = (note + "; " if note else "") + (

@@ -189,17 +189,22 @@ def test_the_stepwise_backward_search_finds_what_the_whole_array_one_found(monke
         for mine, steps in ((a, as_steps(b, np.float32)), (a, as_steps(b, np.float64)), (a, b),
                             (b.astype(np.float32), as_steps(a, np.float32))):
             whole = interop._steps_float64(steps)       # what the old scan compared against
-            largest, scale, _ = interop._differences(mine, steps, np.fmax, ours_too=False)
+            largest, scale = interop._differences(mine, steps, np.fmax)
             scale = max(scale, 1e-300)
             np.testing.assert_equal(scale, max(interop._largest_abs(whole), 1e-300))
             for tolerance in (1e-5, 1e-3, 0.0):
                 old = interop._divergence([mine], [whole], [tolerance], backward=True)
                 new = interop._last_step_over(mine, steps, largest, tolerance * scale)
                 assert new == (None if old is None else old[1:]), (layer, tolerance)
-        b32 = b.astype(np.float32)
-        np.testing.assert_equal(interop._relative_of_steps(a, b), interop._relative(a, b)[1])
-        np.testing.assert_equal(interop._relative_of_steps(b32, a), interop._relative(b32, a)[1])
-    assert interop._relative_of_steps(np.zeros((0, 2)), np.zeros((0, 2))) == 0.0
+        # a layer's round-off tolerance: read to the end, the old value; stopped early, a
+        # smaller one that already covers what it was asked to
+        for mine, mine64 in ((a, b), (b.astype(np.float32), a.astype(np.float64))):
+            exact = max(1e-5, interop.ROUNDOFF_MULTIPLE * interop._relative(mine, mine64)[1])
+            assert interop._roundoff_tolerance(mine, mine64, 1e-5, lambda tol: False) == exact
+            for needed in (exact / 3, exact, exact * 2):
+                got = interop._roundoff_tolerance(mine, mine64, 1e-5, lambda tol: tol >= needed)
+                assert got == exact if exact < needed else needed <= got <= exact
+    assert interop._roundoff_tolerance(np.zeros((0, 2)), np.zeros((0, 2)), 1e-5, lambda tol: False) == 1e-5
 
 
 def step_bug(factor, step=3):
@@ -241,14 +246,15 @@ def test_the_stepwise_scan_ran_and_gave_the_old_scans_verdict(monkeypatch, dtype
     """compare on an equal model and on one with an injected backward bug: the peer's steps
     stay float32 views (no float64 copies), the scan runs a step at a time (never the
     whole-array ``_divergence``), and its first divergence is the old scan's."""
-    runs, calls = {"peer": [], "twin": []}, {"steps": 0, "divergence": 0}
+    runs, calls = {"peer": [], "twin": []}, {"steps": 0, "divergence": 0, "tolerance": 0}
     for name, key in (("_run_peer", "peer"), ("_run_stlsim", "twin")):
         def recorded(*args, _original=getattr(interop, name), _key=key, **kwargs):
             result = _original(*args, **kwargs)
             runs[_key].append(result)
             return result
         monkeypatch.setattr(interop, name, recorded)
-    for name, key in (("_differences", "steps"), ("_divergence", "divergence")):
+    for name, key in (("_differences", "steps"), ("_divergence", "divergence"),
+                      ("_roundoff_tolerance", "tolerance")):
         def counted(*args, _original=getattr(interop, name), _key=key, **kwargs):
             calls[_key] += 1
             return _original(*args, **kwargs)
@@ -275,6 +281,7 @@ def test_the_stepwise_scan_ran_and_gave_the_old_scans_verdict(monkeypatch, dtype
     assert (rep.first_divergence, rep.first_divergence_of) == expected
     if factor is not None:                          # the bug is found, in the output layer
         assert rep.first_divergence_pass == "backward" and rep.first_divergence[0] == layers - 1
+        assert calls["tolerance"] > 0 or rep.roundoff is None     # a layer's round-off was asked
 
 
 def test_the_peer_run_keeps_every_gradient_that_retain_grad_kept():
