@@ -1633,26 +1633,30 @@ _PIECE = 1 << 16
 
 
 def _differences(ours, theirs, reduce=np.maximum, scale=True):
-    """One pass over two sequences of T steps (arrays, or lists of per-step arrays; ``ours_t``
-    read in the order of ``theirs_t``'s shape), a piece of ``_PIECE`` elements at a time:
+    """One pass over two sequences of T steps (``ours``: a (T, ...) array; ``theirs``: an
+    array or a list of per-step arrays; ``ours_t`` read in the order of ``theirs_t``'s
+    shape), about ``_PIECE`` elements at a time (a few whole steps, or a piece of one):
     (each step's largest |ours_t - theirs_t| in float64, ``_largest_abs(theirs)`` or None
     without ``scale``), the numbers the whole arrays give. ``reduce``: ``np.maximum`` lets a
     NaN through (as ``argmax`` finds it), ``np.fmax`` skips it (as ``>`` does); the scale
     lets a NaN through, as ``np.max`` does."""
-    largest = np.empty(len(theirs))
+    steps, size = len(theirs), int(np.size(theirs[0]))
+    largest = np.full(steps, -np.inf)
     extremes = []                                   # per piece: max, min of theirs
-    buffer = np.empty(_PIECE)
-    for t, theirs_t in enumerate(theirs):
-        b = np.asarray(theirs_t).reshape(-1)
-        a = ours[t].reshape(-1)
-        step = [-np.inf]
-        for start in range(0, b.size, _PIECE):
-            a_piece, b_piece = a[start:start + _PIECE], b[start:start + _PIECE]
-            diff = np.subtract(a_piece, b_piece, out=buffer[:b_piece.size], dtype=np.float64)
-            step.append(reduce.reduce(np.abs(diff, out=diff)))
+    group = max(1, _PIECE // max(size, 1))          # whole steps at a time, or one in pieces
+    buffer = np.empty(min(_PIECE, group * size))
+    for first in range(0, steps if size else 0, group):
+        b = np.asarray(theirs[first:first + group]) if group > 1 else np.asarray(theirs[first])[None]
+        a = ours[first:first + group].reshape(b.shape)        # (a list's steps: one copy)
+        a, b = a.reshape(len(b), -1), b.reshape(len(b), -1)
+        for start in range(0, size, _PIECE):
+            a_piece, b_piece = a[:, start:start + _PIECE], b[:, start:start + _PIECE]
+            diff = np.subtract(a_piece, b_piece, out=buffer[:b_piece.size].reshape(b_piece.shape),
+                               dtype=np.float64)
+            step = reduce.reduce(np.abs(diff, out=diff), axis=1)
+            largest[first:first + len(b)] = reduce(largest[first:first + len(b)], step)
             if scale:
                 extremes.append((b_piece.max(), b_piece.min()))
-        largest[t] = reduce.reduce(step)
     if not scale:
         return largest, None
     extremes = np.array(extremes, dtype=np.float64).reshape(-1, 2)
@@ -1671,9 +1675,10 @@ def _roundoff_tolerance(ours, ours64, rtol, covers) -> float:
     if math.isnan(own) or math.isnan(own64):       # a NaN difference, so _relative's is NaN
         return max(rtol, ROUNDOFF_MULTIPLE * math.nan)
     scale = max(own64, own, 1e-300)
-    seen = -np.inf
-    for t in range(len(ours64)):
-        seen = np.maximum(seen, _differences(ours[t:t + 1], ours64[t:t + 1], scale=False)[0][0])
+    seen, group = -np.inf, max(1, _PIECE // max(int(np.size(ours64[0])), 1))
+    for first in range(0, len(ours64), group):      # a few whole steps at a time, or one
+        seen = np.maximum(seen, np.max(_differences(ours[first:first + group], ours64[first:first + group],
+                                                    scale=False)[0]))
         tolerance = max(rtol, ROUNDOFF_MULTIPLE * (float(seen) / scale))
         if covers(tolerance):
             break
