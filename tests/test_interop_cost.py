@@ -177,7 +177,7 @@ def as_steps(value, dtype):
     return list(np.asarray(value, dtype=dtype))
 
 
-@pytest.mark.parametrize("piece", [4, 7, 1 << 16])         # steps cut into pieces, or whole
+@pytest.mark.parametrize("piece", [4, 7, 40, 1 << 16])   # steps in pieces, 2 steps at a time, all
 @pytest.mark.parametrize("seed", range(40))
 def test_the_stepwise_backward_search_finds_what_the_whole_array_one_found(monkeypatch, seed, piece):
     monkeypatch.setattr(interop, "_PIECE", piece)
