@@ -1646,8 +1646,9 @@ def _differences(ours, theirs, reduce=np.maximum, scale=True):
     group = max(1, _PIECE // max(size, 1))          # whole steps at a time, or one in pieces
     buffer = np.empty(min(_PIECE, group * size))
     for first in range(0, steps if size else 0, group):
+        # (a few steps of a list: stacked, one copy; one step: a view)
         b = np.asarray(theirs[first:first + group]) if group > 1 else np.asarray(theirs[first])[None]
-        a = ours[first:first + group].reshape(b.shape)        # (a list's steps: one copy)
+        a = ours[first:first + group].reshape(b.shape)
         a, b = a.reshape(len(b), -1), b.reshape(len(b), -1)
         for start in range(0, size, _PIECE):
             a_piece, b_piece = a[:, start:start + _PIECE], b[:, start:start + _PIECE]
@@ -1665,7 +1666,7 @@ def _differences(ours, theirs, reduce=np.maximum, scale=True):
 
 def _roundoff_tolerance(ours, ours64, rtol, covers) -> float:
     """A layer's tolerance from its own float32 round-off (O3l), ``max(rtol,
-    ROUNDOFF_MULTIPLE * _relative(ours, ours64)[1])``, read a step at a time. It only grows
+    ROUNDOFF_MULTIPLE * _relative(ours, ours64)[1])``, read a few steps at a time. It only grows
     with the steps read, so once ``covers(tolerance)`` (every step of the peer's difference
     within it) holds, the steps left cannot change the verdict and are not read: the value
     returned is then the tolerance of the steps read, which the scan treats alike."""
@@ -1832,8 +1833,8 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_error = _relative(membrane.astype(np.float64).reshape(peer_membrane.shape),
                                    peer_membrane)[1]
 
-    # The adjoints against the peer's, a step at a time, once for every scan below:
-    # (layer, quantity) -> (the peer's largest |value|, each step's largest |difference|).
+    # The adjoints against the peer's, read once for every scan below: (layer, quantity)
+    # -> (each step's largest |difference|, the peer's largest |value|).
     backward_quantities = {"dL/ds_t": (adjoints, peer_adjoints), "dL/dI_t": (currents, peer_currents)}
     gaps = {}
 
