@@ -2,9 +2,15 @@
 without changing a report (benchmarks/interop_cost.py measures the cost):
 
 * the float64 round-off twin computes no threshold margins (nobody reads them);
-* the peer's per-step tensors reach NumPy float64 in one copy, any float dtype included;
+* the peer's per-step tensors reach NumPy as views (float32/float64), and float64 in one
+  copy where a path needs the whole array, any float dtype included;
+* their gradients come through tensor hooks, without ``retain_grad``: the same values;
 * the first-divergence search over all steps at once finds what the step-by-step search found;
 * ``_relative`` without temporary float64 copies gives the same (max, relative, where);
+* the backward scan read a few steps or a piece at a time (``_differences``) finds what the
+  whole-array ``_divergence`` found, and a layer's round-off tolerance read no further than
+  needed is the old one or covers what it was asked to; in ``compare``, on equal models and
+  on injected bugs, this scan ran and its first divergence is the old scan's;
 * the benchmark's phase split of one ``compare`` call adds up and leaves the module as it was.
 Skipped without torch (and snnTorch where a model needs it).
 """
