@@ -6,12 +6,14 @@ snnTorch tutorial 5's FC network (T = 8, batch 4).
 
 Times (best of ``repeats`` interleaved rounds, warm, in one process) of: the peer's own
 forward + backward (its modules called step by step, ``backward`` of the probe; no hooks);
-the oracle's hooked peer run (``interop._run_peer``: the same plus the hooks that keep every
-step's spikes, currents and their gradients, and their copies to NumPy); the twin's float32
+the oracle's hooked peer run (``interop._run_peer``: the same plus the module hooks that keep
+every step's spikes and currents and the tensor hooks that keep their gradients, handed on
+as NumPy views, no copies); the twin's float32
 forward + backward (``interop._run_stlsim``, the NumPy reference with its adjoints); the
 twin's float64 run that estimates the model's round-off; and ``compare`` as a whole, with
 ``roundoff="auto"`` (the float64 run only where some error exceeds rtol: the CSNN's errors,
-1.3-1.7e-5, exceed rtol = 1e-5) and ``roundoff="always"``. ``--before REV`` loads
+1.3-1.7e-5, exceed rtol = 1e-5, so there "auto" and "always" do the same work, call for
+call) and ``roundoff="always"``. ``--before REV`` loads
 ``stlsim/interop.py`` of git revision REV beside the checkout's and times its ``compare`` in
 the same rounds.
 
@@ -149,10 +151,13 @@ def _case(interop, entry, repeats, before=None):
         fn()
     phases.clear()
     # Interleaved: each round times every step once, so a change of the machine's load
-    # during the run reaches all of them alike; the best round of each is kept.
+    # during the run reaches all of them alike; the best round of each is kept. Every other
+    # round runs them in reverse, so that no step always follows the same one (in
+    # results/interop_cost_quiet2.json and _quiet3.json compare "auto", always timed right
+    # after the float64 twin, took 6-7 % longer than "always", which makes the same calls).
     times = {name: [] for name, _ in steps}
-    for _ in range(repeats):
-        for name, fn in steps:
+    for round_ in range(repeats):
+        for name, fn in (steps if round_ % 2 == 0 else steps[::-1]):
             gc.collect()        # no step pays for the garbage of the one before it
             start = _clock()
             fn()

@@ -45,6 +45,7 @@ instance ever built, so each neuron is reset by its own ``reset_mem``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -1278,38 +1279,47 @@ def _float64(tensor):
     return np.array(_as_numpy(tensor), dtype=np.float64)
 
 
-def _float64_stack(tensors):
-    """Per-step torch tensors as one (T, ...) float64 NumPy array, filled in place: one copy,
-    where ``torch.stack(...).double().numpy()`` makes two."""
-    first = _as_numpy(tensors[0])
-    out = np.empty((len(tensors),) + first.shape)
-    for t, tensor in enumerate(tensors):
-        out[t] = _as_numpy(tensor)
-    return out
+def _steps_float64(steps):
+    """A peer quantity kept as its steps (a list of per-step arrays, or one (T, ...) array)
+    as one (T, ...) float64 array: one copy, for the paths that need the whole array."""
+    return np.array(steps, dtype=np.float64)
+
+
+def _keep_grad(store, index, grad):
+    """A tensor hook: keep the gradient that reaches step ``index`` (what ``retain_grad``
+    would put in ``.grad``, without its copy); the engine does not write into a gradient
+    that a hook still holds."""
+    store[index] = grad
 
 
 def _run_peer(conv: Conversion, x_t, grad_output_fn):
     """Forward the peer, backward from ``grad_output_fn(output spikes)``; returns
-    (spikes per neuron layer, dL/ds per neuron layer, grads by peer name). Every
+    (spikes, dL/ds per neuron layer, grads by peer name, the readout's membrane, dL/dI per
+    neuron layer), a layer's quantity as its steps: NumPy views of the peer's tensors (a
+    list of per-step arrays, or one (T, ...) array in step_mode "m"). Every
     ``.grad`` the peer had before (module parameters and the trained tensors of Norse's
     parameter tuples) is restored afterwards."""
     torch = _torch()
     model, peer = conv.model, conv.peer
+    # Every step's spikes and input current I_t of each neuron module, and the gradients
+    # that reach them (by step index; a tensor hook keeps them as they arrive).
     captured = {id(m): [] for m in conv.neuron_modules}
-
     currents = {id(m): [] for m in conv.neuron_modules}
+    spike_grads = {id(m): {} for m in conv.neuron_modules}
+    current_grads = {id(m): {} for m in conv.neuron_modules}
 
     def hook(module, inputs, output):
         spikes = output[0] if isinstance(output, tuple) else output
+        seq = captured[id(module)]
         if spikes.requires_grad:
-            spikes.retain_grad()
-        captured[id(module)].append(spikes)
+            spikes.register_hook(functools.partial(_keep_grad, spike_grads[id(module)], len(seq)))
+        seq.append(spikes)
 
     def current_hook(module, inputs):             # the neuron's input current I_t
-        current = inputs[0]
+        current, seq = inputs[0], currents[id(module)]
         if current.requires_grad:
-            current.retain_grad()
-        currents[id(module)].append(current)
+            current.register_hook(functools.partial(_keep_grad, current_grads[id(module)], len(seq)))
+        seq.append(current)
 
     # A BatchNorm in training mode updates its running statistics: put them back after.
     statistics = [(b, b.detach().clone()) for m in model.modules()
@@ -1404,20 +1414,22 @@ def _run_peer(conv: Conversion, x_t, grad_output_fn):
         with torch.no_grad():
             for buffer, value in statistics:
                 buffer.copy_(value)
-    def gradients(seq):
-        if not seq:
+    # Returned as NumPy views of the peer's own tensors, one per step (step_mode "m": one
+    # (T, ...) array): no copy; the comparisons read them a step at a time.
+    def steps(seq):
+        return _as_numpy(seq[0]) if conv.step_mode == "m" else [_as_numpy(s) for s in seq]
+
+    def gradients(seq, kept):
+        if not seq or len(kept) < len(seq):       # a step no gradient reached: no .grad
             return None
-        if conv.step_mode == "m":
-            return None if seq[0].grad is None else _float64(seq[0].grad)
-        grads_s = [s.grad for s in seq]
-        return None if any(g is None for g in grads_s) else _float64_stack(grads_s)
+        return steps([kept[t] for t in range(len(seq))])
 
     spikes, adjoints, current_adjoints = [], [], []
     for m in conv.neuron_modules:
         seq = captured[id(m)]
-        spikes.append(_float64(seq[0]) if conv.step_mode == "m" else _float64_stack(seq))
-        adjoints.append(gradients(seq))
-        current_adjoints.append(gradients(currents[id(m)]))
+        spikes.append(steps(seq))
+        adjoints.append(gradients(seq, spike_grads[id(m)]))
+        current_adjoints.append(gradients(currents[id(m)], current_grads[id(m)]))
     membrane = output.detach().double().numpy() if conv.readout_module is not None else None
     return spikes, adjoints, grads, membrane, current_adjoints
 
@@ -1615,6 +1627,79 @@ def _largest_abs(value) -> float:
     return max(float(np.max(value)), -float(np.min(value)))
 
 
+# Elements a comparison holds at once: its float64 buffer (512 KiB) and the pieces it reads
+# stay in cache, where whole-array temporaries (22 MB a layer on the MNIST CSNN) did not.
+_PIECE = 1 << 16
+
+
+def _differences(ours, theirs, reduce=np.maximum, scale=True):
+    """One pass over two sequences of T steps (``ours``: a (T, ...) array; ``theirs``: an
+    array or a list of per-step arrays; ``ours_t`` read in the order of ``theirs_t``'s
+    shape), about ``_PIECE`` elements at a time (a few whole steps, or a piece of one):
+    (each step's largest |ours_t - theirs_t| in float64, ``_largest_abs(theirs)`` or None
+    without ``scale``), the numbers the whole arrays give. ``reduce``: ``np.maximum`` lets a
+    NaN through (as ``argmax`` finds it), ``np.fmax`` skips it (as ``>`` does); the scale
+    lets a NaN through, as ``np.max`` does."""
+    steps, size = len(theirs), int(np.size(theirs[0]))
+    largest = np.full(steps, -np.inf)
+    extremes = []                                   # per piece: max, min of theirs
+    group = max(1, _PIECE // max(size, 1))          # whole steps at a time, or one in pieces
+    buffer = np.empty(min(_PIECE, group * size))
+    for first in range(0, steps if size else 0, group):
+        # (a few steps of a list: stacked, one copy; one step: a view)
+        b = np.asarray(theirs[first:first + group]) if group > 1 else np.asarray(theirs[first])[None]
+        a = ours[first:first + group].reshape(b.shape)
+        a, b = a.reshape(len(b), -1), b.reshape(len(b), -1)
+        for start in range(0, size, _PIECE):
+            a_piece, b_piece = a[:, start:start + _PIECE], b[:, start:start + _PIECE]
+            diff = np.subtract(a_piece, b_piece, out=buffer[:b_piece.size].reshape(b_piece.shape),
+                               dtype=np.float64)
+            step = reduce.reduce(np.abs(diff, out=diff), axis=1)
+            largest[first:first + len(b)] = reduce(largest[first:first + len(b)], step)
+            if scale:
+                extremes.append((b_piece.max(), b_piece.min()))
+    if not scale:
+        return largest, None
+    extremes = np.array(extremes, dtype=np.float64).reshape(-1, 2)
+    return largest, max(float(np.max(extremes[:, 0])), -float(np.min(extremes[:, 1])))
+
+
+def _roundoff_tolerance(ours, ours64, rtol, covers) -> float:
+    """A layer's tolerance from its own float32 round-off (O3l), ``max(rtol,
+    ROUNDOFF_MULTIPLE * _relative(ours, ours64)[1])``, read a few steps at a time. It only grows
+    with the steps read, so once ``covers(tolerance)`` (every step of the peer's difference
+    within it) holds, the steps left cannot change the verdict and are not read: the value
+    returned is then the tolerance of the steps read, which the scan treats alike."""
+    if not np.size(ours64):
+        return max(rtol, 0.0)
+    own, own64 = _largest_abs(ours), _largest_abs(ours64)
+    if math.isnan(own) or math.isnan(own64):       # a NaN difference, so _relative's is NaN
+        return max(rtol, ROUNDOFF_MULTIPLE * math.nan)
+    scale = max(own64, own, 1e-300)
+    seen, group = -np.inf, max(1, _PIECE // max(int(np.size(ours64[0])), 1))
+    for first in range(0, len(ours64), group):      # a few whole steps at a time, or one
+        seen = np.maximum(seen, np.max(_differences(ours[first:first + group], ours64[first:first + group],
+                                                    scale=False)[0]))
+        tolerance = max(rtol, ROUNDOFF_MULTIPLE * (float(seen) / scale))
+        if covers(tolerance):
+            break
+    return tolerance
+
+
+def _last_step_over(ours, theirs, largest, limit):
+    """(t, neuron) of the first |ours_t - theirs_t| > ``limit`` in the last step that has
+    one (``largest``: each step's largest, ``_differences(..., np.fmax)``), or None:
+    what ``_divergence(..., backward=True)`` finds in one layer, with one step's temporary."""
+    steps = np.flatnonzero(largest > limit)
+    if not steps.size:
+        return None
+    t = int(steps[-1])
+    theirs_t = np.asarray(theirs[t])
+    diff = np.abs(np.subtract(ours[t].reshape(theirs_t.shape), theirs_t, dtype=np.float64))
+    neurons = int(np.prod(theirs_t.shape[1:]))              # per sample
+    return t, int(np.flatnonzero(diff.reshape(-1) > limit)[0] % neurons)
+
+
 def _relative(ours, theirs):
     """(max |diff|, relative to the larger of the two largest |values|, where)."""
     diff = np.asarray(np.subtract(ours, theirs))   # (float32 - float64 is float64; 0-d stays an array)
@@ -1725,11 +1810,15 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # the twin's s_t and dL/ds_t are compared as c s_t and c dL/d(c s_t) (G2).
     for k, c in enumerate(conv.spike_scales):
         if c is not None:
+            peer_spikes[k] = _steps_float64(peer_spikes[k])
             peer_spikes[k] = peer_spikes[k] / c.reshape(peer_spikes[k].shape[2:]) \
                 if np.all(c != 0) else peer_spikes[k]
             if peer_adjoints[k] is not None:
+                peer_adjoints[k] = _steps_float64(peer_adjoints[k])
                 peer_adjoints[k] = peer_adjoints[k] * c.reshape(peer_adjoints[k].shape[2:])
-    spikes_equal = all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(spikes, peer_spikes))
+    spikes_equal = all(len(a) == len(b) and all(np.array_equal(a[t].reshape(np.shape(b_t)), b_t)
+                                                for t, b_t in enumerate(b))
+                       for a, b in zip(spikes, peer_spikes))
 
     def as_peer(grad_of, name, mapped, shape):
         grad = mapped.scale * _to_peer_shape(grad_of[mapped.key], mapped.layer_shape, shape)
@@ -1744,18 +1833,34 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_error = _relative(membrane.astype(np.float64).reshape(peer_membrane.shape),
                                    peer_membrane)[1]
 
-    def scan_backward(tolerance, current_tolerance):
+    # The adjoints against the peer's, read once for every scan below: (layer, quantity)
+    # -> (each step's largest |difference|, the peer's largest |value|).
+    backward_quantities = {"dL/ds_t": (adjoints, peer_adjoints), "dL/dI_t": (currents, peer_currents)}
+    gaps = {}
+
+    def scan_backward(tolerance):
         """The first difference in the order the backward computes: per layer, last first,
-        dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6))."""
+        dL/ds_t (what arrives from above), then dL/dI_t (what leaves through (B4), (B6)).
+        ``tolerance(layer, quantity, covers)``, at least rtol, is asked only where a step
+        differs by more than rtol; ``covers(tol)``: no step of that layer's difference is
+        beyond ``tol``."""
         for layer in range(len(adjoints) - 1, -1, -1):
-            for quantity, ours, theirs, tol in (("dL/ds_t", adjoints, peer_adjoints, tolerance),
-                                                ("dL/dI_t", currents, peer_currents, current_tolerance)):
+            for quantity, (ours, theirs) in backward_quantities.items():
                 if theirs[layer] is None:
                     continue
-                where = _divergence([ours[layer].reshape(theirs[layer].shape)], [theirs[layer]],
-                                    [tol[layer] if isinstance(tol, list) else tol], backward=True)
+                if (layer, quantity) not in gaps:
+                    gaps[layer, quantity] = _differences(ours[layer], theirs[layer], np.fmax)
+                largest, scale = gaps[layer, quantity]
+                scale = max(scale, 1e-300)
+
+                def covers(tol, largest=largest, scale=scale):
+                    return not np.any(largest > tol * scale)
+                if covers(rtol):
+                    continue
+                where = _last_step_over(ours[layer], theirs[layer], largest,
+                                        tolerance(layer, quantity, covers) * scale)
                 if where is not None:
-                    return (layer,) + where[1:], quantity
+                    return (layer,) + where, quantity
         return None, None
 
     # (O3) in float32: the model's own round-off, from a float64 run of the twin. Every
@@ -1764,7 +1869,7 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
     # then one peer run and one twin run (docs/howto/check_framework.md).
     within_rtol = (spikes_equal and all(e[1] <= rtol for e in errors.values())
                    and (membrane_error is None or membrane_error <= rtol)
-                   and scan_backward(rtol, rtol)[0] is None)
+                   and scan_backward(lambda layer, quantity, covers: rtol)[0] is None)
     roundoffs, note = {}, ""
     if dtype == np.float32 and within_rtol and roundoff == "auto":
         note = "every error within rtol, so the float32 round-off was not measured (roundoff='always' measures it)"
@@ -1802,12 +1907,12 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
         membrane_tolerance = max(rtol, ROUNDOFF_MULTIPLE * _relative(
             membrane.astype(np.float64), membrane64)[1])
     model_roundoff = max(roundoffs.values(), default=0.0) if roundoffs else None
-    adjoint_tolerance = current_tolerance = rtol    # per layer: its adjoints' own round-off
-    if roundoffs:
-        adjoint_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
-                             for a, b in zip(adjoints, adjoints64)]
-        current_tolerance = [max(rtol, ROUNDOFF_MULTIPLE * _relative(a, b)[1])
-                             for a, b in zip(currents, currents64)]
+
+    def tolerance(layer, quantity, covers):         # per layer: its adjoints' own round-off
+        if not roundoffs:
+            return rtol
+        ours, ours64 = {"dL/ds_t": (adjoints, adjoints64), "dL/dI_t": (currents, currents64)}[quantity]
+        return _roundoff_tolerance(ours[layer], ours64[layer], rtol, covers)
     noise = [row.name for row in rows if row.roundoff is not None and row.roundoff > 1e-2]
     if noise:
         note = (note + "; " if note else "") + (
@@ -1816,11 +1921,12 @@ def compare(model, x, *, seed: int | np.random.SeedSequence | np.random.Generato
             "a bias before a BatchNorm in training)")
     divergence, which, quantity = None, None, None
     if not spikes_equal:
+        peer_spikes = [_steps_float64(p) for p in peer_spikes]
         divergence, which = _divergence([s.reshape(p.shape) for s, p in zip(spikes, peer_spikes)],
                                         peer_spikes, 0.0, backward=False), "forward"
         quantity = "s_t"
     elif not within_rtol:
-        divergence, quantity = scan_backward(adjoint_tolerance, current_tolerance)
+        divergence, quantity = scan_backward(tolerance)
         which = "backward" if divergence is not None else None
     min_margin = min(float(np.min(m)) for m in margins)
     return Report(peer=conv.peer, dtype=dtype.name, rtol=rtol, spikes_equal=spikes_equal,
