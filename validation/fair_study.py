@@ -424,7 +424,8 @@ def readme():
                 total += wall
                 entries = runs.get((group, name), [])
                 first = min((e["start_utc"] for e in entries), default="-")
-                load = " ; ".join(f"{e['load_start'][0]} / {e['load_end'][0]}" for e in entries if e["wall_s"] > 10)
+                load = " ; ".join(f"{e['load_start'][0]} / {e['load_end'][0]}" if e.get("load_start") else "not recorded"
+                                  for e in entries if e["wall_s"] > 10)
                 cmd = " ".join(["python", *sweep_command(group, arm, k)[1:]])
                 lines.append(f"| {group} | {name} (seeds {seeds[0]}-{seeds[-1]}) | {len(rows)} "
                              f"({sum(r['status'] == 'ok' for r in rows)}) | {wall:.0f} | {first} | {load} | `{cmd}` |")
