@@ -1,15 +1,18 @@
 """The fair re-run of the STL-vs-SL map (docs/results_claims.md, docs/sweep.md "The fair protocol").
 
 Every group below is a set of cells (a small `stlsim sweep` grid) run once per weight-decay arm
-(all four for the digits and Fashion-MNIST groups; MNIST-1D: none and coupled; conv: none), each
-arm in its own sweep folder:
+(the first four for the digits and Fashion-MNIST groups; MNIST-1D: the first three; conv: none),
+each arm in its own sweep folder:
 
 * ``none``: no weight decay (``--weight-decay-mode none``, weight_decay 0);
 * ``coupled``: L2 1e-6 added to the gradient before Adam, thresholds included (the paper's code);
 * ``decoupled``: AdamW at its own scale, weight_decay 1e-2 (torch.optim.AdamW's default),
   ``p -= lr_p * wd * p`` outside the adaptive step, thresholds included;
 * ``decoupled_nothr``: the same AdamW with thresholds and trained decays not decayed
-  (``decay_thresholds=false``): only the synaptic parameters shrink.
+  (``decay_thresholds=false``): only the synaptic parameters shrink;
+* ``coupled_nothr`` (digits_silent and digits_deep8 only): the paper's coupled L2 1e-6 on the
+  synaptic parameters only, which separates the two halves of the coupled-decay mechanism
+  (thresholds pushed down vs weights shrunk).
 
 The Fashion-MNIST groups, the larger conv group and MNIST-1D first ran seeds 0-2; their seeds 3-4
 ran later as sweeps of their own (``FIRST_SEEDS``, ``parts``: folder ``<arm>_s3-4/``, the seeds in a
@@ -54,7 +57,9 @@ RESULTS = os.path.join("validation", "results", "fair")
 ARMS = {"none": "weight_decay_mode=none weight_decay=0",
         "coupled": "weight_decay_mode=coupled weight_decay=1e-6",
         "decoupled": "weight_decay_mode=decoupled weight_decay=0.01",
-        "decoupled_nothr": "weight_decay_mode=decoupled weight_decay=0.01 decay_thresholds=false"}
+        "decoupled_nothr": "weight_decay_mode=decoupled weight_decay=0.01 decay_thresholds=false",
+        "coupled_nothr": "weight_decay_mode=coupled weight_decay=1e-6 decay_thresholds=false"}
+ARMS4 = ["none", "coupled", "decoupled", "decoupled_nothr"]
 LR = "1e-3,3e-3,1e-2"
 THETA_LR = "1e-3,1e-2,3e-2"
 TUNE = f"lr={LR} theta_lr={THETA_LR}"
@@ -89,18 +94,19 @@ WIDENED = {"fashion_conv_tuned", "fashion_conv_large", "digits_silent_wide"}
 # conv group tunes lr over {1e-3, 3e-3}.
 GROUPS = {
     "digits_silent": (DIGITS + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5,1", 5,
-                      list(ARMS), TUNE),
-    "digits_deep8": (DIGITS + ["--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, list(ARMS), TUNE),
-    "digits_paper": (DIGITS + ["--theta-init", "2"], "gain_ratio=0.5", 5, list(ARMS), TUNE),
+                      ARMS4 + ["coupled_nothr"], TUNE),
+    "digits_deep8": (DIGITS + ["--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, ARMS4 + ["coupled_nothr"],
+                     TUNE),
+    "digits_paper": (DIGITS + ["--theta-init", "2"], "gain_ratio=0.5", 5, ARMS4, TUNE),
     "fashion_silent": (FASHION + ["--theta-init", "1", "--surrogate", "rectangular"], "gain_ratio=0.5", 5,
-                       list(ARMS), TUNE),
+                       ARMS4, TUNE),
     "fashion_deep8": (["--dataset", "fashion-mnist", "--train-subset", "5000", "--test-subset", "2000",
-                       "--epochs", "5", "--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, list(ARMS), TUNE),
-    "digits_depth4": (DIGITS + ["--theta-init", "1", "--hidden", "128+128+128"], "gain_ratio=0.5,1", 5, list(ARMS),
+                       "--epochs", "5", "--theta-init", "1", "--hidden", DEEP8], "gain_ratio=2", 5, ARMS4, TUNE),
+    "digits_depth4": (DIGITS + ["--theta-init", "1", "--hidden", "128+128+128"], "gain_ratio=0.5,1", 5, ARMS4,
                       TUNE),
-    "fashion_paper": (FASHION + ["--theta-init", "2"], "gain_ratio=0.5", 5, list(ARMS), TUNE),
+    "fashion_paper": (FASHION + ["--theta-init", "2"], "gain_ratio=0.5", 5, ARMS4, TUNE),
     # held out: r x theta_lr (the old map's rule: weak start + fast thresholds => STL wins), lr tuned
-    "mnist1d": (MNIST1D + ["--theta-init", "1"], "gain_ratio=0.5,4 theta_lr=1e-3,1e-2", 5, ["none", "coupled"],
+    "mnist1d": (MNIST1D + ["--theta-init", "1"], "gain_ratio=0.5,4 theta_lr=1e-3,1e-2", 5, WD3,
                 "lr=1e-3,3e-3"),
     # the paper's kind of net, small: thresholds per position (neuron) vs per channel vs SL
     "fashion_conv": (["--dataset", "fashion-mnist", "--arch", "conv-small", "--train-subset", "600",
@@ -143,7 +149,8 @@ ORDER = ["digits_silent", "digits_deep8", "digits_paper", "fashion_silent:none",
          # the third session (two local workers): the larger conv group with 5 seeds, the fourth arm of the other
          # fair groups, MNIST-1D seeds 3-4
          "fashion_deep8_wide", "digits_deep8_wide", "digits_silent_wide", "fashion_conv_large",
-         "fashion_silent:decoupled_nothr", "fashion_deep8:decoupled_nothr", "digits_depth4:decoupled_nothr", "mnist1d"]
+         "fashion_silent:decoupled_nothr", "fashion_deep8:decoupled_nothr", "digits_depth4:decoupled_nothr", "mnist1d",
+         "digits_silent:coupled_nothr", "digits_deep8:coupled_nothr", "mnist1d:decoupled"]
 # the committed sweeps of the old map (paper's optimizer, one untuned lr), re-counted by today's sweep-report
 OLD_SWEEPS = ["sweep_digits", "sweep_digits_theta_lr", "sweep_digits_depth", "sweep_digits_timesteps", "sweep_fashion",
               "sweep_fashion_depth", "sweep_fashion_timesteps", "sweep_fashion_conv"]
@@ -464,7 +471,8 @@ LABELS = {"digits_silent": "digits, silent, rectangular, theta 1", "digits_deep8
 TABLE_ORDER = ["digits_silent", "digits_deep8", "digits_paper", "digits_depth4", "fashion_silent", "fashion_deep8",
                "fashion_paper", "mnist1d", "fashion_conv", "fashion_conv_tuned", "fashion_conv_large",
                "digits_deep8_wide", "fashion_deep8_wide", "digits_silent_wide"]
-ARM_LABELS = {("none", "True"): "none", ("coupled", "True"): "coupled", ("decoupled", "True"): "decoupled",
+ARM_LABELS = {("none", "True"): "none", ("coupled", "True"): "coupled",
+              ("coupled", "False"): "coupled, thresholds not decayed", ("decoupled", "True"): "decoupled",
               ("decoupled", "False"): "decoupled, thresholds not decayed"}
 
 
