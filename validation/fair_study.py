@@ -105,6 +105,10 @@ GROUPS = {
     "digits_depth4": (DIGITS + ["--theta-init", "1", "--hidden", "128+128+128"], "gain_ratio=0.5,1", 5, ARMS4,
                       TUNE),
     "fashion_paper": (FASHION + ["--theta-init", "2"], "gain_ratio=0.5", 5, ARMS4, TUNE),
+    # few time steps (T 2), the old map's T = 2 wins at 10 lr (theta 1 and 2 at r 0.5 under atan, and the silent
+    # rectangular cells); added by the third session
+    "digits_T2": (DIGITS + ["--timesteps", "2"], "theta_init=1,2 gain_ratio=0.5 surrogate=atan,rectangular", 5, WD3,
+                  TUNE),
     # held out: r x theta_lr (the old map's rule: weak start + fast thresholds => STL wins), lr tuned
     "mnist1d": (MNIST1D + ["--theta-init", "1"], "gain_ratio=0.5,4 theta_lr=1e-3,1e-2", 5, WD3,
                 "lr=1e-3,3e-3"),
@@ -150,7 +154,7 @@ ORDER = ["digits_silent", "digits_deep8", "digits_paper", "fashion_silent:none",
          # fair groups, MNIST-1D seeds 3-4
          "fashion_deep8_wide", "digits_deep8_wide", "digits_silent_wide", "fashion_conv_large",
          "fashion_silent:decoupled_nothr", "fashion_deep8:decoupled_nothr", "digits_depth4:decoupled_nothr", "mnist1d",
-         "digits_silent:coupled_nothr", "digits_deep8:coupled_nothr", "mnist1d:decoupled"]
+         "digits_silent:coupled_nothr", "digits_deep8:coupled_nothr", "mnist1d:decoupled", "digits_T2"]
 # the committed sweeps of the old map (paper's optimizer, one untuned lr), re-counted by today's sweep-report
 OLD_SWEEPS = ["sweep_digits", "sweep_digits_theta_lr", "sweep_digits_depth", "sweep_digits_timesteps", "sweep_fashion",
               "sweep_fashion_depth", "sweep_fashion_timesteps", "sweep_fashion_conv"]
@@ -465,10 +469,11 @@ LABELS = {"digits_silent": "digits, silent, rectangular, theta 1", "digits_deep8
           "fashion_conv": "Fashion 600/300, conv-small + BN, 2 epochs, lr 1e-3",
           "fashion_conv_tuned": "Fashion 3000/1000, conv-small + BN, 3 epochs, lr tuned",
           "fashion_conv_large": "Fashion 10000/2000, conv-small + BN, 4 epochs, lr tuned",
+          "digits_T2": "digits, T 2 (few time steps)",
           "digits_deep8_wide": "digits, 8 layers, atan, theta 1, wider grid",
           "fashion_deep8_wide": "Fashion 5k, 8 layers, atan, theta 1, wider grid",
           "digits_silent_wide": "digits, silent, rectangular, theta 1, wider grid"}
-TABLE_ORDER = ["digits_silent", "digits_deep8", "digits_paper", "digits_depth4", "fashion_silent", "fashion_deep8",
+TABLE_ORDER = ["digits_silent", "digits_deep8", "digits_paper", "digits_depth4", "digits_T2", "fashion_silent", "fashion_deep8",
                "fashion_paper", "mnist1d", "fashion_conv", "fashion_conv_tuned", "fashion_conv_large",
                "digits_deep8_wide", "fashion_deep8_wide", "digits_silent_wide"]
 ARM_LABELS = {("none", "True"): "none", ("coupled", "True"): "coupled",
