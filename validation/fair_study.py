@@ -507,11 +507,16 @@ def verdict_table():
     for group in TABLE_ORDER:
         rows = _cells(os.path.join(RUNS, group, "report", "cells.csv"))
         rows.sort(key=lambda r: (arm_rank[(r["weight_decay_mode"], r.get("decay_thresholds") or "True")],
+                                 r.get("surrogate") or "", float(r.get("theta_init") or 0),
                                  float(r.get("gain_ratio") or 0), float(r.get("theta_lr") or 0),
                                  {"neuron": 0, "channel": 1}.get(r.get("threshold_sharing"), 0)))
         for r in rows:
             arm = (r["weight_decay_mode"], r.get("decay_thresholds") or "True")
             cell = []
+            if "theta_init" in r:
+                cell.append(f"theta {float(r['theta_init']):g}")
+            if "surrogate" in r:
+                cell.append(r["surrogate"])
             if "gain_ratio" in r:
                 cell.append(f"r {float(r['gain_ratio']):g}")
             if "theta_lr" in r:
