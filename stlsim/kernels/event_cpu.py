@@ -622,7 +622,7 @@ def dense_layer_spikes(T, B, in_ptr, in_idx, in_val, unit_values, weight, weight
     computed them: it does when at least ``stepwise_ratio`` of the T * B rows have
     input (every row with a bias; 0: always, inf: never); otherwise
     ``dense_layer_forward`` visiting CROSSING, keeping and recording nothing. The same
-    spikes either way, bit for bit (``tests/test_event_plan.py``)."""
+    spikes either way, bit for bit (``tests/test_event_stepwise.py``)."""
     rows_with_input = T * B
     if not has_bias:
         rows_with_input = 0
