@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-from numba.extending import register_jitable
+from numba import types
+from numba.extending import overload, register_jitable
 
 from . import scalar
 
@@ -32,14 +33,25 @@ def register_scalar() -> None:
 
     ``register_jitable`` keeps the Python function unchanged and adds an overload
     for it, so the calls *between* scalar functions resolve when a kernel compiles.
-    Idempotent.
+    ``scalar.cast_like`` gets a typed overload instead (a cast to its second argument's
+    float type). Idempotent.
     """
     global _registered
     if _registered:
         return
     for function in scalar.JITABLE:
         register_jitable(function)
+    overload(scalar.cast_like)(_cast_like)
     _registered = True
+
+
+def _cast_like(value, x):
+    """Numba's ``scalar.cast_like``: ``value`` cast to the float type of ``x`` (NumPy's rule
+    for a Python number meeting a float array), unchanged when ``x`` is not a float."""
+    if isinstance(x, types.Float):
+        cast = x
+        return lambda value, x: cast(value)
+    return lambda value, x: value
 
 
 def _cache_dir(module_file: str) -> pathlib.Path:

@@ -15,11 +15,20 @@ transcription of the NumPy reference (``stlsim.surrogate``, ``engines.clock``,
 ``grad.bptt``), same operations in the same order, so float64 results agree to the
 last bit or two (libm ``atan``/``exp`` may differ by an ulp).
 
-Types. Numba types float literals as float64, so for float32 data the surrogate math
-below is evaluated in float64 and rounded when the kernel stores it. The recursion
-(L2) ``m = tau * v + I`` has no literal: with ``tau``, ``v`` and ``I`` of the storage
-dtype it rounds exactly like NumPy, so spike decisions (L3) agree bitwise with the
-NumPy reference in float32 too. The kernels keep ``v`` in a dtype array between steps.
+Types. Numba types a float literal (and a Python float argument such as a surrogate's
+``alpha``) as float64, and float32 meeting float64 is float64: a literal written plainly
+would make a float32 kernel compute in float64, at half the vector width and with float64
+divisions (the atan backward ran 6x slower so). NumPy's rule for a Python number meeting
+a float32 array is the opposite (NEP 50: the number becomes float32). So the functions
+the default kernels run (the general steps, the paper's steps, the spike and the atan
+surrogate) write each such constant as ``cast_like(c, x)``: plain Python returns ``c``
+(NumPy then applies its rule), Numba casts ``c`` to the type of ``x``. With the
+operations in the reference's order, a float32 kernel then rounds like the NumPy
+reference, step for step; float64 is unchanged. The other surrogates still evaluate in
+float64 and round when the kernel stores the result. The recursion (L2)
+``m = tau * v + I`` rounds exactly like NumPy in both dtypes, so spike decisions (L3)
+agree bitwise with the NumPy reference. The kernels keep ``v`` in a dtype array between
+steps.
 
 Surrogates are selected by an integer code (``SURROGATE_CODES``) so that a kernel can
 take it as an argument; the branch is loop-invariant. A surrogate has one or two shape
@@ -38,6 +47,7 @@ __all__ = [
     "spike", "reset", "lif_forward_step", "lif_backward_step", "JITABLE", "HARD", "SOFT",
     "NO_RESET", "AFTER_LEAK", "RESET_CODES", "fires", "lif_forward_step_general",
     "lif_backward_step_general", "two_parameter_primitive", "two_parameter_derivative",
+    "cast_like",
 ]
 
 ATAN, SIGMOID, RECTANGULAR, SUPERSPIKE, SUPERSPIKE_SJ, TRIANGLE = 0, 1, 2, 3, 4, 5
@@ -70,16 +80,25 @@ def _float32(value):
 NORSE_SQRT_PI = _float32(math.sqrt(_float32(math.pi)))
 
 
+def cast_like(value, x):
+    """``value`` (a Python number) in the float type of ``x``: NumPy's rule for a number
+    meeting an array. Here it returns ``value`` unchanged, and NumPy applies the rule;
+    in Numba code (``_jit.register_scalar``) it is a cast, so a float32 kernel stays in
+    float32 (module docstring, Types)."""
+    return value
+
+
 # --- surrogates: (primitive P, derivative P' = sigma') pairs, spec "Surrogate gradient" --
 
 def atan_primitive(x, alpha):
-    return math.atan(0.5 * math.pi * alpha * x) / math.pi + 0.5
+    return (math.atan(cast_like(0.5 * math.pi * alpha, x) * x) / cast_like(math.pi, x)
+            + cast_like(0.5, x))
 
 
 def atan_derivative(x, alpha):
     # Rational: the default surrogate needs no exp (Numba has no vector exp here).
-    z = 0.5 * math.pi * alpha * x
-    return (0.5 * alpha) / (1.0 + z * z)
+    z = cast_like(0.5 * math.pi * alpha, x) * x
+    return cast_like(0.5 * alpha, x) / (cast_like(1.0, x) + z * z)
 
 
 def sigmoid_primitive(x, alpha):
@@ -267,47 +286,49 @@ def two_parameter_derivative(kind, x, a, b):
 
 
 def surrogate_primitive(kind, x, param, param2=0.0):
-    """P(x) of the surrogate with code ``kind`` and shape parameters ``param``, ``param2``."""
+    """P(x) of the surrogate with code ``kind`` and shape parameters ``param``, ``param2``,
+    in the type of ``x`` (every branch cast, so that Numba's unified type is that of ``x``;
+    the reference rounds to the array's dtype the same way)."""
     if kind == ATAN:
-        return atan_primitive(x, param)
+        return cast_like(atan_primitive(x, param), x)
     if kind == SIGMOID:
-        return sigmoid_primitive(x, param)
+        return cast_like(sigmoid_primitive(x, param), x)
     if kind == RECTANGULAR:
-        return rectangular_primitive(x, param)
+        return cast_like(rectangular_primitive(x, param), x)
     if kind == SUPERSPIKE_SJ:
-        return superspike_sj_primitive(x, param)
+        return cast_like(superspike_sj_primitive(x, param), x)
     if kind == TRIANGLE:
-        return triangle_primitive(x, param)
+        return cast_like(triangle_primitive(x, param), x)
     if kind >= SPIKE_RATE_ESCAPE:
-        return two_parameter_primitive(kind, x, param, param2)
+        return cast_like(two_parameter_primitive(kind, x, param, param2), x)
     if kind >= STRAIGHT_THROUGH:
-        return peer_primitive(kind, x, param)
-    return superspike_primitive(x, param)
+        return cast_like(peer_primitive(kind, x, param), x)
+    return cast_like(superspike_primitive(x, param), x)
 
 
 def surrogate_derivative(kind, x, param, param2=0.0):
-    """sigma'(x) = P'(x) of the surrogate with code ``kind``."""
+    """sigma'(x) = P'(x) of the surrogate with code ``kind``, in the type of ``x`` (as above)."""
     if kind == ATAN:
-        return atan_derivative(x, param)
+        return cast_like(atan_derivative(x, param), x)
     if kind == SIGMOID:
-        return sigmoid_derivative(x, param)
+        return cast_like(sigmoid_derivative(x, param), x)
     if kind == RECTANGULAR:
-        return rectangular_derivative(x, param)
+        return cast_like(rectangular_derivative(x, param), x)
     if kind == SUPERSPIKE_SJ:
-        return superspike_sj_derivative(x, param)
+        return cast_like(superspike_sj_derivative(x, param), x)
     if kind == TRIANGLE:
-        return triangle_derivative(x, param)
+        return cast_like(triangle_derivative(x, param), x)
     if kind >= SPIKE_RATE_ESCAPE:
-        return two_parameter_derivative(kind, x, param, param2)
+        return cast_like(two_parameter_derivative(kind, x, param, param2), x)
     if kind >= STRAIGHT_THROUGH:
-        return peer_derivative(kind, x, param)
-    return superspike_derivative(x, param)
+        return cast_like(peer_derivative(kind, x, param), x)
+    return cast_like(superspike_derivative(x, param), x)
 
 
 def heaviside(x):
     if x >= 0:                                   # (L3) H(0) = 1: spike AT threshold
-        return 1.0
-    return 0.0
+        return cast_like(1.0, x)
+    return cast_like(0.0, x)
 
 
 def spike(x, smooth, kind, param, param2=0.0):
@@ -320,7 +341,7 @@ def spike(x, smooth, kind, param, param2=0.0):
 def reset(m, s, theta, hard):
     """Membrane after the spike: (L4h) or (L4s)."""
     if hard:
-        return (1 - s) * m                       # (L4h)
+        return (cast_like(1.0, m) - s) * m       # (L4h)
     return m - s * theta                         # (L4s)
 
 
@@ -345,7 +366,7 @@ def lif_backward_step(e, delta_next, m, s, theta, tau, hard, detach, kind, param
     dS_dx = surrogate_derivative(kind, m - theta, param, param2)
     if hard:
         g = e if detach else e - m * grad_v      # (B2h)
-        delta = g * dS_dx + grad_v * (1 - s)     # (B3h)
+        delta = g * dS_dx + grad_v * (cast_like(1.0, m) - s)   # (B3h)
         theta_term = g * dS_dx                   # (B5)
     else:
         g = e if detach else e - theta * grad_v  # (B2s)
@@ -368,11 +389,11 @@ def fires(x, strict):
     """H(x) with H(0) = 1 (L3), or H'(x) with H'(0) = 0 when ``strict`` (L3')."""
     if strict:
         if x > 0:
-            return 1.0
-        return 0.0
+            return cast_like(1.0, x)
+        return cast_like(0.0, x)
     if x >= 0:
-        return 1.0
-    return 0.0
+        return cast_like(1.0, x)
+    return cast_like(0.0, x)
 
 
 def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_reset, reset,
@@ -388,7 +409,7 @@ def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_
     if has_leak:
         m = m + leak                                     # (L2g) leak potential
     if has_gain:
-        m = m + gain * current                           # (L2g) input gain
+        m = m + cast_like(gain, current) * current       # (L2g) input gain
     else:
         m = m + current
     if reset == AFTER_LEAK:
@@ -398,9 +419,9 @@ def lif_forward_step_general(current, v_prev, s_prev, theta, tau, leak, gain, v_
     else:
         s = fires(m - theta, strict)                     # (L3), (L3')
     if reset == HARD:
-        v = (1 - s) * m                                  # (L4h)
+        v = (cast_like(1.0, m) - s) * m                  # (L4h)
         if has_reset_potential:
-            v = v + s * v_reset                          # (L4h) reset potential
+            v = v + s * cast_like(v_reset, m)            # (L4h) reset potential
     elif reset == SOFT:
         v = m - s * theta                                # (L4s)
     else:
@@ -421,10 +442,10 @@ def lif_backward_step_general(e, delta_next, m, s, theta, tau, gain, v_reset, re
         if detach:
             g = e
         elif has_reset_potential:
-            g = e + (v_reset - m) * grad_v               # (B2h) reset potential
+            g = e + (cast_like(v_reset, m) - m) * grad_v   # (B2h) reset potential
         else:
             g = e - m * grad_v                           # (B2h)
-        delta = g * dS_dx + grad_v * (1 - s)             # (B3h)
+        delta = g * dS_dx + grad_v * (cast_like(1.0, m) - s)   # (B3h)
         theta_term = g * dS_dx                           # (B5)
     elif reset == SOFT:
         g = e if detach else e - theta * grad_v          # (B2s)
@@ -440,7 +461,7 @@ def lif_backward_step_general(e, delta_next, m, s, theta, tau, gain, v_reset, re
         else:
             theta_term = g * dS_dx                       # (B5)
     if has_gain:
-        return delta, gain * delta, theta_term           # (B3g)
+        return delta, cast_like(gain, delta) * delta, theta_term   # (B3g)
     return delta, delta, theta_term
 
 
@@ -454,3 +475,4 @@ JITABLE = (
     reset, lif_forward_step, lif_backward_step, fires, lif_forward_step_general,
     lif_backward_step_general,
 )
+# ``cast_like`` is not in JITABLE: ``_jit.register_scalar`` gives it its own overload.
