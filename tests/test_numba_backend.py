@@ -142,6 +142,41 @@ def test_float32_kernels_compute_in_float32():
     assert all(t == numba.float64 for t in backward.nopython_signatures[1].return_type)
 
 
+@pytest.mark.parametrize("dtype,reset,gain,B", [(np.float32, "hard", 1.0, 64), (np.float64, "soft", 1.0, 3),
+                                                 (np.float32, "subtract_after_leak", 1.5, 2),
+                                                 (np.float64, "hard", 0.8, 40)])
+def test_in_place_kernels_equal_the_two_array_kernels(dtype, reset, gain, B):
+    """What the fused step runs: the forward kernel turning I_t into m_t in the same array,
+    the backward kernel turning e_t into dL/dI_t; bit for bit the kernels that write a
+    second array (serial and parallel lanes: B = 2, 3 and 40, 64)."""
+    from stlsim.engines.backend import neuron_spec
+    rng = np.random.default_rng(5)
+    T, N = 6, 300
+    neuron = stlsim.LIF(tau=0.7, reset=reset, input_gain=gain)
+    theta = rng.uniform(0.2, 1.0, N).astype(dtype)
+    spec = neuron_spec(neuron, theta, dtype)
+    kind, param = scalar.ATAN, 2.0
+    current = rng.normal(0.4, 1.0, (T, B, N)).astype(dtype)
+    grad_s = rng.normal(size=(T, B, N)).astype(dtype)
+    outputs = {}
+    for inplace in (False, True):
+        membrane = current.copy() if inplace else np.empty_like(current)
+        spikes, compact = np.empty_like(current), np.empty((T, B, N), np.uint8)
+        cpu.forward(membrane if inplace else current, theta, spec, False, kind, param, 0.0, membrane,
+                    spikes, np.empty((2, B, N), dtype), compact)
+        grad_current = grad_s.copy() if inplace else np.empty_like(grad_s)
+        grad_theta = np.empty(N, dtype)
+        cpu.backward(grad_current if inplace else grad_s, membrane, compact, theta, spec, kind, param, 0.0,
+                     grad_current, np.empty((B, N), dtype), np.empty((B, N), dtype), grad_theta)
+        outputs[inplace] = (membrane, spikes, grad_current, grad_theta)
+    assert any(key[-2] is True and key[0] == "forward" for key in cpu._KERNELS)   # the in-place kernels ran
+    assert any(key[-2] is True and key[0] == "backward" for key in cpu._KERNELS)
+    assert 0.05 < outputs[False][1].mean() < 0.95
+    for name, a, b in zip(("membrane", "spikes", "grad_current", "grad_theta"), outputs[False], outputs[True]):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert not np.array_equal(outputs[True][2], grad_s)                  # e_t was overwritten
+
+
 @pytest.mark.parametrize("dtype", (np.float64, np.float32))
 @pytest.mark.parametrize("B", (1, 64))
 def test_parallel_equals_serial_bitwise(dtype, B, monkeypatch):

@@ -41,9 +41,14 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
 
     Memory, all from the reusable workspace: per layer m_t (dtype) and s_t (uint8; the
     dtype in smooth mode, where spikes are not 0/1) of every step, what the backward
-    needs; plus two scratch buffers of the largest layer's size (T*B rows): A holds the
-    currents, then the deltas; B holds the float spikes that the next GEMM reads, then
-    the adjoints e_t. Kernels never write an array they read.
+    needs; plus two scratch buffers of the largest layer's size (T*B rows), A and B,
+    which hold in turn the float spikes that the next GEMM reads, the adjoints e_t and
+    the spikes the (B4) GEMM reads. The neuron kernels work in place: the (L1) GEMM
+    writes I_t into the layer's membrane buffer and the forward kernel overwrites it with
+    m_t; the backward kernel overwrites e_t with dL/dI_t. Each element is read before it
+    is written, and the kernel is handed one array (not two views of it), so the
+    compiler vectorises the loop without an overlap check; not writing a second array
+    saves its memory traffic (the step is memory-bound around its GEMMs).
     """
     spec = dense_only(layers, surrogate)
     if spec is None or any(not compiled_neuron(neuron_of(neuron, i)) or neuron_of(neuron, i).learns
@@ -59,11 +64,11 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     h = x_rows                                                            # the GEMM operand
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
-        current = _scratch("a", rows, n_out, size, dtype)
-        np.matmul(h, params["weight"].T, out=current)                    # (L1), one GEMM
-        if layer.bias:
-            current += params["bias"]
         membrane = _buffer(("fused", "m", i), (rows, n_out), dtype)
+        current = membrane.reshape(T, B, n_out)          # the kernel turns I_t into m_t in place
+        np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
+        if layer.bias:
+            membrane += params["bias"]
         if smooth:
             spikes = stored = _buffer(("fused", "s", i), (rows, n_out), dtype)
             compact = None
@@ -73,8 +78,7 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
             compact = stored.reshape(T, B, n_out)
         theta = theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
         layer_neuron = neuron_spec(neuron_of(neuron, i), theta, dtype)
-        cpu.forward(current.reshape(T, B, n_out), theta, layer_neuron, smooth, *spec,
-                    membrane.reshape(T, B, n_out), spikes.reshape(T, B, n_out),
+        cpu.forward(current, theta, layer_neuron, smooth, *spec, current, spikes.reshape(T, B, n_out),
                     _buffer(("fused", "v", i), (2, B, n_out), dtype), compact)  # (L2)-(L4)
         membranes.append(membrane)
         stored_spikes.append(stored)
@@ -84,23 +88,24 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
     grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
+    free = "a"                                     # the scratch buffer grad does not occupy
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         layer, params = layers[i], params_per_layer[i]
         n_out = layer.out_features
         grad_theta = np.empty(n_out, dtype=dtype)
-        delta = _scratch("a", rows, n_out, size, dtype)
-        cpu.backward(grad.reshape(T, B, n_out), membranes[i].reshape(T, B, n_out),
-                     stored_spikes[i].reshape(T, B, n_out), thetas[i], specs[i], *spec,
-                     delta.reshape(T, B, n_out),
+        delta = grad.reshape(T, B, n_out)              # the kernel turns e_t into dL/dI_t in place
+        cpu.backward(delta, membranes[i].reshape(T, B, n_out),
+                     stored_spikes[i].reshape(T, B, n_out), thetas[i], specs[i], *spec, delta,
                      _buffer(("fused", "dn", i), (B, n_out), dtype),
                      _buffer(("fused", "tp", i), (B, n_out), dtype), grad_theta)  # (B1)-(B5)
+        delta = grad
         if i == 0:
             h = x_rows
         elif smooth:
             h = stored_spikes[i - 1]
         else:
-            h = _scratch("b", rows, layer.in_features, size, dtype)     # e is consumed
+            h = _scratch(free, rows, layer.in_features, size, dtype)
             h[...] = stored_spikes[i - 1]                                 # uint8 -> dtype
         local = {"weight": delta.T @ h}                                  # (B4), one GEMM
         if layer.bias:
@@ -108,6 +113,7 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
         local["theta"] = layer.reduce_theta(grad_theta)                   # (B5) shared sum
         grads[i] = local
         if i > 0:
-            grad = _scratch("b", rows, layer.in_features, size, dtype)  # h is consumed
+            grad = _scratch(free, rows, layer.in_features, size, dtype)  # h is consumed
             np.matmul(delta, params["weight"], out=grad)                  # (B6), one GEMM
+            free = "b" if free == "a" else "a"
     return FusedResult(value, grads, rates)

@@ -123,7 +123,7 @@ _step_backward = scalar.lif_backward_step_general
 # from 0 (an index Numba can prove non-negative needs no wraparound branch).
 
 def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
-                   has_reset_potential, per_tau, parallel):
+                   has_reset_potential, per_tau, inplace, parallel):
     after_leak = reset == scalar.AFTER_LEAK
 
     def forward(n_blocks, block, current, membrane, spikes, spikes_compact, v, s_prev, theta,
@@ -144,8 +144,8 @@ def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
                     s_b[i] = s_init_b[i]                                  # s_0 (L2a)
             tau_0 = tau[0]
             for t in range(current.shape[0]):
-                current_t = current[t, b, lo:hi]
                 membrane_t = membrane[t, b, lo:hi]
+                current_t = membrane_t if inplace else current[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
                 compact_t = spikes_compact[t, b, lo:hi] if compact else spikes_compact[0, 0, 0:0]
                 for i in range(v_b.shape[0]):
@@ -170,7 +170,7 @@ def _build_forward(kind, smooth, compact, reset, strict, has_leak, has_gain,
     return numba.njit(parallel=parallel, cache=True, error_model="numpy")(forward)
 
 
-def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau, parallel):
+def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau, inplace, parallel):
     after_leak = reset == scalar.AFTER_LEAK
 
     def backward(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane, spikes, theta,
@@ -189,10 +189,10 @@ def _build_backward(kind, reset, detach, has_gain, has_reset_potential, per_tau,
                 delta_next_b[i] = 0                                       # delta_{T+1} = 0
                 theta_partial_b[i] = 0
             for t in range(grad_spikes.shape[0] - 1, -1, -1):
-                e_t = grad_spikes[t, b, lo:hi]
+                grad_current_t = grad_membrane[t, b, lo:hi]
+                e_t = grad_current_t if inplace else grad_spikes[t, b, lo:hi]
                 membrane_t = membrane[t, b, lo:hi]
                 spikes_t = spikes[t, b, lo:hi]
-                grad_current_t = grad_membrane[t, b, lo:hi]
                 for i in range(theta_b.shape[0]):
                     delta, grad_current, theta_term = _step_backward(
                         e_t[i], delta_next_b[i], membrane_t[i], spikes_t[i], theta_b[i],
@@ -270,7 +270,10 @@ def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, param2, mem
     ``current``, ``membrane``, ``spikes``: C-contiguous (T, B, N) of one float dtype;
     ``theta``: (N,) per neuron; ``scratch``: (2, B, N) of that dtype (v and the previous
     spikes); ``spikes_compact``: optional (T, B, N) uint8 that also receives the spikes
-    (the fused step keeps those for its backward). ``kind``, ``param``, ``param2``: the
+    (the fused step keeps those for its backward). ``membrane`` may be ``current`` itself
+    (the same object): I_t is then overwritten with m_t, element by element after it is
+    read, and the kernel compiled for that case sees one array, so it vectorises without
+    an overlap check (the fused step does this). ``kind``, ``param``, ``param2``: the
     surrogate (read in smooth mode only, where s_t = P(m_t - theta)); its parameters are
     run-time arguments (``kernels.scalar.two_parameter_primitive`` says why).
     """
@@ -279,8 +282,9 @@ def forward(current, theta, neuron: NeuronSpec, smooth, kind, param, param2, mem
     n_blocks, block = _blocking(B, N, parallel)
     compact = spikes_compact is not None
     smooth = bool(smooth)
+    inplace = current is membrane
     key = ("forward", kind if smooth else -1, smooth, compact) + neuron.forward_options() + (
-        parallel,)
+        inplace, parallel)
     CALLS["kernel:forward"] += 1
     _kernel(key, _build_forward)(n_blocks, block, current, membrane, spikes,
                                  spikes_compact if compact else _NO_COMPACT, scratch[0],
@@ -296,12 +300,15 @@ def backward(grad_spikes, membrane, spikes, theta, neuron: NeuronSpec, kind, par
     ``grad_spikes``, ``membrane``, ``spikes`` (float or uint8), ``grad_current``:
     C-contiguous (T, B, N); ``theta``, ``grad_theta``: (N,); ``delta_next``,
     ``theta_partial``: (B, N) scratch. ``grad_theta`` is the sum over t and b.
+    ``grad_current`` may be ``grad_spikes`` itself: e_t is then overwritten with dL/dI_t
+    (as in ``forward``).
     """
     T, B, N = grad_spikes.shape
     parallel = _parallel(grad_spikes.size)
     n_blocks, block = _blocking(B, N, parallel)
     sum_blocks, sum_block = _blocking(1, N, parallel)   # the reduction over b: lanes of neurons
-    key = ("backward", kind) + neuron.backward_options() + (parallel,)
+    inplace = grad_spikes is grad_current
+    key = ("backward", kind) + neuron.backward_options() + (inplace, parallel)
     CALLS["kernel:backward"] += 1
     _kernel(key, _build_backward)(n_blocks, block, sum_blocks, sum_block, grad_spikes, membrane,
                                   spikes, theta, grad_current, delta_next, theta_partial,
