@@ -79,3 +79,28 @@ def test_sweep_writes_its_tables_despite_a_second_ctrl_c_while_writing_them(tmp_
     assert os.path.exists(os.path.join(out, "table.csv"))
     with open(os.path.join(out, "table.csv")) as f:
         assert len(f.read().splitlines()) == len(tasks) + 1
+
+
+def test_a_second_signal_in_a_polling_loop_waits_for_its_poll():
+    """Inside ``defer_again`` (the parallel executor's loop and Dask's shutdown) the second signal
+    is noted, not raised wherever Python is (inside another library's finalizer it would be
+    printed as an ignored exception and lost); the loop's ``check_again`` raises it, and a third
+    signal raises at once. Outside the block the second raises at once, as before."""
+    from stlsim.train.signals import interrupt_guard
+
+    with interrupt_guard() as signals:
+        with signals.defer_again():
+            _two_ctrl_c()
+            assert signals.requested == "SIGINT" and signals.again == 1
+            with pytest.raises(KeyboardInterrupt):
+                signals.check_again()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)       # the third
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    with interrupt_guard() as signals:
+        signals.check_again()                              # nothing arrived: no-op
+        with pytest.raises(KeyboardInterrupt):
+            with signals.defer_again():
+                pass
+            _two_ctrl_c()                                  # outside the block: raised at once

@@ -210,7 +210,10 @@ class Executor:
 
     def __exit__(self, *exc):
         stack, self._stack = self._stack, None
-        return stack.__exit__(*exc)
+        if self.serial:
+            return stack.__exit__(*exc)
+        with self.signals.defer_again():     # Dask's shutdown: no KeyboardInterrupt inside its finalizers
+            return stack.__exit__(*exc)
 
     @contextlib.contextmanager
     def _client(self):
@@ -335,40 +338,42 @@ class Executor:
         stop_sent = False
         next_out = 0
         try:
-            while running or next_out < len(jobs):
-                if signals.requested and not stop_sent:
-                    stop.set()                         # the workers stop after their batch
-                    stop_sent = True
-                    waiting.clear()                    # and no job begins
-                while next_out < len(jobs) and next_out in done:
-                    yield jobs[next_out], done[next_out]
-                    next_out += 1
-                if not running:
-                    for index in range(next_out, len(jobs)):
-                        done.setdefault(index, None)
-                    continue
-                ready = [f for f in running if f.done()]
-                if not ready:
-                    time.sleep(0.05)
-                    continue
-                for future in ready:
-                    index = running.pop(future)
-                    try:
-                        value = future.result()        # a job's error is raised here, as in serial
-                    except KeyboardInterrupt:
-                        raise
-                    except (Exception, asyncio.CancelledError) as err:   # a cancelled future: a BaseException
-                        if signals.requested:
-                            value = None               # lost while stopping: the job did not finish
-                        elif errors == "return":
-                            value = err
-                        else:
+            with signals.defer_again():       # a second signal acts at the next poll (check_again)
+                while running or next_out < len(jobs):
+                    signals.check_again()
+                    if signals.requested and not stop_sent:
+                        stop.set()                         # the workers stop after their batch
+                        stop_sent = True
+                        waiting.clear()                    # and no job begins
+                    while next_out < len(jobs) and next_out in done:
+                        yield jobs[next_out], done[next_out]
+                        next_out += 1
+                    if not running:
+                        for index in range(next_out, len(jobs)):
+                            done.setdefault(index, None)
+                        continue
+                    ready = [f for f in running if f.done()]
+                    if not ready:
+                        time.sleep(0.05)
+                        continue
+                    for future in ready:
+                        index = running.pop(future)
+                        try:
+                            value = future.result()        # a job's error is raised here, as in serial
+                        except KeyboardInterrupt:
                             raise
-                    done[index] = value
-                    if on_done:
-                        on_done(jobs[index], value)
-                    if waiting and not signals.requested:
-                        submit_next()
+                        except (Exception, asyncio.CancelledError) as err:   # a cancelled future: a BaseException
+                            if signals.requested:
+                                value = None               # lost while stopping: the job did not finish
+                            elif errors == "return":
+                                value = err
+                            else:
+                                raise
+                        done[index] = value
+                        if on_done:
+                            on_done(jobs[index], value)
+                        if waiting and not signals.requested:
+                            submit_next()
         except KeyboardInterrupt:                      # the second signal: stop at once
             with contextlib.suppress(Exception):
                 stop.set()

@@ -26,10 +26,29 @@ class _Interrupts:
     def __init__(self):
         self.requested = None          # the signal's name once one arrived
         self.saving = 0                # > 0 while a file is being written
+        self.deferring = 0             # > 0 while the second signal is only noted (``defer_again``)
+        self.again = 0                 # signals after the first, noted while deferring
 
     def check(self):
         """Raise KeyboardInterrupt if a signal arrived (call between batches)."""
         if self.requested:
+            raise KeyboardInterrupt(self.requested)
+
+    @contextlib.contextmanager
+    def defer_again(self):
+        """A block where a second signal is only noted (``again``) for the block's own loop to
+        act on at its next poll, instead of raising KeyboardInterrupt wherever Python is: inside
+        another library's finalizer or weakref callback, where it would be printed as an
+        ignored exception with its traceback and lost. A third signal raises as before."""
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+
+    def check_again(self):
+        """Raise KeyboardInterrupt if a second signal arrived inside ``defer_again``."""
+        if self.again:
             raise KeyboardInterrupt(self.requested)
 
     @contextlib.contextmanager
@@ -52,8 +71,10 @@ def interrupt_guard():
     Yields an object with ``requested`` (the signal's name or None), ``check()`` (raises
     KeyboardInterrupt once a signal arrived) and ``protect()`` (a block, such as a save,
     that no signal interrupts). A second signal outside a protected block raises
-    KeyboardInterrupt at once, so a stuck batch can still be stopped. Nested guards share
-    the outer one; outside the main thread the guard only keeps the flag.
+    KeyboardInterrupt at once, so a stuck batch can still be stopped; inside
+    ``defer_again()`` (a loop that polls, such as the parallel executor's) it is noted and
+    raised by the loop's next ``check_again()``, and a third raises at once. Nested guards
+    share the outer one; outside the main thread the guard only keeps the flag.
     """
     if _ACTIVE:
         yield _ACTIVE[-1]
@@ -67,7 +88,11 @@ def interrupt_guard():
             sys.stderr.write(f"\n{state.requested}: stopping after this batch, once the finished epochs "
                              "are saved (again to stop at once)\n")
             sys.stderr.flush()
-        elif not state.saving:
+        elif state.saving:
+            pass
+        elif state.deferring and not state.again:
+            state.again += 1
+        else:
             raise KeyboardInterrupt(state.requested)
 
     previous = {}
