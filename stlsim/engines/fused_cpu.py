@@ -41,9 +41,11 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
 
     Memory, all from the reusable workspace: per layer m_t (dtype) and s_t (uint8; the
     dtype in smooth mode, where spikes are not 0/1) of every step, what the backward
-    needs; plus two scratch buffers of the largest layer's size (T*B rows), A and B,
-    which hold in turn the float spikes that the next GEMM reads, the adjoints e_t and
-    the spikes the (B4) GEMM reads. The neuron kernels work in place: the (L1) GEMM
+    needs; plus two scratch buffers of the largest layer's size (T*B rows), A and B:
+    layer i writes its float spikes (the next GEMM's operand) into A or B by the parity of
+    i, so the last hidden layer's are still there for the output layer's (B4) GEMM; the
+    backward alternates the adjoints e_t and the spikes expanded from uint8 for (B4)
+    between them. The neuron kernels work in place: the (L1) GEMM
     writes I_t into the layer's membrane buffer and the forward kernel overwrites it with
     m_t; the backward kernel overwrites e_t with dL/dI_t. Each element is read before it
     is written, and the kernel is handed one array (not two views of it), so the
@@ -73,7 +75,7 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
             spikes = stored = _buffer(("fused", "s", i), (rows, n_out), dtype)
             compact = None
         else:
-            spikes = _scratch("b", rows, n_out, size, dtype)             # h is consumed
+            spikes = _scratch("ab"[i % 2], rows, n_out, size, dtype)    # (layer i - 2's: consumed)
             stored = _buffer(("fused", "s8", i), (rows, n_out), np.uint8)
             compact = stored.reshape(T, B, n_out)
         theta = theta_per_neuron(layer.expand_theta(params["theta"]), (n_out,), dtype)
@@ -88,7 +90,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     rates = population_rates(h.reshape(T, B, -1), population)
     value, grad_rates = loss_from_rates(rates, labels, loss)
     grad = rates_backward(grad_rates, T, population).reshape(rows, -1)  # e^L_t
-    free = "a"                                     # the scratch buffer grad does not occupy
+    last = len(layers) - 1
+    free = "ab"[last % 2]                          # the last layer's spikes: consumed by the rates
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         layer, params = layers[i], params_per_layer[i]
@@ -104,6 +107,8 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
             h = x_rows
         elif smooth:
             h = stored_spikes[i - 1]
+        elif i == last:                             # its float spikes are still in the other buffer
+            h = _scratch("ab"[(i - 1) % 2], rows, layer.in_features, size, dtype)
         else:
             h = _scratch(free, rows, layer.in_features, size, dtype)
             h[...] = stored_spikes[i - 1]                                 # uint8 -> dtype
