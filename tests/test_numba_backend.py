@@ -126,7 +126,8 @@ def test_per_layer_kernels_match_reference_on_odd_shapes():
 def test_float32_kernels_compute_in_float32():
     """The scalar math of the default kernels keeps float32 data in float32, as NumPy does
     (``scalar.cast_like``); a plain float literal would make it float64 (half the vector
-    width, float64 divisions: the atan backward ran 6x slower so). The types are read from
+    width, float64 divisions: a plain loop of the atan backward ran 6x slower so). The
+    types are read from
     Numba's own signatures, and the surrogate is the reference bit for bit."""
     import numba
     from stlsim.kernels import _jit
