@@ -81,12 +81,20 @@ def test_numba_matches_numpy(dtype, reset, detach, surrogate, smooth):
         assert_close(a, b, tol, "membrane")
 
 
-@pytest.mark.parametrize("depth", (1, 3, 4))
+@pytest.mark.parametrize("depth", (1, 2, 3, 4))
 @pytest.mark.parametrize("smooth", (False, True))
-def test_fused_step_of_every_depth_matches_numpy(depth, smooth):
+@pytest.mark.parametrize("fresh_workspace", (False, True))
+def test_fused_step_of_every_depth_matches_numpy(depth, smooth, fresh_workspace, monkeypatch):
     """The fused step's buffers (spikes alternating between two scratch buffers by layer,
     the output layer's (B4) reading the last hidden layer's float spikes where they were
-    written, the adjoints alternating in the backward) on 1, 3 and 4 layers."""
+    written, the adjoints alternating in the backward) on 1-4 layers; also with a
+    workspace that hands out a new NaN-filled array at every lookup, as a full workspace
+    does once it is cleared in the middle of a step (``_workspace.MAX_BUFFERS``): the step
+    must hold what it wrote, never look it up again by name."""
+    from stlsim.engines import fused_cpu
+    if fresh_workspace:
+        monkeypatch.setattr(fused_cpu, "_buffer", lambda name, shape, dtype: np.full(
+            shape, np.nan if np.dtype(dtype).kind == "f" else 7, dtype))
     sizes = (9, 12, 7, 11, 6)[:depth] + (6,)
     net, x, y = make_case(sizes=sizes, population=1)
     ref_loss, ref_grads = net.loss_and_grad(x, y, backend="numpy", smooth=smooth)

@@ -61,11 +61,12 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
     rows = T * B
     dtype = x.dtype
     size = rows * max(layer.out_features for layer in layers)
-    membranes, stored_spikes, thetas, specs = [], [], [], []
+    membranes, stored_spikes, thetas, specs, inputs = [], [], [], [], []
     x_rows = np.ascontiguousarray(x).reshape(rows, -1)
     h = x_rows                                                            # the GEMM operand
     for i, (layer, params) in enumerate(zip(layers, params_per_layer)):
         n_out = layer.out_features
+        inputs.append(h)
         membrane = _buffer(("fused", "m", i), (rows, n_out), dtype)
         current = membrane.reshape(T, B, n_out)          # the kernel turns I_t into m_t in place
         np.matmul(h, params["weight"].T, out=membrane)                   # (L1), one GEMM
@@ -103,12 +104,11 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
                      _buffer(("fused", "dn", i), (B, n_out), dtype),
                      _buffer(("fused", "tp", i), (B, n_out), dtype), grad_theta)  # (B1)-(B5)
         delta = grad
-        if i == 0:
-            h = x_rows
-        elif smooth:
-            h = stored_spikes[i - 1]
-        elif i == last:                             # its float spikes are still in the other buffer
-            h = _scratch("ab"[(i - 1) % 2], rows, layer.in_features, size, dtype)
+        if i == 0 or smooth or i == last:
+            # x, the stored smooth spikes, or the last hidden layer's float spikes, which the
+            # forward left in the other scratch buffer. Held by reference, never looked up
+            # again: a workspace cleared in between hands out a new array under that name.
+            h = inputs[i]
         else:
             h = _scratch(free, rows, layer.in_features, size, dtype)
             h[...] = stored_spikes[i - 1]                                 # uint8 -> dtype
