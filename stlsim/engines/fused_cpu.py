@@ -98,12 +98,12 @@ def loss_and_grad(layers, params_per_layer, x, labels, neuron, surrogate, popula
         layer, params = layers[i], params_per_layer[i]
         n_out = layer.out_features
         grad_theta = np.empty(n_out, dtype=dtype)
-        delta = grad.reshape(T, B, n_out)              # the kernel turns e_t into dL/dI_t in place
-        cpu.backward(delta, membranes[i].reshape(T, B, n_out),
-                     stored_spikes[i].reshape(T, B, n_out), thetas[i], specs[i], *spec, delta,
+        e = grad.reshape(T, B, n_out)             # one object twice: e_t becomes dL/dI_t in place
+        cpu.backward(e, membranes[i].reshape(T, B, n_out),
+                     stored_spikes[i].reshape(T, B, n_out), thetas[i], specs[i], *spec, e,
                      _buffer(("fused", "dn", i), (B, n_out), dtype),
                      _buffer(("fused", "tp", i), (B, n_out), dtype), grad_theta)  # (B1)-(B5)
-        delta = grad
+        delta = grad                              # (rows, n_out): now dL/dI_t
         if i == 0 or smooth or i == last:
             # x, the stored smooth spikes, or the last hidden layer's float spikes, which the
             # forward left in the other scratch buffer. Held by reference, never looked up
